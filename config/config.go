@@ -1,0 +1,244 @@
+// Package config loads, validates and prints hookmail's configuration.
+//
+// A config is built in three layers, each overriding the one before: the
+// built-in defaults (defaults.yaml), an optional YAML file, and HOOKMAIL_*
+// environment variables. Every load uses its own viper instance, so a reload
+// never sees a half-built config.
+package config
+
+import (
+	"bytes"
+	_ "embed"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/go-viper/mapstructure/v2"
+	"github.com/spf13/viper"
+	"go.yaml.in/yaml/v3"
+)
+
+//go:embed defaults.yaml
+var defaultsYAML []byte
+
+// EnvPrefix starts every environment variable hookmail reads for config keys:
+// smtp.password is HOOKMAIL_SMTP_PASSWORD.
+const EnvPrefix = "HOOKMAIL_"
+
+// Config is hookmail's whole configuration.
+type Config struct {
+	Listen    string    `mapstructure:"listen" yaml:"listen"`
+	Timezone  string    `mapstructure:"timezone" yaml:"timezone"`
+	Log       Log       `mapstructure:"log" yaml:"log"`
+	Webhook   Webhook   `mapstructure:"webhook" yaml:"webhook"`
+	Spool     Spool     `mapstructure:"spool" yaml:"spool"`
+	Outbox    Outbox    `mapstructure:"outbox" yaml:"outbox"`
+	SMTP      SMTP      `mapstructure:"smtp" yaml:"smtp"`
+	Retry     Retry     `mapstructure:"retry" yaml:"retry"`
+	Routes    []Route   `mapstructure:"routes" yaml:"routes"`
+	Templates Templates `mapstructure:"templates" yaml:"templates"`
+}
+
+// Log sets how hookmail logs.
+type Log struct {
+	Level  string `mapstructure:"level" yaml:"level"`   // debug | info | warn | error
+	Format string `mapstructure:"format" yaml:"format"` // text | json
+}
+
+// Webhook configures the HTTP receiver.
+type Webhook struct {
+	Path         string   `mapstructure:"path" yaml:"path"`
+	Secrets      []Secret `mapstructure:"secrets" yaml:"secrets"`
+	MaxBodyBytes int64    `mapstructure:"max_body_bytes" yaml:"max_body_bytes"`
+	UnescapeHTML bool     `mapstructure:"unescape_html" yaml:"unescape_html"`
+}
+
+// Spool configures the embedded durable queue.
+type Spool struct {
+	Dir string `mapstructure:"dir" yaml:"dir"`
+}
+
+// Outbox configures the .eml writer used when no SMTP host is set.
+type Outbox struct {
+	Dir string `mapstructure:"dir" yaml:"dir"`
+}
+
+// SMTP configures delivery through a mail server.
+type SMTP struct {
+	Host         string        `mapstructure:"host" yaml:"host"`
+	Port         int           `mapstructure:"port" yaml:"port"`
+	TLS          string        `mapstructure:"tls" yaml:"tls"`
+	CAFile       string        `mapstructure:"ca_file" yaml:"ca_file"`
+	Username     string        `mapstructure:"username" yaml:"username"`
+	Password     Secret        `mapstructure:"password" yaml:"password"`
+	PasswordFile string        `mapstructure:"password_file" yaml:"password_file"`
+	From         string        `mapstructure:"from" yaml:"from"`
+	Timeout      time.Duration `mapstructure:"timeout" yaml:"timeout"`
+	Workers      int           `mapstructure:"workers" yaml:"workers"`
+}
+
+// Retry sets the backoff between delivery attempts and how long an event may
+// keep failing before it goes to the dead letters.
+type Retry struct {
+	Initial  time.Duration `mapstructure:"initial" yaml:"initial"`
+	Max      time.Duration `mapstructure:"max" yaml:"max"`
+	Lifetime time.Duration `mapstructure:"lifetime" yaml:"lifetime"`
+}
+
+// Route sends the events it matches to its recipients. A route without a
+// match takes every event (the catch-all).
+type Route struct {
+	Name  string            `mapstructure:"name" yaml:"name"`
+	Match map[string]string `mapstructure:"match" yaml:"match,omitempty"`
+	To    []string          `mapstructure:"to" yaml:"to"`
+	Cc    []string          `mapstructure:"cc" yaml:"cc,omitempty"`
+	Bcc   []string          `mapstructure:"bcc" yaml:"bcc,omitempty"`
+}
+
+// Templates points at an optional directory whose files override the
+// embedded email templates of the same name.
+type Templates struct {
+	Dir string `mapstructure:"dir" yaml:"dir"`
+}
+
+// TLS modes for smtp.tls.
+const (
+	TLSStartTLS = "starttls"
+	TLSImplicit = "tls"
+	TLSNone     = "none"
+)
+
+// Default returns the built-in configuration: what hookmail runs on with no
+// file and no environment.
+func Default() *Config {
+	cfg, err := load(nil, nil)
+	if err != nil {
+		panic("config: built-in defaults do not load: " + err.Error())
+	}
+	return cfg
+}
+
+// Load builds the config from the defaults, the YAML file at path (none when
+// path is empty), and the HOOKMAIL_* variables getenv returns. It reports
+// unknown keys and values of the wrong type; Validate checks the rest.
+func Load(path string, getenv func(string) string) (*Config, error) {
+	var file []byte
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("config file: %w", err)
+		}
+		file = b
+	}
+	cfg, err := load(file, getenv)
+	if err != nil && path != "" {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return cfg, err
+}
+
+func load(file []byte, getenv func(string) string) (*Config, error) {
+	v := viper.New()
+	v.SetConfigType("yaml")
+	if err := v.ReadConfig(bytes.NewReader(defaultsYAML)); err != nil {
+		return nil, err
+	}
+	known := v.AllKeys()
+	if file != nil {
+		if err := v.MergeConfig(bytes.NewReader(file)); err != nil {
+			return nil, fmt.Errorf("not valid YAML: %w", err)
+		}
+	}
+	if getenv != nil {
+		for _, key := range known {
+			if key == "routes" {
+				continue // a list of objects has no sensible env form
+			}
+			if val, ok := lookupEnv(getenv, key); ok {
+				v.Set(key, val)
+			}
+		}
+	}
+	cfg := &Config{}
+	if err := v.UnmarshalExact(cfg); err != nil {
+		return nil, decodeProblems(err)
+	}
+	return cfg, nil
+}
+
+// EnvName is the environment variable that overrides key.
+func EnvName(key string) string {
+	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
+}
+
+func lookupEnv(getenv func(string) string, key string) (string, bool) {
+	val := getenv(EnvName(key))
+	return val, val != ""
+}
+
+// decodeProblems turns mapstructure's errors into ones that name the key
+// and say what to do, so a typo reads "unknown key smtp.hots".
+func decodeProblems(err error) error {
+	var problems []error
+	var walk func(error)
+	walk = func(e error) {
+		if joined, ok := e.(interface{ Unwrap() []error }); ok {
+			for _, inner := range joined.Unwrap() {
+				walk(inner)
+			}
+			return
+		}
+		var de *mapstructure.DecodeError
+		if !errors.As(e, &de) {
+			problems = append(problems, e)
+			return
+		}
+		key := strings.TrimPrefix(de.Name(), ".")
+		msg := de.Unwrap().Error()
+		if rest, ok := strings.CutPrefix(msg, "has invalid keys: "); ok {
+			for _, k := range strings.Split(rest, ", ") {
+				problems = append(problems, &Problem{
+					Key:     joinKey(key, k),
+					Message: "unknown key",
+					Fix:     "remove it or correct its spelling (config/hookmail.example.yaml lists every key)",
+				})
+			}
+			return
+		}
+		problems = append(problems, &Problem{Key: key, Message: msg, Fix: "give a value of the type shown in config/hookmail.example.yaml"})
+	}
+	walk(err)
+	sort.SliceStable(problems, func(i, j int) bool { return problems[i].Error() < problems[j].Error() })
+	return errors.Join(problems...)
+}
+
+func joinKey(parent, child string) string {
+	if parent == "" {
+		return child
+	}
+	return parent + "." + child
+}
+
+// Location returns the zone event timestamps are shown in. Validate has
+// checked that it loads.
+func (c *Config) Location() *time.Location {
+	loc, err := time.LoadLocation(c.Timezone)
+	if err != nil {
+		return time.UTC
+	}
+	return loc
+}
+
+// YAML prints the effective config, secrets masked, for `hookmail check`.
+func (c *Config) YAML() string {
+	var b bytes.Buffer
+	enc := yaml.NewEncoder(&b)
+	enc.SetIndent(2)
+	if err := enc.Encode(c); err != nil {
+		return "# cannot print config: " + err.Error() + "\n"
+	}
+	return b.String()
+}

@@ -1,0 +1,217 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/mail"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Problem is one thing wrong with a config: the key, what is wrong, and how
+// to fix it. It never quotes a secret's value.
+type Problem struct {
+	Key     string
+	Message string
+	Fix     string
+}
+
+func (p *Problem) Error() string {
+	if p.Fix == "" {
+		return fmt.Sprintf("%s: %s", p.Key, p.Message)
+	}
+	return fmt.Sprintf("%s: %s; %s", p.Key, p.Message, p.Fix)
+}
+
+// Validate reports every problem in the config at once, joined, each a
+// *Problem naming the key and the fix. It returns nil for a usable config.
+func (c *Config) Validate() error {
+	var v validator
+	c.validateServer(&v)
+	c.validateWebhook(&v)
+	c.validateSMTP(&v)
+	c.validateRetry(&v)
+	c.validateRoutes(&v)
+	if c.Templates.Dir != "" {
+		v.dir("templates.dir", c.Templates.Dir)
+	}
+	return errors.Join(v.problems...)
+}
+
+// Warnings lists what is allowed but probably a mistake.
+func (c *Config) Warnings() []string {
+	var warns []string
+	if !c.hasCatchAll() {
+		warns = append(warns, "routes: no catch-all route (one without match); an event no route takes goes to the dead letters with reason \"no route\"")
+	}
+	for i, s := range c.Webhook.Secrets {
+		if s != "" && len(s.Reveal()) < 16 {
+			warns = append(warns, fmt.Sprintf("webhook.secrets[%d]: shorter than 16 characters; use a long random value (the gateway's own are 40 hex characters)", i))
+		}
+	}
+	return warns
+}
+
+func (c *Config) hasCatchAll() bool {
+	for _, r := range c.Routes {
+		if len(r.Match) == 0 {
+			return true
+		}
+	}
+	return false
+}
+
+type validator struct{ problems []error }
+
+func (v *validator) add(key, msg, fix string) {
+	v.problems = append(v.problems, &Problem{Key: key, Message: msg, Fix: fix})
+}
+
+func (v *validator) positive(key string, d time.Duration) {
+	if d <= 0 {
+		v.add(key, fmt.Sprintf("must be a positive duration, got %s", d), `write it like "30s", "5m" or "1h"`)
+	}
+}
+
+func (v *validator) address(key, addr string) {
+	if _, err := mail.ParseAddress(addr); err != nil {
+		v.add(key, fmt.Sprintf("%q is not an email address (%v)", addr, err), `write it as "name@example.com" or "Name <name@example.com>"`)
+	}
+}
+
+func (v *validator) dir(key, path string) {
+	if fi, err := os.Stat(path); err != nil {
+		v.add(key, fmt.Sprintf("%q cannot be read (%v)", path, err), "create the directory or correct the path")
+	} else if !fi.IsDir() {
+		v.add(key, fmt.Sprintf("%q is not a directory", path), "point it at a directory")
+	}
+}
+
+func (v *validator) file(key, path string) {
+	if fi, err := os.Stat(path); err != nil {
+		v.add(key, fmt.Sprintf("%q cannot be read (%v)", path, err), "create the file or correct the path")
+	} else if fi.IsDir() {
+		v.add(key, fmt.Sprintf("%q is a directory", path), "point it at a file")
+	}
+}
+
+func (c *Config) validateServer(v *validator) {
+	if _, port, err := net.SplitHostPort(c.Listen); err != nil {
+		v.add("listen", fmt.Sprintf("%q is not host:port (%v)", c.Listen, err), `write it like ":8080" or "127.0.0.1:8080"`)
+	} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		v.add("listen", fmt.Sprintf("port %q is not a number from 0 to 65535", port), `write it like ":8080"`)
+	}
+	if _, err := time.LoadLocation(c.Timezone); err != nil {
+		v.add("timezone", fmt.Sprintf("%q is not a known time zone", c.Timezone), `use an IANA name like "UTC", "Europe/Berlin" or "Asia/Manila"`)
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		v.add("log.level", fmt.Sprintf("%q is not a level", c.Log.Level), "use one of debug, info, warn, error")
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		v.add("log.format", fmt.Sprintf("%q is not a format", c.Log.Format), "use text or json")
+	}
+	if c.Spool.Dir == "" {
+		v.add("spool.dir", "is empty", "set the directory the durable queue lives in, e.g. ./data")
+	}
+	if c.SMTP.Host == "" && c.Outbox.Dir == "" {
+		v.add("outbox.dir", "is empty and smtp.host is not set, so emails have nowhere to go", "set outbox.dir (e.g. ./outbox) or smtp.host")
+	}
+}
+
+func (c *Config) validateWebhook(v *validator) {
+	w := c.Webhook
+	switch {
+	case !strings.HasPrefix(w.Path, "/"):
+		v.add("webhook.path", fmt.Sprintf("%q does not start with /", w.Path), `write it like "/webhook"`)
+	case w.Path == "/healthz" || w.Path == "/readyz" || w.Path == "/metrics":
+		v.add("webhook.path", fmt.Sprintf("%q is taken by hookmail's own endpoint", w.Path), `choose another path, e.g. "/webhook"`)
+	}
+	if len(w.Secrets) == 0 {
+		v.add("webhook.secrets", "no secret is set, so no gateway could be let in", "set the secret your gateway sends (its webhook settings show it), e.g. HOOKMAIL_WEBHOOK_SECRETS=...")
+	}
+	for i, s := range w.Secrets {
+		if strings.TrimSpace(s.Reveal()) == "" {
+			v.add(fmt.Sprintf("webhook.secrets[%d]", i), "is empty", "remove it or set the gateway's secret")
+		}
+	}
+	if w.MaxBodyBytes <= 0 {
+		v.add("webhook.max_body_bytes", fmt.Sprintf("must be positive, got %d", w.MaxBodyBytes), "set a limit in bytes, e.g. 1048576")
+	}
+}
+
+func (c *Config) validateSMTP(v *validator) {
+	s := c.SMTP
+	if s.Port < 1 || s.Port > 65535 {
+		v.add("smtp.port", fmt.Sprintf("%d is not a port", s.Port), "use 587 for starttls, 465 for tls, 25 for a local server")
+	}
+	switch s.TLS {
+	case TLSStartTLS, TLSImplicit, TLSNone:
+	default:
+		v.add("smtp.tls", fmt.Sprintf("%q is not a TLS mode", s.TLS), "use starttls (port 587), tls (implicit TLS, port 465) or none")
+	}
+	if s.Password != "" && s.PasswordFile != "" {
+		v.add("smtp.password", "is set together with smtp.password_file", "set only one of them")
+	}
+	if s.PasswordFile != "" {
+		v.file("smtp.password_file", s.PasswordFile)
+	}
+	if s.CAFile != "" {
+		v.file("smtp.ca_file", s.CAFile)
+	}
+	v.address("smtp.from", s.From)
+	v.positive("smtp.timeout", s.Timeout)
+	if s.Workers < 1 || s.Workers > 256 {
+		v.add("smtp.workers", fmt.Sprintf("%d is out of range", s.Workers), "use a number from 1 to 256")
+	}
+}
+
+func (c *Config) validateRetry(v *validator) {
+	r := c.Retry
+	v.positive("retry.initial", r.Initial)
+	v.positive("retry.max", r.Max)
+	v.positive("retry.lifetime", r.Lifetime)
+	if r.Initial > 0 && r.Max > 0 && r.Initial > r.Max {
+		v.add("retry.initial", fmt.Sprintf("%s is longer than retry.max (%s)", r.Initial, r.Max), "make retry.initial shorter than retry.max")
+	}
+}
+
+func (c *Config) validateRoutes(v *validator) {
+	if len(c.Routes) == 0 {
+		v.add("routes", "no route is set, so no event would be emailed", "add at least one route with a recipient; one without match takes every event")
+	}
+	seen := map[string]int{}
+	for i, r := range c.Routes {
+		key := fmt.Sprintf("routes[%d]", i)
+		switch prev, dup := seen[r.Name]; {
+		case r.Name == "":
+			v.add(key+".name", "is empty", "give every route a unique name")
+		case dup:
+			v.add(key+".name", fmt.Sprintf("%q is also the name of routes[%d]", r.Name, prev), "give every route a unique name")
+		default:
+			seen[r.Name] = i
+		}
+		for field := range r.Match {
+			if field != "type" {
+				v.add(fmt.Sprintf("%s.match.%s", key, field), "is not a field routes can match on yet", "match on type only, e.g. match: { type: sms }")
+			}
+		}
+		if len(r.To)+len(r.Cc)+len(r.Bcc) == 0 {
+			v.add(key, fmt.Sprintf("route %q has no recipient", r.Name), "add an address to its to, cc or bcc")
+		}
+		for _, list := range []struct {
+			name  string
+			addrs []string
+		}{{"to", r.To}, {"cc", r.Cc}, {"bcc", r.Bcc}} {
+			for j, a := range list.addrs {
+				v.address(fmt.Sprintf("%s.%s[%d]", key, list.name, j), a)
+			}
+		}
+	}
+}

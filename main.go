@@ -1,0 +1,354 @@
+// Command hookmail relays SMS-gateway webhooks to email.
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"runtime"
+	"runtime/debug"
+	"strings"
+	"syscall"
+	"time"
+	_ "time/tzdata" // timezone works on hosts and images without zoneinfo
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/cobra"
+
+	"github.com/hookmail/hookmail/config"
+	"github.com/hookmail/hookmail/relay"
+)
+
+// Set at build time with -ldflags "-X main.version=… -X main.commit=…".
+var (
+	version = "dev"
+	commit  = ""
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "hookmail:", err)
+		os.Exit(1)
+	}
+}
+
+// errInvalidConfig is returned after the problems have been printed.
+var errInvalidConfig = errors.New("the config is invalid (problems listed above)")
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	var configPath string
+	root := &cobra.Command{
+		Use:           "hookmail",
+		Short:         "hookmail relays SMS-gateway webhooks to email",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetContext(ctx)
+	root.PersistentFlags().StringVar(&configPath, "config", "", "config file (default: $HOOKMAIL_CONFIG, then ./hookmail.yaml if present)")
+	loadConfig := func() (*config.Config, error) {
+		return config.Load(resolveConfigPath(configPath, getenv), getenv)
+	}
+	root.AddCommand(
+		serveCmd(loadConfig, stderr),
+		checkCmd(loadConfig, stdout, stderr),
+		renderCmd(loadConfig, stdout),
+		versionCmd(stdout),
+	)
+	return root.Execute()
+}
+
+// resolveConfigPath picks --config, then $HOOKMAIL_CONFIG, then
+// ./hookmail.yaml when it exists; "" means defaults and env only.
+func resolveConfigPath(flag string, getenv func(string) string) string {
+	if flag != "" {
+		return flag
+	}
+	if p := getenv("HOOKMAIL_CONFIG"); p != "" {
+		return p
+	}
+	if _, err := os.Stat("hookmail.yaml"); err == nil {
+		return "hookmail.yaml"
+	}
+	return ""
+}
+
+// printProblems lists every problem in err, one a line.
+func printProblems(w io.Writer, err error) {
+	fmt.Fprintln(w, "config problems:")
+	for _, line := range strings.Split(err.Error(), "\n") {
+		fmt.Fprintln(w, "  -", line)
+	}
+}
+
+func loadValid(load func() (*config.Config, error), stderr io.Writer) (*config.Config, error) {
+	cfg, err := load()
+	if err == nil {
+		err = cfg.Validate()
+	}
+	if err != nil {
+		printProblems(stderr, err)
+		return nil, errInvalidConfig
+	}
+	return cfg, nil
+}
+
+func newLogger(cfg config.Log, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.Level)) // Validate checked it
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+func serveCmd(load func() (*config.Config, error), stderr io.Writer) *cobra.Command {
+	var listen string
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the relay: receive webhooks, queue them durably, deliver emails",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadValid(load, stderr)
+			if err != nil {
+				return err
+			}
+			if listen != "" {
+				cfg.Listen = listen
+			}
+			return serve(cmd.Context(), cfg, newLogger(cfg.Log, stderr))
+		},
+	}
+	cmd.Flags().StringVar(&listen, "listen", "", "address to listen on, overriding the config's listen (e.g. 127.0.0.1:0)")
+	return cmd
+}
+
+// shutdownTimeout bounds how long in-flight webhook requests may take to
+// finish after SIGTERM.
+const shutdownTimeout = 15 * time.Second
+
+func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	for _, w := range cfg.Warnings() {
+		log.Warn("config: " + w)
+	}
+	if cfg.SMTP.Host != "" {
+		return errors.New("smtp.host is set, but SMTP delivery is not built yet; unset smtp.host to write emails to outbox.dir")
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	spool, err := relay.OpenSpool(cfg.Spool.Dir, time.Now)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := spool.Close(); err != nil {
+			log.Error("closing the spool", "err", err)
+		}
+	}()
+	sender, err := relay.NewOutbox(cfg.Outbox.Dir)
+	if err != nil {
+		return err
+	}
+	r, err := relay.New(cfg, log, reg, spool, sender)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	srv := &http.Server{
+		Handler:           r.Handler(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+
+	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
+	workDone := make(chan struct{})
+	go func() {
+		defer close(workDone)
+		_ = r.Run(workCtx)
+	}()
+	log.Info("hookmail listening", "addr", ln.Addr().String(), "webhook", cfg.Webhook.Path,
+		"spool", cfg.Spool.Dir, "outbox", cfg.Outbox.Dir, "workers", cfg.SMTP.Workers, "version", version)
+
+	select {
+	case <-ctx.Done():
+		err = nil
+	case err = <-serveErr:
+		err = fmt.Errorf("http server: %w", err)
+	}
+	// Reverse order: stop taking webhooks (letting in-flight ones be stored),
+	// then let each worker finish the email in hand, then close the spool.
+	log.Info("shutting down")
+	shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+	defer cancel()
+	if serr := srv.Shutdown(shutCtx); serr != nil {
+		log.Error("http shutdown", "err", serr)
+	}
+	stopWork()
+	<-workDone
+	log.Info("stopped")
+	return err
+}
+
+func checkCmd(load func() (*config.Config, error), stdout, stderr io.Writer) *cobra.Command {
+	return &cobra.Command{
+		Use:   "check",
+		Short: "Validate the config and print it, secrets masked",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			cfg, err := loadValid(load, stderr)
+			if err != nil {
+				return err
+			}
+			fmt.Fprint(stdout, cfg.YAML())
+			for _, w := range cfg.Warnings() {
+				fmt.Fprintln(stderr, "warning:", w)
+			}
+			fmt.Fprintln(stderr, "config is valid")
+			return nil
+		},
+	}
+}
+
+func renderCmd(load func() (*config.Config, error), stdout io.Writer) *cobra.Command {
+	var typ, bodyFile string
+	var fields []string
+	cmd := &cobra.Command{
+		Use:   "render",
+		Short: "Print the email an event would become, as an .eml, sending nothing",
+		Example: `  hookmail render --type sms --field phone=+639760713666 --field message="Hello World!"
+  hookmail render --body sms-body.txt`,
+		Args: cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			cfg, err := load()
+			if err != nil {
+				return err
+			}
+			if err := renderValidate(cfg); err != nil {
+				return err
+			}
+			ev, err := previewEvent(cfg, typ, bodyFile, fields)
+			if err != nil {
+				return err
+			}
+			renderer, err := relay.NewRenderer(cfg.Templates.Dir, cfg.Location())
+			if err != nil {
+				return fmt.Errorf("templates: %w", err)
+			}
+			route := relay.NewRouter(cfg.Routes).Match(ev)
+			if route == nil {
+				return fmt.Errorf("no route takes a %q event: hookmail would move it to the dead letters (add a route without match as a catch-all)", ev.Type)
+			}
+			msg, err := renderer.Render(ev, route, cfg.SMTP.From)
+			if err != nil {
+				return err
+			}
+			return msg.WriteEML(stdout)
+		},
+	}
+	cmd.Flags().StringVar(&typ, "type", "", "event type (sms, whatsapp, ussd, notification, or any other)")
+	cmd.Flags().StringArrayVar(&fields, "field", nil, "data field as name=value (repeatable)")
+	cmd.Flags().StringVar(&bodyFile, "body", "", "file holding a raw webhook body (form or JSON); - reads stdin")
+	return cmd
+}
+
+// renderValidate checks the config as serve would, except for the webhook
+// secret: rendering receives nothing, so it needs none.
+func renderValidate(cfg *config.Config) error {
+	var kept []error
+	if err := cfg.Validate(); err != nil {
+		joined, _ := err.(interface{ Unwrap() []error })
+		for _, e := range joined.Unwrap() {
+			var p *config.Problem
+			if errors.As(e, &p) && strings.HasPrefix(p.Key, "webhook.secrets") {
+				continue
+			}
+			kept = append(kept, e)
+		}
+	}
+	return errors.Join(kept...)
+}
+
+// previewEvent builds the event render shows, from a raw body and/or flags.
+func previewEvent(cfg *config.Config, typ, bodyFile string, fields []string) (*relay.Event, error) {
+	ev := &relay.Event{ID: "preview", Source: relay.SourceGateway, Data: map[string]string{}, Received: time.Now()}
+	if bodyFile != "" {
+		var body []byte
+		var err error
+		if bodyFile == "-" {
+			body, err = io.ReadAll(os.Stdin)
+		} else {
+			body, err = os.ReadFile(bodyFile)
+		}
+		if err != nil {
+			return nil, err
+		}
+		contentType := "application/x-www-form-urlencoded"
+		if trimmed := bytes.TrimSpace(body); len(trimmed) > 0 && trimmed[0] == '{' {
+			contentType = "application/json"
+		}
+		p, err := relay.DecodePayload(contentType, bytes.NewReader(bytes.TrimSpace(body)), relay.DecodeOptions{UnescapeHTML: cfg.Webhook.UnescapeHTML})
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", bodyFile, err)
+		}
+		ev.Type, ev.Data = relay.NormalizeType(p.Type), p.Data
+	}
+	for _, f := range fields {
+		name, value, ok := strings.Cut(f, "=")
+		if !ok || name == "" {
+			return nil, fmt.Errorf("--field %q: write it as name=value", f)
+		}
+		ev.Data[name] = value
+	}
+	if typ != "" {
+		ev.Type = relay.NormalizeType(typ)
+	}
+	if ev.Type == "" {
+		return nil, errors.New("no event type: give --type, or a --body that has one")
+	}
+	return ev, nil
+}
+
+func versionCmd(stdout io.Writer) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print hookmail's version, commit and Go version",
+		Args:  cobra.NoArgs,
+		Run: func(*cobra.Command, []string) {
+			c := commit
+			if info, ok := debug.ReadBuildInfo(); ok && c == "" {
+				for _, s := range info.Settings {
+					if s.Key == "vcs.revision" {
+						c = s.Value
+					}
+				}
+			}
+			if c == "" {
+				c = "unknown"
+			}
+			fmt.Fprintf(stdout, "hookmail %s (commit %s, %s, %s/%s)\n", version, c, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		},
+	}
+}

@@ -1,0 +1,234 @@
+package relay
+
+import (
+	"bytes"
+	"fmt"
+	htmltemplate "html/template"
+	"io/fs"
+	"net/mail"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	texttemplate "text/template"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/hookmail/hookmail/config"
+	"github.com/hookmail/hookmail/templates"
+)
+
+// GenericTemplate renders every type without templates of its own.
+const GenericTemplate = "generic"
+
+// layoutFile wraps every HTML part; each type's HTML file defines the
+// blocks "title", "body" and "facts" that it calls.
+const layoutFile = "layout.html.tmpl"
+
+// maxSubjectRunes keeps subjects readable in every mail client's list view.
+const maxSubjectRunes = 150
+
+// Renderer turns an event into an email with the type's templates: a
+// subject and a plain-text part through text/template, an HTML part through
+// html/template, which escapes every field.
+type Renderer struct {
+	loc  *time.Location
+	sets map[string]*templateSet
+}
+
+type templateSet struct {
+	subject *texttemplate.Template
+	text    *texttemplate.Template
+	html    *htmltemplate.Template
+}
+
+// View is what a template sees. Fields are the sender's, by name.
+type View struct {
+	ID    string
+	Type  string
+	Label string // the type as people write it: "SMS", "WhatsApp"
+	Route string
+	// Time is when the event happened, in the configured zone.
+	Time time.Time
+	// Data holds every data field by name; Fields lists them in wire order.
+	Data   map[string]string
+	Fields []Field
+}
+
+// Field is one named data field.
+type Field struct{ Name, Value string }
+
+// Get returns a data field, or "" when the sender left it out.
+func (v *View) Get(name string) string { return v.Data[name] }
+
+// NewRenderer parses the embedded templates, each overridden by a file of
+// the same name in overrideDir when that is set. A template that does not
+// parse is an error naming its file and line.
+func NewRenderer(overrideDir string, loc *time.Location) (*Renderer, error) {
+	var dir fs.FS
+	if overrideDir != "" {
+		dir = os.DirFS(overrideDir)
+	}
+	read := func(name string) (string, error) {
+		if dir != nil {
+			b, err := fs.ReadFile(dir, name)
+			if err == nil {
+				return string(b), nil
+			}
+			if !os.IsNotExist(err) {
+				return "", fmt.Errorf("template %s: %w", filepath.Join(overrideDir, name), err)
+			}
+		}
+		b, err := fs.ReadFile(templates.FS, name)
+		return string(b), err
+	}
+	layout, err := read(layoutFile)
+	if err != nil {
+		return nil, err
+	}
+	r := &Renderer{loc: loc, sets: map[string]*templateSet{}}
+	for _, typ := range append(KnownTypes, GenericTemplate) {
+		set := &templateSet{}
+		name := typ + ".subject.tmpl"
+		src, err := read(name)
+		if err != nil {
+			return nil, err
+		}
+		if set.subject, err = texttemplate.New(name).Funcs(textFuncs).Option("missingkey=zero").Parse(src); err != nil {
+			return nil, err
+		}
+		name = typ + ".text.tmpl"
+		if src, err = read(name); err != nil {
+			return nil, err
+		}
+		if set.text, err = texttemplate.New(name).Funcs(textFuncs).Option("missingkey=zero").Parse(src); err != nil {
+			return nil, err
+		}
+		name = typ + ".html.tmpl"
+		if src, err = read(name); err != nil {
+			return nil, err
+		}
+		h, err := htmltemplate.New(layoutFile).Funcs(htmlFuncs).Option("missingkey=zero").Parse(layout)
+		if err != nil {
+			return nil, err
+		}
+		if set.html, err = h.New(name).Parse(src); err != nil {
+			return nil, err
+		}
+		r.sets[typ] = set
+	}
+	return r, nil
+}
+
+var sharedFuncs = map[string]any{
+	"date":     func(t time.Time) string { return t.Format("Mon, 2 Jan 2006 15:04:05 MST") },
+	"lines":    splitLines,
+	"truncate": truncate,
+	"oneline":  oneLine,
+	"facts":    facts,
+}
+
+var textFuncs = texttemplate.FuncMap(sharedFuncs)
+var htmlFuncs = htmltemplate.FuncMap(sharedFuncs)
+
+var newlines = regexp.MustCompile(`\r\n|\r|\n`)
+
+// splitLines lets HTML templates put a <br> between lines while
+// html/template still escapes each line.
+func splitLines(s string) []string { return newlines.Split(s, -1) }
+
+// truncate shortens s to n runes, marking the cut with an ellipsis.
+func truncate(n int, s string) string {
+	if utf8.RuneCountInString(s) <= n {
+		return s
+	}
+	return string([]rune(s)[:max(n-1, 0)]) + "…"
+}
+
+// oneLine folds all white space and control characters into single
+// spaces, so a field fits a subject line.
+func oneLine(s string) string {
+	return strings.Join(strings.FieldsFunc(s, func(r rune) bool {
+		return unicode.IsSpace(r) || unicode.IsControl(r)
+	}), " ")
+}
+
+// facts pairs labels with values, leaving out empty values:
+// facts "From" .phone "SIM" .sim.
+func facts(kv ...string) []Field {
+	var out []Field
+	for i := 0; i+1 < len(kv); i += 2 {
+		if kv[i+1] != "" {
+			out = append(out, Field{Name: kv[i], Value: kv[i+1]})
+		}
+	}
+	return out
+}
+
+var labels = map[string]string{
+	TypeSMS:          "SMS",
+	TypeWhatsApp:     "WhatsApp",
+	TypeUSSD:         "USSD",
+	TypeNotification: "Notification",
+}
+
+// Render builds the email for ev on route.
+func (r *Renderer) Render(ev *Event, route *config.Route, from string) (*Message, error) {
+	set, ok := r.sets[ev.Type]
+	if !ok {
+		set = r.sets[GenericTemplate]
+	}
+	view := &View{
+		ID:    ev.ID,
+		Type:  ev.Type,
+		Label: labels[ev.Type],
+		Route: route.Name,
+		Time:  ev.Time().In(r.loc),
+		Data:  ev.Data,
+	}
+	if view.Label == "" {
+		view.Label = ev.Type
+	}
+	for _, name := range ev.FieldNames() {
+		view.Fields = append(view.Fields, Field{Name: name, Value: ev.Data[name]})
+	}
+	var subject, text, html bytes.Buffer
+	if err := set.subject.Execute(&subject, view); err != nil {
+		return nil, PermanentErr(fmt.Errorf("render subject: %w", err))
+	}
+	if err := set.text.Execute(&text, view); err != nil {
+		return nil, PermanentErr(fmt.Errorf("render text: %w", err))
+	}
+	if err := set.html.ExecuteTemplate(&html, layoutFile, view); err != nil {
+		return nil, PermanentErr(fmt.Errorf("render html: %w", err))
+	}
+	return &Message{
+		EventID:   ev.ID,
+		Route:     route.Name,
+		Type:      ev.Type,
+		From:      from,
+		To:        route.To,
+		Cc:        route.Cc,
+		Bcc:       route.Bcc,
+		Subject:   truncate(maxSubjectRunes, oneLine(subject.String())),
+		Text:      text.String(),
+		HTML:      html.String(),
+		Date:      ev.Time(),
+		MessageID: MessageID(ev.ID, route.Name, from),
+	}, nil
+}
+
+var unsafeIDChars = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
+
+// MessageID is the same for the same event and route every time, so a
+// mail client or an operator can tell a re-delivery from a new event.
+func MessageID(eventID, route, from string) string {
+	domain := "hookmail.invalid"
+	if addr, err := mail.ParseAddress(from); err == nil {
+		if at := strings.LastIndexByte(addr.Address, '@'); at >= 0 {
+			domain = addr.Address[at+1:]
+		}
+	}
+	return fmt.Sprintf("hookmail.%s.%s@%s", unsafeIDChars.ReplaceAllString(eventID, "-"), unsafeIDChars.ReplaceAllString(route, "-"), domain)
+}

@@ -1,0 +1,380 @@
+package relay
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+)
+
+// Spool is the embedded durable Queue: one bbolt file in a directory.
+//
+// Writes go through one committer goroutine that packs every write waiting
+// at the moment into one transaction and one fsync (group commit). Unlike
+// bbolt's DB.Batch it waits for no timer: a lone request commits at once, and
+// under load each commit takes everything that queued up during the last one.
+type Spool struct {
+	db  *bolt.DB
+	now func() time.Time
+
+	writes   chan writeOp
+	closing  chan struct{}
+	loopDone chan struct{}
+	closed   sync.Once
+
+	mu     sync.Mutex
+	leased map[string]bool
+	wake   chan struct{} // closed and replaced when something new is due
+}
+
+var _ Queue = (*Spool)(nil)
+
+// Buckets: events holds every waiting Item by id; due indexes them by next
+// attempt (8-byte big-endian Unix nanoseconds, then the id) so Lease reads
+// the earliest first; dead holds the dead letters by id.
+var (
+	bucketEvents = []byte("events")
+	bucketDue    = []byte("due")
+	bucketDead   = []byte("dead")
+	bucketMeta   = []byte("meta")
+)
+
+// maxBatch bounds one group commit, so one transaction stays small.
+const maxBatch = 1024
+
+type writeOp struct {
+	fn   func(*bolt.Tx) error
+	done chan error
+}
+
+// SpoolFile is the name of the spool's database file in spool.dir.
+const SpoolFile = "spool.db"
+
+// OpenSpool opens (or creates) the spool in dir. It fails fast, with a
+// reason, when another hookmail holds the file or the file is damaged.
+func OpenSpool(dir string, now func() time.Time) (*Spool, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("spool: cannot create %s: %w", dir, err)
+	}
+	path := filepath.Join(dir, SpoolFile)
+	db, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout:        2 * time.Second,
+		NoFreelistSync: true, // rebuilt at open; saves a write per commit
+		FreelistType:   bolt.FreelistMapType,
+	})
+	switch {
+	case errors.Is(err, bolterrors.ErrTimeout):
+		return nil, fmt.Errorf("spool: %s is locked by another process (is another hookmail running on this spool.dir?)", path)
+	case errors.Is(err, bolterrors.ErrInvalid), errors.Is(err, bolterrors.ErrChecksum), errors.Is(err, bolterrors.ErrVersionMismatch):
+		return nil, fmt.Errorf("spool: %s is damaged (%v); stop hookmail, move the file aside to start with an empty spool, and keep it for recovery", path, err)
+	case err != nil:
+		return nil, fmt.Errorf("spool: cannot open %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketEvents, bucketDue, bucketDead, bucketMeta} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("spool: cannot initialise %s: %w", path, err)
+	}
+	s := &Spool{
+		db:       db,
+		now:      now,
+		writes:   make(chan writeOp),
+		closing:  make(chan struct{}),
+		loopDone: make(chan struct{}),
+		leased:   map[string]bool{},
+		wake:     make(chan struct{}),
+	}
+	go s.commitLoop()
+	return s, nil
+}
+
+// update runs fn in a shared write transaction and returns once it is
+// committed and fsynced. fn may run more than once, so it must not have
+// side effects outside tx.
+func (s *Spool) update(fn func(*bolt.Tx) error) error {
+	op := writeOp{fn: fn, done: make(chan error, 1)}
+	select {
+	case s.writes <- op:
+	case <-s.closing:
+		return ErrQueueClosed
+	}
+	// The committer has the op; wait for its outcome even if the caller's
+	// context ends, since returning early could report a stored event as lost.
+	return <-op.done
+}
+
+func (s *Spool) commitLoop() {
+	defer close(s.loopDone)
+	for {
+		var first writeOp
+		select {
+		case first = <-s.writes:
+		case <-s.closing:
+			return
+		}
+		batch := []writeOp{first}
+	drain:
+		for len(batch) < maxBatch {
+			select {
+			case op := <-s.writes:
+				batch = append(batch, op)
+			default:
+				break drain
+			}
+		}
+		s.commit(batch)
+	}
+}
+
+// errOpFailed marks a batch whose own functions failed, not its commit.
+var errOpFailed = errors.New("an operation in the batch failed")
+
+func (s *Spool) commit(batch []writeOp) {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		for _, op := range batch {
+			if err := op.fn(tx); err != nil {
+				return errOpFailed
+			}
+		}
+		return nil
+	})
+	if errors.Is(err, errOpFailed) {
+		// One op failed: run each alone so the others still commit.
+		for _, op := range batch {
+			op.done <- s.db.Update(op.fn)
+		}
+		return
+	}
+	for _, op := range batch {
+		op.done <- err
+	}
+}
+
+func dueKey(at time.Time, id string) []byte {
+	k := make([]byte, 8+len(id))
+	binary.BigEndian.PutUint64(k, uint64(at.UnixNano()))
+	copy(k[8:], id)
+	return k
+}
+
+func putItem(tx *bolt.Tx, it *Item) error {
+	b, err := json.Marshal(it)
+	if err != nil {
+		return err
+	}
+	if err := tx.Bucket(bucketEvents).Put([]byte(it.Event.ID), b); err != nil {
+		return err
+	}
+	return tx.Bucket(bucketDue).Put(dueKey(it.NextAttempt, it.Event.ID), nil)
+}
+
+// removeItem deletes the waiting item and its due entry, found by the
+// record's own NextAttempt.
+func removeItem(tx *bolt.Tx, id string) (*Item, error) {
+	raw := tx.Bucket(bucketEvents).Get([]byte(id))
+	if raw == nil {
+		return nil, fmt.Errorf("spool: event %s is not waiting", id)
+	}
+	var stored Item
+	if err := json.Unmarshal(raw, &stored); err != nil {
+		return nil, fmt.Errorf("spool: event %s does not decode: %w", id, err)
+	}
+	if err := tx.Bucket(bucketDue).Delete(dueKey(stored.NextAttempt, id)); err != nil {
+		return nil, err
+	}
+	return &stored, tx.Bucket(bucketEvents).Delete([]byte(id))
+}
+
+// Enqueue stores ev, due now.
+func (s *Spool) Enqueue(_ context.Context, ev *Event) error {
+	it := &Item{Event: *ev, NextAttempt: s.now()}
+	if err := s.update(func(tx *bolt.Tx) error { return putItem(tx, it) }); err != nil {
+		return err
+	}
+	s.signal()
+	return nil
+}
+
+func (s *Spool) signal() {
+	s.mu.Lock()
+	close(s.wake)
+	s.wake = make(chan struct{})
+	s.mu.Unlock()
+}
+
+// Lease returns the earliest due item no other caller holds.
+func (s *Spool) Lease(ctx context.Context) (*Item, error) {
+	for {
+		it, wait, wake, err := s.next()
+		if err != nil || it != nil {
+			return it, err
+		}
+		if err := s.wait(ctx, wait, wake); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// wait sleeps until wake fires, d passes (d == 0: no deadline), or the
+// spool or ctx ends.
+func (s *Spool) wait(ctx context.Context, d time.Duration, wake <-chan struct{}) error {
+	var timer <-chan time.Time
+	if d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		timer = t.C
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.closing:
+		return ErrQueueClosed
+	case <-wake:
+	case <-timer:
+	}
+	return nil
+}
+
+// next finds the earliest due unleased item; otherwise how long until the
+// next one is due (0: none waiting) and the channel that signals new work.
+func (s *Spool) next() (*Item, time.Duration, <-chan struct{}, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var found *Item
+	var wait time.Duration
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketDue).Cursor()
+		now := s.now()
+		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			id := string(k[8:])
+			if s.leased[id] {
+				continue
+			}
+			at := time.Unix(0, int64(binary.BigEndian.Uint64(k[:8])))
+			if at.After(now) {
+				wait = at.Sub(now)
+				return nil
+			}
+			raw := tx.Bucket(bucketEvents).Get([]byte(id))
+			if raw == nil {
+				continue // an index entry without its event: nothing to send
+			}
+			var it Item
+			if err := json.Unmarshal(raw, &it); err != nil {
+				return fmt.Errorf("spool: event %s does not decode: %w", id, err)
+			}
+			found = &it
+			return nil
+		}
+		return nil
+	})
+	if found != nil {
+		s.leased[found.Event.ID] = true
+	}
+	return found, wait, s.wake, err
+}
+
+func (s *Spool) release(id string) {
+	s.mu.Lock()
+	delete(s.leased, id)
+	s.mu.Unlock()
+}
+
+// Ack removes a delivered item.
+func (s *Spool) Ack(_ context.Context, it *Item) error {
+	defer s.release(it.Event.ID)
+	return s.update(func(tx *bolt.Tx) error {
+		_, err := removeItem(tx, it.Event.ID)
+		return err
+	})
+}
+
+// Retry records the failed attempt and makes the item due again at next.
+func (s *Spool) Retry(_ context.Context, it *Item, next time.Time, cause error) error {
+	defer s.signal()
+	defer s.release(it.Event.ID)
+	return s.update(func(tx *bolt.Tx) error {
+		stored, err := removeItem(tx, it.Event.ID)
+		if err != nil {
+			return err
+		}
+		stored.Attempts++
+		stored.NextAttempt = next
+		stored.LastError = cause.Error()
+		return putItem(tx, stored)
+	})
+}
+
+// Bury moves the item to the dead letters, keeping its history.
+func (s *Spool) Bury(_ context.Context, it *Item, reason string) error {
+	defer s.release(it.Event.ID)
+	return s.update(func(tx *bolt.Tx) error {
+		stored, err := removeItem(tx, it.Event.ID)
+		if err != nil {
+			return err
+		}
+		stored.Attempts = it.Attempts
+		stored.LastError = it.LastError
+		stored.DeadReason = reason
+		stored.Died = s.now()
+		b, err := json.Marshal(stored)
+		if err != nil {
+			return err
+		}
+		return tx.Bucket(bucketDead).Put([]byte(stored.Event.ID), b)
+	})
+}
+
+// Stats counts waiting and dead items and finds the oldest waiting one.
+func (s *Spool) Stats(context.Context) (Stats, error) {
+	var st Stats
+	err := s.db.View(func(tx *bolt.Tx) error {
+		events := tx.Bucket(bucketEvents)
+		st.Depth = events.Stats().KeyN
+		st.Dead = tx.Bucket(bucketDead).Stats().KeyN
+		// Ids are UUIDv7, so the first key is the earliest received.
+		if _, raw := events.Cursor().First(); raw != nil {
+			var it Item
+			if err := json.Unmarshal(raw, &it); err != nil {
+				return err
+			}
+			st.Oldest = it.Event.Received
+		}
+		return nil
+	})
+	return st, err
+}
+
+// Ready writes a probe record, so it fails when the disk cannot take writes.
+func (s *Spool) Ready(context.Context) error {
+	return s.update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMeta).Put([]byte("probe"), []byte(s.now().UTC().Format(time.RFC3339Nano)))
+	})
+}
+
+// Close stops the committer and closes the file. Writes in flight finish
+// first; later ones get ErrQueueClosed.
+func (s *Spool) Close() error {
+	var err error
+	s.closed.Do(func() {
+		close(s.closing)
+		<-s.loopDone
+		err = s.db.Close()
+	})
+	return err
+}

@@ -1,0 +1,117 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// ReasonNoRoute is the dead-letter reason of an event no route takes.
+const ReasonNoRoute = "no route"
+
+// sendTimeout bounds one delivery attempt, so a worker always comes back to
+// the queue; the SMTP sender's own smtp.timeout is shorter.
+const sendTimeout = 5 * time.Minute
+
+// Run starts the delivery workers and blocks until ctx ends. Each worker
+// then finishes the email in hand (its attempt runs on a context that the
+// shutdown does not cancel) and settles it before Run returns.
+func (r *Relay) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for range r.cfg.SMTP.Workers {
+		wg.Go(func() { r.work(ctx) })
+	}
+	wg.Wait()
+	return nil
+}
+
+func (r *Relay) work(ctx context.Context) {
+	for {
+		it, err := r.queue.Lease(ctx)
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, ErrQueueClosed) {
+				return
+			}
+			r.log.Error("cannot read the queue; retrying in 1s", "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		attemptCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sendTimeout)
+		r.deliver(attemptCtx, it)
+		cancel()
+	}
+}
+
+// deliver makes one attempt at it and settles the lease: Ack on success,
+// Bury on a permanent error or past retry.lifetime, Retry otherwise.
+func (r *Relay) deliver(ctx context.Context, it *Item) {
+	start := r.now()
+	ev := &it.Event
+	log := r.log.With("id", ev.ID, "type", ev.Type, "attempt", it.Attempts+1)
+	route := r.router.Match(ev)
+	if route == nil {
+		r.bury(ctx, it, ReasonNoRoute, start)
+		return
+	}
+	log = log.With("route", route.Name)
+	msg, err := r.renderer.Render(ev, route, r.cfg.SMTP.From)
+	if err == nil {
+		err = r.sender.Send(ctx, msg)
+	}
+	if err == nil {
+		if err := r.queue.Ack(ctx, it); err != nil {
+			// Delivered but still queued: it will be sent again, with the
+			// same Message-ID, rather than lost.
+			log.Error("email sent but the queue did not record it; it will be sent again", "err", err)
+		}
+		r.metrics.sent.WithLabelValues(typeLabel(ev.Type)).Inc()
+		r.metrics.deliveries.WithLabelValues("sent").Observe(r.now().Sub(start).Seconds())
+		log.Info("email sent", "message_id", msg.MessageID)
+		return
+	}
+	class := Classify(err)
+	r.metrics.failed.WithLabelValues(typeLabel(ev.Type), class.String()).Inc()
+	prevErr := it.LastError
+	it.LastError = err.Error()
+	if class == Permanent {
+		log.Error("delivery failed permanently; moved to the dead letters", "err", err)
+		r.bury(ctx, it, "permanent error: "+err.Error(), start)
+		return
+	}
+	deadline := ev.Received.Add(r.cfg.Retry.Lifetime)
+	if !r.now().Before(deadline) {
+		log.Error("delivery kept failing for retry.lifetime; moved to the dead letters", "err", err, "lifetime", r.cfg.Retry.Lifetime)
+		r.bury(ctx, it, fmt.Sprintf("retry.lifetime (%s) exceeded: %v", r.cfg.Retry.Lifetime, err), start)
+		return
+	}
+	next := r.now().Add(Backoff(r.cfg.Retry.Initial, r.cfg.Retry.Max, it.Attempts))
+	if next.After(deadline) {
+		next = deadline // one last attempt when the lifetime ends
+	}
+	if prevErr != err.Error() {
+		log.Warn("delivery failed; will retry", "err", err, "next_attempt", next.Format(time.RFC3339))
+	} else {
+		log.Debug("delivery failed again; will retry", "err", err, "next_attempt", next.Format(time.RFC3339))
+	}
+	if err := r.queue.Retry(ctx, it, next, err); err != nil {
+		log.Error("cannot reschedule; the event stays queued and is tried again on restart", "err", err)
+	}
+	r.metrics.deliveries.WithLabelValues("retry").Observe(r.now().Sub(start).Seconds())
+}
+
+func (r *Relay) bury(ctx context.Context, it *Item, reason string, start time.Time) {
+	if err := r.queue.Bury(ctx, it, reason); err != nil {
+		r.log.Error("cannot move the event to the dead letters; it stays queued", "id", it.Event.ID, "err", err)
+		return
+	}
+	if reason == ReasonNoRoute {
+		r.log.Warn("no route takes this event; moved to the dead letters", "id", it.Event.ID, "type", it.Event.Type)
+	}
+	r.metrics.deliveries.WithLabelValues("dead").Observe(r.now().Sub(start).Seconds())
+}
