@@ -20,8 +20,8 @@ type Queue interface {
 	Lease(ctx context.Context) (*Item, error)
 	// Ack removes a delivered item.
 	Ack(ctx context.Context, it *Item) error
-	// Retry puts the item back, due again at next, recording the attempt and
-	// its error.
+	// Retry puts the item back, due again at next, recording its Attempts
+	// and the error.
 	Retry(ctx context.Context, it *Item, next time.Time, cause error) error
 	// Bury moves the item to the dead letters with the reason it failed.
 	Bury(ctx context.Context, it *Item, reason string) error
@@ -37,7 +37,8 @@ type Queue interface {
 // Item is an event in the queue with its delivery history.
 type Item struct {
 	Event Event `json:"event"`
-	// Attempts counts the delivery attempts made so far.
+	// Attempts counts the delivery attempts made so far; the worker counts
+	// each attempt before it settles the item.
 	Attempts int `json:"attempts"`
 	// NextAttempt is when the item is due.
 	NextAttempt time.Time `json:"next_attempt"`

@@ -220,6 +220,11 @@ func (s *Spool) signal() {
 // Lease returns the earliest due item no other caller holds.
 func (s *Spool) Lease(ctx context.Context) (*Item, error) {
 	for {
+		select {
+		case <-s.closing:
+			return nil, ErrQueueClosed
+		default:
+		}
 		it, wait, wake, err := s.next()
 		if err != nil || it != nil {
 			return it, err
@@ -313,7 +318,7 @@ func (s *Spool) Retry(_ context.Context, it *Item, next time.Time, cause error) 
 		if err != nil {
 			return err
 		}
-		stored.Attempts++
+		stored.Attempts = it.Attempts
 		stored.NextAttempt = next
 		stored.LastError = cause.Error()
 		return putItem(tx, stored)
@@ -338,6 +343,22 @@ func (s *Spool) Bury(_ context.Context, it *Item, reason string) error {
 		}
 		return tx.Bucket(bucketDead).Put([]byte(stored.Event.ID), b)
 	})
+}
+
+// Dead lists the dead letters, oldest id first.
+func (s *Spool) Dead(context.Context) ([]Item, error) {
+	var items []Item
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketDead).ForEach(func(_, raw []byte) error {
+			var it Item
+			if err := json.Unmarshal(raw, &it); err != nil {
+				return err
+			}
+			items = append(items, it)
+			return nil
+		})
+	})
+	return items, err
 }
 
 // Stats counts waiting and dead items and finds the oldest waiting one.

@@ -64,6 +64,7 @@ func (r *Relay) deliver(ctx context.Context, it *Item) {
 	if err == nil {
 		err = r.sender.Send(ctx, msg)
 	}
+	it.Attempts++
 	if err == nil {
 		if err := r.queue.Ack(ctx, it); err != nil {
 			// Delivered but still queued: it will be sent again, with the
@@ -90,7 +91,7 @@ func (r *Relay) deliver(ctx context.Context, it *Item) {
 		r.bury(ctx, it, fmt.Sprintf("retry.lifetime (%s) exceeded: %v", r.cfg.Retry.Lifetime, err), start)
 		return
 	}
-	next := r.now().Add(Backoff(r.cfg.Retry.Initial, r.cfg.Retry.Max, it.Attempts))
+	next := r.now().Add(Backoff(r.cfg.Retry.Initial, r.cfg.Retry.Max, it.Attempts-1))
 	if next.After(deadline) {
 		next = deadline // one last attempt when the lifetime ends
 	}

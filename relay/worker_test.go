@@ -1,0 +1,232 @@
+package relay
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/mail"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hookmail/hookmail/config"
+)
+
+// fakeSender fails or succeeds on demand, for the retry paths the outbox
+// cannot produce.
+type fakeSender struct {
+	send func(ctx context.Context, m *Message) error
+}
+
+var _ Sender = (*fakeSender)(nil)
+
+func (f *fakeSender) Send(ctx context.Context, m *Message) error { return f.send(ctx, m) }
+
+// runRelay runs r's workers until the returned stop is called.
+func runRelay(t *testing.T, r *Relay) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = r.Run(ctx) }()
+	return func() { cancel(); <-done }
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func emlFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(dir, "*.eml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files
+}
+
+// TestRestartWritesEachEventOnce accepts events, stops before any is
+// written out, starts again, and expects each event written exactly once.
+func TestRestartWritesEachEventOnce(t *testing.T) {
+	cfg := testConfig(t)
+	env := newTestEnv(t, cfg)
+	h := env.relay.Handler()
+	var ids []string
+	for _, file := range []string{"sms.form", "whatsapp.form", "ussd.form", "notifications.form", "telegram.form"} {
+		rec := post(t, h, formType, string(readTestdata(t, file)))
+		var resp struct{ ID string }
+		if rec.Code != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &resp) != nil {
+			t.Fatalf("%s: %d %s", file, rec.Code, rec.Body)
+		}
+		ids = append(ids, resp.ID)
+	}
+	// A worker had taken one event when the process stopped.
+	if _, err := env.spool.Lease(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.spool.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(emlFiles(t, cfg.Outbox.Dir)); n != 0 {
+		t.Fatalf("%d emails written before the restart, want 0", n)
+	}
+
+	env2 := newTestEnv(t, cfg)
+	stop := runRelay(t, env2.relay)
+	waitFor(t, "the queue to drain", func() bool {
+		st, err := env2.spool.Stats(t.Context())
+		return err == nil && st.Depth == 0
+	})
+	stop()
+	files := emlFiles(t, cfg.Outbox.Dir)
+	if len(files) != len(ids) {
+		t.Fatalf("%d emails written, want %d: %v", len(files), len(ids), files)
+	}
+	for _, id := range ids {
+		matches, _ := filepath.Glob(filepath.Join(cfg.Outbox.Dir, id+".*.eml"))
+		if len(matches) != 1 {
+			t.Errorf("event %s written %d times, want once", id, len(matches))
+		}
+	}
+	// The sms route took the sms; the catch-all took the rest.
+	smsFile, _ := filepath.Glob(filepath.Join(cfg.Outbox.Dir, ids[0]+".sms.eml"))
+	if len(smsFile) != 1 {
+		t.Fatal("the sms event did not go through the sms route")
+	}
+	f, err := os.Open(smsFile[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	msg, err := mail.ReadMessage(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for header, want := range map[string]string{
+		"To":         "<sms@example.com>",
+		"Cc":         "<cc@example.com>",
+		"Message-Id": "<hookmail." + ids[0] + ".sms@localhost>",
+		"Date":       "Thu, 24 Feb 2022 06:30:31 +0000",
+	} {
+		if got := msg.Header.Get(header); got != want {
+			t.Errorf("%s = %q, want %q", header, got, want)
+		}
+	}
+	if ct := msg.Header.Get("Content-Type"); !strings.HasPrefix(ct, "multipart/alternative") {
+		t.Errorf("Content-Type = %q, want multipart/alternative", ct)
+	}
+}
+
+func TestDeliveryOutcomes(t *testing.T) {
+	tests := []struct {
+		name      string
+		routes    []config.Route
+		send      func(calls int32) error
+		wantDepth int
+		wantDead  int
+		wantCalls int32
+		wantDeath string
+	}{
+		{
+			name:      "temporary error is retried, then delivered",
+			send:      func(calls int32) error { return map[bool]error{true: errors.New("451 try again")}[calls == 1] },
+			wantCalls: 2,
+		},
+		{
+			name:      "permanent error goes to the dead letters at once",
+			send:      func(int32) error { return PermanentErr(errors.New("550 no such user")) },
+			wantDead:  1,
+			wantCalls: 1,
+			wantDeath: "permanent error: 550 no such user",
+		},
+		{
+			name:      "no route takes the event",
+			routes:    []config.Route{{Name: "only-ussd", Match: map[string]string{"type": "ussd"}, To: []string{"a@example.com"}}},
+			send:      func(int32) error { return nil },
+			wantDead:  1,
+			wantCalls: 0,
+			wantDeath: ReasonNoRoute,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := testConfig(t)
+			cfg.Retry.Initial = 20 * time.Millisecond
+			cfg.Retry.Max = 40 * time.Millisecond
+			if tt.routes != nil {
+				cfg.Routes = tt.routes
+			}
+			env := newTestEnv(t, cfg)
+			var calls atomic.Int32
+			env.relay.sender = &fakeSender{send: func(_ context.Context, _ *Message) error {
+				return tt.send(calls.Add(1))
+			}}
+			if rec := post(t, env.relay.Handler(), formType, string(readTestdata(t, "sms.form"))); rec.Code != 200 {
+				t.Fatalf("post: %d", rec.Code)
+			}
+			stop := runRelay(t, env.relay)
+			waitFor(t, "the event to settle", func() bool {
+				st, _ := env.spool.Stats(t.Context())
+				return st.Depth == tt.wantDepth && st.Dead == tt.wantDead
+			})
+			stop()
+			if got := calls.Load(); got != tt.wantCalls {
+				t.Errorf("send called %d times, want %d", got, tt.wantCalls)
+			}
+			if tt.wantDeath != "" && !strings.Contains(env.logs.String(), "dead letters") {
+				t.Errorf("no log line about the dead letter:\n%s", env.logs)
+			}
+			if tt.wantDeath != "" {
+				dead := deadLetters(t, env.spool)
+				if len(dead) != 1 || dead[0].DeadReason != tt.wantDeath {
+					t.Errorf("dead letters = %+v, want one with reason %q", dead, tt.wantDeath)
+				}
+			}
+		})
+	}
+}
+
+func TestRetryLifetimeBuriesWithLastError(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Retry.Initial = 10 * time.Millisecond
+	cfg.Retry.Max = 20 * time.Millisecond
+	cfg.Retry.Lifetime = 150 * time.Millisecond
+	env := newTestEnv(t, cfg)
+	env.relay.sender = &fakeSender{send: func(context.Context, *Message) error { return errors.New("dial tcp: connection refused") }}
+	post(t, env.relay.Handler(), formType, string(readTestdata(t, "sms.form")))
+	stop := runRelay(t, env.relay)
+	waitFor(t, "the event to die", func() bool {
+		st, _ := env.spool.Stats(t.Context())
+		return st.Dead == 1
+	})
+	stop()
+	dead := deadLetters(t, env.spool)
+	if len(dead) != 1 || !strings.Contains(dead[0].DeadReason, "retry.lifetime") || !strings.Contains(dead[0].DeadReason, "connection refused") || dead[0].Attempts < 2 {
+		t.Fatalf("dead letter = %+v; want the lifetime reason, the last error and several attempts", dead)
+	}
+	// The error was the same every time: logged as a warning once, then at debug.
+	if n := strings.Count(env.logs.String(), "level=WARN msg=\"delivery failed; will retry\""); n != 1 {
+		t.Errorf("warned %d times about the same error, want 1", n)
+	}
+}
+
+func TestBackoffGrowsAndIsCapped(t *testing.T) {
+	for attempt, want := range []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 10 * time.Second, 10 * time.Second} {
+		for range 50 {
+			got := Backoff(time.Second, 10*time.Second, attempt)
+			if got < want/2 || got > want {
+				t.Fatalf("Backoff(attempt %d) = %v, want within [%v, %v]", attempt, got, want/2, want)
+			}
+		}
+	}
+}
