@@ -1,0 +1,210 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+const testSecret = "f50f6f32ff605baf44483fcecceaba83fc3f9362"
+
+const smsBody = "secret=" + testSecret + "&type=sms&data%5Bid%5D=2&data%5Brid%5D=10593&data%5Bsim%5D=1&data%5Bdevice%5D=00000000-0000-0000-d57d-f30cb6a89289&data%5Bphone%5D=%2B639760713666&data%5Bmessage%5D=Hello+World%21&data%5Btimestamp%5D=1645684231"
+
+// syncBuffer is a bytes.Buffer safe for the server's log writes and the
+// test's reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func envFunc(vars map[string]string) func(string) string {
+	return func(k string) string { return vars[k] }
+}
+
+var listenRe = regexp.MustCompile(`msg="hookmail listening" addr=(\S+)`)
+
+// startServe runs `hookmail serve --listen 127.0.0.1:0` in-process and
+// returns its base URL once /healthz answers.
+func startServe(t *testing.T, env map[string]string) (url string, logs *syncBuffer, stop func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	logs = &syncBuffer{}
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"serve", "--listen", "127.0.0.1:0"}, envFunc(env), io.Discard, logs)
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if m := listenRe.FindStringSubmatch(logs.String()); m != nil {
+			url = "http://" + m[1]
+			if resp, err := http.Get(url + "/healthz"); err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == 200 {
+					break
+				}
+			}
+		}
+		select {
+		case err := <-done:
+			cancel()
+			t.Fatalf("serve exited early: %v\n%s", err, logs)
+		default:
+		}
+		if time.Now().After(deadline) {
+			cancel()
+			t.Fatalf("serve did not come up:\n%s", logs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	var once sync.Once
+	var err error
+	stop = func() error {
+		once.Do(func() { cancel(); err = <-done })
+		return err
+	}
+	t.Cleanup(func() { _ = stop() })
+	return url, logs, stop
+}
+
+func TestServeAcceptsAndWritesOut(t *testing.T) {
+	dir := t.TempDir()
+	outbox := filepath.Join(dir, "outbox")
+	env := map[string]string{
+		"HOOKMAIL_WEBHOOK_SECRETS": testSecret,
+		"HOOKMAIL_SPOOL_DIR":       filepath.Join(dir, "data"),
+		"HOOKMAIL_OUTBOX_DIR":      outbox,
+	}
+	url, logs, stop := startServe(t, env)
+	resp, err := http.Post(url+"/webhook", "application/x-www-form-urlencoded", strings.NewReader(smsBody))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `"status":"queued"`) {
+		t.Fatalf("POST = %d %s", resp.StatusCode, body)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	var files []string
+	for len(files) == 0 && time.Now().Before(deadline) {
+		files, _ = filepath.Glob(filepath.Join(outbox, "*.eml"))
+		time.Sleep(20 * time.Millisecond)
+	}
+	if len(files) != 1 {
+		t.Fatalf("outbox holds %d emails, want 1\n%s", len(files), logs)
+	}
+	eml, _ := os.ReadFile(files[0])
+	if !bytes.Contains(eml, []byte("Subject: SMS from +639760713666: Hello World!")) {
+		t.Errorf("email:\n%s", eml)
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("serve returned %v on shutdown", err)
+	}
+	if strings.Contains(logs.String(), testSecret) {
+		t.Errorf("the logs contain the webhook secret:\n%s", logs)
+	}
+	if !strings.Contains(logs.String(), `msg=stopped`) {
+		t.Errorf("no clean shutdown in the logs:\n%s", logs)
+	}
+}
+
+func TestServeRefusesInvalidConfig(t *testing.T) {
+	var stderr bytes.Buffer
+	err := run(t.Context(), []string{"serve"}, envFunc(map[string]string{"HOOKMAIL_SMTP_TLS": "startls"}), io.Discard, &stderr)
+	if err == nil {
+		t.Fatal("serve started without a secret and with a bad smtp.tls")
+	}
+	for _, want := range []string{"webhook.secrets: no secret is set", `smtp.tls: "startls" is not a TLS mode`} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr.String())
+		}
+	}
+}
+
+func TestCheckMasksSecrets(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	env := envFunc(map[string]string{"HOOKMAIL_WEBHOOK_SECRETS": testSecret, "HOOKMAIL_SMTP_PASSWORD": "hunter2-smtp-password"})
+	if err := run(t.Context(), []string{"check"}, env, &stdout, &stderr); err != nil {
+		t.Fatalf("check: %v\n%s", err, stderr.String())
+	}
+	out := stdout.String() + stderr.String()
+	if strings.Contains(out, testSecret) || strings.Contains(out, "hunter2") {
+		t.Errorf("check printed a secret:\n%s", out)
+	}
+	if !strings.Contains(stdout.String(), "password: <secret>") || !strings.Contains(stdout.String(), "- <secret>") {
+		t.Errorf("check did not show masked secrets:\n%s", stdout.String())
+	}
+}
+
+func TestCheckUsesConfigFileFromEnv(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "hookmail.yaml")
+	if err := os.WriteFile(path, []byte("smtp:\n  hots: mail.example.com\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	err := run(t.Context(), []string{"check"}, envFunc(map[string]string{"HOOKMAIL_CONFIG": path}), io.Discard, &stderr)
+	if err == nil || !strings.Contains(stderr.String(), "smtp.hots: unknown key") {
+		t.Fatalf("err = %v, stderr:\n%s", err, stderr.String())
+	}
+}
+
+func TestRenderPrintsEML(t *testing.T) {
+	body := filepath.Join(t.TempDir(), "sms.txt")
+	if err := os.WriteFile(body, []byte(smsBody+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"from a raw body", []string{"render", "--body", body}, []string{"Subject: SMS from +639760713666: Hello World!", "Date: Thu, 24 Feb 2022 06:30:31 +0000", "Content-Type: text/html; charset=UTF-8"}},
+		{"from flags", []string{"render", "--type", "notifications", "--field", "title=Bank", "--field", "content=Paid"}, []string{"Subject: Bank: Paid", "To: <hookmail@localhost>"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout bytes.Buffer
+			if err := run(t.Context(), tt.args, envFunc(nil), &stdout, io.Discard); err != nil {
+				t.Fatal(err)
+			}
+			for _, want := range tt.want {
+				if !strings.Contains(stdout.String(), want) {
+					t.Errorf("output lacks %q:\n%s", want, stdout.String())
+				}
+			}
+		})
+	}
+	if err := run(t.Context(), []string{"render", "--field", "x=1"}, envFunc(nil), io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "no event type") {
+		t.Errorf("render without a type: %v", err)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	var stdout bytes.Buffer
+	if err := run(t.Context(), []string{"version"}, envFunc(nil), &stdout, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`^hookmail \S+ \(commit \S+, go1\.\d+`).MatchString(stdout.String()) {
+		t.Errorf("version = %q", stdout.String())
+	}
+}
