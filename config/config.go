@@ -166,6 +166,10 @@ func load(file []byte, getenv func(string) string) (*Config, error) {
 	if err := v.UnmarshalExact(cfg); err != nil {
 		return nil, decodeProblems(err)
 	}
+	// "a, b" from the environment means two secrets, not " b".
+	for i, sec := range cfg.Webhook.Secrets {
+		cfg.Webhook.Secrets[i] = Secret(strings.TrimSpace(sec.Reveal()))
+	}
 	return cfg, nil
 }
 
@@ -180,39 +184,58 @@ func lookupEnv(getenv func(string) string, key string) (string, bool) {
 }
 
 // decodeProblems turns mapstructure's errors into ones that name the key
-// and say what to do, so a typo reads "unknown key smtp.hots".
+// and say what to do, so a typo reads "unknown key smtp.hots". viper wraps
+// mapstructure's joined errors, which may nest, so every layer is opened.
 func decodeProblems(err error) error {
 	var problems []error
-	var walk func(error)
-	walk = func(e error) {
-		if joined, ok := e.(interface{ Unwrap() []error }); ok {
-			for _, inner := range joined.Unwrap() {
-				walk(inner)
+	var walk func(key string, e error)
+	walk = func(key string, e error) {
+		switch e := e.(type) {
+		case *mapstructure.DecodeError:
+			walk(strings.TrimPrefix(e.Name(), "."), e.Unwrap())
+		case interface{ Unwrap() []error }:
+			for _, inner := range e.Unwrap() {
+				walk(key, inner)
 			}
-			return
-		}
-		var de *mapstructure.DecodeError
-		if !errors.As(e, &de) {
-			problems = append(problems, e)
-			return
-		}
-		key := strings.TrimPrefix(de.Name(), ".")
-		msg := de.Unwrap().Error()
-		if rest, ok := strings.CutPrefix(msg, "has invalid keys: "); ok {
-			for _, k := range strings.Split(rest, ", ") {
-				problems = append(problems, &Problem{
-					Key:     joinKey(key, k),
-					Message: "unknown key",
-					Fix:     "remove it or correct its spelling (config/hookmail.example.yaml lists every key)",
-				})
+		case *mapstructure.ParseError:
+			problems = append(problems, &Problem{Key: key,
+				Message: fmt.Sprintf("%q is not a valid %s", fmt.Sprint(e.Value), typeName(e.Expected.Type().String())),
+				Fix:     "give a value of the type shown in config/hookmail.example.yaml"})
+		default:
+			if inner := errors.Unwrap(e); inner != nil {
+				walk(key, inner)
+				return
 			}
-			return
+			msg := e.Error()
+			if rest, ok := strings.CutPrefix(msg, "has invalid keys: "); ok {
+				for _, k := range strings.Split(rest, ", ") {
+					problems = append(problems, &Problem{
+						Key:     joinKey(key, k),
+						Message: "unknown key",
+						Fix:     "remove it or correct its spelling (config/hookmail.example.yaml lists every key)",
+					})
+				}
+				return
+			}
+			problems = append(problems, &Problem{Key: key, Message: msg, Fix: "give a value of the type shown in config/hookmail.example.yaml"})
 		}
-		problems = append(problems, &Problem{Key: key, Message: msg, Fix: "give a value of the type shown in config/hookmail.example.yaml"})
 	}
-	walk(err)
+	walk("", err)
 	sort.SliceStable(problems, func(i, j int) bool { return problems[i].Error() < problems[j].Error() })
 	return errors.Join(problems...)
+}
+
+// typeName says what a Go type is in a config file's words.
+func typeName(goType string) string {
+	switch goType {
+	case "int", "int64":
+		return "whole number"
+	case "bool":
+		return "boolean (true or false)"
+	case "time.Duration":
+		return `duration (like "30s", "5m", "1h"; no days: 24h)`
+	}
+	return goType
 }
 
 func joinKey(parent, child string) string {

@@ -71,8 +71,12 @@ func (v *validator) add(key, msg, fix string) {
 }
 
 func (v *validator) positive(key string, d time.Duration) {
-	if d <= 0 {
+	switch {
+	case d <= 0:
 		v.add(key, fmt.Sprintf("must be a positive duration, got %s", d), `write it like "30s", "5m" or "1h"`)
+	case d < time.Millisecond:
+		// A bare number decodes as nanoseconds: "30" is 30ns, surely not meant.
+		v.add(key, fmt.Sprintf("%s is shorter than a millisecond; is the unit missing?", d), `write it with a unit, like "30s", "5m" or "1h"`)
 	}
 }
 

@@ -1,0 +1,689 @@
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"reflect"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/viper"
+)
+
+const examplePath = "hookmail.example.yaml"
+
+// noEnv is a getenv with nothing set.
+func noEnv(string) string { return "" }
+
+// envMap is a getenv that answers from m.
+func envMap(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+// problems splits a joined error into its parts.
+func problems(t *testing.T, err error) []error {
+	t.Helper()
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
+
+func mustLoad(t *testing.T, path string, getenv func(string) string) *Config {
+	t.Helper()
+	cfg, err := Load(path, getenv)
+	if err != nil {
+		t.Fatalf("Load(%q): %v", path, err)
+	}
+	return cfg
+}
+
+// --- 1. the example config ---------------------------------------------------
+
+func TestExampleLoadsAndValidates(t *testing.T) {
+	cfg := mustLoad(t, examplePath, noEnv)
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("example does not validate:\n%v", err)
+	}
+	if w := cfg.Warnings(); len(w) != 0 {
+		t.Errorf("example has warnings: %q", w)
+	}
+
+	if cfg.SMTP.Host != "" {
+		t.Errorf("smtp.host = %q, want empty (emails go to outbox.dir)", cfg.SMTP.Host)
+	}
+	if len(cfg.Webhook.Secrets) != 1 || !regexp.MustCompile(`^[0-9a-f]{40}$`).MatchString(cfg.Webhook.Secrets[0].Reveal()) {
+		t.Errorf("webhook.secrets should hold one 40-hex-character placeholder, got %d secrets", len(cfg.Webhook.Secrets))
+	}
+
+	want := []Route{
+		{
+			Name:  "sms",
+			Match: map[string]string{"type": "sms"},
+			To:    []string{"Support <support@example.com>"},
+			Cc:    []string{"team-lead@example.com"},
+			Bcc:   []string{"archive@example.com"},
+		},
+		{Name: "everything-else", To: []string{"ops@example.com"}},
+	}
+	if !reflect.DeepEqual(cfg.Routes, want) {
+		t.Errorf("routes =\n%#v\nwant\n%#v", cfg.Routes, want)
+	}
+
+	// Apart from the secret and the routes, the example shows the defaults.
+	def := Default()
+	cfg.Webhook.Secrets, def.Webhook.Secrets = nil, nil
+	cfg.Routes, def.Routes = nil, nil
+	if !reflect.DeepEqual(cfg, def) {
+		t.Errorf("example values differ from the defaults:\n%s\nwant\n%s", cfg.YAML(), def.YAML())
+	}
+}
+
+// TestExampleDocumentsEveryKey keeps the example in step with defaults.yaml:
+// the same keys, and every key's env name and default written in a comment.
+func TestExampleDocumentsEveryKey(t *testing.T) {
+	keys := func(b []byte) []string {
+		v := viper.New()
+		v.SetConfigType("yaml")
+		if err := v.ReadConfig(bytes.NewReader(b)); err != nil {
+			t.Fatal(err)
+		}
+		k := v.AllKeys()
+		slices.Sort(k)
+		return k
+	}
+	example, err := os.ReadFile(examplePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defKeys, exKeys := keys(defaultsYAML), keys(example)
+	if !slices.Equal(defKeys, exKeys) {
+		t.Errorf("example keys differ from defaults.yaml:\n got %q\nwant %q", exKeys, defKeys)
+	}
+
+	var comments strings.Builder
+	for _, line := range strings.Split(string(example), "\n") {
+		if _, c, ok := strings.Cut(line, "#"); ok {
+			comments.WriteString(c + "\n")
+		}
+	}
+	for _, k := range defKeys {
+		if k == "routes" {
+			continue // no env form
+		}
+		if !strings.Contains(comments.String(), "Env: "+EnvName(k)) {
+			t.Errorf("example does not document %s's env override %s", k, EnvName(k))
+		}
+	}
+	if !strings.Contains(comments.String(), "HOOKMAIL_WEBHOOK_SECRETS=a,b") {
+		t.Error("example does not show the comma-separated list form HOOKMAIL_WEBHOOK_SECRETS=a,b")
+	}
+	if n := strings.Count(comments.String(), "Default"); n < len(defKeys)-1 {
+		t.Errorf("example states %d defaults for %d keys", n, len(defKeys))
+	}
+}
+
+// --- 2. bad files --------------------------------------------------------------
+
+const (
+	fixUnknown = "remove it or correct its spelling (config/hookmail.example.yaml lists every key)"
+	fixType    = "give a value of the type shown in config/hookmail.example.yaml"
+	fixAddress = `write it as "name@example.com" or "Name <name@example.com>"`
+	fixDur     = `write it like "30s", "5m" or "1h"`
+	noSecret   = "webhook.secrets: no secret is set, so no gateway could be let in; set the secret your gateway sends (its webhook settings show it), e.g. HOOKMAIL_WEBHOOK_SECRETS=..."
+)
+
+func TestBadFiles(t *testing.T) {
+	tests := []struct {
+		file string
+		// loadErr is Load's exact error; when it is empty Load must succeed
+		// and validateErr is Validate's exact error, one problem a line.
+		loadErr     string
+		validateErr []string
+	}{
+		{file: "unknown_top_key.yaml", loadErr: "testdata/unknown_top_key.yaml: smpt: unknown key; " + fixUnknown},
+		{file: "unknown_nested_key.yaml", loadErr: "testdata/unknown_nested_key.yaml: smtp.hots: unknown key; " + fixUnknown},
+		{file: "unknown_route_key.yaml", loadErr: "testdata/unknown_route_key.yaml: routes[0].too: unknown key; " + fixUnknown},
+		{file: "wrong_type.yaml", loadErr: "testdata/wrong_type.yaml: smtp.workers: \"many\" is not a valid whole number; " + fixType},
+		{file: "invalid_yaml.yaml", loadErr: "testdata/invalid_yaml.yaml: not valid YAML: While parsing config: yaml: line 2: did not find expected key"},
+		{file: "bad_tls.yaml", validateErr: []string{
+			`smtp.tls: "ssl" is not a TLS mode; use starttls (port 587), tls (implicit TLS, port 465) or none`,
+		}},
+		{file: "password_and_file.yaml", validateErr: []string{
+			"smtp.password: is set together with smtp.password_file; set only one of them",
+		}},
+		{file: "bad_address.yaml", validateErr: []string{
+			`routes[0].to[0]: "ops at example dot com" is not an email address (mail: no angle-addr); ` + fixAddress,
+		}},
+		{file: "duplicate_route_names.yaml", validateErr: []string{
+			`routes[1].name: "sms" is also the name of routes[0]; give every route a unique name`,
+		}},
+		{file: "route_without_recipients.yaml", validateErr: []string{
+			`routes[0]: route "sms" has no recipient; add an address to its to, cc or bcc`,
+		}},
+		{file: "bad_durations.yaml", validateErr: []string{
+			"smtp.timeout: must be a positive duration, got 0s; " + fixDur,
+			"retry.initial: must be a positive duration, got -5s; " + fixDur,
+		}},
+		{file: "retry_initial_over_max.yaml", validateErr: []string{
+			"retry.initial: 2h0m0s is longer than retry.max (1h0m0s); make retry.initial shorter than retry.max",
+		}},
+		{file: "bad_timezone.yaml", validateErr: []string{
+			`timezone: "Mars/Olympus_Mons" is not a known time zone; use an IANA name like "UTC", "Europe/Berlin" or "Asia/Manila"`,
+		}},
+		{file: "no_secrets.yaml", validateErr: []string{noSecret}},
+		{file: "unsupported_match.yaml", validateErr: []string{
+			"routes[0].match.sender: is not a field routes can match on yet; match on type only, e.g. match: { type: sms }",
+		}},
+		// Several problems in one file: Validate lists every one at once.
+		{file: "many_problems.yaml", validateErr: []string{
+			`timezone: "Nowhere/Special" is not a known time zone; use an IANA name like "UTC", "Europe/Berlin" or "Asia/Manila"`,
+			`log.level: "loud" is not a level; use one of debug, info, warn, error`,
+			`webhook.path: "webhook" does not start with /; write it like "/webhook"`,
+			noSecret,
+			`smtp.tls: "ssl" is not a TLS mode; use starttls (port 587), tls (implicit TLS, port 465) or none`,
+			"smtp.workers: 0 is out of range; use a number from 1 to 256",
+			"retry.initial: 2h0m0s is longer than retry.max (1h0m0s); make retry.initial shorter than retry.max",
+			`routes[0].to[0]: "not an address" is not an email address (mail: no angle-addr); ` + fixAddress,
+			`routes[1].name: "dup" is also the name of routes[0]; give every route a unique name`,
+			"routes[1].match.sender: is not a field routes can match on yet; match on type only, e.g. match: { type: sms }",
+			`routes[1]: route "dup" has no recipient; add an address to its to, cc or bcc`,
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(strings.TrimSuffix(tt.file, ".yaml"), func(t *testing.T) {
+			cfg, err := Load("testdata/"+tt.file, noEnv)
+			if tt.loadErr != "" {
+				if err == nil {
+					t.Fatalf("Load succeeded, want error\n%s", tt.loadErr)
+				}
+				if cfg != nil {
+					t.Errorf("Load returned a config along with its error")
+				}
+				if err.Error() != tt.loadErr {
+					t.Fatalf("Load error\n got: %s\nwant: %s", err, tt.loadErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Load: %v", err)
+			}
+			err = cfg.Validate()
+			if err == nil {
+				t.Fatalf("Validate succeeded, want\n%s", strings.Join(tt.validateErr, "\n"))
+			}
+			if got, want := err.Error(), strings.Join(tt.validateErr, "\n"); got != want {
+				t.Fatalf("Validate error\n got:\n%s\nwant:\n%s", got, want)
+			}
+			// Each line is its own *Problem naming a key and a fix.
+			ps := problems(t, err)
+			if len(ps) != len(tt.validateErr) {
+				t.Fatalf("Validate joined %d problems, want %d", len(ps), len(tt.validateErr))
+			}
+			for _, e := range ps {
+				var p *Problem
+				if !errors.As(e, &p) || p.Key == "" || p.Fix == "" {
+					t.Errorf("problem %q is not a *Problem with a key and a fix", e)
+				}
+			}
+			if strings.Contains(err.Error(), "hunter2") {
+				t.Errorf("Validate error quotes the SMTP password: %s", err)
+			}
+		})
+	}
+}
+
+func TestLoadMissingFile(t *testing.T) {
+	_, err := Load("testdata/does-not-exist.yaml", noEnv)
+	want := "config file: open testdata/does-not-exist.yaml: no such file or directory"
+	if err == nil || err.Error() != want {
+		t.Fatalf("Load error\n got: %v\nwant: %s", err, want)
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("error does not wrap os.ErrNotExist: %v", err)
+	}
+}
+
+// TestLoadListsEveryProblemAtOnce: a file with several unknown keys and a
+// value of the wrong type should get every one reported in a single run.
+func TestLoadListsEveryProblemAtOnce(t *testing.T) {
+	want := strings.Join([]string{
+		"testdata/many_unknown_keys.yaml: routes[0].too: unknown key; " + fixUnknown,
+		"smpt: unknown key; " + fixUnknown,
+		"smtp.hots: unknown key; " + fixUnknown,
+		"smtp.workers: \"many\" is not a valid whole number; " + fixType,
+	}, "\n")
+	_, err := Load("testdata/many_unknown_keys.yaml", noEnv)
+	if err == nil {
+		t.Fatal("Load succeeded, want four problems")
+	}
+	if err.Error() != want {
+		t.Fatalf("Load error\n got:\n%s\nwant:\n%s", err, want)
+	}
+}
+
+// --- 3. environment overrides -------------------------------------------------
+
+func TestEnvName(t *testing.T) {
+	for key, want := range map[string]string{
+		"listen":                 "HOOKMAIL_LISTEN",
+		"smtp.password":          "HOOKMAIL_SMTP_PASSWORD",
+		"webhook.secrets":        "HOOKMAIL_WEBHOOK_SECRETS",
+		"webhook.max_body_bytes": "HOOKMAIL_WEBHOOK_MAX_BODY_BYTES",
+		"retry.max":              "HOOKMAIL_RETRY_MAX",
+	} {
+		if got := EnvName(key); got != want {
+			t.Errorf("EnvName(%q) = %q, want %q", key, got, want)
+		}
+	}
+}
+
+func TestEnvOverrides(t *testing.T) {
+	t.Run("smtp password", func(t *testing.T) {
+		cfg := mustLoad(t, "", envMap(map[string]string{"HOOKMAIL_SMTP_PASSWORD": "pw-from-env"}))
+		if got := cfg.SMTP.Password.Reveal(); got != "pw-from-env" {
+			t.Errorf("smtp.password = %q, want pw-from-env", got)
+		}
+	})
+	t.Run("two webhook secrets", func(t *testing.T) {
+		cfg := mustLoad(t, "", envMap(map[string]string{"HOOKMAIL_WEBHOOK_SECRETS": "a,b"}))
+		if got, want := cfg.Webhook.Secrets, []Secret{"a", "b"}; !slices.Equal(got, want) {
+			t.Errorf("webhook.secrets has %d secrets, want [a b] (revealed: %q)", len(got), reveal(got))
+		}
+		if err := cfg.Validate(); err != nil {
+			t.Errorf("Validate: %v", err)
+		}
+	})
+	t.Run("one webhook secret", func(t *testing.T) {
+		cfg := mustLoad(t, "", envMap(map[string]string{"HOOKMAIL_WEBHOOK_SECRETS": "only-one"}))
+		if got := reveal(cfg.Webhook.Secrets); !slices.Equal(got, []string{"only-one"}) {
+			t.Errorf("webhook.secrets = %q, want [only-one]", got)
+		}
+	})
+	t.Run("workers and retry.max", func(t *testing.T) {
+		cfg := mustLoad(t, "", envMap(map[string]string{
+			"HOOKMAIL_SMTP_WORKERS": "8",
+			"HOOKMAIL_RETRY_MAX":    "2h",
+		}))
+		if cfg.SMTP.Workers != 8 {
+			t.Errorf("smtp.workers = %d, want 8", cfg.SMTP.Workers)
+		}
+		if cfg.Retry.Max != 2*time.Hour {
+			t.Errorf("retry.max = %s, want 2h", cfg.Retry.Max)
+		}
+	})
+	t.Run("bool and int64", func(t *testing.T) {
+		cfg := mustLoad(t, "", envMap(map[string]string{
+			"HOOKMAIL_WEBHOOK_UNESCAPE_HTML":  "false",
+			"HOOKMAIL_WEBHOOK_MAX_BODY_BYTES": "2048",
+		}))
+		if cfg.Webhook.UnescapeHTML || cfg.Webhook.MaxBodyBytes != 2048 {
+			t.Errorf("unescape_html=%v max_body_bytes=%d, want false 2048", cfg.Webhook.UnescapeHTML, cfg.Webhook.MaxBodyBytes)
+		}
+	})
+	t.Run("env beats file, file beats defaults", func(t *testing.T) {
+		cfg := mustLoad(t, "testdata/file_overrides.yaml", envMap(map[string]string{
+			"HOOKMAIL_SMTP_PASSWORD":   "pw-from-env",
+			"HOOKMAIL_SMTP_WORKERS":    "8",
+			"HOOKMAIL_WEBHOOK_SECRETS": "env-secret-0123456789",
+		}))
+		if got := cfg.SMTP.Password.Reveal(); got != "pw-from-env" {
+			t.Errorf("smtp.password = %q, want the env's", got)
+		}
+		if cfg.SMTP.Workers != 8 {
+			t.Errorf("smtp.workers = %d, want the env's 8", cfg.SMTP.Workers)
+		}
+		if got := reveal(cfg.Webhook.Secrets); !slices.Equal(got, []string{"env-secret-0123456789"}) {
+			t.Errorf("webhook.secrets = %q, want the env's", got)
+		}
+		if cfg.Retry.Max != 3*time.Hour {
+			t.Errorf("retry.max = %s, want the file's 3h (no env set)", cfg.Retry.Max)
+		}
+		if cfg.Retry.Initial != 30*time.Second {
+			t.Errorf("retry.initial = %s, want the default 30s", cfg.Retry.Initial)
+		}
+	})
+	t.Run("file beats defaults", func(t *testing.T) {
+		cfg := mustLoad(t, "testdata/file_overrides.yaml", noEnv)
+		if got := cfg.SMTP.Password.Reveal(); got != "from-the-file" {
+			t.Errorf("smtp.password = %q, want the file's", got)
+		}
+		if cfg.SMTP.Workers != 2 || cfg.Retry.Max != 3*time.Hour {
+			t.Errorf("workers=%d retry.max=%s, want the file's 2 and 3h", cfg.SMTP.Workers, cfg.Retry.Max)
+		}
+		if cfg.SMTP.Port != 587 || cfg.SMTP.TLS != TLSStartTLS || cfg.SMTP.Timeout != 30*time.Second {
+			t.Errorf("smtp keys the file does not set lost their defaults: %+v", cfg.SMTP)
+		}
+	})
+	t.Run("file sets only webhook.path", func(t *testing.T) {
+		cfg := mustLoad(t, "testdata/only_webhook_path.yaml", noEnv)
+		want := Default()
+		want.Webhook.Path = "/hooks/sms-gateway"
+		if !reflect.DeepEqual(cfg, want) {
+			t.Errorf("got\n%s\nwant\n%s", cfg.YAML(), want.YAML())
+		}
+		if cfg.Webhook.MaxBodyBytes != 1048576 || !cfg.Webhook.UnescapeHTML {
+			t.Errorf("webhook defaults lost: max_body_bytes=%d unescape_html=%v", cfg.Webhook.MaxBodyBytes, cfg.Webhook.UnescapeHTML)
+		}
+	})
+	t.Run("empty variable is ignored", func(t *testing.T) {
+		cfg := mustLoad(t, "testdata/file_overrides.yaml", envMap(map[string]string{"HOOKMAIL_SMTP_PASSWORD": ""}))
+		if got := cfg.SMTP.Password.Reveal(); got != "from-the-file" {
+			t.Errorf("smtp.password = %q, want the file's", got)
+		}
+	})
+	t.Run("routes has no env form", func(t *testing.T) {
+		cfg := mustLoad(t, "", envMap(map[string]string{"HOOKMAIL_ROUTES": "x"}))
+		if !reflect.DeepEqual(cfg.Routes, Default().Routes) {
+			t.Errorf("routes = %+v, want the defaults", cfg.Routes)
+		}
+	})
+	t.Run("only HOOKMAIL_ names are read", func(t *testing.T) {
+		var asked []string
+		mustLoad(t, "", func(k string) string { asked = append(asked, k); return "" })
+		if !slices.Contains(asked, "HOOKMAIL_SMTP_PASSWORD") || !slices.Contains(asked, "HOOKMAIL_WEBHOOK_SECRETS") {
+			t.Errorf("getenv was not asked for the known keys: %q", asked)
+		}
+		for _, k := range asked {
+			if !strings.HasPrefix(k, EnvPrefix) || k == "HOOKMAIL_ROUTES" {
+				t.Errorf("getenv asked for %q", k)
+			}
+		}
+	})
+	t.Run("nil getenv reads no environment", func(t *testing.T) {
+		cfg := mustLoad(t, "", nil)
+		if !reflect.DeepEqual(cfg, Default()) {
+			t.Errorf("Load(\"\", nil) differs from Default()")
+		}
+	})
+	t.Run("bad value", func(t *testing.T) {
+		_, err := Load("", envMap(map[string]string{"HOOKMAIL_SMTP_WORKERS": "lots"}))
+		want := "smtp.workers: \"lots\" is not a valid whole number; " + fixType
+		if err == nil || err.Error() != want {
+			t.Errorf("Load error\n got: %v\nwant: %s", err, want)
+		}
+	})
+}
+
+func reveal(ss []Secret) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = s.Reveal()
+	}
+	return out
+}
+
+// --- 4. secret masking ------------------------------------------------------
+
+func TestSecretMasking(t *testing.T) {
+	const value = "s3cr3t-VALUE-never-printed"
+	s := Secret(value)
+
+	if got := s.Reveal(); got != value {
+		t.Errorf("Reveal() = %q, want %q", got, value)
+	}
+	if got := s.String(); got != "<secret>" {
+		t.Errorf("String() = %q, want <secret>", got)
+	}
+	if got := Secret("").String(); got != "" {
+		t.Errorf("empty secret String() = %q, want empty", got)
+	}
+
+	cfg := Default()
+	cfg.SMTP.Password = s
+	cfg.Webhook.Secrets = []Secret{s, s + "-2"}
+
+	outputs := map[string]string{
+		"String":      s.String(),
+		"%v":          fmt.Sprintf("%v", s),
+		"%+v":         fmt.Sprintf("%+v", s),
+		"%s":          fmt.Sprintf("%s", s),
+		"%q":          fmt.Sprintf("%q", s),
+		"%#v":         fmt.Sprintf("%#v", s),
+		"%x":          fmt.Sprintf("%x", s),
+		"%10s":        fmt.Sprintf("%10s", s),
+		"Sprint":      fmt.Sprint(s),
+		"Sprintln":    fmt.Sprintln(s),
+		"pointer %v":  fmt.Sprintf("%v", &s),
+		"slice %v":    fmt.Sprintf("%v", cfg.Webhook.Secrets),
+		"config %v":   fmt.Sprintf("%v", cfg),
+		"config %+v":  fmt.Sprintf("%+v", cfg),
+		"config %#v":  fmt.Sprintf("%#v", cfg),
+		"smtp %+v":    fmt.Sprintf("%+v", cfg.SMTP),
+		"Errorf":      fmt.Errorf("login failed with %v", s).Error(),
+		"Config.YAML": cfg.YAML(),
+	}
+
+	for name, h := range map[string]func(*bytes.Buffer) slog.Handler{
+		"slog text": func(b *bytes.Buffer) slog.Handler { return slog.NewTextHandler(b, nil) },
+		"slog json": func(b *bytes.Buffer) slog.Handler { return slog.NewJSONHandler(b, nil) },
+	} {
+		var b bytes.Buffer
+		log := slog.New(h(&b))
+		log.Info("secret", "secret", s, "secrets", cfg.Webhook.Secrets, "smtp", cfg.SMTP, "webhook", cfg.Webhook)
+		log.Info("attr", slog.Any("secret", s), slog.String("str", s.String()))
+		log.With("secret", s).WithGroup("g").Info("group", "secret", s)
+		outputs[name] = b.String()
+	}
+
+	for name, v := range map[string]any{"json secret": s, "json config": cfg, "json smtp": cfg.SMTP} {
+		b, err := json.Marshal(v)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		outputs[name] = string(b)
+	}
+
+	for name, out := range outputs {
+		if strings.Contains(out, value) {
+			t.Errorf("%s shows the secret: %s", name, out)
+		}
+		// encoding/json escapes < and > as \u003c and \u003e.
+		if !strings.Contains(out, "<secret>") && !strings.Contains(out, `\u003csecret\u003e`) {
+			t.Errorf("%s shows no <secret> mask: %s", name, out)
+		}
+	}
+
+	if got, want := fmt.Sprintf("%q", s), `"<secret>"`; got != want {
+		t.Errorf("%%q = %s, want %s", got, want)
+	}
+	// Format handles %#v too, so GoString is never reached by fmt.
+	if got, want := fmt.Sprintf("%#v", s), `<secret>`; got != want {
+		t.Errorf("%%#v = %s, want %s", got, want)
+	}
+	if got, want := s.GoString(), `config.Secret("<secret>")`; got != want {
+		t.Errorf("GoString() = %s, want %s", got, want)
+	}
+	var decoded struct{ Password string }
+	if err := json.Unmarshal([]byte(outputs["json smtp"]), &decoded); err != nil || decoded.Password != "<secret>" {
+		t.Errorf("json.Marshal(smtp) password decodes to %q (%v), want <secret>", decoded.Password, err)
+	}
+	yml := cfg.YAML()
+	for _, want := range []string{"password: <secret>", "- <secret>"} {
+		if !strings.Contains(yml, want) {
+			t.Errorf("YAML() lacks %q:\n%s", want, yml)
+		}
+	}
+}
+
+// --- 5. defaults and warnings ---------------------------------------------
+
+func TestDefaultValidatesExceptForTheSecret(t *testing.T) {
+	err := Default().Validate()
+	ps := problems(t, err)
+	if len(ps) != 1 {
+		t.Fatalf("Default().Validate() gave %d problems, want only the missing secret:\n%v", len(ps), err)
+	}
+	var p *Problem
+	if !errors.As(ps[0], &p) {
+		t.Fatalf("problem is %T, want *Problem", ps[0])
+	}
+	if p.Key != "webhook.secrets" || err.Error() != noSecret {
+		t.Errorf("got %q (key %q), want\n%s", err, p.Key, noSecret)
+	}
+
+	cfg := Default()
+	cfg.Webhook.Secrets = []Secret{"0123456789abcdef0123456789abcdef01234567"}
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("Default() with a secret: %v", err)
+	}
+	if w := cfg.Warnings(); len(w) != 0 {
+		t.Errorf("Default() with a secret warns: %q", w)
+	}
+	if cfg.Location() != time.UTC {
+		t.Errorf("Location() = %v, want UTC", cfg.Location())
+	}
+}
+
+func TestWarnings(t *testing.T) {
+	const noCatchAll = `routes: no catch-all route (one without match); an event no route takes goes to the dead letters with reason "no route"`
+
+	cfg := Default()
+	cfg.Webhook.Secrets = []Secret{"0123456789abcdef0123456789abcdef01234567"}
+	cfg.Routes = []Route{{Name: "sms", Match: map[string]string{"type": "sms"}, To: []string{"sms@example.com"}}}
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
+	if got := cfg.Warnings(); !slices.Equal(got, []string{noCatchAll}) {
+		t.Errorf("Warnings() = %q, want [%q]", got, noCatchAll)
+	}
+
+	cfg.Routes = nil
+	if got := cfg.Warnings(); !slices.Equal(got, []string{noCatchAll}) {
+		t.Errorf("no routes: Warnings() = %q, want [%q]", got, noCatchAll)
+	}
+
+	cfg = Default()
+	cfg.Webhook.Secrets = []Secret{"0123456789abcdef0123456789abcdef01234567", "short-secret"}
+	want := "webhook.secrets[1]: shorter than 16 characters; use a long random value (the gateway's own are 40 hex characters)"
+	got := cfg.Warnings()
+	if !slices.Equal(got, []string{want}) {
+		t.Errorf("Warnings() = %q, want [%q]", got, want)
+	}
+	if strings.Contains(strings.Join(got, ""), "short-secret") {
+		t.Errorf("warning quotes the secret")
+	}
+}
+
+func TestValidateMore(t *testing.T) {
+	base := func() *Config {
+		cfg := Default()
+		cfg.Webhook.Secrets = []Secret{"0123456789abcdef0123456789abcdef01234567"}
+		return cfg
+	}
+	tests := []struct {
+		name   string
+		modify func(*Config)
+		want   string
+	}{
+		{"listen without port", func(c *Config) { c.Listen = "localhost" },
+			`listen: "localhost" is not host:port (address localhost: missing port in address); write it like ":8080" or "127.0.0.1:8080"`},
+		{"listen port too big", func(c *Config) { c.Listen = ":70000" },
+			`listen: port "70000" is not a number from 0 to 65535; write it like ":8080"`},
+		{"log format", func(c *Config) { c.Log.Format = "xml" },
+			`log.format: "xml" is not a format; use text or json`},
+		{"reserved webhook path", func(c *Config) { c.Webhook.Path = "/metrics" },
+			`webhook.path: "/metrics" is taken by hookmail's own endpoint; choose another path, e.g. "/webhook"`},
+		{"blank secret", func(c *Config) { c.Webhook.Secrets = append(c.Webhook.Secrets, "  ") },
+			"webhook.secrets[1]: is empty; remove it or set the gateway's secret"},
+		{"max body", func(c *Config) { c.Webhook.MaxBodyBytes = 0 },
+			"webhook.max_body_bytes: must be positive, got 0; set a limit in bytes, e.g. 1048576"},
+		{"no spool dir", func(c *Config) { c.Spool.Dir = "" },
+			"spool.dir: is empty; set the directory the durable queue lives in, e.g. ./data"},
+		{"nowhere to deliver", func(c *Config) { c.Outbox.Dir = "" },
+			"outbox.dir: is empty and smtp.host is not set, so emails have nowhere to go; set outbox.dir (e.g. ./outbox) or smtp.host"},
+		{"smtp port", func(c *Config) { c.SMTP.Port = 0 },
+			"smtp.port: 0 is not a port; use 587 for starttls, 465 for tls, 25 for a local server"},
+		{"missing password file", func(c *Config) { c.SMTP.PasswordFile = "testdata/nope.txt" },
+			`smtp.password_file: "testdata/nope.txt" cannot be read (stat testdata/nope.txt: no such file or directory); create the file or correct the path`},
+		{"ca file is a directory", func(c *Config) { c.SMTP.CAFile = "testdata" },
+			`smtp.ca_file: "testdata" is a directory; point it at a file`},
+		{"templates dir is a file", func(c *Config) { c.Templates.Dir = "testdata/smtp_password.txt" },
+			`templates.dir: "testdata/smtp_password.txt" is not a directory; point it at a directory`},
+		{"from", func(c *Config) { c.SMTP.From = "" },
+			`smtp.from: "" is not an email address (mail: no address); ` + fixAddress},
+		{"workers", func(c *Config) { c.SMTP.Workers = 257 },
+			"smtp.workers: 257 is out of range; use a number from 1 to 256"},
+		{"no routes", func(c *Config) { c.Routes = nil },
+			"routes: no route is set, so no event would be emailed; add at least one route with a recipient; one without match takes every event"},
+		{"unnamed route", func(c *Config) { c.Routes[0].Name = "" },
+			"routes[0].name: is empty; give every route a unique name"},
+		{"bad cc and bcc", func(c *Config) { c.Routes[0].Cc = []string{"x"}; c.Routes[0].Bcc = []string{"ok@example.com", "y"} },
+			`routes[0].cc[0]: "x" is not an email address (mail: missing '@' or angle-addr); ` + fixAddress + "\n" +
+				`routes[0].bcc[1]: "y" is not an email address (mail: missing '@' or angle-addr); ` + fixAddress},
+		{"zero lifetime", func(c *Config) { c.Retry.Lifetime = 0 },
+			"retry.lifetime: must be a positive duration, got 0s; " + fixDur},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := base()
+			tt.modify(cfg)
+			err := cfg.Validate()
+			if err == nil || err.Error() != tt.want {
+				t.Errorf("Validate()\n got: %v\nwant: %s", err, tt.want)
+			}
+		})
+	}
+	// An existing password_file, ca_file and templates dir are fine.
+	cfg := base()
+	cfg.SMTP.PasswordFile = "testdata/smtp_password.txt"
+	cfg.SMTP.CAFile = "testdata/smtp_password.txt"
+	cfg.Templates.Dir = "testdata"
+	cfg.SMTP.TLS = TLSImplicit
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("Validate: %v", err)
+	}
+}
+
+func TestProblemError(t *testing.T) {
+	if got := (&Problem{Key: "k", Message: "m"}).Error(); got != "k: m" {
+		t.Errorf("without fix: %q", got)
+	}
+	if got := (&Problem{Key: "k", Message: "m", Fix: "f"}).Error(); got != "k: m; f" {
+		t.Errorf("with fix: %q", got)
+	}
+}
+
+func TestLocation(t *testing.T) {
+	cfg := Default()
+	cfg.Timezone = "Asia/Manila"
+	if got := cfg.Location().String(); got != "Asia/Manila" {
+		t.Errorf("Location() = %s", got)
+	}
+	cfg.Timezone = "Not/AZone"
+	if cfg.Location() != time.UTC {
+		t.Errorf("unknown zone should fall back to UTC")
+	}
+}
+
+func TestSecretsListTrimsSpaces(t *testing.T) {
+	cfg, err := Load("", func(k string) string {
+		return map[string]string{"HOOKMAIL_WEBHOOK_SECRETS": "first-secret-value-0001, second-secret-value-0002"}[k]
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Webhook.Secrets) != 2 || cfg.Webhook.Secrets[1].Reveal() != "second-secret-value-0002" {
+		t.Fatalf("secrets = %d, second %q; want the space trimmed", len(cfg.Webhook.Secrets), cfg.Webhook.Secrets[len(cfg.Webhook.Secrets)-1].Reveal())
+	}
+}
+
+func TestDurationWithoutUnitIsAnError(t *testing.T) {
+	cfg := Default()
+	cfg.Webhook.Secrets = []Secret{"0123456789abcdef0123"}
+	cfg.SMTP.Timeout = 30 // what "timeout: 30" decodes to
+	want := `smtp.timeout: 30ns is shorter than a millisecond; is the unit missing?; write it with a unit, like "30s", "5m" or "1h"`
+	if err := cfg.Validate(); err == nil || err.Error() != want {
+		t.Fatalf("Validate = %v\nwant %s", err, want)
+	}
+}
