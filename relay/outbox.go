@@ -39,7 +39,7 @@ func (o *Outbox) Send(_ context.Context, m *Message) error {
 		return err
 	}
 	final := o.FileName(m)
-	tmp, err := os.CreateTemp(o.dir, ".tmp-*.eml")
+	tmp, err := os.CreateTemp(o.dir, ".tmp-*") // not *.eml: readers globbing for mail never see a half-written file
 	if err != nil {
 		return fmt.Errorf("outbox: %w", err)
 	}
