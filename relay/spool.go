@@ -173,11 +173,16 @@ func dueKey(at time.Time, id string) []byte {
 }
 
 func putItem(tx *bolt.Tx, it *Item) error {
-	b, err := json.Marshal(it)
+	raw, err := json.Marshal(it)
 	if err != nil {
 		return err
 	}
-	if err := tx.Bucket(bucketEvents).Put([]byte(it.Event.ID), b); err != nil {
+	return putRaw(tx, it, raw)
+}
+
+// putRaw stores an item already encoded as raw, with its due entry.
+func putRaw(tx *bolt.Tx, it *Item, raw []byte) error {
+	if err := tx.Bucket(bucketEvents).Put([]byte(it.Event.ID), raw); err != nil {
 		return err
 	}
 	return tx.Bucket(bucketDue).Put(dueKey(it.NextAttempt, it.Event.ID), nil)
@@ -200,10 +205,15 @@ func removeItem(tx *bolt.Tx, id string) (*Item, error) {
 	return &stored, tx.Bucket(bucketEvents).Delete([]byte(id))
 }
 
-// Enqueue stores ev, due now.
+// Enqueue stores ev, due now. The record is encoded here, in the caller's
+// goroutine, so the one committer goroutine only writes.
 func (s *Spool) Enqueue(_ context.Context, ev *Event) error {
 	it := &Item{Event: *ev, NextAttempt: s.now()}
-	if err := s.update(func(tx *bolt.Tx) error { return putItem(tx, it) }); err != nil {
+	raw, err := json.Marshal(it)
+	if err != nil {
+		return err
+	}
+	if err := s.update(func(tx *bolt.Tx) error { return putRaw(tx, it, raw) }); err != nil {
 		return err
 	}
 	s.signal()
@@ -223,6 +233,8 @@ func (s *Spool) Lease(ctx context.Context) (*Item, error) {
 		select {
 		case <-s.closing:
 			return nil, ErrQueueClosed
+		case <-ctx.Done():
+			return nil, ctx.Err()
 		default:
 		}
 		it, wait, wake, err := s.next()

@@ -28,7 +28,9 @@ func (r *Relay) Run(ctx context.Context) error {
 }
 
 func (r *Relay) work(ctx context.Context) {
-	for {
+	// Checked before every lease: on shutdown a worker stops after the email
+	// in hand, leaving a backlog in the spool rather than draining it.
+	for ctx.Err() == nil {
 		it, err := r.queue.Lease(ctx)
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, ErrQueueClosed) {

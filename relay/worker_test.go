@@ -230,3 +230,41 @@ func TestBackoffGrowsAndIsCapped(t *testing.T) {
 		}
 	}
 }
+
+// TestShutdownFinishesOnlyTheEmailInHand stops the workers with a backlog
+// queued: each finishes the attempt it holds, and the rest stay spooled.
+func TestShutdownFinishesOnlyTheEmailInHand(t *testing.T) {
+	cfg := testConfig(t)
+	env := newTestEnv(t, cfg)
+	h := env.relay.Handler()
+	for range 50 {
+		if rec := post(t, h, formType, string(readTestdata(t, "sms.form"))); rec.Code != 200 {
+			t.Fatalf("post: %d", rec.Code)
+		}
+	}
+	started := make(chan struct{}, 50)
+	release := make(chan struct{})
+	var sent atomic.Int32
+	env.relay.sender = &fakeSender{send: func(ctx context.Context, _ *Message) error {
+		started <- struct{}{}
+		<-release
+		sent.Add(1)
+		return ctx.Err() // the attempt's context must outlive the shutdown
+	}}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = env.relay.Run(ctx) }()
+	for range cfg.SMTP.Workers {
+		<-started
+	}
+	cancel() // SIGTERM while every worker holds an email
+	close(release)
+	<-done
+	if got := int(sent.Load()); got != cfg.SMTP.Workers {
+		t.Errorf("%d emails sent after shutdown began, want %d (one per worker)", got, cfg.SMTP.Workers)
+	}
+	st, err := env.spool.Stats(t.Context())
+	if err != nil || st.Depth != 50-cfg.SMTP.Workers || st.Dead != 0 {
+		t.Errorf("after shutdown: %+v, %v; want %d still queued, none dead", st, err, 50-cfg.SMTP.Workers)
+	}
+}
