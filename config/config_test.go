@@ -592,6 +592,8 @@ func TestValidateMore(t *testing.T) {
 			`listen: port "70000" is not a number from 0 to 65535; write it like ":8080"`},
 		{"log format", func(c *Config) { c.Log.Format = "xml" },
 			`log.format: "xml" is not a format; use text or json`},
+		{"root webhook path", func(c *Config) { c.Webhook.Path = "/" },
+			`webhook.path: "/" would take every path, hookmail's own endpoints too; choose a path of its own, e.g. "/webhook"`},
 		{"reserved webhook path", func(c *Config) { c.Webhook.Path = "/metrics" },
 			`webhook.path: "/metrics" is taken by hookmail's own endpoint; choose another path, e.g. "/webhook"`},
 		{"blank secret", func(c *Config) { c.Webhook.Secrets = append(c.Webhook.Secrets, "  ") },

@@ -134,6 +134,8 @@ func (c *Config) validateWebhook(v *validator) {
 	switch {
 	case !strings.HasPrefix(w.Path, "/"):
 		v.add("webhook.path", fmt.Sprintf("%q does not start with /", w.Path), `write it like "/webhook"`)
+	case strings.Trim(w.Path, "/") == "":
+		v.add("webhook.path", fmt.Sprintf("%q would take every path, hookmail's own endpoints too", w.Path), `choose a path of its own, e.g. "/webhook"`)
 	case w.Path == "/healthz" || w.Path == "/readyz" || w.Path == "/metrics":
 		v.add("webhook.path", fmt.Sprintf("%q is taken by hookmail's own endpoint", w.Path), `choose another path, e.g. "/webhook"`)
 	}
