@@ -13,7 +13,7 @@ import (
 
 const testSecret = "f50f6f32ff605baf44483fcecceaba83fc3f9362"
 
-func readTestdata(t *testing.T, name string) []byte {
+func readTestdata(t testing.TB, name string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("testdata", name))
 	if err != nil {

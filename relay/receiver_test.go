@@ -27,7 +27,7 @@ type testEnv struct {
 	logs   *bytes.Buffer
 }
 
-func testConfig(t *testing.T) *config.Config {
+func testConfig(t testing.TB) *config.Config {
 	t.Helper()
 	cfg := config.Default()
 	cfg.Webhook.Secrets = []config.Secret{testSecret, "second-secret-for-rotation"}
@@ -44,7 +44,7 @@ func testConfig(t *testing.T) *config.Config {
 	return cfg
 }
 
-func newTestEnv(t *testing.T, cfg *config.Config) *testEnv {
+func newTestEnv(t testing.TB, cfg *config.Config) *testEnv {
 	t.Helper()
 	spool, err := OpenSpool(cfg.Spool.Dir, time.Now)
 	if err != nil {
