@@ -246,16 +246,19 @@ func (p *Payload) clean(unescape bool) {
 		return strings.ReplaceAll(s, "\x00", "")
 	}
 	p.Type = fix(p.Type)
+	// A fresh map: re-inserting repaired keys into the map being ranged over
+	// could visit a value twice and unescape it twice.
+	data := make(map[string]string, len(p.Data))
 	for k, v := range p.Data {
 		v = fix(v)
 		if unescape {
 			v = html.UnescapeString(v)
 		}
-		delete(p.Data, k)
 		if k = fix(k); k != "" {
-			p.Data[k] = v
+			data[k] = v
 		}
 	}
+	p.Data = data
 }
 
 // FieldNames returns the data field names in a stable order: the order a

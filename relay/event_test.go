@@ -3,6 +3,7 @@ package relay
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"maps"
 	"mime/multipart"
 	"os"
@@ -151,5 +152,27 @@ func TestFieldNamesWireOrderThenAlphabetical(t *testing.T) {
 	got := strings.Join(ev.FieldNames(), ",")
 	if want := "id,phone,message,alpha,zeta"; got != want {
 		t.Errorf("FieldNames = %s, want %s", got, want)
+	}
+}
+
+// TestUnescapeRunsOnceEvenWhenKeysAreRepaired guards against unescaping a
+// value twice when a repaired key is re-inserted into the map being ranged.
+func TestUnescapeRunsOnceEvenWhenKeysAreRepaired(t *testing.T) {
+	var body strings.Builder
+	body.WriteString("secret=s&type=sms")
+	for i := range 500 {
+		fmt.Fprintf(&body, "&data[k%%FF%d]=%%26amp%%3Blt%%3B", i)
+	}
+	p, err := DecodePayload(formType, strings.NewReader(body.String()), DecodeOptions{UnescapeHTML: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Data) != 500 {
+		t.Fatalf("%d fields, want 500", len(p.Data))
+	}
+	for k, v := range p.Data {
+		if v != "&lt;" {
+			t.Fatalf("field %q = %q, want &lt; (unescaped exactly once)", k, v)
+		}
 	}
 }

@@ -312,20 +312,37 @@ func (s *Spool) release(id string) {
 	s.mu.Unlock()
 }
 
+// settleRetryDelay is how long an item whose outcome could not be written
+// (disk full, I/O error) stays leased before it is tried again. Releasing it
+// at once would resend it in a tight loop, since its due time has passed.
+const settleRetryDelay = 30 * time.Second
+
+// settled releases the lease once the outcome is on disk; after a failed
+// write it keeps the lease for settleRetryDelay, then makes the item due.
+func (s *Spool) settled(id string, err error) error {
+	if err == nil {
+		s.release(id)
+		return nil
+	}
+	time.AfterFunc(settleRetryDelay, func() {
+		s.release(id)
+		s.signal()
+	})
+	return err
+}
+
 // Ack removes a delivered item.
 func (s *Spool) Ack(_ context.Context, it *Item) error {
-	defer s.release(it.Event.ID)
-	return s.update(func(tx *bolt.Tx) error {
+	return s.settled(it.Event.ID, s.update(func(tx *bolt.Tx) error {
 		_, err := removeItem(tx, it.Event.ID)
 		return err
-	})
+	}))
 }
 
 // Retry records the failed attempt and makes the item due again at next.
 func (s *Spool) Retry(_ context.Context, it *Item, next time.Time, cause error) error {
 	defer s.signal()
-	defer s.release(it.Event.ID)
-	return s.update(func(tx *bolt.Tx) error {
+	return s.settled(it.Event.ID, s.update(func(tx *bolt.Tx) error {
 		stored, err := removeItem(tx, it.Event.ID)
 		if err != nil {
 			return err
@@ -334,13 +351,12 @@ func (s *Spool) Retry(_ context.Context, it *Item, next time.Time, cause error) 
 		stored.NextAttempt = next
 		stored.LastError = cause.Error()
 		return putItem(tx, stored)
-	})
+	}))
 }
 
 // Bury moves the item to the dead letters, keeping its history.
 func (s *Spool) Bury(_ context.Context, it *Item, reason string) error {
-	defer s.release(it.Event.ID)
-	return s.update(func(tx *bolt.Tx) error {
+	return s.settled(it.Event.ID, s.update(func(tx *bolt.Tx) error {
 		stored, err := removeItem(tx, it.Event.ID)
 		if err != nil {
 			return err
@@ -354,7 +370,7 @@ func (s *Spool) Bury(_ context.Context, it *Item, reason string) error {
 			return err
 		}
 		return tx.Bucket(bucketDead).Put([]byte(stored.Event.ID), b)
-	})
+	}))
 }
 
 // Dead lists the dead letters, oldest id first.
