@@ -2,6 +2,7 @@ package relay
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	htmltemplate "html/template"
 	"io/fs"
@@ -118,7 +119,28 @@ func NewRenderer(overrideDir string, loc *time.Location) (*Renderer, error) {
 		}
 		r.sets[typ] = set
 	}
+	if err := r.trial(); err != nil {
+		return nil, err
+	}
 	return r, nil
+}
+
+// trial renders a sample event of every type once, so a template that
+// parses but cannot run (a misspelled method, a missing block, an HTML
+// escaping error) stops start-up instead of dead-lettering every event.
+func (r *Renderer) trial() error {
+	route := &config.Route{Name: "trial", To: []string{"trial@example.com"}}
+	for typ := range r.sets {
+		data := map[string]string{}
+		for _, name := range fieldOrder[typ] {
+			data[name] = "1"
+		}
+		ev := &Event{ID: "trial", Type: typ, Data: data, Received: time.Unix(0, 0)}
+		if _, err := r.Render(ev, route, "trial@example.com"); err != nil {
+			return fmt.Errorf("%s templates do not render: %w", typ, errors.Unwrap(err))
+		}
+	}
+	return nil
 }
 
 var sharedFuncs = map[string]any{

@@ -171,3 +171,14 @@ func TestMessageIDIsStablePerEventAndRoute(t *testing.T) {
 		t.Error("MessageID must differ per route")
 	}
 }
+
+func TestOverrideThatParsesButCannotRunStopsStartup(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "sms.subject.tmpl"), []byte(`SMS {{.Gett "phone"}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := NewRenderer(dir, time.UTC)
+	if err == nil || !strings.Contains(err.Error(), "sms.subject.tmpl:1") || !strings.Contains(err.Error(), "Gett") {
+		t.Fatalf("err = %v, want it to name sms.subject.tmpl:1 and the bad field", err)
+	}
+}
