@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // lockedWriter lets concurrent workers share one log buffer.
@@ -191,4 +193,32 @@ func deadLetters(t *testing.T, s *Spool) []Item {
 		t.Fatal(err)
 	}
 	return items
+}
+
+// TestFailedSettleIsNotRetriedInATightLoop: when an outcome cannot be
+// written, the item stays leased for a while instead of coming straight
+// back (which would resend the same email again and again).
+func TestFailedSettleIsNotRetriedInATightLoop(t *testing.T) {
+	ctx := t.Context()
+	s := openTestSpool(t, t.TempDir(), time.Now)
+	if err := s.Enqueue(ctx, testEvent("a")); err != nil {
+		t.Fatal(err)
+	}
+	it, err := s.Lease(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Make the Ack's write fail: the record vanishes, its due entry stays.
+	if err := s.update(func(tx *bolt.Tx) error { return tx.Bucket(bucketEvents).Delete([]byte("a")) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Ack(ctx, it); err == nil {
+		t.Fatal("Ack of a vanished record succeeded")
+	}
+	s.mu.Lock()
+	held := s.leased["a"]
+	s.mu.Unlock()
+	if !held {
+		t.Fatal("the lease was released after a failed settle, so the item would come straight back")
+	}
 }
