@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -33,6 +34,10 @@ type Spool struct {
 	mu     sync.Mutex
 	leased map[string]bool
 	wake   chan struct{} // closed and replaced when something new is due
+
+	// depth and dead are counted once at open, then kept by each committed
+	// write, so a scrape never walks a large backlog.
+	depth, dead atomic.Int64
 }
 
 var _ Queue = (*Spool)(nil)
@@ -78,12 +83,15 @@ func OpenSpool(dir string, now func() time.Time) (*Spool, error) {
 	case err != nil:
 		return nil, fmt.Errorf("spool: cannot open %s: %w", path, err)
 	}
+	var depth, dead int
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketEvents, bucketDue, bucketDead, bucketMeta} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
 		}
+		depth = tx.Bucket(bucketEvents).Stats().KeyN
+		dead = tx.Bucket(bucketDead).Stats().KeyN
 		return nil
 	})
 	if err != nil {
@@ -99,6 +107,8 @@ func OpenSpool(dir string, now func() time.Time) (*Spool, error) {
 		leased:   map[string]bool{},
 		wake:     make(chan struct{}),
 	}
+	s.depth.Store(int64(depth))
+	s.dead.Store(int64(dead))
 	go s.commitLoop()
 	return s, nil
 }
@@ -216,6 +226,7 @@ func (s *Spool) Enqueue(_ context.Context, ev *Event) error {
 	if err := s.update(func(tx *bolt.Tx) error { return putRaw(tx, it, raw) }); err != nil {
 		return err
 	}
+	s.depth.Add(1)
 	s.signal()
 	return nil
 }
@@ -333,10 +344,14 @@ func (s *Spool) settled(id string, err error) error {
 
 // Ack removes a delivered item.
 func (s *Spool) Ack(_ context.Context, it *Item) error {
-	return s.settled(it.Event.ID, s.update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx) error {
 		_, err := removeItem(tx, it.Event.ID)
 		return err
-	}))
+	})
+	if err == nil {
+		s.depth.Add(-1)
+	}
+	return s.settled(it.Event.ID, err)
 }
 
 // Retry records the failed attempt and makes the item due again at next.
@@ -356,7 +371,7 @@ func (s *Spool) Retry(_ context.Context, it *Item, next time.Time, cause error) 
 
 // Bury moves the item to the dead letters, keeping its history.
 func (s *Spool) Bury(_ context.Context, it *Item, reason string) error {
-	return s.settled(it.Event.ID, s.update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx) error {
 		stored, err := removeItem(tx, it.Event.ID)
 		if err != nil {
 			return err
@@ -370,7 +385,12 @@ func (s *Spool) Bury(_ context.Context, it *Item, reason string) error {
 			return err
 		}
 		return tx.Bucket(bucketDead).Put([]byte(stored.Event.ID), b)
-	}))
+	})
+	if err == nil {
+		s.depth.Add(-1)
+		s.dead.Add(1)
+	}
+	return s.settled(it.Event.ID, err)
 }
 
 // Dead lists the dead letters, oldest id first.
@@ -389,15 +409,13 @@ func (s *Spool) Dead(context.Context) ([]Item, error) {
 	return items, err
 }
 
-// Stats counts waiting and dead items and finds the oldest waiting one.
+// Stats reports the kept counts and reads the oldest waiting item: O(1),
+// whatever the backlog.
 func (s *Spool) Stats(context.Context) (Stats, error) {
-	var st Stats
+	st := Stats{Depth: int(s.depth.Load()), Dead: int(s.dead.Load())}
 	err := s.db.View(func(tx *bolt.Tx) error {
-		events := tx.Bucket(bucketEvents)
-		st.Depth = events.Stats().KeyN
-		st.Dead = tx.Bucket(bucketDead).Stats().KeyN
 		// Ids are UUIDv7, so the first key is the earliest received.
-		if _, raw := events.Cursor().First(); raw != nil {
+		if _, raw := tx.Bucket(bucketEvents).Cursor().First(); raw != nil {
 			var it Item
 			if err := json.Unmarshal(raw, &it); err != nil {
 				return err

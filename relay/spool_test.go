@@ -120,6 +120,9 @@ func TestSpoolResumesAfterRestart(t *testing.T) {
 	}
 
 	s2 := openTestSpool(t, dir, time.Now)
+	if st, err := s2.Stats(ctx); err != nil || st.Depth != 3 || st.Dead != 0 {
+		t.Fatalf("stats after restart = %+v, %v; want depth 3 counted at open", st, err)
+	}
 	seen := map[string]*Item{}
 	for range 3 {
 		it, err := s2.Lease(ctx)
