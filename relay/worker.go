@@ -71,7 +71,7 @@ func (r *Relay) deliver(ctx context.Context, it *Item) {
 		if err := r.queue.Ack(ctx, it); err != nil {
 			// Delivered but still queued: it will be sent again, with the
 			// same Message-ID, rather than lost.
-			log.Error("email sent but the queue did not record it; it will be sent again (same Message-ID) in 30s", "err", err)
+			log.Error("email sent but the queue did not record it; the queue offers it again later and it is resent with the same Message-ID", "err", err)
 		}
 		r.metrics.sent.WithLabelValues(typeLabel(ev.Type)).Inc()
 		r.metrics.deliveries.WithLabelValues("sent").Observe(r.now().Sub(start).Seconds())
@@ -103,14 +103,14 @@ func (r *Relay) deliver(ctx context.Context, it *Item) {
 		log.Debug("delivery failed again; will retry", "err", err, "next_attempt", next.Format(time.RFC3339))
 	}
 	if err := r.queue.Retry(ctx, it, next, err); err != nil {
-		log.Error("cannot reschedule; the event stays queued and is tried again in 30s", "err", err)
+		log.Error("cannot reschedule; the queue keeps the event and offers it again later", "err", err)
 	}
 	r.metrics.deliveries.WithLabelValues("retry").Observe(r.now().Sub(start).Seconds())
 }
 
 func (r *Relay) bury(ctx context.Context, it *Item, reason string, start time.Time) {
 	if err := r.queue.Bury(ctx, it, reason); err != nil {
-		r.log.Error("cannot move the event to the dead letters; it stays queued and is tried again in 30s", "id", it.Event.ID, "err", err)
+		r.log.Error("cannot move the event to the dead letters; the queue keeps it and offers it again later", "id", it.Event.ID, "err", err)
 		return
 	}
 	if reason == ReasonNoRoute {
