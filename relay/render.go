@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	texttemplate "text/template"
 	"time"
@@ -84,33 +85,38 @@ func NewRenderer(overrideDir string, loc *time.Location) (*Renderer, error) {
 		b, err := fs.ReadFile(templates.FS, name)
 		return string(b), err
 	}
-	layout, err := read(layoutFile)
-	if err != nil {
-		return nil, err
-	}
-	r := &Renderer{loc: loc, sets: map[string]*templateSet{}}
-	for _, typ := range append(KnownTypes, GenericTemplate) {
-		set := &templateSet{}
-		name := typ + ".subject.tmpl"
+	parseText := func(name string) (*texttemplate.Template, error) {
 		src, err := read(name)
 		if err != nil {
 			return nil, err
 		}
-		if set.subject, err = texttemplate.New(name).Funcs(textFuncs).Option("missingkey=zero").Parse(src); err != nil {
+		return texttemplate.New(name).Funcs(textFuncs).Option("missingkey=zero").Parse(src)
+	}
+	layoutSrc, err := read(layoutFile)
+	if err != nil {
+		return nil, err
+	}
+	layout, err := htmltemplate.New(layoutFile).Funcs(htmlFuncs).Option("missingkey=zero").Parse(layoutSrc)
+	if err != nil {
+		return nil, err
+	}
+	r := &Renderer{loc: loc, sets: map[string]*templateSet{}}
+	for _, typ := range slices.Concat(KnownTypes, []string{GenericTemplate}) {
+		set := &templateSet{}
+		if set.subject, err = parseText(typ + ".subject.tmpl"); err != nil {
 			return nil, err
 		}
-		name = typ + ".text.tmpl"
-		if src, err = read(name); err != nil {
+		if set.text, err = parseText(typ + ".text.tmpl"); err != nil {
 			return nil, err
 		}
-		if set.text, err = texttemplate.New(name).Funcs(textFuncs).Option("missingkey=zero").Parse(src); err != nil {
+		name := typ + ".html.tmpl"
+		src, err := read(name)
+		if err != nil {
 			return nil, err
 		}
-		name = typ + ".html.tmpl"
-		if src, err = read(name); err != nil {
-			return nil, err
-		}
-		h, err := htmltemplate.New(layoutFile).Funcs(htmlFuncs).Option("missingkey=zero").Parse(layout)
+		// Each type defines the same block names, so each gets its own copy
+		// of the layout.
+		h, err := layout.Clone()
 		if err != nil {
 			return nil, err
 		}
