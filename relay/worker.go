@@ -97,9 +97,12 @@ func (r *Relay) deliver(ctx context.Context, it *Item) {
 	if next.After(deadline) {
 		next = deadline // one last attempt when the lifetime ends
 	}
-	if prevErr != err.Error() {
+	switch {
+	case prevErr != err.Error() && class == Config:
+		log.Error("the mail server refused hookmail's credentials or setup; fix smtp.* in the config (will retry)", "err", err, "next_attempt", next.Format(time.RFC3339))
+	case prevErr != err.Error():
 		log.Warn("delivery failed; will retry", "err", err, "next_attempt", next.Format(time.RFC3339))
-	} else {
+	default:
 		log.Debug("delivery failed again; will retry", "err", err, "next_attempt", next.Format(time.RFC3339))
 	}
 	if err := r.queue.Retry(ctx, it, next, err); err != nil {

@@ -6,12 +6,15 @@ import (
 	"errors"
 	"net/http"
 	"net/mail"
+	"net/textproto"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/hookmail/hookmail/config"
 )
@@ -136,6 +139,8 @@ func TestDeliveryOutcomes(t *testing.T) {
 		wantDead  int
 		wantCalls int32
 		wantDeath string
+		// wantConfig counts failures with reason="config"
+		wantConfig float64
 	}{
 		{
 			name:      "temporary error is retried, then delivered",
@@ -148,6 +153,17 @@ func TestDeliveryOutcomes(t *testing.T) {
 			wantDead:  1,
 			wantCalls: 1,
 			wantDeath: "permanent error: 550 no such user",
+		},
+		{
+			name: "authentication failure is retried and counted as config",
+			send: func(calls int32) error {
+				if calls == 1 {
+					return &textproto.Error{Code: 535, Msg: "5.7.8 Username and Password not accepted"}
+				}
+				return nil
+			},
+			wantCalls:  2,
+			wantConfig: 1,
 		},
 		{
 			name:      "no route takes the event",
@@ -180,6 +196,9 @@ func TestDeliveryOutcomes(t *testing.T) {
 				return st.Depth == tt.wantDepth && st.Dead == tt.wantDead
 			})
 			stop()
+			if got := testutil.ToFloat64(env.relay.metrics.failed.WithLabelValues("sms", "config")); got != tt.wantConfig {
+				t.Errorf("config failures counted = %v, want %v", got, tt.wantConfig)
+			}
 			if got := calls.Load(); got != tt.wantCalls {
 				t.Errorf("send called %d times, want %d", got, tt.wantCalls)
 			}
