@@ -144,9 +144,6 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	for _, w := range cfg.Warnings() {
 		log.Warn("config: " + w)
 	}
-	if cfg.SMTP.Host != "" {
-		return errors.New("smtp.host is set, but SMTP delivery is not built yet; unset smtp.host to write emails to outbox.dir")
-	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
@@ -159,9 +156,12 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			log.Error("closing the spool", "err", err)
 		}
 	}()
-	sender, err := relay.NewOutbox(cfg.Outbox.Dir)
+	sender, err := newSender(cfg, log)
 	if err != nil {
 		return err
+	}
+	if c, ok := sender.(interface{ Close() }); ok {
+		defer c.Close() // after the workers stop: QUIT the idle SMTP connections
 	}
 	r, err := relay.New(cfg, log, reg, spool, sender)
 	if err != nil {
@@ -189,8 +189,12 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		defer close(workDone)
 		_ = r.Run(workCtx)
 	}()
+	delivery := "outbox " + cfg.Outbox.Dir
+	if cfg.SMTP.Host != "" {
+		delivery = fmt.Sprintf("smtp %s:%d (%s)", cfg.SMTP.Host, cfg.SMTP.Port, cfg.SMTP.TLS)
+	}
 	log.Info("hookmail listening", "addr", ln.Addr().String(), "webhook", cfg.Webhook.Path,
-		"spool", cfg.Spool.Dir, "outbox", cfg.Outbox.Dir, "workers", cfg.SMTP.Workers, "version", version)
+		"spool", cfg.Spool.Dir, "delivery", delivery, "workers", cfg.SMTP.Workers, "version", version)
 
 	select {
 	case <-ctx.Done():
@@ -210,6 +214,14 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	<-workDone
 	log.Info("stopped")
 	return err
+}
+
+// newSender delivers by SMTP when smtp.host is set, else to the outbox.
+func newSender(cfg *config.Config, log *slog.Logger) (relay.Sender, error) {
+	if cfg.SMTP.Host == "" {
+		return relay.NewOutbox(cfg.Outbox.Dir)
+	}
+	return relay.NewSMTPSender(cfg.SMTP, log)
 }
 
 func checkCmd(load func() (*config.Config, error), stdout, stderr io.Writer) *cobra.Command {

@@ -1,0 +1,204 @@
+package relay
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/mail"
+	"os"
+	"strings"
+
+	gomail "github.com/wneessen/go-mail"
+	"github.com/wneessen/go-mail/smtp"
+
+	"github.com/hookmail/hookmail/config"
+)
+
+// SMTPSender delivers through one mail server. It keeps the connections it
+// opened in a pool, so each worker reuses one connection for message after
+// message, and drops a connection after any error rather than trust it.
+//
+// It drives MAIL, RCPT and DATA itself instead of go-mail's
+// SendWithSMTPClient, which aborts the whole message when one recipient is
+// refused: here the others still get it.
+type SMTPSender struct {
+	client *gomail.Client
+	cfg    config.SMTP
+	log    *slog.Logger
+	idle   chan *smtp.Client
+}
+
+var _ Sender = (*SMTPSender)(nil)
+
+// NewSMTPSender builds the sender from smtp.*: TLS mode without downgrade
+// (starttls fails when the server does not offer it), certificates always
+// verified against the system pool plus smtp.ca_file, AUTH when a username
+// is set, and smtp.timeout on dial and on every message.
+func NewSMTPSender(cfg config.SMTP, log *slog.Logger) (*SMTPSender, error) {
+	opts, err := clientOptions(cfg)
+	if err != nil {
+		return nil, err
+	}
+	c, err := gomail.NewClient(cfg.Host, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("smtp: %w", err)
+	}
+	return &SMTPSender{client: c, cfg: cfg, log: log, idle: make(chan *smtp.Client, cfg.Workers)}, nil
+}
+
+func clientOptions(cfg config.SMTP) ([]gomail.Option, error) {
+	roots, err := x509.SystemCertPool()
+	if err != nil {
+		roots = x509.NewCertPool()
+	}
+	if cfg.CAFile != "" {
+		pem, err := os.ReadFile(cfg.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("smtp.ca_file: %w", err)
+		}
+		if !roots.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("smtp.ca_file: %s holds no PEM certificate", cfg.CAFile)
+		}
+	}
+	opts := []gomail.Option{
+		gomail.WithPort(cfg.Port),
+		gomail.WithTimeout(cfg.Timeout),
+		gomail.WithTLSConfig(&tls.Config{ServerName: cfg.Host, RootCAs: roots, MinVersion: tls.VersionTLS12}),
+	}
+	switch cfg.TLS {
+	case config.TLSStartTLS:
+		opts = append(opts, gomail.WithTLSPolicy(gomail.TLSMandatory))
+	case config.TLSImplicit:
+		opts = append(opts, gomail.WithSSL(), gomail.WithTLSPolicy(gomail.NoTLS))
+	case config.TLSNone:
+		opts = append(opts, gomail.WithTLSPolicy(gomail.NoTLS))
+	}
+	if cfg.Username != "" {
+		password := cfg.Password.Reveal()
+		if cfg.PasswordFile != "" {
+			b, err := os.ReadFile(cfg.PasswordFile)
+			if err != nil {
+				return nil, fmt.Errorf("smtp.password_file: %w", err)
+			}
+			password = strings.TrimRight(string(b), "\r\n")
+		}
+		opts = append(opts, gomail.WithSMTPAuth(gomail.SMTPAuthAutoDiscover),
+			gomail.WithUsername(cfg.Username), gomail.WithPassword(password))
+	}
+	return opts, nil
+}
+
+// Send delivers m on a pooled connection, dialling one when none is idle.
+func (s *SMTPSender) Send(ctx context.Context, m *Message) error {
+	sc, err := s.conn(ctx)
+	if err != nil {
+		return err
+	}
+	err = s.transact(sc, m)
+	if err == nil && sc.Reset() == nil {
+		select {
+		case s.idle <- sc:
+			return nil
+		default:
+		}
+	}
+	_ = sc.Close()
+	return err
+}
+
+// conn takes an idle connection that still answers NOOP (servers close
+// idle ones), else dials a new one.
+func (s *SMTPSender) conn(ctx context.Context) (*smtp.Client, error) {
+	for {
+		select {
+		case sc := <-s.idle:
+			if sc.UpdateDeadline(s.cfg.Timeout) == nil && sc.Noop() == nil {
+				return sc, nil
+			}
+			_ = sc.Close()
+			continue
+		default:
+		}
+		sc, err := s.client.DialToSMTPClientWithContext(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("smtp connect %s:%d: %w", s.cfg.Host, s.cfg.Port, err)
+		}
+		return sc, nil
+	}
+}
+
+// transact sends one message: MAIL, RCPT for each recipient (a refused one
+// is logged and skipped while any other is accepted), DATA.
+func (s *SMTPSender) transact(sc *smtp.Client, m *Message) error {
+	if err := sc.UpdateDeadline(s.cfg.Timeout); err != nil {
+		return fmt.Errorf("smtp: %w", err)
+	}
+	msg, err := m.Build()
+	if err != nil {
+		return err
+	}
+	from, err := mail.ParseAddress(m.From)
+	if err != nil {
+		return PermanentErr(fmt.Errorf("from %q: %w", m.From, err))
+	}
+	if err := sc.Mail(from.Address); err != nil {
+		return fmt.Errorf("smtp MAIL FROM: %w", err)
+	}
+	var accepted int
+	var refused error
+	for _, rcpt := range envelope(m) {
+		if err := sc.Rcpt(rcpt); err != nil {
+			s.log.Warn("mail server refused a recipient; delivering to the others", "id", m.EventID, "route", m.Route, "err", err)
+			refused = errors.Join(refused, fmt.Errorf("smtp RCPT TO: %w", err))
+			continue
+		}
+		accepted++
+	}
+	if accepted == 0 {
+		return refused
+	}
+	w, err := sc.Data()
+	if err != nil {
+		return fmt.Errorf("smtp DATA: %w", err)
+	}
+	if _, err := msg.WriteTo(w); err != nil {
+		return fmt.Errorf("smtp DATA: %w", err)
+	}
+	if err := w.Close(); err != nil {
+		return fmt.Errorf("smtp DATA: %w", err)
+	}
+	return nil
+}
+
+// envelope lists every recipient address, Bcc included, each once.
+func envelope(m *Message) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, list := range [][]string{m.To, m.Cc, m.Bcc} {
+		for _, a := range list {
+			addr, err := mail.ParseAddress(a)
+			if err != nil || seen[strings.ToLower(addr.Address)] {
+				continue
+			}
+			seen[strings.ToLower(addr.Address)] = true
+			out = append(out, addr.Address)
+		}
+	}
+	return out
+}
+
+// Close quits every idle connection.
+func (s *SMTPSender) Close() {
+	for {
+		select {
+		case sc := <-s.idle:
+			_ = sc.Quit()
+			_ = sc.Close()
+		default:
+			return
+		}
+	}
+}

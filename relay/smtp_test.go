@@ -1,0 +1,342 @@
+package relay
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"io"
+	"log/slog"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+
+	"github.com/hookmail/hookmail/config"
+)
+
+// testCert makes a self-signed certificate for 127.0.0.1 and writes its PEM
+// to a file the sender can trust through smtp.ca_file.
+func testCert(t *testing.T) (tls.Certificate, string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "hookmail test SMTP"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
+		DNSNames:     []string{"localhost"},
+		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IsCA:         true, BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	cert, err := tls.X509KeyPair(certPEM, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(caFile, certPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return cert, caFile
+}
+
+// smtpServer is an in-process go-smtp server that requires TLS and AUTH
+// PLAIN, records what it accepts, and answers errors on demand.
+type smtpServer struct {
+	mu          sync.Mutex
+	rcptErr     map[string]*smtp.SMTPError
+	dataErr     *smtp.SMTPError
+	dropData    bool
+	connections map[string]bool // by client address; STARTTLS starts a new session on the same one
+	received    []receivedMail
+}
+
+type receivedMail struct {
+	from string
+	to   []string
+	data []byte
+}
+
+type smtpSession struct {
+	srv    *smtpServer
+	conn   *smtp.Conn
+	authed bool
+	from   string
+	to     []string
+}
+
+func (s *smtpSession) AuthMechanisms() []string { return []string{sasl.Plain} }
+func (s *smtpSession) Auth(string) (sasl.Server, error) {
+	return sasl.NewPlainServer(func(_, user, pass string) error {
+		if user != "hookmail" || pass != "s3cret-smtp-pass" {
+			return smtp.ErrAuthFailed
+		}
+		s.authed = true
+		return nil
+	}), nil
+}
+
+func (s *smtpSession) Mail(from string, _ *smtp.MailOptions) error {
+	if _, isTLS := s.conn.TLSConnectionState(); !isTLS || !s.authed {
+		return smtp.ErrAuthRequired
+	}
+	s.from = from
+	return nil
+}
+
+func (s *smtpSession) Rcpt(to string, _ *smtp.RcptOptions) error {
+	s.srv.mu.Lock()
+	defer s.srv.mu.Unlock()
+	if e := s.srv.rcptErr[to]; e != nil {
+		return e
+	}
+	s.to = append(s.to, to)
+	return nil
+}
+
+func (s *smtpSession) Data(r io.Reader) error {
+	s.srv.mu.Lock()
+	drop, dataErr := s.srv.dropData, s.srv.dataErr
+	s.srv.mu.Unlock()
+	if drop {
+		_, _ = io.ReadFull(r, make([]byte, 64))
+		s.conn.Conn().Close()
+		return io.ErrUnexpectedEOF
+	}
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	if dataErr != nil {
+		return dataErr
+	}
+	s.srv.mu.Lock()
+	s.srv.received = append(s.srv.received, receivedMail{from: s.from, to: s.to, data: b})
+	s.srv.mu.Unlock()
+	return nil
+}
+
+func (s *smtpSession) Reset()        { s.from, s.to = "", nil }
+func (s *smtpSession) Logout() error { return nil }
+
+// startSMTP serves on 127.0.0.1:0: STARTTLS when starttls, implicit TLS
+// when implicit, and no TLS at all when neither.
+func startSMTP(t *testing.T, cert tls.Certificate, starttls, implicit bool) (*smtpServer, int) {
+	t.Helper()
+	state := &smtpServer{rcptErr: map[string]*smtp.SMTPError{}, connections: map[string]bool{}}
+	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
+		state.mu.Lock()
+		state.connections[c.Conn().RemoteAddr().String()] = true
+		state.mu.Unlock()
+		return &smtpSession{srv: state, conn: c}, nil
+	}))
+	srv.Domain = "localhost"
+	srv.ReadTimeout, srv.WriteTimeout = 10*time.Second, 10*time.Second
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if starttls || implicit {
+		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
+	}
+	if implicit {
+		ln = tls.NewListener(ln, srv.TLSConfig)
+	}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { srv.Close() })
+	return state, ln.Addr().(*net.TCPAddr).Port
+}
+
+func (s *smtpServer) mails() []receivedMail {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]receivedMail(nil), s.received...)
+}
+
+func smtpConfig(port int, caFile, mode string) config.SMTP {
+	cfg := config.Default().SMTP
+	cfg.Host, cfg.Port, cfg.TLS, cfg.CAFile = "127.0.0.1", port, mode, caFile
+	cfg.Username, cfg.Password = "hookmail", "s3cret-smtp-pass"
+	cfg.Timeout = 5 * time.Second
+	return cfg
+}
+
+func testMessage(to ...string) *Message {
+	return &Message{
+		EventID: "ev1", Route: "r", Type: "sms",
+		From: "hookmail <hookmail@relay.example>", To: to, Bcc: []string{"audit@example.com"},
+		Subject: "SMS from +1", Text: "hello", HTML: "<p>hello</p>",
+		Date: time.Unix(1645684231, 0), MessageID: "hookmail.ev1.r@relay.example",
+	}
+}
+
+func newTestSMTPSender(t *testing.T, cfg config.SMTP) (*SMTPSender, *bytes.Buffer) {
+	t.Helper()
+	logs := &bytes.Buffer{}
+	s, err := NewSMTPSender(cfg, slog.New(slog.NewTextHandler(&lockedWriter{w: logs}, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s, logs
+}
+
+func TestSMTPDeliversOverSTARTTLSWithAuthAndReusesTheConnection(t *testing.T) {
+	cert, caFile := testCert(t)
+	srv, port := startSMTP(t, cert, true, false)
+	s, logs := newTestSMTPSender(t, smtpConfig(port, caFile, config.TLSStartTLS))
+	for range 3 {
+		if err := s.Send(t.Context(), testMessage("a@example.com", "b@example.com")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mails := srv.mails()
+	srv.mu.Lock()
+	conns := len(srv.connections)
+	srv.mu.Unlock()
+	if len(mails) != 3 || conns != 1 {
+		t.Fatalf("%d mails on %d connections, want 3 on 1", len(mails), conns)
+	}
+	m := mails[0]
+	if m.from != "hookmail@relay.example" || strings.Join(m.to, ",") != "a@example.com,b@example.com,audit@example.com" {
+		t.Errorf("envelope from %s to %v", m.from, m.to)
+	}
+	for _, want := range []string{"Message-ID: <hookmail.ev1.r@relay.example>", "Subject: SMS from +1", "multipart/alternative"} {
+		if !bytes.Contains(m.data, []byte(want)) {
+			t.Errorf("message lacks %q", want)
+		}
+	}
+	if bytes.Contains(m.data, []byte("audit@example.com")) {
+		t.Error("the Bcc address reached the headers")
+	}
+	if strings.Contains(logs.String(), "s3cret-smtp-pass") {
+		t.Error("the SMTP password reached the logs")
+	}
+}
+
+func TestSMTPImplicitTLS(t *testing.T) {
+	cert, caFile := testCert(t)
+	srv, port := startSMTP(t, cert, false, true)
+	s, _ := newTestSMTPSender(t, smtpConfig(port, caFile, config.TLSImplicit))
+	if err := s.Send(t.Context(), testMessage("a@example.com")); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(srv.mails()); n != 1 {
+		t.Fatalf("%d mails, want 1", n)
+	}
+}
+
+func TestSMTPNeverDowngrades(t *testing.T) {
+	cert, caFile := testCert(t)
+	t.Run("no STARTTLS offered", func(t *testing.T) {
+		srv, port := startSMTP(t, cert, false, false)
+		s, _ := newTestSMTPSender(t, smtpConfig(port, caFile, config.TLSStartTLS))
+		err := s.Send(t.Context(), testMessage("a@example.com"))
+		if err == nil || !strings.Contains(err.Error(), "STARTTLS") {
+			t.Fatalf("err = %v, want a STARTTLS failure", err)
+		}
+		if n := len(srv.mails()); n != 0 {
+			t.Fatalf("%d mails sent in clear", n)
+		}
+	})
+	t.Run("certificate not trusted", func(t *testing.T) {
+		_, port := startSMTP(t, cert, true, false)
+		s, _ := newTestSMTPSender(t, smtpConfig(port, "", config.TLSStartTLS))
+		err := s.Send(t.Context(), testMessage("a@example.com"))
+		if err == nil || !strings.Contains(err.Error(), "certificate") {
+			t.Fatalf("err = %v, want a certificate error", err)
+		}
+		if Classify(err) != Temporary {
+			t.Errorf("class = %s, want temporary", Classify(err))
+		}
+	})
+}
+
+func TestSMTPReplies(t *testing.T) {
+	cert, caFile := testCert(t)
+	tests := []struct {
+		name      string
+		setup     func(*smtpServer)
+		wantClass ErrorClass
+		wantMails int
+	}{
+		{"451 at RCPT is temporary", func(s *smtpServer) {
+			s.rcptErr["a@example.com"] = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "try later"}
+			s.rcptErr["audit@example.com"] = s.rcptErr["a@example.com"]
+		}, Temporary, 0},
+		{"550 for every recipient is permanent", func(s *smtpServer) {
+			s.rcptErr["a@example.com"] = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
+			s.rcptErr["audit@example.com"] = s.rcptErr["a@example.com"]
+		}, Permanent, 0},
+		{"552 at DATA is permanent", func(s *smtpServer) {
+			s.dataErr = &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: "too big"}
+		}, Permanent, 0},
+		{"dropped connection mid-DATA is temporary", func(s *smtpServer) { s.dropData = true }, Temporary, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv, port := startSMTP(t, cert, true, false)
+			srv.mu.Lock()
+			tt.setup(srv)
+			srv.mu.Unlock()
+			s, _ := newTestSMTPSender(t, smtpConfig(port, caFile, config.TLSStartTLS))
+			err := s.Send(t.Context(), testMessage("a@example.com"))
+			if err == nil {
+				t.Fatal("Send succeeded")
+			}
+			if got := Classify(err); got != tt.wantClass {
+				t.Errorf("Classify(%v) = %s, want %s", err, got, tt.wantClass)
+			}
+			// The sender recovers: with the server healed, the next send works.
+			srv.mu.Lock()
+			srv.rcptErr, srv.dataErr, srv.dropData = map[string]*smtp.SMTPError{}, nil, false
+			srv.mu.Unlock()
+			if err := s.Send(t.Context(), testMessage("a@example.com")); err != nil {
+				t.Fatalf("send after recovery: %v", err)
+			}
+		})
+	}
+}
+
+func TestSMTPOneRefusedRecipientDoesNotBlockTheOthers(t *testing.T) {
+	cert, caFile := testCert(t)
+	srv, port := startSMTP(t, cert, true, false)
+	srv.rcptErr["b@example.com"] = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
+	s, logs := newTestSMTPSender(t, smtpConfig(port, caFile, config.TLSStartTLS))
+	if err := s.Send(t.Context(), testMessage("a@example.com", "b@example.com", "c@example.com")); err != nil {
+		t.Fatal(err)
+	}
+	mails := srv.mails()
+	if len(mails) != 1 || strings.Join(mails[0].to, ",") != "a@example.com,c@example.com,audit@example.com" {
+		t.Fatalf("delivered %+v, want one mail to a, c and the bcc", mails)
+	}
+	if !strings.Contains(logs.String(), "refused a recipient") || !strings.Contains(logs.String(), strconv.Itoa(550)) {
+		t.Errorf("the refused recipient was not logged:\n%s", logs)
+	}
+}
