@@ -156,7 +156,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			log.Error("closing the spool", "err", err)
 		}
 	}()
-	sender, err := newSender(cfg, log)
+	sender, err := newSender(cfg, log, reg)
 	if err != nil {
 		return err
 	}
@@ -217,11 +217,11 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 }
 
 // newSender delivers by SMTP when smtp.host is set, else to the outbox.
-func newSender(cfg *config.Config, log *slog.Logger) (relay.Sender, error) {
+func newSender(cfg *config.Config, log *slog.Logger, reg prometheus.Registerer) (relay.Sender, error) {
 	if cfg.SMTP.Host == "" {
 		return relay.NewOutbox(cfg.Outbox.Dir)
 	}
-	return relay.NewSMTPSender(cfg.SMTP, log)
+	return relay.NewSMTPSender(cfg.SMTP, log, reg)
 }
 
 func checkCmd(load func() (*config.Config, error), stdout, stderr io.Writer) *cobra.Command {

@@ -9,8 +9,12 @@ import (
 	"log/slog"
 	"net/mail"
 	"os"
+	"strconv"
 	"strings"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 	gomail "github.com/wneessen/go-mail"
 	"github.com/wneessen/go-mail/smtp"
 
@@ -25,10 +29,47 @@ import (
 // SendWithSMTPClient, which aborts the whole message when one recipient is
 // refused: here the others still get it.
 type SMTPSender struct {
-	client *gomail.Client
-	cfg    config.SMTP
-	log    *slog.Logger
-	idle   chan *smtp.Client
+	client  *gomail.Client
+	cfg     config.SMTP
+	log     *slog.Logger
+	idle    chan *smtp.Client
+	metrics smtpMetrics
+}
+
+type smtpMetrics struct {
+	duration    prometheus.Histogram
+	connections prometheus.Gauge
+	replies     *prometheus.CounterVec
+}
+
+func newSMTPMetrics(reg prometheus.Registerer) smtpMetrics {
+	f := promauto.With(reg)
+	return smtpMetrics{
+		duration: f.NewHistogram(prometheus.HistogramOpts{
+			Name:    "hookmail_smtp_send_duration_seconds",
+			Help:    "Time to send one email over SMTP, connecting included, whatever the outcome.",
+			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}),
+		connections: f.NewGauge(prometheus.GaugeOpts{
+			Name: "hookmail_smtp_connections",
+			Help: "SMTP connections open now.",
+		}),
+		replies: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "hookmail_smtp_replies_total",
+			Help: "SMTP replies to MAIL, RCPT and DATA by reply code (250, 451, 550, ...).",
+		}, []string{"code"}),
+	}
+}
+
+// reply counts the server's answer to one command: 250 when err is nil.
+func (m smtpMetrics) reply(err error) {
+	code := 250
+	if err != nil {
+		if code, _ = SMTPReply(err); code == 0 {
+			return // no reply: the connection failed
+		}
+	}
+	m.replies.WithLabelValues(strconv.Itoa(code)).Inc()
 }
 
 var _ Sender = (*SMTPSender)(nil)
@@ -37,7 +78,7 @@ var _ Sender = (*SMTPSender)(nil)
 // (starttls fails when the server does not offer it), certificates always
 // verified against the system pool plus smtp.ca_file, AUTH when a username
 // is set, and smtp.timeout on dial and on every message.
-func NewSMTPSender(cfg config.SMTP, log *slog.Logger) (*SMTPSender, error) {
+func NewSMTPSender(cfg config.SMTP, log *slog.Logger, reg prometheus.Registerer) (*SMTPSender, error) {
 	opts, err := clientOptions(cfg)
 	if err != nil {
 		return nil, err
@@ -46,7 +87,7 @@ func NewSMTPSender(cfg config.SMTP, log *slog.Logger) (*SMTPSender, error) {
 	if err != nil {
 		return nil, fmt.Errorf("smtp: %w", err)
 	}
-	return &SMTPSender{client: c, cfg: cfg, log: log, idle: make(chan *smtp.Client, cfg.Workers)}, nil
+	return &SMTPSender{client: c, cfg: cfg, log: log, idle: make(chan *smtp.Client, cfg.Workers), metrics: newSMTPMetrics(reg)}, nil
 }
 
 func clientOptions(cfg config.SMTP) ([]gomail.Option, error) {
@@ -93,6 +134,8 @@ func clientOptions(cfg config.SMTP) ([]gomail.Option, error) {
 
 // Send delivers m on a pooled connection, dialling one when none is idle.
 func (s *SMTPSender) Send(ctx context.Context, m *Message) error {
+	start := time.Now()
+	defer func() { s.metrics.duration.Observe(time.Since(start).Seconds()) }()
 	sc, err := s.conn(ctx)
 	if err != nil {
 		return err
@@ -105,8 +148,13 @@ func (s *SMTPSender) Send(ctx context.Context, m *Message) error {
 		default:
 		}
 	}
-	_ = sc.Close()
+	s.close(sc)
 	return err
+}
+
+func (s *SMTPSender) close(sc *smtp.Client) {
+	_ = sc.Close()
+	s.metrics.connections.Dec()
 }
 
 // conn takes an idle connection that still answers NOOP (servers close
@@ -118,7 +166,7 @@ func (s *SMTPSender) conn(ctx context.Context) (*smtp.Client, error) {
 			if sc.UpdateDeadline(s.cfg.Timeout) == nil && sc.Noop() == nil {
 				return sc, nil
 			}
-			_ = sc.Close()
+			s.close(sc)
 			continue
 		default:
 		}
@@ -126,6 +174,7 @@ func (s *SMTPSender) conn(ctx context.Context) (*smtp.Client, error) {
 		if err != nil {
 			return nil, fmt.Errorf("smtp connect %s:%d: %w", s.cfg.Host, s.cfg.Port, err)
 		}
+		s.metrics.connections.Inc()
 		return sc, nil
 	}
 }
@@ -144,13 +193,17 @@ func (s *SMTPSender) transact(sc *smtp.Client, m *Message) error {
 	if err != nil {
 		return PermanentErr(fmt.Errorf("from %q: %w", m.From, err))
 	}
-	if err := sc.Mail(from.Address); err != nil {
+	err = sc.Mail(from.Address)
+	s.metrics.reply(err)
+	if err != nil {
 		return fmt.Errorf("smtp MAIL FROM: %w", err)
 	}
 	var accepted int
 	var refused error
 	for _, rcpt := range envelope(m) {
-		if err := sc.Rcpt(rcpt); err != nil {
+		err := sc.Rcpt(rcpt)
+		s.metrics.reply(err)
+		if err != nil {
 			s.log.Warn("mail server refused a recipient; delivering to the others", "id", m.EventID, "route", m.Route, "err", err)
 			refused = errors.Join(refused, fmt.Errorf("smtp RCPT TO: %w", err))
 			continue
@@ -162,12 +215,15 @@ func (s *SMTPSender) transact(sc *smtp.Client, m *Message) error {
 	}
 	w, err := sc.Data()
 	if err != nil {
+		s.metrics.reply(err)
 		return fmt.Errorf("smtp DATA: %w", err)
 	}
 	if _, err := msg.WriteTo(w); err != nil {
 		return fmt.Errorf("smtp DATA: %w", err)
 	}
-	if err := w.Close(); err != nil {
+	err = w.Close()
+	s.metrics.reply(err)
+	if err != nil {
 		return fmt.Errorf("smtp DATA: %w", err)
 	}
 	return nil
@@ -196,7 +252,7 @@ func (s *SMTPSender) Close() {
 		select {
 		case sc := <-s.idle:
 			_ = sc.Quit()
-			_ = sc.Close()
+			s.close(sc)
 		default:
 			return
 		}

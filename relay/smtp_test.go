@@ -23,6 +23,8 @@ import (
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/hookmail/hookmail/config"
 )
@@ -199,7 +201,7 @@ func testMessage(to ...string) *Message {
 func newTestSMTPSender(t *testing.T, cfg config.SMTP) (*SMTPSender, *bytes.Buffer) {
 	t.Helper()
 	logs := &bytes.Buffer{}
-	s, err := NewSMTPSender(cfg, slog.New(slog.NewTextHandler(&lockedWriter{w: logs}, nil)))
+	s, err := NewSMTPSender(cfg, slog.New(slog.NewTextHandler(&lockedWriter{w: logs}, nil)), prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,6 +233,13 @@ func TestSMTPDeliversOverSTARTTLSWithAuthAndReusesTheConnection(t *testing.T) {
 		if !bytes.Contains(m.data, []byte(want)) {
 			t.Errorf("message lacks %q", want)
 		}
+	}
+	// MAIL + 3 RCPT + DATA, three times; one connection open.
+	if got := testutil.ToFloat64(s.metrics.replies.WithLabelValues("250")); got != 15 {
+		t.Errorf("250 replies counted = %v, want 15", got)
+	}
+	if got := testutil.ToFloat64(s.metrics.connections); got != 1 {
+		t.Errorf("open connections = %v, want 1", got)
 	}
 	if bytes.Contains(m.data, []byte("audit@example.com")) {
 		t.Error("the Bcc address reached the headers")
@@ -336,7 +345,24 @@ func TestSMTPOneRefusedRecipientDoesNotBlockTheOthers(t *testing.T) {
 	if len(mails) != 1 || strings.Join(mails[0].to, ",") != "a@example.com,c@example.com,audit@example.com" {
 		t.Fatalf("delivered %+v, want one mail to a, c and the bcc", mails)
 	}
+	if got := testutil.ToFloat64(s.metrics.replies.WithLabelValues("550")); got != 1 {
+		t.Errorf("550 replies counted = %v, want 1", got)
+	}
 	if !strings.Contains(logs.String(), "refused a recipient") || !strings.Contains(logs.String(), strconv.Itoa(550)) {
 		t.Errorf("the refused recipient was not logged:\n%s", logs)
+	}
+}
+
+func TestSMTPMetricsLint(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	if _, err := NewSMTPSender(smtpConfig(25, "", config.TLSNone), slog.New(slog.DiscardHandler), reg); err != nil {
+		t.Fatal(err)
+	}
+	problems, err := testutil.GatherAndLint(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("metric lint: %s: %s", p.Metric, p.Text)
 	}
 }
