@@ -193,7 +193,9 @@ func (s *SMTPSender) transact(sc *smtp.Client, m *Message) error {
 	if err != nil {
 		return PermanentErr(fmt.Errorf("from %q: %w", m.From, err))
 	}
-	err = sc.Mail(from.Address)
+	// go-mail's smtp.Client sends the path as given; RFC 5321 wants it in
+	// angle brackets, and strict servers (Mailpit) refuse it without.
+	err = sc.Mail("<" + from.Address + ">")
 	s.metrics.reply(err)
 	if err != nil {
 		return fmt.Errorf("smtp MAIL FROM: %w", err)
@@ -201,7 +203,7 @@ func (s *SMTPSender) transact(sc *smtp.Client, m *Message) error {
 	var accepted int
 	var refused error
 	for _, rcpt := range envelope(m) {
-		err := sc.Rcpt(rcpt)
+		err := sc.Rcpt("<" + rcpt + ">")
 		s.metrics.reply(err)
 		if err != nil {
 			s.log.Warn("mail server refused a recipient; delivering to the others", "id", m.EventID, "route", m.Route, "err", err)
