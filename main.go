@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/mail"
 	"os"
 	"os/signal"
 	"runtime"
@@ -65,6 +66,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		serveCmd(loadConfig, stderr),
 		checkCmd(loadConfig, stdout, stderr),
 		renderCmd(loadConfig, stdout),
+		sendTestCmd(loadConfig, stdout),
 		versionCmd(stdout),
 	)
 	return root.Execute()
@@ -341,6 +343,35 @@ func previewEvent(cfg *config.Config, typ, bodyFile string, fields []string) (*r
 		return nil, errors.New("no event type: give --type, or a --body that has one")
 	}
 	return ev, nil
+}
+
+func sendTestCmd(load func() (*config.Config, error), stdout io.Writer) *cobra.Command {
+	var to string
+	cmd := &cobra.Command{
+		Use:     "send-test",
+		Short:   "Send one test email through smtp.*, printing every step and the server's replies",
+		Example: "  hookmail send-test --config hookmail.yaml --to you@example.com",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := load()
+			if err != nil {
+				return err
+			}
+			if err := renderValidate(cfg); err != nil {
+				return err
+			}
+			if cfg.SMTP.Host == "" {
+				return errors.New("smtp.host is empty: set it (and smtp.port, smtp.tls) to the mail server to test")
+			}
+			if _, err := mail.ParseAddress(to); err != nil {
+				return fmt.Errorf("--to %q is not an email address", to)
+			}
+			return relay.SendTest(cmd.Context(), cfg.SMTP, to, stdout)
+		},
+	}
+	cmd.Flags().StringVar(&to, "to", "", "address to send the test email to (required)")
+	_ = cmd.MarkFlagRequired("to")
+	return cmd
 }
 
 func versionCmd(stdout io.Writer) *cobra.Command {

@@ -326,3 +326,42 @@ func TestSMTPMetricsLint(t *testing.T) {
 		t.Errorf("metric lint: %s: %s", p.Metric, p.Text)
 	}
 }
+
+func TestSendTestPrintsEachStep(t *testing.T) {
+	cert, caFile := testCert(t)
+	srv, port := startSMTP(t, cert, true, false)
+	var out bytes.Buffer
+	cfg := smtpConfig(port, caFile, config.TLSStartTLS)
+	if err := SendTest(t.Context(), cfg, "you@example.com", &out); err != nil {
+		t.Fatalf("SendTest: %v\n%s", err, out.String())
+	}
+	for _, want := range []string{"connect 127.0.0.1:", "C: STARTTLS", `certificate subject "CN=hookmail test SMTP"`, "authenticated as hookmail",
+		"C: MAIL FROM:<hookmail@localhost>", "C: RCPT TO:<you@example.com>", "C: DATA", "the server accepted the test email"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+	if strings.Contains(out.String(), "s3cret-smtp-pass") {
+		t.Error("send-test printed the SMTP password")
+	}
+	if n := len(srv.mails()); n != 1 {
+		t.Errorf("%d test mails delivered, want 1", n)
+	}
+
+	t.Run("fails clearly without STARTTLS", func(t *testing.T) {
+		_, plainPort := startSMTP(t, cert, false, false)
+		var out bytes.Buffer
+		err := SendTest(t.Context(), smtpConfig(plainPort, caFile, config.TLSStartTLS), "you@example.com", &out)
+		if err == nil || !strings.Contains(err.Error(), "connect, TLS or AUTH failed") || !strings.Contains(err.Error(), "does not offer STARTTLS") {
+			t.Fatalf("err = %v", err)
+		}
+	})
+	t.Run("wrong password is a config error", func(t *testing.T) {
+		cfg := smtpConfig(port, caFile, config.TLSStartTLS)
+		cfg.Password = "wrong"
+		err := SendTest(t.Context(), cfg, "you@example.com", &bytes.Buffer{})
+		if err == nil || !strings.Contains(err.Error(), "config") || !strings.Contains(err.Error(), "smtp.password") {
+			t.Fatalf("err = %v", err)
+		}
+	})
+}
