@@ -365,3 +365,53 @@ func TestSendTestPrintsEachStep(t *testing.T) {
 		}
 	})
 }
+
+// TestRelayOverSMTPRetriesAndDeadLetters runs the workers against the SMTP
+// test server: a 451 is retried until the server takes the email; a 550 goes
+// to the dead letters after one attempt, with the server's reply.
+func TestRelayOverSMTPRetriesAndDeadLetters(t *testing.T) {
+	cert, caFile := testCert(t)
+	srv, port := startSMTP(t, cert, true, false)
+	temp := &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "try later"}
+	srv.rcptErr["sms@example.com"] = temp
+	srv.rcptErr["cc@example.com"] = temp
+	srv.rcptErr["all@example.com"] = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
+
+	cfg := testConfig(t)
+	cfg.SMTP = smtpConfig(port, caFile, config.TLSStartTLS)
+	cfg.SMTP.Workers = 2
+	cfg.Retry.Initial, cfg.Retry.Max = 20*time.Millisecond, 50*time.Millisecond
+	env := newTestEnv(t, cfg)
+	sender, _ := newTestSMTPSender(t, cfg.SMTP)
+	env.relay.sender = sender
+	h := env.relay.Handler()
+	for _, file := range []string{"sms.form", "ussd.form"} { // sms → sms route (451), ussd → catch-all (550)
+		if rec := post(t, h, formType, string(readTestdata(t, file))); rec.Code != 200 {
+			t.Fatalf("%s: %d", file, rec.Code)
+		}
+	}
+	stop := runRelay(t, env.relay)
+	defer stop()
+	waitFor(t, "the ussd email to die and the sms to be retried", func() bool {
+		st, _ := env.spool.Stats(t.Context())
+		return st.Dead == 1 && testutil.ToFloat64(env.relay.metrics.failed.WithLabelValues("sms", "temporary")) >= 2
+	})
+	srv.mu.Lock()
+	delete(srv.rcptErr, "sms@example.com")
+	delete(srv.rcptErr, "cc@example.com")
+	srv.mu.Unlock()
+	waitFor(t, "the sms to be delivered", func() bool {
+		st, _ := env.spool.Stats(t.Context())
+		return st.Depth == 0
+	})
+	if mails := srv.mails(); len(mails) != 1 || !bytes.Contains(mails[0].data, []byte("Subject: SMS from +639760713666")) {
+		t.Fatalf("delivered %d mails, want the sms once", len(mails))
+	}
+	dead := deadLetters(t, env.spool)
+	if len(dead) != 1 || dead[0].Event.Type != "ussd" || dead[0].Attempts != 1 || !strings.Contains(dead[0].DeadReason, "550") {
+		t.Fatalf("dead letters = %+v, want the ussd after 1 attempt with the 550 reply", dead)
+	}
+	if got := testutil.ToFloat64(env.relay.metrics.failed.WithLabelValues("ussd", "permanent")); got != 1 {
+		t.Errorf("permanent failures = %v, want 1", got)
+	}
+}
