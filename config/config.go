@@ -75,6 +75,7 @@ type SMTP struct {
 	Username     string        `mapstructure:"username" yaml:"username"`
 	Password     Secret        `mapstructure:"password" yaml:"password"`
 	PasswordFile string        `mapstructure:"password_file" yaml:"password_file"`
+	Auth         string        `mapstructure:"auth" yaml:"auth"`
 	From         string        `mapstructure:"from" yaml:"from"`
 	Timeout      time.Duration `mapstructure:"timeout" yaml:"timeout"`
 	Workers      int           `mapstructure:"workers" yaml:"workers"`
@@ -103,6 +104,10 @@ type Route struct {
 type Templates struct {
 	Dir string `mapstructure:"dir" yaml:"dir"`
 }
+
+// AuthMechanisms are the values of smtp.auth; auto lets the server's offer
+// decide.
+var AuthMechanisms = []string{"auto", "plain", "login", "cram-md5", "scram-sha-1", "scram-sha-256", "xoauth2"}
 
 // TLS modes for smtp.tls.
 const (

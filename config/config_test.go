@@ -592,6 +592,8 @@ func TestValidateMore(t *testing.T) {
 			`listen: port "70000" is not a number from 0 to 65535; write it like ":8080"`},
 		{"log format", func(c *Config) { c.Log.Format = "xml" },
 			`log.format: "xml" is not a format; use text or json`},
+		{"unknown auth mechanism", func(c *Config) { c.SMTP.Auth = "ntlm" },
+			`smtp.auth: "ntlm" is not an AUTH mechanism; use one of auto, plain, login, cram-md5, scram-sha-1, scram-sha-256, xoauth2`},
 		{"root webhook path", func(c *Config) { c.Webhook.Path = "/" },
 			`webhook.path: "/" would take every path, hookmail's own endpoints too; choose a path of its own, e.g. "/webhook"`},
 		{"reserved webhook path", func(c *Config) { c.Webhook.Path = "/metrics" },

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/mail"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -167,6 +168,9 @@ func (c *Config) validateSMTP(v *validator) {
 	}
 	if s.PasswordFile != "" {
 		v.file("smtp.password_file", s.PasswordFile)
+	}
+	if !slices.Contains(AuthMechanisms, s.Auth) {
+		v.add("smtp.auth", fmt.Sprintf("%q is not an AUTH mechanism", s.Auth), "use one of "+strings.Join(AuthMechanisms, ", "))
 	}
 	if s.CAFile != "" {
 		v.file("smtp.ca_file", s.CAFile)

@@ -90,6 +90,17 @@ func NewSMTPSender(cfg config.SMTP, log *slog.Logger, reg prometheus.Registerer)
 	return &SMTPSender{client: c, cfg: cfg, log: log, idle: make(chan *smtp.Client, cfg.Workers), metrics: newSMTPMetrics(reg)}, nil
 }
 
+// authTypes maps smtp.auth to go-mail's mechanisms.
+var authTypes = map[string]gomail.SMTPAuthType{
+	"auto":          gomail.SMTPAuthAutoDiscover,
+	"plain":         gomail.SMTPAuthPlain,
+	"login":         gomail.SMTPAuthLogin,
+	"cram-md5":      gomail.SMTPAuthCramMD5,
+	"scram-sha-1":   gomail.SMTPAuthSCRAMSHA1,
+	"scram-sha-256": gomail.SMTPAuthSCRAMSHA256,
+	"xoauth2":       gomail.SMTPAuthXOAUTH2,
+}
+
 func clientOptions(cfg config.SMTP) ([]gomail.Option, error) {
 	roots, err := x509.SystemCertPool()
 	if err != nil {
@@ -126,7 +137,7 @@ func clientOptions(cfg config.SMTP) ([]gomail.Option, error) {
 			}
 			password = strings.TrimRight(string(b), "\r\n")
 		}
-		opts = append(opts, gomail.WithSMTPAuth(gomail.SMTPAuthAutoDiscover),
+		opts = append(opts, gomail.WithSMTPAuth(authTypes[cfg.Auth]),
 			gomail.WithUsername(cfg.Username), gomail.WithPassword(password))
 	}
 	return opts, nil

@@ -415,3 +415,27 @@ func TestRelayOverSMTPRetriesAndDeadLetters(t *testing.T) {
 		t.Errorf("permanent failures = %v, want 1", got)
 	}
 }
+
+func TestSMTPAuthMechanism(t *testing.T) {
+	for _, name := range config.AuthMechanisms {
+		if _, ok := authTypes[name]; !ok {
+			t.Errorf("smtp.auth %q has no go-mail mechanism", name)
+		}
+	}
+	cert, caFile := testCert(t)
+	srv, port := startSMTP(t, cert, true, false)
+	cfg := smtpConfig(port, caFile, config.TLSStartTLS)
+	cfg.Auth = "plain"
+	s, _ := newTestSMTPSender(t, cfg)
+	if err := s.Send(t.Context(), testMessage("a@example.com")); err != nil {
+		t.Fatalf("AUTH PLAIN: %v", err)
+	}
+	cfg.Auth = "cram-md5" // not offered by the server: fails, never falls back
+	s2, _ := newTestSMTPSender(t, cfg)
+	if err := s2.Send(t.Context(), testMessage("a@example.com")); err == nil {
+		t.Fatal("a mechanism the server does not offer was accepted")
+	}
+	if n := len(srv.mails()); n != 1 {
+		t.Errorf("%d mails delivered, want 1", n)
+	}
+}
