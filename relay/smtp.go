@@ -32,9 +32,20 @@ type SMTPSender struct {
 	client  *gomail.Client
 	cfg     config.SMTP
 	log     *slog.Logger
-	idle    chan *smtp.Client
+	idle    chan pooledConn
 	metrics smtpMetrics
 }
+
+// pooledConn is an open connection and when it last finished a message.
+type pooledConn struct {
+	sc       *smtp.Client
+	lastUsed time.Time
+}
+
+// idleCheckAfter is how long a pooled connection may sit unused before it
+// is checked with NOOP: servers close idle connections (Postfix after 300 s),
+// but a busy connection needs no extra round trip per message.
+const idleCheckAfter = 5 * time.Second
 
 type smtpMetrics struct {
 	duration    prometheus.Histogram
@@ -87,7 +98,7 @@ func NewSMTPSender(cfg config.SMTP, log *slog.Logger, reg prometheus.Registerer)
 	if err != nil {
 		return nil, fmt.Errorf("smtp: %w", err)
 	}
-	return &SMTPSender{client: c, cfg: cfg, log: log, idle: make(chan *smtp.Client, cfg.Workers), metrics: newSMTPMetrics(reg)}, nil
+	return &SMTPSender{client: c, cfg: cfg, log: log, idle: make(chan pooledConn, cfg.Workers), metrics: newSMTPMetrics(reg)}, nil
 }
 
 // authTypes maps smtp.auth to go-mail's mechanisms.
@@ -152,9 +163,10 @@ func (s *SMTPSender) Send(ctx context.Context, m *Message) error {
 		return err
 	}
 	err = s.transact(sc, m)
-	if err == nil && sc.Reset() == nil {
+	// A completed DATA ends the transaction (RFC 5321 4.1.1.4): no RSET.
+	if err == nil {
 		select {
-		case s.idle <- sc:
+		case s.idle <- pooledConn{sc: sc, lastUsed: time.Now()}:
 			return nil
 		default:
 		}
@@ -168,16 +180,16 @@ func (s *SMTPSender) close(sc *smtp.Client) {
 	s.metrics.connections.Dec()
 }
 
-// conn takes an idle connection that still answers NOOP (servers close
-// idle ones), else dials a new one.
+// conn takes an idle connection, checked with NOOP when it sat unused a
+// while, else dials a new one.
 func (s *SMTPSender) conn(ctx context.Context) (*smtp.Client, error) {
 	for {
 		select {
-		case sc := <-s.idle:
-			if sc.UpdateDeadline(s.cfg.Timeout) == nil && sc.Noop() == nil {
-				return sc, nil
+		case pc := <-s.idle:
+			if time.Since(pc.lastUsed) < idleCheckAfter || (pc.sc.UpdateDeadline(s.cfg.Timeout) == nil && pc.sc.Noop() == nil) {
+				return pc.sc, nil
 			}
-			s.close(sc)
+			s.close(pc.sc)
 			continue
 		default:
 		}
@@ -263,9 +275,9 @@ func envelope(m *Message) []string {
 func (s *SMTPSender) Close() {
 	for {
 		select {
-		case sc := <-s.idle:
-			_ = sc.Quit()
-			s.close(sc)
+		case pc := <-s.idle:
+			_ = pc.sc.Quit()
+			s.close(pc.sc)
 		default:
 			return
 		}
