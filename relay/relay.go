@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"path"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -32,6 +33,9 @@ type Relay struct {
 
 	now   func() time.Time
 	newID func() string
+
+	acks     sync.WaitGroup // acks in flight (see ack)
+	ackSlots chan struct{}
 }
 
 // New builds a relay on a validated config. It parses the templates, so a
@@ -53,6 +57,7 @@ func New(cfg *config.Config, log *slog.Logger, reg *prometheus.Registry, queue Q
 		secrets:  newSecretSet(cfg.Webhook.Secrets),
 		now:      time.Now,
 		newID:    func() string { return uuid.Must(uuid.NewV7()).String() },
+		ackSlots: make(chan struct{}, 2*cfg.SMTP.Workers),
 	}, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 )
@@ -24,7 +25,22 @@ func (r *Relay) Run(ctx context.Context) error {
 		wg.Go(func() { r.work(ctx) })
 	}
 	wg.Wait()
+	r.acks.Wait() // every sent email recorded before the queue closes
 	return nil
+}
+
+// ack records a sent email without holding up the worker: the worker takes
+// its next event while the ack waits for the spool's next group commit. At
+// most two acks per worker are in flight. An email whose ack is lost in a
+// crash is sent again with the same Message-ID, never lost.
+func (r *Relay) ack(ctx context.Context, it *Item, log *slog.Logger) {
+	r.ackSlots <- struct{}{}
+	r.acks.Go(func() {
+		defer func() { <-r.ackSlots }()
+		if err := r.queue.Ack(ctx, it); err != nil {
+			log.Error("email sent but the queue did not record it; the queue offers it again later and it is resent with the same Message-ID", "err", err)
+		}
+	})
 }
 
 func (r *Relay) work(ctx context.Context) {
@@ -68,11 +84,7 @@ func (r *Relay) deliver(ctx context.Context, it *Item) {
 	}
 	it.Attempts++
 	if err == nil {
-		if err := r.queue.Ack(ctx, it); err != nil {
-			// Delivered but still queued: it will be sent again, with the
-			// same Message-ID, rather than lost.
-			log.Error("email sent but the queue did not record it; the queue offers it again later and it is resent with the same Message-ID", "err", err)
-		}
+		r.ack(context.WithoutCancel(ctx), it, log)
 		r.metrics.sent.WithLabelValues(typeLabel(ev.Type)).Inc()
 		r.metrics.deliveries.WithLabelValues("sent").Observe(r.now().Sub(start).Seconds())
 		log.Info("email sent", "message_id", msg.MessageID)
