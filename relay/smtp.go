@@ -202,8 +202,9 @@ func (s *SMTPSender) conn(ctx context.Context) (*smtp.Client, error) {
 	}
 }
 
-// transact sends one message: MAIL, RCPT for each recipient (a refused one
-// is logged and skipped while any other is accepted), DATA.
+// transact sends one message: MAIL, RCPT for each recipient, DATA. A
+// recipient refused for good (5xx) is logged and skipped while any other is
+// accepted; one refused for now (4xx) makes the whole message wait.
 func (s *SMTPSender) transact(sc *smtp.Client, m *Message) error {
 	if err := sc.UpdateDeadline(s.cfg.Timeout); err != nil {
 		return fmt.Errorf("smtp: %w", err)
@@ -224,16 +225,25 @@ func (s *SMTPSender) transact(sc *smtp.Client, m *Message) error {
 		return fmt.Errorf("smtp MAIL FROM: %w", err)
 	}
 	var accepted int
-	var refused error
+	var refused, deferred error
 	for _, rcpt := range envelope(m) {
 		err := sc.Rcpt("<" + rcpt + ">")
 		s.metrics.reply(err)
-		if err != nil {
-			s.log.Warn("mail server refused a recipient; delivering to the others", "id", m.EventID, "route", m.Route, "err", err)
+		switch {
+		case err == nil:
+			accepted++
+		case Classify(err) == Permanent:
+			s.log.Warn("mail server refused a recipient for good; delivering to the others", "id", m.EventID, "route", m.Route, "err", err)
 			refused = errors.Join(refused, fmt.Errorf("smtp RCPT TO: %w", err))
-			continue
+		default:
+			deferred = errors.Join(deferred, fmt.Errorf("smtp RCPT TO: %w", err))
 		}
-		accepted++
+	}
+	// A recipient refused for now would never get the email if the others
+	// got it now (the queue retries whole messages), so the whole message
+	// waits for the retry instead.
+	if deferred != nil {
+		return deferred
 	}
 	if accepted == 0 {
 		return refused

@@ -439,3 +439,28 @@ func TestSMTPAuthMechanism(t *testing.T) {
 		t.Errorf("%d mails delivered, want 1", n)
 	}
 }
+
+// TestSMTPTemporarilyRefusedRecipientHoldsTheMessage: when one recipient
+// gets a 4xx, nobody gets the email now, so the retry reaches everyone once.
+func TestSMTPTemporarilyRefusedRecipientHoldsTheMessage(t *testing.T) {
+	cert, caFile := testCert(t)
+	srv, port := startSMTP(t, cert, true, false)
+	srv.rcptErr["b@example.com"] = &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 2, 2}, Message: "mailbox full"}
+	s, _ := newTestSMTPSender(t, smtpConfig(port, caFile, config.TLSStartTLS))
+	err := s.Send(t.Context(), testMessage("a@example.com", "b@example.com"))
+	if err == nil || Classify(err) != Temporary {
+		t.Fatalf("err = %v, want a temporary error", err)
+	}
+	if n := len(srv.mails()); n != 0 {
+		t.Fatalf("%d mails delivered while a recipient was deferred, want 0", n)
+	}
+	srv.mu.Lock()
+	delete(srv.rcptErr, "b@example.com")
+	srv.mu.Unlock()
+	if err := s.Send(t.Context(), testMessage("a@example.com", "b@example.com")); err != nil {
+		t.Fatal(err)
+	}
+	if mails := srv.mails(); len(mails) != 1 || len(mails[0].to) != 3 {
+		t.Fatalf("retry delivered %+v, want one mail to a, b and the bcc", mails)
+	}
+}
