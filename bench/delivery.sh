@@ -20,39 +20,8 @@ KEEP=${KEEP:-0}                  # 1: keep the temp dir (binary, spools, logs)
 SMTP_SINK=${SMTP_SINK:-/usr/sbin/smtp-sink}
 SMTP_SOURCE=${SMTP_SOURCE:-/usr/sbin/smtp-source}
 
-SECRET=f50f6f32ff605baf44483fcecceaba83fc3f9362
-CONTENT_TYPE=application/x-www-form-urlencoded
-BODY="secret=${SECRET}&type=sms&data%5Bid%5D=2&data%5Brid%5D=10593&data%5Bsim%5D=1&data%5Bdevice%5D=00000000-0000-0000-d57d-f30cb6a89289&data%5Bphone%5D=%2B639760713666&data%5Bmessage%5D=Hello+World%21&data%5Btimestamp%5D=1645684231"
-
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-RESULTS=$ROOT/bench/results
-mkdir -p "$RESULTS"
-STAMP=$(date +%Y%m%d-%H%M%S)
-REPORT=$RESULTS/delivery-$STAMP.txt
-WORK=$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/hookmail-bench.XXXXXX")
-
-PIDS=()
-cleanup() {
-	local rc=$? pid i
-	for pid in "${PIDS[@]}"; do
-		if kill -0 "$pid" 2>/dev/null; then
-			kill -TERM "$pid" 2>/dev/null || true
-			for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-			kill -KILL "$pid" 2>/dev/null || true
-		fi
-	done
-	if [[ $KEEP == 1 ]]; then
-		echo "kept $WORK" >&2
-	else
-		rm -rf "$WORK"
-	fi
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-say() { printf '%s\n' "$*" | tee -a "$REPORT"; }
+BENCH_NAME=delivery
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 die() { say "error: $*"; exit 1; }
 now() { date +%s.%N; }
 
@@ -127,30 +96,6 @@ start() {
 		sleep 0.1
 	done
 	die "$name at $ADDR did not answer /healthz within 10s"
-}
-
-# stop PID: SIGTERM, wait up to STOP_TIMEOUT for a graceful exit, then
-# SIGKILL; sets STOP_RC.
-stop() {
-	local pid=$1 i
-	kill -TERM "$pid" 2>/dev/null || true
-	for i in $(seq $((STOP_TIMEOUT * 10))); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-	STOP_RC=0
-	if kill -0 "$pid" 2>/dev/null; then
-		kill -KILL "$pid" 2>/dev/null || true
-		wait "$pid" 2>/dev/null || true
-		STOP_RC=killed
-		return
-	fi
-	wait "$pid" 2>/dev/null || STOP_RC=$?
-}
-
-# metric NAME [LABEL-FILTER]: sums a metric from hookmail's /metrics.
-metric() {
-	curl -fsS --max-time 5 "http://$ADDR/metrics" 2>/dev/null |
-		awk -v name="$1" -v filter="${2:-}" '
-			index($0, name) == 1 && (filter == "" || index($0, filter)) && substr($0, length(name)+1, 1) ~ /[ {]/ {s += $NF; n++}
-			END {if (n) printf "%d\n", s; else print "?"}'
 }
 
 rate() { awk -v n="$1" -v s="$2" 'BEGIN {if (s > 0) printf "%.0f", n / s; else print "n/a"}'; }

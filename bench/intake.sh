@@ -19,40 +19,8 @@ PIN=${PIN:-0}                   # 1: server on CPU 0, load generator on CPU 1
 KEEP=${KEEP:-0}                 # 1: keep the temp dir (binaries, spool, outbox, logs)
 TOOL=${TOOL:-}                  # wrk (default when installed) or hey
 
-SECRET=f50f6f32ff605baf44483fcecceaba83fc3f9362
-CONTENT_TYPE=application/x-www-form-urlencoded
-BODY="secret=${SECRET}&type=sms&data%5Bid%5D=2&data%5Brid%5D=10593&data%5Bsim%5D=1&data%5Bdevice%5D=00000000-0000-0000-d57d-f30cb6a89289&data%5Bphone%5D=%2B639760713666&data%5Bmessage%5D=Hello+World%21&data%5Btimestamp%5D=1645684231"
-
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-RESULTS=$ROOT/bench/results
-mkdir -p "$RESULTS"
-STAMP=$(date +%Y%m%d-%H%M%S)
-REPORT=$RESULTS/intake-$STAMP.txt
-WORK=$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/hookmail-bench.XXXXXX")
-
-PIDS=()
-cleanup() {
-	local rc=$? pid i
-	for pid in "${PIDS[@]}"; do
-		if kill -0 "$pid" 2>/dev/null; then
-			kill -TERM "$pid" 2>/dev/null || true
-			for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-			kill -KILL "$pid" 2>/dev/null || true
-		fi
-	done
-	if [[ $KEEP == 1 ]]; then
-		echo "kept $WORK" >&2
-	else
-		rm -rf "$WORK"
-	fi
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-say() { printf '%s\n' "$*" | tee -a "$REPORT"; }
-die() { say "error: $*"; exit 1; }
+BENCH_NAME=intake
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # seconds DURATION: wrk/hey durations (15s, 2m, 1h, bare seconds) as seconds.
 seconds() {
@@ -128,22 +96,6 @@ start() {
 	die "$name at $ADDR did not answer /healthz within 10s"
 }
 
-# stop PID: SIGTERM, wait up to STOP_TIMEOUT for a graceful exit, then
-# SIGKILL; sets STOP_RC.
-stop() {
-	local pid=$1 i
-	kill -TERM "$pid" 2>/dev/null || true
-	for i in $(seq $((STOP_TIMEOUT * 10))); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-	STOP_RC=0
-	if kill -0 "$pid" 2>/dev/null; then
-		kill -KILL "$pid" 2>/dev/null || true
-		wait "$pid" 2>/dev/null || true
-		STOP_RC=killed
-		return
-	fi
-	wait "$pid" 2>/dev/null || STOP_RC=$?
-}
-
 # load URL DURATION OUT: runs the load generator; sets RPS P50 P99 TOTAL NON2XX SOCKERR.
 load() {
 	local url=$1 dur=$2 out=$3 bound
@@ -170,14 +122,6 @@ load() {
 	NON2XX=${NON2XX:-0}
 	SOCKERR=${SOCKERR:-none}
 	[[ -n $RPS && -n $TOTAL ]] || die "could not read the load generator's output $out"
-}
-
-# metric NAME [LABEL-FILTER]: sums a metric from hookmail's /metrics.
-metric() {
-	curl -fsS --max-time 5 "http://$ADDR/metrics" 2>/dev/null |
-		awk -v name="$1" -v filter="${2:-}" '
-			index($0, name) == 1 && (filter == "" || index($0, filter)) && substr($0, length(name)+1, 1) ~ /[ {]/ {s += $NF; n++}
-			END {if (n) printf "%d\n", s; else print "?"}'
 }
 
 outbox_count() {
