@@ -51,8 +51,28 @@ func NewMetrics(reg prometheus.Registerer, queue Queue) *Metrics {
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
 		}, []string{"outcome"}),
 	}
+	m.initSeries()
 	reg.MustRegister(&queueCollector{queue: queue})
 	return m
+}
+
+// initSeries creates every known series at zero, so rate() and alert rules
+// see a 0 from the first scrape rather than a missing series until the first
+// event of each kind.
+func (m *Metrics) initSeries() {
+	types := append(slices.Clone(KnownTypes), "other", "none")
+	for _, t := range types {
+		for _, r := range []string{ResultQueued, ResultUnauthorized, ResultInvalid, ResultTooLarge, ResultUnsupported, ResultUnavailable} {
+			m.received.WithLabelValues(t, r)
+		}
+		m.sent.WithLabelValues(t)
+		for _, c := range []ErrorClass{Temporary, Permanent, Config} {
+			m.failed.WithLabelValues(t, c.String())
+		}
+	}
+	for _, o := range []string{"sent", "retry", "dead"} {
+		m.deliveries.WithLabelValues(o)
+	}
 }
 
 // typeLabel bounds the type label's values: a sender chooses the type, so
