@@ -57,7 +57,7 @@ func New(cfg *config.Config, log *slog.Logger, reg *prometheus.Registry, queue Q
 		secrets:  newSecretSet(cfg.Webhook.Secrets),
 		now:      time.Now,
 		newID:    func() string { return uuid.Must(uuid.NewV7()).String() },
-		ackSlots: make(chan struct{}, 2*cfg.SMTP.Workers),
+		ackSlots: make(chan struct{}, ackSlotsPerWorker*cfg.SMTP.Workers),
 	}, nil
 }
 

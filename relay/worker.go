@@ -29,10 +29,18 @@ func (r *Relay) Run(ctx context.Context) error {
 	return nil
 }
 
+// ackSlotsPerWorker bounds the acks in flight per worker. Two were too few:
+// on a slow disk (a commit takes 2-25 ms here) a fast mail server then
+// waited on fsync, since a commit carried at most two acks per worker. With
+// a remote server an ack commits long before the next email is sent, so the
+// bound matters only at loopback speed. Each ack in flight at a crash is an
+// email sent twice, so the bound stays small.
+const ackSlotsPerWorker = 16
+
 // ack records a sent email without holding up the worker: the worker takes
-// its next event while the ack waits for the spool's next group commit. At
-// most two acks per worker are in flight. An email whose ack is lost in a
-// crash is sent again with the same Message-ID, never lost.
+// its next event while the ack waits for the spool's next group commit. An
+// email whose ack is lost in a crash is sent again with the same Message-ID,
+// never lost.
 func (r *Relay) ack(ctx context.Context, it *Item, log *slog.Logger) {
 	r.ackSlots <- struct{}{}
 	r.acks.Go(func() {
