@@ -4,6 +4,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -67,6 +68,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		checkCmd(loadConfig, stdout, stderr),
 		renderCmd(loadConfig, stdout),
 		sendTestCmd(loadConfig, stdout),
+		queueCmd(loadConfig, stdout),
 		versionCmd(stdout),
 	)
 	return root.Execute()
@@ -149,7 +151,8 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	spool, err := relay.OpenSpool(cfg.Spool.Dir, time.Now)
+	spool, err := relay.OpenSpool(cfg.Spool.Dir, time.Now,
+		relay.WithLimits(cfg.Spool.MaxEvents, cfg.Spool.MaxBytes), relay.WithDedupWindow(cfg.Dedup.Window))
 	if err != nil {
 		return err
 	}
@@ -182,8 +185,29 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	serveErr := make(chan error, 1)
+	serveErr := make(chan error, 2)
 	go func() { serveErr <- srv.Serve(ln) }()
+	if cfg.Admin.Listen != "" {
+		adminLn, err := net.Listen("tcp", cfg.Admin.Listen)
+		if err != nil {
+			_ = srv.Close()
+			return fmt.Errorf("admin.listen: %w (set admin.listen to a free port, or \"\" to turn the admin endpoint off)", err)
+		}
+		admin := &http.Server{
+			Handler:           r.AdminHandler(),
+			ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout:       30 * time.Second,
+			WriteTimeout:      2 * time.Minute,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		}
+		go func() {
+			if err := admin.Serve(adminLn); !errors.Is(err, http.ErrServerClosed) {
+				serveErr <- fmt.Errorf("admin: %w", err)
+			}
+		}()
+		defer admin.Close()
+		log.Info("admin endpoint listening", "addr", adminLn.Addr().String())
+	}
 
 	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
 	workDone := make(chan struct{})
@@ -371,6 +395,173 @@ func sendTestCmd(load func() (*config.Config, error), stdout io.Writer) *cobra.C
 	}
 	cmd.Flags().StringVar(&to, "to", "", "address to send the test email to (required)")
 	_ = cmd.MarkFlagRequired("to")
+	return cmd
+}
+
+// queueCmd inspects and repairs the queue: through the admin endpoint of a
+// running hookmail, or in the spool file of a stopped one.
+func queueCmd(load func() (*config.Config, error), stdout io.Writer) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "queue",
+		Short: "List, show, retry and drop queued events and dead letters",
+		Long: `queue works on the spool of the hookmail --config describes. While that
+hookmail runs it talks to its admin endpoint (admin.listen, with admin.token);
+when it is stopped it opens the spool file itself.`,
+	}
+	connect := func(c *cobra.Command) (relay.QueueAdmin, error) {
+		cfg, err := load()
+		if err == nil {
+			err = renderValidate(cfg)
+		}
+		if err != nil {
+			printProblems(c.ErrOrStderr(), err)
+			return nil, errInvalidConfig
+		}
+		return relay.ConnectAdmin(c.Context(), cfg)
+	}
+	asJSON := func(v any) error {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	}
+
+	var dead, jsonOut bool
+	var limit int
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List waiting events (or dead letters with --dead): id, type, age, attempts, next attempt, last error",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			q, err := connect(c)
+			if err != nil {
+				return err
+			}
+			defer q.Close()
+			state := relay.StateWaiting
+			if dead {
+				state = relay.StateDead
+			}
+			items, err := q.List(c.Context(), state, limit)
+			if err != nil {
+				return err
+			}
+			if jsonOut {
+				if items == nil {
+					items = []relay.Item{}
+				}
+				return asJSON(items)
+			}
+			return relay.PrintItems(stdout, items, time.Now())
+		},
+	}
+	list.Flags().BoolVar(&dead, "dead", false, "list the dead letters instead")
+	list.Flags().BoolVar(&jsonOut, "json", false, "print JSON")
+	list.Flags().IntVar(&limit, "limit", 0, "list at most this many (0: all)")
+
+	var showJSON bool
+	show := &cobra.Command{
+		Use:   "show ID",
+		Short: "Show one event: its fields, history, and the email it renders to now",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			q, err := connect(c)
+			if err != nil {
+				return err
+			}
+			defer q.Close()
+			d, err := q.Show(c.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if showJSON {
+				return asJSON(d)
+			}
+			return relay.PrintDetail(stdout, d, time.Now())
+		},
+	}
+	show.Flags().BoolVar(&showJSON, "json", false, "print JSON")
+
+	var allDead bool
+	retry := &cobra.Command{
+		Use:   "retry ID | --all-dead",
+		Short: "Make an event (waiting or dead) due now, or every dead letter with --all-dead",
+		Args: func(_ *cobra.Command, args []string) error {
+			if (allDead && len(args) == 0) || (!allDead && len(args) == 1) {
+				return nil
+			}
+			return errors.New("give one event ID, or --all-dead alone")
+		},
+		RunE: func(c *cobra.Command, args []string) error {
+			q, err := connect(c)
+			if err != nil {
+				return err
+			}
+			defer q.Close()
+			if allDead {
+				n, err := q.RequeueDead(c.Context())
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(stdout, "%d dead letter(s) back in the queue, due now\n", n)
+				return nil
+			}
+			if err := q.Requeue(c.Context(), args[0]); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "%s is due now\n", args[0])
+			return nil
+		},
+	}
+	retry.Flags().BoolVar(&allDead, "all-dead", false, "requeue every dead letter")
+
+	var yes bool
+	drop := &cobra.Command{
+		Use:   "drop ID --yes",
+		Short: "Delete an event or dead letter for good (no email is sent)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			if !yes {
+				return fmt.Errorf("drop deletes %s for good and no email about it is sent; add --yes to confirm", args[0])
+			}
+			q, err := connect(c)
+			if err != nil {
+				return err
+			}
+			defer q.Close()
+			if err := q.Drop(c.Context(), args[0]); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "%s dropped\n", args[0])
+			return nil
+		},
+	}
+	drop.Flags().BoolVar(&yes, "yes", false, "confirm the drop")
+
+	var statsJSON bool
+	stats := &cobra.Command{
+		Use:   "stats",
+		Short: "Count events by state and type, and the oldest one's age (what the metrics show)",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			q, err := connect(c)
+			if err != nil {
+				return err
+			}
+			defer q.Close()
+			st, err := q.Stats(c.Context())
+			if err != nil {
+				return err
+			}
+			if statsJSON {
+				return asJSON(st)
+			}
+			fmt.Fprintf(stdout, "queue of the %s\n", q.Where())
+			return relay.PrintStats(stdout, st, time.Now())
+		},
+	}
+	stats.Flags().BoolVar(&statsJSON, "json", false, "print JSON")
+
+	cmd.AddCommand(list, show, retry, drop, stats)
 	return cmd
 }
 

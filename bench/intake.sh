@@ -65,10 +65,23 @@ say "# work dir: $WORK"
 
 printf '%s' "$BODY" >"$WORK/body.txt"
 [[ $BODY != *[\"\\]* ]] || die "the body needs Lua escaping"
+[[ $BODY == *data%5Bid%5D=2\&* ]] || die "the body has no data[id] to vary"
+# Every request gets its own data[id] (thread number, then a counter), so
+# hookmail's deduplication stores each one, as it would real traffic.
 cat >"$WORK/post.lua" <<EOF
 wrk.method = "POST"
-wrk.body = "$BODY"
 wrk.headers["Content-Type"] = "$CONTENT_TYPE"
+local pre, post = "${BODY%%data%5Bid%5D=2&*}data%5Bid%5D=", "&${BODY#*data%5Bid%5D=2&}"
+local threads = 0
+function setup(thread)
+	threads = threads + 1
+	thread:set("tid", threads)
+end
+local n = 0
+function request()
+	n = n + 1
+	return wrk.format(nil, nil, nil, pre .. tid .. "-" .. n .. post)
+end
 EOF
 
 # --- helpers -------------------------------------------------------------------
@@ -137,7 +150,7 @@ mkdir -p "$WORK/spool" "$WORK/outbox"
 HLOG=$WORK/hookmail.log
 start hookmail "$HLOG" env -u HOOKMAIL_CONFIG -C "$WORK" \
 	HOOKMAIL_WEBHOOK_SECRETS=$SECRET HOOKMAIL_SPOOL_DIR="$WORK/spool" HOOKMAIL_OUTBOX_DIR="$WORK/outbox" \
-	"$WORK/hookmail" serve --listen 127.0.0.1:0
+	HOOKMAIL_ADMIN_LISTEN=127.0.0.1:0 "$WORK/hookmail" serve --listen 127.0.0.1:0
 HPID=$PID
 URL=http://$ADDR/webhook
 code=$(curl -sS -o "$WORK/probe.json" -w '%{http_code}' --max-time 5 -H "Content-Type: $CONTENT_TYPE" --data-binary @"$WORK/body.txt" "$URL") || true

@@ -35,6 +35,8 @@ type Config struct {
 	Log       Log       `mapstructure:"log" yaml:"log"`
 	Webhook   Webhook   `mapstructure:"webhook" yaml:"webhook"`
 	Spool     Spool     `mapstructure:"spool" yaml:"spool"`
+	Dedup     Dedup     `mapstructure:"dedup" yaml:"dedup"`
+	Admin     Admin     `mapstructure:"admin" yaml:"admin"`
 	Outbox    Outbox    `mapstructure:"outbox" yaml:"outbox"`
 	SMTP      SMTP      `mapstructure:"smtp" yaml:"smtp"`
 	Retry     Retry     `mapstructure:"retry" yaml:"retry"`
@@ -54,11 +56,37 @@ type Webhook struct {
 	Secrets      []Secret `mapstructure:"secrets" yaml:"secrets"`
 	MaxBodyBytes int64    `mapstructure:"max_body_bytes" yaml:"max_body_bytes"`
 	UnescapeHTML bool     `mapstructure:"unescape_html" yaml:"unescape_html"`
+	// MaxConcurrent caps the webhook requests handled at once; more wait
+	// briefly for a slot, then get 503.
+	MaxConcurrent int `mapstructure:"max_concurrent" yaml:"max_concurrent"`
+	// RateLimit is the requests per second one client IP may make (0: no
+	// limit), with bursts of up to RateBurst.
+	RateLimit float64 `mapstructure:"rate_limit" yaml:"rate_limit"`
+	RateBurst int     `mapstructure:"rate_burst" yaml:"rate_burst"`
 }
 
 // Spool configures the embedded durable queue.
 type Spool struct {
 	Dir string `mapstructure:"dir" yaml:"dir"`
+	// MaxEvents and MaxBytes cap what the spool holds (0: no cap); past
+	// them the receiver answers 503.
+	MaxEvents int   `mapstructure:"max_events" yaml:"max_events"`
+	MaxBytes  int64 `mapstructure:"max_bytes" yaml:"max_bytes"`
+}
+
+// Dedup sets how long a sender's event id is remembered, so a repeated
+// delivery of the same event yields one email.
+type Dedup struct {
+	Window time.Duration `mapstructure:"window" yaml:"window"`
+}
+
+// Admin configures the queue-management endpoint the `hookmail queue`
+// commands talk to while hookmail runs.
+type Admin struct {
+	// Listen is host:port; empty turns the endpoint off. Off loopback it
+	// requires Token.
+	Listen string `mapstructure:"listen" yaml:"listen"`
+	Token  Secret `mapstructure:"token" yaml:"token"`
 }
 
 // Outbox configures the .eml writer used when no SMTP host is set.

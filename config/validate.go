@@ -33,6 +33,7 @@ func (c *Config) Validate() error {
 	var v validator
 	c.validateServer(&v)
 	c.validateWebhook(&v)
+	c.validateQueue(&v)
 	c.validateSMTP(&v)
 	c.validateRetry(&v)
 	c.validateRoutes(&v)
@@ -151,6 +152,50 @@ func (c *Config) validateWebhook(v *validator) {
 	if w.MaxBodyBytes <= 0 {
 		v.add("webhook.max_body_bytes", fmt.Sprintf("must be positive, got %d", w.MaxBodyBytes), "set a limit in bytes, e.g. 1048576")
 	}
+}
+
+func (c *Config) validateQueue(v *validator) {
+	w := c.Webhook
+	if w.MaxConcurrent < 1 || w.MaxConcurrent > 100000 {
+		v.add("webhook.max_concurrent", fmt.Sprintf("%d is out of range", w.MaxConcurrent), "use a number from 1 to 100000, e.g. 256")
+	}
+	if w.RateLimit < 0 {
+		v.add("webhook.rate_limit", fmt.Sprintf("must not be negative, got %g", w.RateLimit), "set requests per second per client IP, or 0 for no limit")
+	}
+	if w.RateLimit > 0 && w.RateBurst < 1 {
+		v.add("webhook.rate_burst", fmt.Sprintf("must be at least 1 while webhook.rate_limit is set, got %d", w.RateBurst), "set it to the requests a client may make at once, e.g. 20")
+	}
+	if c.Spool.MaxEvents < 0 {
+		v.add("spool.max_events", fmt.Sprintf("must not be negative, got %d", c.Spool.MaxEvents), "set a number of events, or 0 for no limit")
+	}
+	if c.Spool.MaxBytes < 0 {
+		v.add("spool.max_bytes", fmt.Sprintf("must not be negative, got %d", c.Spool.MaxBytes), "set a size in bytes, or 0 for no limit")
+	}
+	if c.Dedup.Window < 0 {
+		v.add("dedup.window", fmt.Sprintf("must not be negative, got %s", c.Dedup.Window), `write it like "24h", or "0" to turn it off`)
+	} else if c.Dedup.Window > 0 && c.Dedup.Window < time.Millisecond {
+		v.add("dedup.window", fmt.Sprintf("%s is shorter than a millisecond; is the unit missing?", c.Dedup.Window), `write it with a unit, like "24h"`)
+	}
+	if a := c.Admin.Listen; a != "" {
+		host, _, err := net.SplitHostPort(a)
+		switch {
+		case err != nil:
+			v.add("admin.listen", fmt.Sprintf("%q is not host:port (%v)", a, err), `write it like "127.0.0.1:8025", or "" to turn it off`)
+		case !isLoopback(host) && strings.TrimSpace(c.Admin.Token.Reveal()) == "":
+			v.add("admin.listen", fmt.Sprintf("%q is not a loopback address and admin.token is empty, so anyone who reaches it could drop queued events", a), "set admin.token (HOOKMAIL_ADMIN_TOKEN), or listen on 127.0.0.1")
+		case a == c.Listen:
+			v.add("admin.listen", fmt.Sprintf("%q is also listen", a), "give the admin endpoint its own port")
+		}
+	}
+}
+
+// isLoopback reports whether host names only the local machine.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func (c *Config) validateSMTP(v *validator) {

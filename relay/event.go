@@ -34,6 +34,11 @@ type Event struct {
 	Data map[string]string `json:"data"`
 	// Received is when hookmail accepted the event.
 	Received time.Time `json:"received"`
+	// DedupKey identifies the sender's event across deliveries (source,
+	// type and the sender's own id); empty when the sender gave no id. A
+	// queue stores one event per key within its dedup window (JetStream's
+	// Nats-Msg-Id plays the same part).
+	DedupKey string `json:"dedup_key,omitempty"`
 }
 
 // Well-known event types.

@@ -18,7 +18,15 @@ const (
 	ResultTooLarge     = "too_large"
 	ResultUnsupported  = "unsupported"
 	ResultUnavailable  = "unavailable"
+	ResultQueueFull    = "queue_full"
+	ResultDuplicate    = "duplicate"
+	ResultRateLimited  = "rate_limited"
+	ResultBusy         = "busy"
 )
+
+// results lists every result label value.
+var results = []string{ResultQueued, ResultDuplicate, ResultUnauthorized, ResultInvalid, ResultTooLarge,
+	ResultUnsupported, ResultUnavailable, ResultQueueFull, ResultRateLimited, ResultBusy}
 
 // Metrics are hookmail's own Prometheus metrics.
 type Metrics struct {
@@ -35,7 +43,7 @@ func NewMetrics(reg prometheus.Registerer, queue Queue) *Metrics {
 	m := &Metrics{
 		received: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "hookmail_events_received_total",
-			Help: "Webhook requests by event type and result (queued, unauthorized, invalid, too_large, unsupported, unavailable).",
+			Help: "Webhook requests by event type and result (queued, duplicate, unauthorized, invalid, too_large, unsupported, unavailable, queue_full, rate_limited, busy).",
 		}, []string{"type", "result"}),
 		sent: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "hookmail_emails_sent_total",
@@ -62,7 +70,7 @@ func NewMetrics(reg prometheus.Registerer, queue Queue) *Metrics {
 func (m *Metrics) initSeries() {
 	types := append(slices.Clone(KnownTypes), "other", "none")
 	for _, t := range types {
-		for _, r := range []string{ResultQueued, ResultUnauthorized, ResultInvalid, ResultTooLarge, ResultUnsupported, ResultUnavailable} {
+		for _, r := range results {
 			m.received.WithLabelValues(t, r)
 		}
 		m.sent.WithLabelValues(t)

@@ -3,6 +3,7 @@ package relay
 import (
 	"context"
 	"errors"
+	"slices"
 	"time"
 )
 
@@ -48,17 +49,116 @@ type Item struct {
 	DeadReason string `json:"dead_reason,omitempty"`
 	// Died is when the item was buried.
 	Died time.Time `json:"died,omitzero"`
+	// Requeued is when an operator last put the item back in the queue; its
+	// retry.lifetime counts from then rather than from Event.Received.
+	Requeued time.Time `json:"requeued,omitzero"`
+	// History lists what happened to the item, oldest first, at most
+	// maxHistory entries (the earliest dropped first).
+	History []Attempt `json:"history,omitempty"`
+	// State is where the item is now. It is filled in when the item is
+	// read for an operator, not stored.
+	State State `json:"state,omitempty"`
 }
+
+// Attempt is one entry of an item's history: a failed delivery attempt, a
+// burial, or an operator's action.
+type Attempt struct {
+	At   time.Time `json:"at"`
+	What string    `json:"what"`
+}
+
+// maxHistory bounds an item's history, so an event retried for days does
+// not grow without end.
+const maxHistory = 20
+
+// LifetimeStart is when the item's retry.lifetime began: when it was
+// received, or when an operator last requeued it.
+func (it *Item) LifetimeStart() time.Time {
+	if it.Requeued.After(it.Event.Received) {
+		return it.Requeued
+	}
+	return it.Event.Received
+}
+
+func (it *Item) record(at time.Time, what string) {
+	it.History = append(it.History, Attempt{At: at, What: what})
+	if n := len(it.History); n > maxHistory {
+		it.History = slices.Delete(it.History, 0, n-maxHistory)
+	}
+}
+
+// State is where an item is in a queue.
+type State string
+
+// The states an item can be in.
+const (
+	StateWaiting    State = "waiting"    // due now or at NextAttempt
+	StateDelivering State = "delivering" // leased by a worker now
+	StateDead       State = "dead"       // in the dead letters
+)
 
 // Stats is a snapshot of a queue.
 type Stats struct {
 	// Depth counts events waiting for delivery, leased ones included.
-	Depth int
+	Depth int `json:"depth"`
+	// Delivering counts the leased events, being delivered now.
+	Delivering int `json:"delivering"`
 	// Oldest is when the oldest waiting event was received; zero when empty.
-	Oldest time.Time
+	Oldest time.Time `json:"oldest,omitzero"`
 	// Dead counts dead letters.
-	Dead int
+	Dead int `json:"dead"`
+	// Bytes is the size of the stored events and dead letters.
+	Bytes int64 `json:"bytes"`
+	// ByType counts waiting events and dead letters by event type (known
+	// types, "other" and "none", as the metrics label them).
+	ByType map[string]TypeCount `json:"by_type,omitempty"`
+}
+
+// TypeCount is Stats' count for one event type.
+type TypeCount struct {
+	Waiting int `json:"waiting"`
+	Dead    int `json:"dead"`
+}
+
+// Inspector is the operator's view of a queue: what `hookmail queue` and the
+// admin endpoint list, show and change. Every change goes through the queue's
+// own writer, so it is safe while workers deliver.
+type Inspector interface {
+	// List returns the items in state (StateWaiting lists waiting and
+	// delivering items), oldest first, at most limit (0: all).
+	List(ctx context.Context, state State, limit int) ([]Item, error)
+	// Get returns one item, waiting or dead, with its State set.
+	Get(ctx context.Context, id string) (*Item, error)
+	// Requeue makes a waiting or dead item due now.
+	Requeue(ctx context.Context, id string) error
+	// RequeueDead makes every dead letter due now and returns how many.
+	RequeueDead(ctx context.Context) (int, error)
+	// Drop deletes a waiting or dead item for good. An item being delivered
+	// cannot be dropped.
+	Drop(ctx context.Context, id string) error
+	// Stats is the same snapshot the metrics read.
+	Stats(ctx context.Context) (Stats, error)
 }
 
 // ErrQueueClosed is returned by a queue that has been closed.
 var ErrQueueClosed = errors.New("queue closed")
+
+// ErrQueueFull is returned by Enqueue when the queue holds as much as its
+// limits allow; the wrapping error names the limit.
+var ErrQueueFull = errors.New("queue full")
+
+// ErrNotFound is returned for an id the queue does not hold.
+var ErrNotFound = errors.New("no such event in the queue")
+
+// ErrBusy is returned when an item cannot be changed because a worker is
+// delivering it now.
+var ErrBusy = errors.New("the event is being delivered now; try again in a moment")
+
+// DuplicateError is returned by Enqueue for an event whose DedupKey the
+// queue has seen within its dedup window: the event is not stored again.
+type DuplicateError struct {
+	// ID is the id of the event first stored with that key.
+	ID string
+}
+
+func (e *DuplicateError) Error() string { return "duplicate of event " + e.ID }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"mime/multipart"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/hookmail/hookmail/config"
@@ -28,16 +29,45 @@ type reqError struct {
 func (e *reqError) Error() string { return e.reason }
 
 // writeError answers a failed request with {"status":"error","error":reason}.
-// Only server-side failures are logged: a client's bad request is counted,
-// not logged, so a flood of them cannot flood the log.
-func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, e *reqError) {
+// Only server-side failures are logged, at most once per errorLogEvery with
+// the count since: a client's bad request is counted, not logged, and a
+// flood of 503s cannot flood the log either.
+func writeError(w http.ResponseWriter, r *http.Request, log *errorLog, e *reqError) {
 	if e.status >= 500 {
-		log.Error("webhook request failed", "status", e.status, "reason", e.reason, "err", e.err, "remote", r.RemoteAddr)
+		log.record(r, e)
 	}
 	if e.status == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", "30")
 	}
 	writeJSON(w, e.status, map[string]string{"status": "error", "error": e.reason})
+}
+
+// errorLogEvery spaces out the log lines of failing webhook requests.
+const errorLogEvery = 10 * time.Second
+
+// errorLog logs server-side request failures, the first at once, then at
+// most one line per errorLogEvery that counts the failures in between.
+type errorLog struct {
+	log *slog.Logger
+
+	mu     sync.Mutex
+	last   time.Time
+	missed int
+}
+
+func (l *errorLog) record(r *http.Request, e *reqError) {
+	l.mu.Lock()
+	now := time.Now()
+	if now.Sub(l.last) < errorLogEvery {
+		l.missed++
+		l.mu.Unlock()
+		return
+	}
+	missed := l.missed
+	l.last, l.missed = now, 0
+	l.mu.Unlock()
+	l.log.Error("webhook request failed", "status", e.status, "reason", e.reason, "err", e.err,
+		"remote", r.RemoteAddr, "failures_not_logged", missed)
 }
 
 func writeJSON(w http.ResponseWriter, status int, body any) {
@@ -70,14 +100,24 @@ func (set secretSet) check(presented string) bool {
 }
 
 // handleWebhook accepts a gateway's webhook: decode, check the secret,
-// persist, and only then answer 200.
+// persist, and only then answer 200. An event the queue already holds
+// (same source, type and sender's id within dedup.window) is answered 200
+// "duplicate" and not stored again.
 func handleWebhook(log *slog.Logger, cfg *config.Webhook, secrets secretSet, queue Queue, m *Metrics, now func() time.Time, newID func() string) http.Handler {
 	opts := DecodeOptions{UnescapeHTML: cfg.UnescapeHTML, MaxMultipartMemory: cfg.MaxBodyBytes}
+	errLog := &errorLog{log: log}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ev, rerr := readEvent(w, r, cfg.MaxBodyBytes, opts, secrets)
+		var dup *DuplicateError
 		if rerr == nil {
 			ev.ID, ev.Received = newID(), now()
-			if err := queue.Enqueue(r.Context(), ev); err != nil {
+			ev.DedupKey = dedupKey(ev)
+			err := queue.Enqueue(r.Context(), ev)
+			switch {
+			case errors.As(err, &dup):
+			case errors.Is(err, ErrQueueFull):
+				rerr = &reqError{http.StatusServiceUnavailable, ResultQueueFull, "hookmail's queue is full; try again later", err}
+			case err != nil:
 				rerr = &reqError{http.StatusServiceUnavailable, ResultUnavailable, "cannot store the event now", err}
 			}
 		}
@@ -85,15 +125,30 @@ func handleWebhook(log *slog.Logger, cfg *config.Webhook, secrets secretSet, que
 		if ev != nil {
 			typ = typeLabel(ev.Type)
 		}
-		if rerr != nil {
+		switch {
+		case rerr != nil:
 			m.received.WithLabelValues(typ, rerr.result).Inc()
-			writeError(w, r, log, rerr)
-			return
+			writeError(w, r, errLog, rerr)
+		case dup != nil:
+			m.received.WithLabelValues(typ, ResultDuplicate).Inc()
+			log.Info("duplicate event not queued again", "id", dup.ID, "type", ev.Type)
+			writeJSON(w, http.StatusOK, map[string]string{"status": "duplicate", "id": dup.ID})
+		default:
+			m.received.WithLabelValues(typ, ResultQueued).Inc()
+			log.Info("event queued", "id", ev.ID, "type", ev.Type, "fields", len(ev.Data))
+			writeJSON(w, http.StatusOK, map[string]string{"status": "queued", "id": ev.ID})
 		}
-		m.received.WithLabelValues(typ, ResultQueued).Inc()
-		log.Info("event queued", "id", ev.ID, "type", ev.Type, "fields", len(ev.Data))
-		writeJSON(w, http.StatusOK, map[string]string{"status": "queued", "id": ev.ID})
 	})
+}
+
+// dedupKey names the sender's event: its source, type and the sender's own
+// id (data[id]). Without an id there is no key, and no deduplication.
+func dedupKey(ev *Event) string {
+	id := ev.Data["id"]
+	if id == "" {
+		return ""
+	}
+	return ev.Source + "\x00" + ev.Type + "\x00" + id
 }
 
 // readEvent decodes and checks one request. The event it returns (typed

@@ -64,7 +64,11 @@ func New(cfg *config.Config, log *slog.Logger, reg *prometheus.Registry, queue Q
 // Handler serves every route: the webhook, /healthz, /readyz, /metrics.
 func (r *Relay) Handler() http.Handler {
 	mux := http.NewServeMux()
-	webhook := handleWebhook(r.log, &r.cfg.Webhook, r.secrets, r.queue, r.metrics, r.now, r.newID)
+	var webhook http.Handler = handleWebhook(r.log, &r.cfg.Webhook, r.secrets, r.queue, r.metrics, r.now, r.newID)
+	webhook = limitConcurrency(r.cfg.Webhook.MaxConcurrent, r.metrics, webhook)
+	if r.cfg.Webhook.RateLimit > 0 {
+		webhook = limitRate(newIPLimiter(r.cfg.Webhook.RateLimit, r.cfg.Webhook.RateBurst, r.now), r.metrics, webhook)
+	}
 	p := strings.TrimSuffix(r.cfg.Webhook.Path, "/")
 	mux.Handle(p, webhook)
 	mux.Handle(p+"/", exact(p+"/", webhook)) // gateways are often set up with a trailing slash

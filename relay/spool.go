@@ -30,26 +30,56 @@ type Spool struct {
 	closing  chan struct{}
 	loopDone chan struct{}
 	closed   sync.Once
+	sweeps   sync.WaitGroup
 
 	mu     sync.Mutex
 	leased map[string]bool
 	wake   chan struct{} // closed and replaced when something new is due
 
-	// depth and dead are counted once at open, then kept by each committed
-	// write, so a scrape never walks a large backlog.
-	depth, dead atomic.Int64
+	// depth, dead and bytes are counted once at open, then kept by each
+	// committed write, so a scrape never walks a large backlog.
+	depth, dead, bytes atomic.Int64
+	counts             typeCounts
+
+	opts spoolOptions
+}
+
+// SpoolOption sets one of OpenSpool's options.
+type SpoolOption func(*spoolOptions)
+
+type spoolOptions struct {
+	maxEvents   int
+	maxBytes    int64
+	dedupWindow time.Duration
+}
+
+// WithLimits makes Enqueue refuse events (ErrQueueFull) while the spool holds
+// maxEvents waiting events or maxBytes of events and dead letters; 0 is no
+// limit.
+func WithLimits(maxEvents int, maxBytes int64) SpoolOption {
+	return func(o *spoolOptions) { o.maxEvents, o.maxBytes = maxEvents, maxBytes }
+}
+
+// WithDedupWindow makes Enqueue store one event per DedupKey within window
+// (0: no deduplication). The keys are kept in the spool, so the window
+// holds across restarts.
+func WithDedupWindow(window time.Duration) SpoolOption {
+	return func(o *spoolOptions) { o.dedupWindow = window }
 }
 
 var _ Queue = (*Spool)(nil)
 
 // Buckets: events holds every waiting Item by id; due indexes them by next
 // attempt (8-byte big-endian Unix nanoseconds, then the id) so Lease reads
-// the earliest first; dead holds the dead letters by id.
+// the earliest first; dead holds the dead letters by id; dedup maps a hashed
+// DedupKey to its expiry and event id, and dedupexp indexes those by expiry.
 var (
-	bucketEvents = []byte("events")
-	bucketDue    = []byte("due")
-	bucketDead   = []byte("dead")
-	bucketMeta   = []byte("meta")
+	bucketEvents   = []byte("events")
+	bucketDue      = []byte("due")
+	bucketDead     = []byte("dead")
+	bucketMeta     = []byte("meta")
+	bucketDedup    = []byte("dedup")
+	bucketDedupExp = []byte("dedupexp")
 )
 
 // maxBatch bounds one group commit, so one transaction stays small.
@@ -65,11 +95,18 @@ const SpoolFile = "spool.db"
 
 // OpenSpool opens (or creates) the spool in dir. It fails fast, with a
 // reason, when another hookmail holds the file or the file is damaged.
-func OpenSpool(dir string, now func() time.Time) (*Spool, error) {
+func OpenSpool(dir string, now func() time.Time, opts ...SpoolOption) (s *Spool, err error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("spool: cannot create %s: %w", dir, err)
 	}
 	path := filepath.Join(dir, SpoolFile)
+	// bbolt panics on some kinds of damage it meets while reading; at open
+	// that is a damaged file, reported as such, not a crash.
+	defer func() {
+		if p := recover(); p != nil {
+			s, err = nil, fmt.Errorf("spool: %s is damaged (%v); stop hookmail, move the file aside to start with an empty spool, and keep it for recovery", path, p)
+		}
+	}()
 	db, err := bolt.Open(path, 0o600, &bolt.Options{
 		Timeout:        2 * time.Second,
 		NoFreelistSync: true, // rebuilt at open; saves a write per commit
@@ -83,22 +120,20 @@ func OpenSpool(dir string, now func() time.Time) (*Spool, error) {
 	case err != nil:
 		return nil, fmt.Errorf("spool: cannot open %s: %w", path, err)
 	}
-	var depth, dead int
+	var c openCounts
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketEvents, bucketDue, bucketDead, bucketMeta} {
+		for _, b := range [][]byte{bucketEvents, bucketDue, bucketDead, bucketMeta, bucketDedup, bucketDedupExp} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
 		}
-		depth = tx.Bucket(bucketEvents).Stats().KeyN
-		dead = tx.Bucket(bucketDead).Stats().KeyN
-		return nil
+		return c.scan(tx)
 	})
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("spool: cannot initialise %s: %w", path, err)
 	}
-	s := &Spool{
+	s = &Spool{
 		db:       db,
 		now:      now,
 		writes:   make(chan writeOp),
@@ -106,10 +141,18 @@ func OpenSpool(dir string, now func() time.Time) (*Spool, error) {
 		loopDone: make(chan struct{}),
 		leased:   map[string]bool{},
 		wake:     make(chan struct{}),
+		counts:   typeCounts{m: c.types.m},
 	}
-	s.depth.Store(int64(depth))
-	s.dead.Store(int64(dead))
+	for _, o := range opts {
+		o(&s.opts)
+	}
+	s.depth.Store(int64(c.depth))
+	s.dead.Store(int64(c.dead))
+	s.bytes.Store(c.bytes)
 	go s.commitLoop()
+	if s.opts.dedupWindow > 0 {
+		s.sweeps.Go(s.sweepDedup)
+	}
 	return s, nil
 }
 
@@ -182,12 +225,13 @@ func dueKey(at time.Time, id string) []byte {
 	return k
 }
 
-func putItem(tx *bolt.Tx, it *Item) error {
+// putItem stores it and returns the size of its record.
+func putItem(tx *bolt.Tx, it *Item) (int, error) {
 	raw, err := json.Marshal(it)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	return putRaw(tx, it, raw)
+	return len(raw), putRaw(tx, it, raw)
 }
 
 // putRaw stores an item already encoded as raw, with its due entry.
@@ -203,7 +247,7 @@ func putRaw(tx *bolt.Tx, it *Item, raw []byte) error {
 func removeItem(tx *bolt.Tx, id string) (*Item, error) {
 	raw := tx.Bucket(bucketEvents).Get([]byte(id))
 	if raw == nil {
-		return nil, fmt.Errorf("spool: event %s is not waiting", id)
+		return nil, fmt.Errorf("spool: event %s is not waiting: %w", id, ErrNotFound)
 	}
 	var stored Item
 	if err := json.Unmarshal(raw, &stored); err != nil {
@@ -216,18 +260,51 @@ func removeItem(tx *bolt.Tx, id string) (*Item, error) {
 }
 
 // Enqueue stores ev, due now. The record is encoded here, in the caller's
-// goroutine, so the one committer goroutine only writes.
+// goroutine, so the one committer goroutine only writes. It refuses the
+// event with ErrQueueFull past the spool's limits, and with a
+// *DuplicateError when its DedupKey was stored within the dedup window.
 func (s *Spool) Enqueue(_ context.Context, ev *Event) error {
+	if err := s.full(); err != nil {
+		return err
+	}
 	it := &Item{Event: *ev, NextAttempt: s.now()}
 	raw, err := json.Marshal(it)
 	if err != nil {
 		return err
 	}
-	if err := s.update(func(tx *bolt.Tx) error { return putRaw(tx, it, raw) }); err != nil {
+	var dupOf string
+	err = s.update(func(tx *bolt.Tx) error {
+		dupOf = ""
+		if ev.DedupKey != "" && s.opts.dedupWindow > 0 {
+			first, err := s.remember(tx, ev.DedupKey, ev.ID)
+			if err != nil || first != "" {
+				dupOf = first
+				return err
+			}
+		}
+		return putRaw(tx, it, raw)
+	})
+	switch {
+	case err != nil:
 		return err
+	case dupOf != "":
+		return &DuplicateError{ID: dupOf}
 	}
 	s.depth.Add(1)
+	s.bytes.Add(int64(len(raw)))
+	s.counts.add(ev.Type, 1, 0)
 	s.signal()
+	return nil
+}
+
+// full reports whether the spool is at one of its limits.
+func (s *Spool) full() error {
+	if m := s.opts.maxEvents; m > 0 && s.depth.Load() >= int64(m) {
+		return fmt.Errorf("%w: %d events waiting, the spool.max_events limit", ErrQueueFull, m)
+	}
+	if m := s.opts.maxBytes; m > 0 && s.bytes.Load() >= m {
+		return fmt.Errorf("%w: %d bytes stored, the spool.max_bytes limit", ErrQueueFull, m)
+	}
 	return nil
 }
 
@@ -344,12 +421,16 @@ func (s *Spool) settled(id string, err error) error {
 
 // Ack removes a delivered item.
 func (s *Spool) Ack(_ context.Context, it *Item) error {
+	var freed int64
 	err := s.update(func(tx *bolt.Tx) error {
+		freed = int64(len(tx.Bucket(bucketEvents).Get([]byte(it.Event.ID))))
 		_, err := removeItem(tx, it.Event.ID)
 		return err
 	})
 	if err == nil {
 		s.depth.Add(-1)
+		s.bytes.Add(-freed)
+		s.counts.add(it.Event.Type, -1, 0)
 	}
 	return s.settled(it.Event.ID, err)
 }
@@ -357,7 +438,9 @@ func (s *Spool) Ack(_ context.Context, it *Item) error {
 // Retry records the failed attempt and makes the item due again at next.
 func (s *Spool) Retry(_ context.Context, it *Item, next time.Time, cause error) error {
 	defer s.signal()
-	return s.settled(it.Event.ID, s.update(func(tx *bolt.Tx) error {
+	var grew int64
+	err := s.update(func(tx *bolt.Tx) error {
+		before := int64(len(tx.Bucket(bucketEvents).Get([]byte(it.Event.ID))))
 		stored, err := removeItem(tx, it.Event.ID)
 		if err != nil {
 			return err
@@ -365,13 +448,22 @@ func (s *Spool) Retry(_ context.Context, it *Item, next time.Time, cause error) 
 		stored.Attempts = it.Attempts
 		stored.NextAttempt = next
 		stored.LastError = cause.Error()
-		return putItem(tx, stored)
-	}))
+		stored.record(s.now(), fmt.Sprintf("attempt %d failed: %s", it.Attempts, cause))
+		n, err := putItem(tx, stored)
+		grew = int64(n) - before
+		return err
+	})
+	if err == nil {
+		s.bytes.Add(grew)
+	}
+	return s.settled(it.Event.ID, err)
 }
 
 // Bury moves the item to the dead letters, keeping its history.
 func (s *Spool) Bury(_ context.Context, it *Item, reason string) error {
+	var grew int64
 	err := s.update(func(tx *bolt.Tx) error {
+		before := int64(len(tx.Bucket(bucketEvents).Get([]byte(it.Event.ID))))
 		stored, err := removeItem(tx, it.Event.ID)
 		if err != nil {
 			return err
@@ -380,39 +472,33 @@ func (s *Spool) Bury(_ context.Context, it *Item, reason string) error {
 		stored.LastError = it.LastError
 		stored.DeadReason = reason
 		stored.Died = s.now()
+		stored.record(stored.Died, "moved to the dead letters: "+reason)
 		b, err := json.Marshal(stored)
 		if err != nil {
 			return err
 		}
+		grew = int64(len(b)) - before
 		return tx.Bucket(bucketDead).Put([]byte(stored.Event.ID), b)
 	})
 	if err == nil {
 		s.depth.Add(-1)
 		s.dead.Add(1)
+		s.bytes.Add(grew)
+		s.counts.add(it.Event.Type, -1, 1)
 	}
 	return s.settled(it.Event.ID, err)
-}
-
-// Dead lists the dead letters, oldest id first.
-func (s *Spool) Dead(context.Context) ([]Item, error) {
-	var items []Item
-	err := s.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketDead).ForEach(func(_, raw []byte) error {
-			var it Item
-			if err := json.Unmarshal(raw, &it); err != nil {
-				return err
-			}
-			items = append(items, it)
-			return nil
-		})
-	})
-	return items, err
 }
 
 // Stats reports the kept counts and reads the oldest waiting item: O(1),
 // whatever the backlog.
 func (s *Spool) Stats(context.Context) (Stats, error) {
-	st := Stats{Depth: int(s.depth.Load()), Dead: int(s.dead.Load())}
+	s.mu.Lock()
+	delivering := len(s.leased)
+	s.mu.Unlock()
+	st := Stats{
+		Depth: int(s.depth.Load()), Dead: int(s.dead.Load()), Bytes: s.bytes.Load(),
+		Delivering: delivering, ByType: s.counts.snapshot(),
+	}
 	err := s.db.View(func(tx *bolt.Tx) error {
 		// Ids are UUIDv7, so the first key is the earliest received.
 		if _, raw := tx.Bucket(bucketEvents).Cursor().First(); raw != nil {
@@ -440,6 +526,7 @@ func (s *Spool) Close() error {
 	var err error
 	s.closed.Do(func() {
 		close(s.closing)
+		s.sweeps.Wait()
 		<-s.loopDone
 		err = s.db.Close()
 	})

@@ -191,7 +191,7 @@ func TestSpoolAfterClose(t *testing.T) {
 
 func deadLetters(t *testing.T, s *Spool) []Item {
 	t.Helper()
-	items, err := s.Dead(t.Context())
+	items, err := s.List(t.Context(), StateDead, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -107,7 +107,7 @@ func (r *Relay) deliver(ctx context.Context, it *Item) {
 		r.bury(ctx, it, "permanent error: "+err.Error(), start)
 		return
 	}
-	deadline := ev.Received.Add(r.cfg.Retry.Lifetime)
+	deadline := it.LifetimeStart().Add(r.cfg.Retry.Lifetime)
 	if !r.now().Before(deadline) {
 		log.Error("delivery kept failing for retry.lifetime; moved to the dead letters", "err", err, "lifetime", r.cfg.Retry.Lifetime)
 		r.bury(ctx, it, fmt.Sprintf("retry.lifetime (%s) exceeded: %v", r.cfg.Retry.Lifetime, err), start)

@@ -1,0 +1,183 @@
+package relay
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/hookmail/hookmail/config"
+)
+
+// QueueAdmin is what the `hookmail queue` commands work on: a running
+// hookmail through its admin endpoint, or the spool of a stopped one.
+type QueueAdmin interface {
+	Inspector
+	// Show returns an item with its route and the email it renders to.
+	Show(ctx context.Context, id string) (*ItemDetail, error)
+	// Where says what the commands are talking to, for the operator.
+	Where() string
+	Close() error
+}
+
+// ConnectAdmin reaches the queue of the hookmail cfg describes: its admin
+// endpoint when it runs, else its spool file directly.
+func ConnectAdmin(ctx context.Context, cfg *config.Config) (QueueAdmin, error) {
+	var apiErr error
+	if addr := cfg.Admin.Listen; addr != "" {
+		c := NewAdminClient(addr, cfg.Admin.Token)
+		_, err := c.Stats(ctx)
+		if err == nil {
+			return c, nil
+		}
+		if !errors.Is(err, syscall.ECONNREFUSED) {
+			return nil, err
+		}
+		apiErr = err
+	}
+	spool, err := OpenSpool(cfg.Spool.Dir, time.Now)
+	if err != nil {
+		if apiErr == nil {
+			return nil, fmt.Errorf("%w (admin.listen is empty, so a running hookmail cannot be reached; set it, or stop hookmail first)", err)
+		}
+		return nil, fmt.Errorf("%w; and hookmail's admin endpoint does not answer: %v", err, apiErr)
+	}
+	renderer, err := NewRenderer(cfg.Templates.Dir, cfg.Location())
+	if err != nil {
+		spool.Close()
+		return nil, fmt.Errorf("templates: %w", err)
+	}
+	return &localAdmin{Spool: spool, d: Describer{Renderer: renderer, Router: NewRouter(cfg.Routes), From: cfg.SMTP.From}}, nil
+}
+
+// localAdmin works on the spool file of a stopped hookmail.
+type localAdmin struct {
+	*Spool
+	d Describer
+}
+
+func (l *localAdmin) Show(ctx context.Context, id string) (*ItemDetail, error) {
+	it, err := l.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return l.d.Describe(it), nil
+}
+
+func (l *localAdmin) Where() string { return "spool file (hookmail is not running)" }
+
+// AdminClient talks to a running hookmail's admin endpoint.
+type AdminClient struct {
+	base  string
+	token config.Secret
+	hc    *http.Client
+}
+
+var _ QueueAdmin = (*AdminClient)(nil)
+
+// NewAdminClient returns a client of the admin endpoint at addr (host:port).
+func NewAdminClient(addr string, token config.Secret) *AdminClient {
+	host, port, err := net.SplitHostPort(addr)
+	if err == nil && (host == "" || host == "0.0.0.0" || host == "::") {
+		addr = net.JoinHostPort("127.0.0.1", port) // listening everywhere: reach it here
+	}
+	return &AdminClient{base: "http://" + addr, token: token, hc: &http.Client{Timeout: time.Minute}}
+}
+
+func (c *AdminClient) Where() string { return "running hookmail at " + c.base }
+func (c *AdminClient) Close() error  { return nil }
+
+// do sends one request and decodes the JSON reply into out.
+func (c *AdminClient) do(ctx context.Context, method, path string, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, nil)
+	if err != nil {
+		return err
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token.Reveal())
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("admin endpoint %s: %w", c.base, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
+	if err != nil {
+		return fmt.Errorf("admin endpoint %s: %w", c.base, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		var e struct{ Error string }
+		_ = json.Unmarshal(body, &e)
+		if e.Error == "" {
+			e.Error = resp.Status
+		}
+		switch resp.StatusCode {
+		case http.StatusNotFound:
+			return &remoteError{msg: e.Error, kind: ErrNotFound}
+		case http.StatusConflict:
+			return &remoteError{msg: e.Error, kind: ErrBusy}
+		}
+		return fmt.Errorf("admin endpoint %s: %s", c.base, e.Error)
+	}
+	return json.Unmarshal(body, out)
+}
+
+func (c *AdminClient) Stats(ctx context.Context) (Stats, error) {
+	var st Stats
+	return st, c.do(ctx, http.MethodGet, "/admin/v1/stats", &st)
+}
+
+func (c *AdminClient) List(ctx context.Context, state State, limit int) ([]Item, error) {
+	var items []Item
+	q := url.Values{"state": {string(state)}, "limit": {strconv.Itoa(limit)}}
+	return items, c.do(ctx, http.MethodGet, "/admin/v1/events?"+q.Encode(), &items)
+}
+
+func (c *AdminClient) Get(ctx context.Context, id string) (*Item, error) {
+	d, err := c.Show(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return &d.Item, nil
+}
+
+func (c *AdminClient) Show(ctx context.Context, id string) (*ItemDetail, error) {
+	var d ItemDetail
+	if err := c.do(ctx, http.MethodGet, "/admin/v1/events/"+url.PathEscape(id), &d); err != nil {
+		return nil, err
+	}
+	return &d, nil
+}
+
+func (c *AdminClient) Requeue(ctx context.Context, id string) error {
+	var out map[string]any
+	return c.do(ctx, http.MethodPost, "/admin/v1/events/"+url.PathEscape(id)+"/retry", &out)
+}
+
+func (c *AdminClient) RequeueDead(ctx context.Context) (int, error) {
+	var out struct{ Requeued int }
+	err := c.do(ctx, http.MethodPost, "/admin/v1/dead/retry", &out)
+	return out.Requeued, err
+}
+
+func (c *AdminClient) Drop(ctx context.Context, id string) error {
+	var out map[string]any
+	return c.do(ctx, http.MethodDelete, "/admin/v1/events/"+url.PathEscape(id), &out)
+}
+
+// remoteError is an error the admin endpoint answered: its own text, and
+// the kind errors.Is matches.
+type remoteError struct {
+	msg  string
+	kind error
+}
+
+func (e *remoteError) Error() string        { return e.msg }
+func (e *remoteError) Is(target error) bool { return target == e.kind }

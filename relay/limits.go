@@ -1,0 +1,118 @@
+package relay
+
+import (
+	"math"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// slotWait is how long a webhook request waits for one of
+// webhook.max_concurrent slots before it is answered 503.
+const slotWait = time.Second
+
+// limitConcurrency lets at most n requests through at once. A request that
+// finds none free within slotWait gets 503 with Retry-After, so a flood of
+// slow or many clients costs bounded memory and the others still get in.
+func limitConcurrency(n int, m *Metrics, next http.Handler) http.Handler {
+	slots := make(chan struct{}, n)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case slots <- struct{}{}:
+		default:
+			t := time.NewTimer(slotWait)
+			defer t.Stop()
+			select {
+			case slots <- struct{}{}:
+			case <-t.C:
+				m.received.WithLabelValues("none", ResultBusy).Inc()
+				w.Header().Set("Retry-After", "1")
+				writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "error", "error": "too many requests at once (webhook.max_concurrent); try again in a second"})
+				return
+			case <-r.Context().Done():
+				return
+			}
+		}
+		defer func() { <-slots }()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// ipLimiter is a token bucket per client IP (webhook.rate_limit and
+// webhook.rate_burst). Buckets of clients gone quiet are forgotten, so a
+// scan from many addresses cannot grow it without end.
+type ipLimiter struct {
+	limit rate.Limit
+	burst int
+	now   func() time.Time
+
+	mu      sync.Mutex
+	clients map[string]*client
+	swept   time.Time
+}
+
+type client struct {
+	lim  *rate.Limiter
+	seen time.Time
+}
+
+// forgetAfter is how long a client's bucket is kept after its last request;
+// by then the bucket is full again, so forgetting it changes nothing.
+func (l *ipLimiter) forgetAfter() time.Duration {
+	full := time.Duration(float64(l.burst) / float64(l.limit) * float64(time.Second))
+	return max(full, time.Minute)
+}
+
+func newIPLimiter(perSecond float64, burst int, now func() time.Time) *ipLimiter {
+	return &ipLimiter{limit: rate.Limit(perSecond), burst: burst, now: now, clients: map[string]*client{}}
+}
+
+// allow takes a token for ip; when there is none, it says how long until
+// there is.
+func (l *ipLimiter) allow(ip string) (bool, time.Duration) {
+	now := l.now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if now.Sub(l.swept) > l.forgetAfter() {
+		for k, c := range l.clients {
+			if now.Sub(c.seen) > l.forgetAfter() {
+				delete(l.clients, k)
+			}
+		}
+		l.swept = now
+	}
+	c := l.clients[ip]
+	if c == nil {
+		c = &client{lim: rate.NewLimiter(l.limit, l.burst)}
+		l.clients[ip] = c
+	}
+	c.seen = now
+	r := c.lim.ReserveN(now, 1)
+	if d := r.DelayFrom(now); d > 0 {
+		r.CancelAt(now)
+		return false, d
+	}
+	return true, 0
+}
+
+// limitRate answers 429 with Retry-After to a client IP past its rate. The
+// IP is the connection's peer: hookmail trusts no X-Forwarded-For.
+func limitRate(l *ipLimiter, m *Metrics, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ip, _, err := net.SplitHostPort(r.RemoteAddr)
+		if err != nil {
+			ip = r.RemoteAddr
+		}
+		if ok, wait := l.allow(ip); !ok {
+			m.received.WithLabelValues("none", ResultRateLimited).Inc()
+			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+			writeJSON(w, http.StatusTooManyRequests, map[string]string{"status": "error", "error": "too many requests from this address (webhook.rate_limit)"})
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
