@@ -34,6 +34,7 @@ func testConfig(t testing.TB) *config.Config {
 	cfg.Spool.Dir = t.TempDir()
 	cfg.Outbox.Dir = t.TempDir()
 	cfg.SMTP.Workers = 2
+	cfg.Dedup.Window = 0 // tests post the same body many times; dedup has its own tests
 	cfg.Routes = []config.Route{
 		{Name: "sms", Match: map[string]string{"type": "sms"}, To: []string{"sms@example.com"}, Cc: []string{"cc@example.com"}},
 		{Name: "everything-else", To: []string{"all@example.com"}},
@@ -46,7 +47,8 @@ func testConfig(t testing.TB) *config.Config {
 
 func newTestEnv(t testing.TB, cfg *config.Config) *testEnv {
 	t.Helper()
-	spool, err := OpenSpool(cfg.Spool.Dir, time.Now)
+	spool, err := OpenSpool(cfg.Spool.Dir, time.Now,
+		WithLimits(cfg.Spool.MaxEvents, cfg.Spool.MaxBytes), WithDedupWindow(cfg.Dedup.Window))
 	if err != nil {
 		t.Fatal(err)
 	}
