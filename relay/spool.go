@@ -41,6 +41,10 @@ type Spool struct {
 	depth, dead, bytes atomic.Int64
 	counts             typeCounts
 
+	// writeErr is the error of the last commit when it failed (disk full,
+	// read-only, I/O error); Ready reports it until a write succeeds again.
+	writeErr atomic.Pointer[error]
+
 	opts spoolOptions
 }
 
@@ -212,6 +216,11 @@ func (s *Spool) commit(batch []writeOp) {
 			op.done <- s.db.Update(op.fn)
 		}
 		return
+	}
+	if err != nil {
+		s.writeErr.Store(&err)
+	} else if s.writeErr.Load() != nil {
+		s.writeErr.Store(nil)
 	}
 	for _, op := range batch {
 		op.done <- err
@@ -513,8 +522,27 @@ func (s *Spool) Stats(context.Context) (Stats, error) {
 	return st, err
 }
 
+// probeSize is the size of the record Ready writes after a failed commit:
+// about a large event's, so it fails as long as events would.
+const probeSize = 16 << 10
+
 // Ready writes a probe record, so it fails when the disk cannot take writes.
+// After a commit failed, the probe is the size of a large event and is
+// deleted again; its success means events fit again and clears the error,
+// so hookmail reports ready again without waiting for a webhook.
 func (s *Spool) Ready(context.Context) error {
+	if failed := s.writeErr.Load(); failed != nil {
+		err := s.update(func(tx *bolt.Tx) error {
+			return tx.Bucket(bucketMeta).Put([]byte("probe-large"), make([]byte, probeSize))
+		})
+		if err == nil {
+			err = s.update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Delete([]byte("probe-large")) })
+		}
+		if err != nil {
+			return fmt.Errorf("spool cannot write: %w", err)
+		}
+		return nil
+	}
 	return s.update(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketMeta).Put([]byte("probe"), []byte(s.now().UTC().Format(time.RFC3339Nano)))
 	})
