@@ -222,11 +222,23 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	log.Info("hookmail listening", "addr", ln.Addr().String(), "webhook", cfg.Webhook.Path,
 		"spool", cfg.Spool.Dir, "delivery", delivery, "workers", cfg.SMTP.Workers, "version", version)
 
-	select {
-	case <-ctx.Done():
-		err = nil
-	case err = <-serveErr:
-		err = fmt.Errorf("http server: %w", err)
+	// SIGHUP's default action would end hookmail at once, without the
+	// shutdown below; until config reload exists it is only logged.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+			err = nil
+			break wait
+		case err = <-serveErr:
+			err = fmt.Errorf("http server: %w", err)
+			break wait
+		case <-hup:
+			log.Warn("SIGHUP received: this version does not reload its config; restart hookmail to apply changes")
+		}
 	}
 	// Reverse order: stop taking webhooks (letting in-flight ones be stored),
 	// then let each worker finish the email in hand, then close the spool.
