@@ -225,3 +225,62 @@ func TestFailedSettleIsNotRetriedInATightLoop(t *testing.T) {
 		t.Fatal("the lease was released after a failed settle, so the item would come straight back")
 	}
 }
+
+// TestOpenSpoolDamaged damages a spool file in several ways: each open
+// fails with a message naming the file, or opens a spool that still works;
+// none panics.
+func TestOpenSpoolDamaged(t *testing.T) {
+	src := t.TempDir()
+	s := openTestSpool(t, src, time.Now)
+	for i := range 200 {
+		if err := s.Enqueue(t.Context(), testEvent(fmt.Sprintf("ev-%03d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Close()
+	orig, err := os.ReadFile(filepath.Join(src, SpoolFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pageSize := 4096
+	garble := func(b []byte, from, n int) []byte {
+		for i := from; i < from+n && i < len(b); i++ {
+			b[i] = byte(i*7 + 13)
+		}
+		return b
+	}
+	for _, tc := range []struct {
+		name   string
+		damage func([]byte) []byte
+	}{
+		{"empty", func([]byte) []byte { return nil }},
+		{"truncated to 100 bytes", func(b []byte) []byte { return b[:100] }},
+		{"truncated to half", func(b []byte) []byte { return b[:len(b)/2] }},
+		{"both meta pages garbled", func(b []byte) []byte { return garble(b, 0, 2*pageSize) }},
+		{"first meta page garbled", func(b []byte) []byte { return garble(b, 0, pageSize) }},
+		{"data pages garbled", func(b []byte) []byte { return garble(b, 4*pageSize, len(b)) }},
+		{"one data page garbled", func(b []byte) []byte { return garble(b, 5*pageSize, pageSize) }},
+		{"not a spool at all", func([]byte) []byte { return []byte(strings.Repeat("hello, world\n", 5000)) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			b := tc.damage(append([]byte(nil), orig...))
+			if err := os.WriteFile(filepath.Join(dir, SpoolFile), b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			s, err := OpenSpool(dir, time.Now)
+			if err != nil {
+				if !strings.Contains(err.Error(), filepath.Join(dir, SpoolFile)) {
+					t.Errorf("error does not name the file: %v", err)
+				}
+				t.Logf("refused: %v", err)
+				return
+			}
+			defer s.Close()
+			// Opened (the damage missed what open reads): it must still work.
+			if _, err := s.Stats(t.Context()); err != nil {
+				t.Logf("opened, stats: %v", err)
+			}
+		})
+	}
+}

@@ -1,0 +1,141 @@
+package relaytest
+
+import (
+	"bytes"
+	"io"
+	"log"
+	"net"
+	"net/mail"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+)
+
+// Sink is a plain SMTP server (no TLS, no AUTH) on 127.0.0.1 that counts
+// the messages it accepts by Message-ID. It can refuse every message with
+// a reply of choice, go away entirely, and come back on the same port: the
+// outages a relay must ride out.
+type Sink struct {
+	t    testing.TB
+	Addr string // 127.0.0.1:port, the same across Stop and Start
+
+	mu     sync.Mutex
+	srv    *smtp.Server
+	refuse *smtp.SMTPError
+	counts map[string]int
+	tries  int
+}
+
+// NewSink starts a Sink on a free port; it stops when the test ends.
+func NewSink(t testing.TB) *Sink {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Sink{t: t, Addr: ln.Addr().String(), counts: map[string]int{}}
+	s.serve(ln)
+	t.Cleanup(s.Stop)
+	return s
+}
+
+func (s *Sink) serve(ln net.Listener) {
+	srv := smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) { return &sinkSession{s: s}, nil }))
+	srv.Domain = "sink.test"
+	srv.ReadTimeout, srv.WriteTimeout = 30*time.Second, 30*time.Second
+	srv.MaxMessageBytes = 10 << 20
+	srv.AllowInsecureAuth = true
+	srv.ErrorLog = log.New(io.Discard, "", 0) // connections cut by a kill are expected here
+	s.mu.Lock()
+	s.srv = srv
+	s.mu.Unlock()
+	go func() { _ = srv.Serve(ln) }()
+}
+
+// Refuse makes every MAIL FROM get reply (e.g. 451); nil accepts again.
+func (s *Sink) Refuse(reply *smtp.SMTPError) {
+	s.mu.Lock()
+	s.refuse = reply
+	s.mu.Unlock()
+}
+
+// Stop closes the listener and every connection: the server is gone.
+func (s *Sink) Stop() {
+	s.mu.Lock()
+	srv := s.srv
+	s.srv = nil
+	s.mu.Unlock()
+	if srv != nil {
+		_ = srv.Close()
+	}
+}
+
+// Start listens again on the same address after Stop.
+func (s *Sink) Start() {
+	s.t.Helper()
+	var ln net.Listener
+	var err error
+	for range 50 { // the old socket may linger a moment
+		if ln, err = net.Listen("tcp", s.Addr); err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		s.t.Fatalf("sink: listen again on %s: %v", s.Addr, err)
+	}
+	s.serve(ln)
+}
+
+// Counts returns how many times each Message-ID was accepted.
+func (s *Sink) Counts() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]int, len(s.counts))
+	for k, v := range s.counts {
+		out[k] = v
+	}
+	return out
+}
+
+// Tries counts the MAIL FROM commands seen, accepted or refused.
+func (s *Sink) Tries() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.tries
+}
+
+type sinkSession struct{ s *Sink }
+
+func (ss *sinkSession) Mail(string, *smtp.MailOptions) error {
+	ss.s.mu.Lock()
+	defer ss.s.mu.Unlock()
+	ss.s.tries++
+	if ss.s.refuse != nil {
+		return ss.s.refuse
+	}
+	return nil
+}
+
+func (ss *sinkSession) Rcpt(string, *smtp.RcptOptions) error { return nil }
+
+func (ss *sinkSession) Data(r io.Reader) error {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	msg, err := mail.ReadMessage(bytes.NewReader(b))
+	if err != nil {
+		return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "not a message: " + err.Error()}
+	}
+	id := msg.Header.Get("Message-ID")
+	ss.s.mu.Lock()
+	ss.s.counts[id]++
+	ss.s.mu.Unlock()
+	return nil
+}
+
+func (ss *sinkSession) Reset()        {}
+func (ss *sinkSession) Logout() error { return nil }
