@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
-	"mime/multipart"
 	"net/http"
 	"time"
 
@@ -72,7 +71,7 @@ func (set secretSet) check(presented string) bool {
 // handleWebhook accepts a gateway's webhook: decode, check the secret,
 // persist, and only then answer 200.
 func handleWebhook(log *slog.Logger, cfg *config.Webhook, secrets secretSet, queue Queue, m *Metrics, now func() time.Time, newID func() string) http.Handler {
-	opts := DecodeOptions{UnescapeHTML: cfg.UnescapeHTML, MaxMultipartMemory: cfg.MaxBodyBytes}
+	opts := DecodeOptions{UnescapeHTML: cfg.UnescapeHTML}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ev, rerr := readEvent(w, r, cfg.MaxBodyBytes, opts, secrets)
 		if rerr == nil {
@@ -107,8 +106,12 @@ func readEvent(w http.ResponseWriter, r *http.Request, maxBody int64, opts Decod
 	p, err := DecodePayload(r.Header.Get("Content-Type"), r.Body, opts)
 	var tooLarge *http.MaxBytesError
 	switch {
-	case errors.As(err, &tooLarge) || errors.Is(err, multipart.ErrMessageTooLarge):
+	case errors.As(err, &tooLarge):
 		return nil, &reqError{http.StatusRequestEntityTooLarge, ResultTooLarge, "body is larger than webhook.max_body_bytes allows", nil}
+	case isLimit(err):
+		// The text names the limit (MaxFields, MaxFieldBytes, ...) and
+		// quotes nothing of the body.
+		return nil, &reqError{http.StatusRequestEntityTooLarge, ResultTooLarge, err.Error(), nil}
 	case errors.Is(err, ErrUnsupportedMediaType):
 		return nil, &reqError{http.StatusUnsupportedMediaType, ResultUnsupported, err.Error(), nil}
 	case err != nil:
