@@ -93,12 +93,17 @@ const (
 	// MaxDepth bounds how deep field names nest: data[a] is 1 level,
 	// data[a][b] 2; in JSON each object or array inside "data" is one more.
 	MaxDepth = 8
-	// MaxFieldBytes bounds one field's name and its value, after percent
-	// decoding. The longest real texts (a WhatsApp message of some 65,000
+	// MaxFieldBytes bounds one field's value as it arrives (after percent
+	// decoding). The longest real texts (a WhatsApp message of some 65,000
 	// characters, 4 bytes each at worst, HTML-escaped by the gateway) fit,
 	// while the email a field renders into (a text and an HTML part, each
 	// quoted-printable) stays under the 10 MB many mail servers accept.
 	MaxFieldBytes = 512 << 10
+	// MaxNameBytes bounds a data field's name (a.b.c once nested). Real
+	// names are short words; the bound matters for JSON, where every value
+	// inside an object repeats the object's name in its own, so a long name
+	// above many values would cost its length once per value.
+	MaxNameBytes = 256
 	// MaxTypeBytes bounds the event type, which every log line about the
 	// event carries; real types are one short word.
 	MaxTypeBytes = 64
@@ -117,7 +122,8 @@ var (
 
 var (
 	errTooManyFields = fmt.Errorf("%w: a body may carry at most %d", ErrTooManyFields, MaxFields)
-	errFieldTooLarge = fmt.Errorf("%w: a field name or value may hold at most %d bytes", ErrFieldTooLarge, MaxFieldBytes)
+	errFieldTooLarge = fmt.Errorf("%w: a value may hold at most %d bytes", ErrFieldTooLarge, MaxFieldBytes)
+	errNameTooLarge  = fmt.Errorf("%w: a field name may hold at most %d bytes", ErrFieldTooLarge, MaxNameBytes)
 	errTypeTooLarge  = fmt.Errorf("%w: type may hold at most %d bytes", ErrFieldTooLarge, MaxTypeBytes)
 	errNestedTooDeep = fmt.Errorf("%w: field names may nest at most %d levels", ErrNestedTooDeep, MaxDepth)
 )
@@ -150,10 +156,10 @@ func DecodePayload(contentType string, body io.Reader, opts DecodeOptions) (*Pay
 	if err != nil {
 		return nil, err
 	}
-	if len(p.Type) > MaxTypeBytes {
+	p.clean(opts.UnescapeHTML)
+	if len(p.Type) > MaxTypeBytes { // after the repair, which may lengthen it
 		return nil, errTypeTooLarge
 	}
-	p.clean(opts.UnescapeHTML)
 	return p, nil
 }
 
@@ -218,9 +224,6 @@ func decodeMultipart(body io.Reader, boundary string) (*Payload, error) {
 func payloadFromValues(vals url.Values) (*Payload, error) {
 	p := &Payload{Data: map[string]string{}}
 	for key, vs := range vals {
-		if len(key) > MaxFieldBytes {
-			return nil, errFieldTooLarge
-		}
 		for _, v := range vs {
 			if len(v) > MaxFieldBytes {
 				return nil, errFieldTooLarge
@@ -239,6 +242,9 @@ func payloadFromValues(vals url.Values) (*Payload, error) {
 			inner := key[len("data[") : len(key)-1]
 			if strings.Count(inner, "][")+1 > MaxDepth {
 				return nil, errNestedTooDeep
+			}
+			if len(inner) > MaxNameBytes {
+				return nil, errNameTooLarge
 			}
 			if name := strings.ReplaceAll(inner, "][", "."); name != "" {
 				p.Data[name] = val

@@ -156,8 +156,8 @@ func (w *jsonWalker) members(prefix string, depth int, out map[string]string) er
 // wire: booleans as "1"/"0", null dropped, nested names joined with ".".
 // With a nil out it only reads the value.
 func (w *jsonWalker) value(name string, depth int, out map[string]string) error {
-	if len(name) > MaxFieldBytes {
-		return errFieldTooLarge
+	if len(name) > MaxNameBytes {
+		return errNameTooLarge
 	}
 	tok, err := w.token()
 	if err != nil {

@@ -60,6 +60,7 @@ func multipartN(t *testing.T, n int) (string, string) {
 // one just past it with its own error, in every wire format.
 func TestDecodeLimits(t *testing.T) {
 	big := strings.Repeat("x", MaxFieldBytes)
+	name := strings.Repeat("n", MaxNameBytes)
 	nested := func(levels int) string { return "data" + strings.Repeat("[a]", levels) }
 	jsonNested := func(levels int) string {
 		return `{"secret":"s","type":"x","data":` + strings.Repeat(`{"a":`, levels) + `1` + strings.Repeat("}", levels) + "}"
@@ -84,11 +85,14 @@ func TestDecodeLimits(t *testing.T) {
 		{"form empty pairs over MaxFields", formType, "secret=s&type=sms" + strings.Repeat("&", MaxFields), ErrTooManyFields},
 		{"form value at MaxFieldBytes", formType, "secret=s&type=sms&data[m]=" + big, nil},
 		{"form value over MaxFieldBytes", formType, "secret=s&type=sms&data[m]=" + big + "x", ErrFieldTooLarge},
-		{"form key over MaxFieldBytes", formType, "secret=s&type=sms&data[" + big + "]=1", ErrFieldTooLarge},
+		{"form name at MaxNameBytes", formType, "secret=s&type=sms&data[" + name + "]=1", nil},
+		{"form name over MaxNameBytes", formType, "secret=s&type=sms&data[" + name + "n]=1", ErrFieldTooLarge},
+		{"form nested name over MaxNameBytes", formType, "secret=s&type=sms&data[" + name[:200] + "][" + name[:100] + "]=1", ErrFieldTooLarge},
 		{"form secret over MaxFieldBytes", formType, "secret=" + big + "x&type=sms", ErrFieldTooLarge},
-		{"form ignored key over MaxFieldBytes", formType, "secret=s&type=sms&" + big + "x=1", ErrFieldTooLarge},
+		{"form ignored value over MaxFieldBytes", formType, "secret=s&type=sms&other=" + big + "x", ErrFieldTooLarge},
 		{"form type at MaxTypeBytes", formType, "secret=s&type=" + strings.Repeat("t", MaxTypeBytes), nil},
 		{"form type over MaxTypeBytes", formType, "secret=s&type=" + strings.Repeat("t", MaxTypeBytes+1), ErrFieldTooLarge},
+		{"form type over MaxTypeBytes once repaired", formType, "secret=s&type=" + strings.Repeat("t%FF", MaxTypeBytes/2), ErrFieldTooLarge},
 		{"form nested at MaxDepth", formType, "secret=s&type=x&" + nested(MaxDepth) + "=1", nil},
 		{"form nested over MaxDepth", formType, "secret=s&type=x&" + nested(MaxDepth+1) + "=1", ErrNestedTooDeep},
 		{"form nested 100 deep, brackets escaped", formType, "secret=s&type=x&data" + strings.Repeat("%5Ba%5D", 100) + "=1", ErrNestedTooDeep},
@@ -102,7 +106,9 @@ func TestDecodeLimits(t *testing.T) {
 		{"JSON ignored values count", "application/json", `{"secret":"s","type":"x","junk":[` + strings.TrimSuffix(strings.Repeat("0,", MaxFields), ",") + `]}`, ErrTooManyFields},
 		{"JSON value at MaxFieldBytes", "application/json", `{"secret":"s","type":"x","data":{"m":"` + big + `"}}`, nil},
 		{"JSON value over MaxFieldBytes", "application/json", `{"secret":"s","type":"x","data":{"m":"` + big + `x"}}`, ErrFieldTooLarge},
-		{"JSON name over MaxFieldBytes", "application/json", `{"secret":"s","type":"x","data":{"` + big + `x":"1"}}`, ErrFieldTooLarge},
+		{"JSON name at MaxNameBytes", "application/json", `{"secret":"s","type":"x","data":{"` + name + `":"1"}}`, nil},
+		{"JSON name over MaxNameBytes", "application/json", `{"secret":"s","type":"x","data":{"` + name + `n":"1"}}`, ErrFieldTooLarge},
+		{"JSON nested name over MaxNameBytes", "application/json", `{"secret":"s","type":"x","data":{"` + name[:200] + `":{"` + name[:100] + `":1}}}`, ErrFieldTooLarge},
 		{"JSON secret over MaxFieldBytes", "application/json", `{"secret":"` + big + `x","type":"x"}`, ErrFieldTooLarge},
 		{"JSON type over MaxTypeBytes", "application/json", `{"secret":"s","type":"` + strings.Repeat("t", MaxTypeBytes+1) + `"}`, ErrFieldTooLarge},
 		{"JSON objects at MaxDepth", "application/json", jsonNested(MaxDepth), nil},
@@ -130,7 +136,7 @@ func TestDecodeLimits(t *testing.T) {
 			if errors.Is(err, ErrMalformed) {
 				t.Errorf("err = %v: a limit is not a malformed body", err)
 			}
-			if strings.Contains(err.Error(), "xxxx") || strings.Contains(err.Error(), "[a]") {
+			if strings.Contains(err.Error(), "xxxx") || strings.Contains(err.Error(), "nnnn") || strings.Contains(err.Error(), "[a]") {
 				t.Errorf("err quotes the body: %.200s", err)
 			}
 		})
