@@ -59,11 +59,15 @@ func NormalizeType(t string) string {
 // Time is when the event happened: the sender's Unix timestamp when it gave
 // a usable one, else when hookmail received it.
 func (e *Event) Time() time.Time {
-	if ts, err := strconv.ParseInt(strings.TrimSpace(e.Data["timestamp"]), 10, 64); err == nil && ts > 0 {
+	if ts, err := strconv.ParseInt(strings.TrimSpace(e.Data["timestamp"]), 10, 64); err == nil && ts > 0 && ts < maxTimestamp {
 		return time.Unix(ts, 0)
 	}
 	return e.Received
 }
+
+// maxTimestamp is 9999-12-31T00:00:00Z: a later time has a five-digit year
+// in some zone, and the Date header would then not parse as RFC 5322.
+const maxTimestamp = 253402214400
 
 // Payload is a decoded webhook body before it becomes an Event: the secret
 // still to be checked, the raw type and the data fields.
