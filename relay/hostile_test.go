@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	htmltemplate "html/template"
 	"io"
 	"mime"
 	"mime/multipart"
@@ -14,6 +15,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -519,4 +521,36 @@ func TestEventTimeIgnoresTimestampsPastYear9999(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkEmail(t, msg, emailWant{from: "h@example.com", to: []string{"a@example.com"}, eventID: "x", messageID: "hookmail.x.r@example.com", date: time.Unix(253402214399, 0)})
+}
+
+// TestHTMLFuncsReturnNoTrustedTypes: html/template escapes every field
+// only because no helper hands it a value marked safe. A helper returning
+// template.HTML (or JS, URL, CSS, ...) would put payload text into the
+// HTML part unescaped.
+func TestHTMLFuncsReturnNoTrustedTypes(t *testing.T) {
+	trusted := []reflect.Type{
+		reflect.TypeFor[htmltemplate.HTML](), reflect.TypeFor[htmltemplate.HTMLAttr](), reflect.TypeFor[htmltemplate.JS](),
+		reflect.TypeFor[htmltemplate.JSStr](), reflect.TypeFor[htmltemplate.URL](), reflect.TypeFor[htmltemplate.CSS](),
+		reflect.TypeFor[htmltemplate.Srcset](),
+	}
+	var check func(name string, typ reflect.Type)
+	check = func(name string, typ reflect.Type) {
+		if slices.Contains(trusted, typ) {
+			t.Errorf("template func %s returns %v, which html/template does not escape", name, typ)
+		}
+		switch typ.Kind() {
+		case reflect.Slice, reflect.Array, reflect.Pointer, reflect.Map:
+			check(name, typ.Elem())
+		case reflect.Struct:
+			for f := range typ.Fields() {
+				check(name, f.Type)
+			}
+		}
+	}
+	for name, fn := range htmlFuncs {
+		typ := reflect.TypeOf(fn)
+		for out := range typ.Outs() {
+			check(name, out)
+		}
+	}
 }

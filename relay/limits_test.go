@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"mime/multipart"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -156,6 +157,44 @@ func TestDecodeLimitsKeepNestedNames(t *testing.T) {
 		}
 		if p.Data[want] != "1" || len(p.Data) != 1 {
 			t.Errorf("%s: data = %v, want %s=1", ct, p.Data, want)
+		}
+	}
+}
+
+// TestDecodeMemoryIsBounded: what decoding allocates stays within a small
+// multiple of the body plus MaxFields names of MaxNameBytes, however the
+// body is shaped. Without the name cap, a 500 KB name above 990 values
+// made 990 names of 500 KB: some 500 MB from a 0.5 MB body.
+func TestDecodeMemoryIsBounded(t *testing.T) {
+	children := func(name string, n int) string {
+		var b strings.Builder
+		b.WriteString(`{"secret":"s","type":"x","data":{"` + name + `":{`)
+		for i := range n {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			fmt.Fprintf(&b, `"%d":1`, i)
+		}
+		b.WriteString("}}}")
+		return b.String()
+	}
+	mpType, mpBody := multipartN(t, MaxFields-2)
+	bodies := []struct{ name, contentType, body string }{
+		{"JSON long name above many values", "application/json", children(strings.Repeat("n", 500_000), MaxFields-10)},
+		{"JSON longest name above many values", "application/json", children(strings.Repeat("n", MaxNameBytes-4), MaxFields-10)},
+		{"JSON nested 10,000 deep", "application/json", `{"data":{"a":` + strings.Repeat("[", 10000) + strings.Repeat("]", 10000) + "}}"},
+		{"form 10,000 repeated keys", formType, "secret=s&type=x" + strings.Repeat("&data[a]=1", 10000)},
+		{"form keys nested 10,000 deep", formType, "secret=s&type=x&data" + strings.Repeat("[a]", 10000) + "=1"},
+		{"multipart at MaxFields", mpType, mpBody},
+	}
+	for _, b := range bodies {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		_, err := DecodePayload(b.contentType, strings.NewReader(b.body), DecodeOptions{UnescapeHTML: true})
+		runtime.ReadMemStats(&after)
+		alloc := after.TotalAlloc - before.TotalAlloc
+		if limit := 8*uint64(len(b.body)) + 4<<20; alloc > limit {
+			t.Errorf("%s: decoding a %d-byte body allocated %d bytes (err %v), over %d", b.name, len(b.body), alloc, err, limit)
 		}
 	}
 }
