@@ -2,7 +2,6 @@ package relay
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"html"
@@ -65,11 +64,15 @@ func NormalizeType(t string) string {
 // Time is when the event happened: the sender's Unix timestamp when it gave
 // a usable one, else when hookmail received it.
 func (e *Event) Time() time.Time {
-	if ts, err := strconv.ParseInt(strings.TrimSpace(e.Data["timestamp"]), 10, 64); err == nil && ts > 0 {
+	if ts, err := strconv.ParseInt(strings.TrimSpace(e.Data["timestamp"]), 10, 64); err == nil && ts > 0 && ts < maxTimestamp {
 		return time.Unix(ts, 0)
 	}
 	return e.Received
 }
+
+// maxTimestamp is 9999-12-31T00:00:00Z: a later time has a five-digit year
+// in some zone, and the Date header would then not parse as RFC 5322.
+const maxTimestamp = 253402214400
 
 // Payload is a decoded webhook body before it becomes an Event: the secret
 // still to be checked, the raw type and the data fields.
@@ -83,19 +86,66 @@ type Payload struct {
 type DecodeOptions struct {
 	// UnescapeHTML undoes the gateway's htmlspecialchars once.
 	UnescapeHTML bool
-	// MaxMultipartMemory bounds what a multipart body may hold in memory.
-	MaxMultipartMemory int64
 }
 
-// Decode errors, each with its own HTTP status in the receiver.
+// Limits on the shape of a body. webhook.max_body_bytes bounds its size, but
+// a body within it can still be shaped to cost far more than its size to
+// decode, store and render, or to render into an email no mail server takes.
+// A body over any of these is refused whole (413, naming the limit) before
+// anything of it is queued. The platform's own bodies are far inside them.
+const (
+	// MaxFields bounds the values in one body: each key=value pair of a form
+	// (a repeated key counts every time), each part of a multipart body, each
+	// JSON value below the top-level object. The platform sends at most 9;
+	// PHP's own cap on input variables (max_input_vars) is also 1000.
+	MaxFields = 1000
+	// MaxDepth bounds how deep field names nest: data[a] is 1 level,
+	// data[a][b] 2; in JSON each object or array inside "data" is one more.
+	MaxDepth = 8
+	// MaxFieldBytes bounds one field's value as it arrives (after percent
+	// decoding). The longest real texts (a WhatsApp message of some 65,000
+	// characters, 4 bytes each at worst, HTML-escaped by the gateway) fit,
+	// while the email a field renders into (a text and an HTML part, each
+	// quoted-printable) stays under the 10 MB many mail servers accept.
+	MaxFieldBytes = 512 << 10
+	// MaxNameBytes bounds a data field's name (a.b.c once nested). Real
+	// names are short words; the bound matters for JSON, where every value
+	// inside an object repeats the object's name in its own, so a long name
+	// above many values would cost its length once per value.
+	MaxNameBytes = 256
+	// MaxTypeBytes bounds the event type, which every log line about the
+	// event carries; real types are one short word.
+	MaxTypeBytes = 64
+)
+
+// Decode errors, each with its own HTTP status in the receiver. The three
+// limit errors (413) carry a text that names the limit and never quotes the
+// body, so the receiver shows it to the client as is.
 var (
 	ErrUnsupportedMediaType = errors.New("unsupported content type")
 	ErrMalformed            = errors.New("malformed body")
+	ErrTooManyFields        = errors.New("too many fields")
+	ErrFieldTooLarge        = errors.New("field too large")
+	ErrNestedTooDeep        = errors.New("field nested too deep")
 )
+
+var (
+	errTooManyFields = fmt.Errorf("%w: a body may carry at most %d", ErrTooManyFields, MaxFields)
+	errFieldTooLarge = fmt.Errorf("%w: a value may hold at most %d bytes", ErrFieldTooLarge, MaxFieldBytes)
+	errNameTooLarge  = fmt.Errorf("%w: a field name may hold at most %d bytes", ErrFieldTooLarge, MaxNameBytes)
+	errTypeTooLarge  = fmt.Errorf("%w: type may hold at most %d bytes", ErrFieldTooLarge, MaxTypeBytes)
+	errNestedTooDeep = fmt.Errorf("%w: field names may nest at most %d levels", ErrNestedTooDeep, MaxDepth)
+)
+
+// isLimit reports whether err is a body over one of the limits above.
+func isLimit(err error) bool {
+	return errors.Is(err, ErrTooManyFields) || errors.Is(err, ErrFieldTooLarge) || errors.Is(err, ErrNestedTooDeep)
+}
 
 // DecodePayload reads a webhook body of the given Content-Type: PHP-style
 // form (data[id]=…, brackets escaped or not), multipart form, or JSON of the
-// same shape. Invalid UTF-8 is repaired, never rejected.
+// same shape. Invalid UTF-8 is repaired, never rejected. A body over one of
+// the limits above is ErrTooManyFields, ErrFieldTooLarge or ErrNestedTooDeep.
 func DecodePayload(contentType string, body io.Reader, opts DecodeOptions) (*Payload, error) {
 	mediaType, params, err := mime.ParseMediaType(contentType)
 	if err != nil && contentType != "" {
@@ -106,7 +156,7 @@ func DecodePayload(contentType string, body io.Reader, opts DecodeOptions) (*Pay
 	case "application/x-www-form-urlencoded":
 		p, err = decodeForm(body)
 	case "multipart/form-data":
-		p, err = decodeMultipart(body, params["boundary"], opts.MaxMultipartMemory)
+		p, err = decodeMultipart(body, params["boundary"])
 	case "application/json", "text/json":
 		p, err = decodeJSON(body)
 	default:
@@ -116,6 +166,9 @@ func DecodePayload(contentType string, body io.Reader, opts DecodeOptions) (*Pay
 		return nil, err
 	}
 	p.clean(opts.UnescapeHTML)
+	if len(p.Type) > MaxTypeBytes { // after the repair, which may lengthen it
+		return nil, errTypeTooLarge
+	}
 	return p, nil
 }
 
@@ -124,32 +177,67 @@ func decodeForm(body io.Reader) (*Payload, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Counted the way url.ParseQuery counts, before it allocates a value
+	// for each pair; its own cap (10,000, GODEBUG urlmaxqueryparams) would
+	// only fail as a malformed body.
+	if bytes.Count(b, []byte("&"))+1 > MaxFields {
+		return nil, errTooManyFields
+	}
 	vals, err := url.ParseQuery(string(b))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
-	return payloadFromValues(vals), nil
+	return payloadFromValues(vals)
 }
 
-func decodeMultipart(body io.Reader, boundary string, maxMemory int64) (*Payload, error) {
+// decodeMultipart reads the parts one by one rather than with ReadForm, so
+// the limits hold as each part arrives: ReadForm would buffer up to its own
+// caps (1,000 parts, 10 MB of values beyond maxMemory) and then report
+// any of them as the same ErrMessageTooLarge.
+func decodeMultipart(body io.Reader, boundary string) (*Payload, error) {
 	if boundary == "" {
 		return nil, fmt.Errorf("%w: multipart body without a boundary", ErrMalformed)
 	}
-	form, err := multipart.NewReader(body, boundary).ReadForm(maxMemory)
-	if err != nil {
-		// %w twice: the receiver still sees an *http.MaxBytesError or
-		// multipart.ErrMessageTooLarge (413) inside.
-		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
+	mr := multipart.NewReader(body, boundary)
+	vals := url.Values{}
+	for n := 0; ; n++ {
+		part, err := mr.NextPart()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			// %w twice: the receiver still sees an *http.MaxBytesError (413) inside.
+			return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
+		}
+		if n == MaxFields {
+			return nil, errTooManyFields
+		}
+		name := part.FormName()
+		if name == "" || part.FileName() != "" {
+			continue // not a field; NextPart skips what is left of it
+		}
+		v, err := io.ReadAll(io.LimitReader(part, MaxFieldBytes+1))
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
+		}
+		if len(v) > MaxFieldBytes {
+			return nil, errFieldTooLarge
+		}
+		vals[name] = append(vals[name], string(v))
 	}
-	defer form.RemoveAll()
-	return payloadFromValues(url.Values(form.Value)), nil
+	return payloadFromValues(vals)
 }
 
 // payloadFromValues maps PHP's http_build_query keys: data[id] is the data
 // field id, data[a][b] is a.b. A repeated key keeps its last value, as PHP does.
-func payloadFromValues(vals url.Values) *Payload {
+func payloadFromValues(vals url.Values) (*Payload, error) {
 	p := &Payload{Data: map[string]string{}}
 	for key, vs := range vals {
+		for _, v := range vs {
+			if len(v) > MaxFieldBytes {
+				return nil, errFieldTooLarge
+			}
+		}
 		if len(vs) == 0 {
 			continue
 		}
@@ -160,87 +248,19 @@ func payloadFromValues(vals url.Values) *Payload {
 		case key == "type":
 			p.Type = val
 		case strings.HasPrefix(key, "data[") && strings.HasSuffix(key, "]"):
-			name := strings.ReplaceAll(key[len("data["):len(key)-1], "][", ".")
-			if name != "" {
+			inner := key[len("data[") : len(key)-1]
+			if strings.Count(inner, "][")+1 > MaxDepth {
+				return nil, errNestedTooDeep
+			}
+			if len(inner) > MaxNameBytes {
+				return nil, errNameTooLarge
+			}
+			if name := strings.ReplaceAll(inner, "][", "."); name != "" {
 				p.Data[name] = val
 			}
 		}
 	}
-	return p
-}
-
-func decodeJSON(body io.Reader) (*Payload, error) {
-	dec := json.NewDecoder(body)
-	dec.UseNumber()
-	var raw struct {
-		Secret json.RawMessage `json:"secret"`
-		Type   json.RawMessage `json:"type"`
-		Data   map[string]any  `json:"data"`
-	}
-	if err := dec.Decode(&raw); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
-	}
-	if dec.More() {
-		return nil, fmt.Errorf("%w: more than one JSON value", ErrMalformed)
-	}
-	p := &Payload{Data: map[string]string{}}
-	var err error
-	if p.Secret, err = jsonScalar(raw.Secret); err != nil {
-		return nil, fmt.Errorf("%w: secret: %v", ErrMalformed, err)
-	}
-	if p.Type, err = jsonScalar(raw.Type); err != nil {
-		return nil, fmt.Errorf("%w: type: %v", ErrMalformed, err)
-	}
-	flattenJSON("", raw.Data, p.Data)
 	return p, nil
-}
-
-// jsonScalar reads a string or number as a string; absent or null is "".
-func jsonScalar(raw json.RawMessage) (string, error) {
-	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
-		return "", nil
-	}
-	var v any
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	if err := dec.Decode(&v); err != nil {
-		return "", err
-	}
-	switch v := v.(type) {
-	case string:
-		return v, nil
-	case json.Number:
-		return v.String(), nil
-	}
-	return "", errors.New("must be a string")
-}
-
-// flattenJSON writes values as the platform would put them on the wire:
-// booleans as "1"/"0", null dropped, nested keys joined with ".".
-func flattenJSON(prefix string, v any, out map[string]string) {
-	switch v := v.(type) {
-	case map[string]any:
-		for k, inner := range v {
-			flattenJSON(joinField(prefix, k), inner, out)
-		}
-	case []any:
-		for i, inner := range v {
-			flattenJSON(joinField(prefix, strconv.Itoa(i)), inner, out)
-		}
-	case string:
-		out[prefix] = v
-	case json.Number:
-		out[prefix] = v.String()
-	case bool:
-		out[prefix] = map[bool]string{true: "1", false: "0"}[v]
-	}
-}
-
-func joinField(prefix, key string) string {
-	if prefix == "" {
-		return key
-	}
-	return prefix + "." + key
 }
 
 // clean repairs invalid UTF-8, drops NUL bytes, and undoes the gateway's

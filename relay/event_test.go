@@ -119,7 +119,7 @@ func TestDecodeVariants(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p, err := DecodePayload(tt.contentType, strings.NewReader(tt.body), DecodeOptions{UnescapeHTML: tt.unescape, MaxMultipartMemory: 1 << 20})
+			p, err := DecodePayload(tt.contentType, strings.NewReader(tt.body), DecodeOptions{UnescapeHTML: tt.unescape})
 			if tt.wantErr != nil {
 				if !errors.Is(err, tt.wantErr) {
 					t.Fatalf("err = %v, want %v", err, tt.wantErr)

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
-	"mime/multipart"
 	"net/http"
 	"sync"
 	"time"
@@ -79,7 +78,12 @@ func writeJSON(w http.ResponseWriter, status int, body any) {
 
 // secretSet compares a presented secret against every configured one in
 // constant time. Hashing first makes every comparison the same length, so
-// neither a secret's content nor its length leaks through timing.
+// neither a secret's content nor its length leaks through timing. check
+// has no early exit: it compares against every configured secret and ORs
+// the results, so which secret matched (or how many are configured past
+// the first) does not show either. The work before it, decoding the body,
+// does not depend on the secret at all. What a right secret then costs on
+// top (the fsync before 200) tells the sender nothing the 200 does not.
 type secretSet [][sha256.Size]byte
 
 func newSecretSet(secrets []config.Secret) secretSet {
@@ -104,7 +108,7 @@ func (set secretSet) check(presented string) bool {
 // (same source, type and sender's id within dedup.window) is answered 200
 // "duplicate" and not stored again.
 func handleWebhook(log *slog.Logger, cfg *config.Webhook, secrets secretSet, queue Queue, m *Metrics, now func() time.Time, newID func() string) http.Handler {
-	opts := DecodeOptions{UnescapeHTML: cfg.UnescapeHTML, MaxMultipartMemory: cfg.MaxBodyBytes}
+	opts := DecodeOptions{UnescapeHTML: cfg.UnescapeHTML}
 	errLog := &errorLog{log: log}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ev, rerr := readEvent(w, r, cfg.MaxBodyBytes, opts, secrets)
@@ -162,8 +166,12 @@ func readEvent(w http.ResponseWriter, r *http.Request, maxBody int64, opts Decod
 	p, err := DecodePayload(r.Header.Get("Content-Type"), r.Body, opts)
 	var tooLarge *http.MaxBytesError
 	switch {
-	case errors.As(err, &tooLarge) || errors.Is(err, multipart.ErrMessageTooLarge):
+	case errors.As(err, &tooLarge):
 		return nil, &reqError{http.StatusRequestEntityTooLarge, ResultTooLarge, "body is larger than webhook.max_body_bytes allows", nil}
+	case isLimit(err):
+		// The text names the limit (MaxFields, MaxFieldBytes, ...) and
+		// quotes nothing of the body.
+		return nil, &reqError{http.StatusRequestEntityTooLarge, ResultTooLarge, err.Error(), nil}
 	case errors.Is(err, ErrUnsupportedMediaType):
 		return nil, &reqError{http.StatusUnsupportedMediaType, ResultUnsupported, err.Error(), nil}
 	case err != nil:

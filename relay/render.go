@@ -182,6 +182,14 @@ func oneLine(s string) string {
 	}), " ")
 }
 
+// subjectLine makes a rendered subject template one readable header line,
+// whatever the fields held: valid UTF-8 (the decoder repairs payloads, but
+// an override template or `hookmail render --field` may not), no line
+// breaks or other control characters, at most maxSubjectRunes.
+func subjectLine(s string) string {
+	return truncate(maxSubjectRunes, oneLine(strings.ToValidUTF8(s, "\uFFFD")))
+}
+
 // facts pairs labels with values, leaving out empty values:
 // facts "From" .phone "SIM" .sim.
 func facts(kv ...string) []Field {
@@ -239,7 +247,7 @@ func (r *Renderer) Render(ev *Event, route *config.Route, from string) (*Message
 		To:        route.To,
 		Cc:        route.Cc,
 		Bcc:       route.Bcc,
-		Subject:   truncate(maxSubjectRunes, oneLine(subject.String())),
+		Subject:   subjectLine(subject.String()),
 		Text:      text.String(),
 		HTML:      html.String(),
 		Date:      ev.Time(),

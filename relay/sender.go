@@ -2,9 +2,12 @@ package relay
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"io"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/wneessen/go-mail"
 )
@@ -59,7 +62,7 @@ func (m *Message) Build() (*mail.Msg, error) {
 			return nil, PermanentErr(fmt.Errorf("bcc: %w", err))
 		}
 	}
-	msg.Subject(m.Subject)
+	msg.Subject(subjectHeader(m.Subject))
 	msg.SetDateWithValue(m.Date)
 	msg.SetMessageIDWithValue(m.MessageID)
 	msg.SetUserAgent("hookmail")
@@ -67,6 +70,36 @@ func (m *Message) Build() (*mail.Msg, error) {
 	msg.SetBodyString(mail.TypeTextPlain, m.Text)
 	msg.AddAlternativeString(mail.TypeTextHTML, m.HTML)
 	return msg, nil
+}
+
+// subjectHeader is the Subject as go-mail should write it. go-mail
+// RFC 2047-encodes every generic header value through mime.WordEncoder, so
+// a CR, LF or NUL never reaches the wire raw; but the encoder leaves a
+// value of printable ASCII as it is, and a payload's own
+// "=?UTF-8?q?=0D=0ABcc:_x@evil.example?=" would then go out raw and be
+// decoded by every mail client into a line break and a fake header.
+// A subject holding "=?" is therefore encoded here, whole, as base64
+// encoded-words of whole characters (RFC 2047 section 5), which go-mail
+// passes through unchanged and folds between words.
+func subjectHeader(s string) string {
+	if !strings.Contains(s, "=?") {
+		return s
+	}
+	const maxChunk = 45 // bytes: 60 in base64, 72 with "=?UTF-8?b?" and "?=", under the 75 allowed
+	var words []string
+	for s != "" {
+		n := 0
+		for n < len(s) {
+			_, size := utf8.DecodeRuneInString(s[n:])
+			if n > 0 && n+size > maxChunk {
+				break
+			}
+			n += size
+		}
+		words = append(words, "=?UTF-8?b?"+base64.StdEncoding.EncodeToString([]byte(s[:n]))+"?=")
+		s = s[n:]
+	}
+	return strings.Join(words, " ")
 }
 
 // WriteEML writes m as an RFC 5322 message, as an .eml file holds it.
