@@ -58,6 +58,7 @@ func (o *Outbox) Send(_ context.Context, m *Message) error {
 	if err := os.Rename(tmp.Name(), final); err != nil {
 		return fmt.Errorf("outbox: %w", err)
 	}
+	m.Receipt = "written to " + final
 	return syncDir(o.dir)
 }
 

@@ -32,6 +32,11 @@ type Message struct {
 	// MessageID is deterministic per event and route (without the angle
 	// brackets), so a re-delivery after a crash is recognisable.
 	MessageID string
+
+	// Receipt is filled in by a Sender that succeeded: the mail server's
+	// reply to the data ("250 2.0.0 Ok: queued as …"), or where the outbox
+	// wrote the file. The delivery log line carries it.
+	Receipt string
 }
 
 // Sender delivers a rendered message. Errors are classified by Classify.

@@ -261,6 +261,10 @@ func (s *SMTPSender) transact(sc *smtp.Client, m *Message) error {
 	if err != nil {
 		return fmt.Errorf("smtp DATA: %w", err)
 	}
+	m.Receipt = "250"
+	if r, ok := w.(interface{ ServerResponse() string }); ok {
+		m.Receipt += " " + r.ServerResponse()
+	}
 	return nil
 }
 

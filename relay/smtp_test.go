@@ -174,8 +174,12 @@ func TestSMTPDeliversOverSTARTTLSWithAuthAndReusesTheConnection(t *testing.T) {
 	srv, port := startSMTP(t, cert, true, false)
 	s, logs := newTestSMTPSender(t, smtpConfig(port, caFile, config.TLSStartTLS))
 	for range 3 {
-		if err := s.Send(t.Context(), testMessage("a@example.com", "b@example.com")); err != nil {
+		m := testMessage("a@example.com", "b@example.com")
+		if err := s.Send(t.Context(), m); err != nil {
 			t.Fatal(err)
+		}
+		if !strings.HasPrefix(m.Receipt, "250 ") || len(m.Receipt) < 6 {
+			t.Errorf("receipt %q, want the server's 250 reply", m.Receipt)
 		}
 	}
 	mails := srv.mails()

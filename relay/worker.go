@@ -95,7 +95,7 @@ func (r *Relay) deliver(ctx context.Context, it *Item) {
 		r.ack(context.WithoutCancel(ctx), it, log)
 		r.metrics.sent.WithLabelValues(typeLabel(ev.Type)).Inc()
 		r.metrics.deliveries.WithLabelValues("sent").Observe(r.now().Sub(start).Seconds())
-		log.Info("email sent", "message_id", msg.MessageID)
+		log.Info("email sent", "message_id", msg.MessageID, "reply", msg.Receipt)
 		return
 	}
 	class := Classify(err)
