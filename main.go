@@ -64,7 +64,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return config.Load(resolveConfigPath(configPath, getenv), getenv)
 	}
 	root.AddCommand(
-		serveCmd(loadConfig, stderr),
+		serveCmd(loadConfig, func() string { return resolveConfigPath(configPath, getenv) }, stderr),
 		checkCmd(loadConfig, stdout, stderr),
 		renderCmd(loadConfig, stdout),
 		sendTestCmd(loadConfig, stdout),
@@ -119,7 +119,7 @@ func newLogger(cfg config.Log, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-func serveCmd(load func() (*config.Config, error), stderr io.Writer) *cobra.Command {
+func serveCmd(load func() (*config.Config, error), configFile func() string, stderr io.Writer) *cobra.Command {
 	var listen string
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -130,10 +130,23 @@ func serveCmd(load func() (*config.Config, error), stderr io.Writer) *cobra.Comm
 			if err != nil {
 				return err
 			}
-			if listen != "" {
-				cfg.Listen = listen
+			withFlags := func(c *config.Config) *config.Config {
+				if listen != "" {
+					c.Listen = listen
+				}
+				return c
 			}
-			return serve(cmd.Context(), cfg, newLogger(cfg.Log, stderr))
+			reload := func() (*config.Config, error) {
+				c, err := load()
+				if err == nil {
+					err = c.Validate()
+				}
+				if err != nil {
+					return nil, err
+				}
+				return withFlags(c), nil
+			}
+			return serve(cmd.Context(), withFlags(cfg), reload, configFile(), newLogger(cfg.Log, stderr))
 		},
 	}
 	cmd.Flags().StringVar(&listen, "listen", "", "address to listen on, overriding the config's listen (e.g. 127.0.0.1:0)")
@@ -144,7 +157,7 @@ func serveCmd(load func() (*config.Config, error), stderr io.Writer) *cobra.Comm
 // finish after SIGTERM.
 const shutdownTimeout = 15 * time.Second
 
-func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+func serve(ctx context.Context, cfg *config.Config, load func() (*config.Config, error), configFile string, log *slog.Logger) error {
 	for _, w := range cfg.Warnings() {
 		log.Warn("config: " + w)
 	}
@@ -222,8 +235,29 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	log.Info("hookmail listening", "addr", ln.Addr().String(), "webhook", cfg.Webhook.Path,
 		"spool", cfg.Spool.Dir, "delivery", delivery, "workers", cfg.SMTP.Workers, "version", version)
 
-	// SIGHUP's default action would end hookmail at once, without the
-	// shutdown below; until config reload exists it is only logged.
+	// Reload on SIGHUP and when the config file or a template changes: a
+	// config that does not load, validate or render is logged and the one
+	// in force stays.
+	reload := func(trigger string) {
+		next, err := load()
+		if err == nil {
+			var restart []string
+			if restart, err = r.Reload(next); err == nil {
+				log.Info("config reloaded", "trigger", trigger)
+				if len(restart) > 0 {
+					log.Warn("config reloaded, but these changes take effect only after a restart", "keys", strings.Join(restart, ", "))
+				}
+				return
+			}
+		}
+		r.ReloadFailed()
+		log.Error("config reload refused; the previous config stays in force", "trigger", trigger, "err", err)
+	}
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	if err := config.Watch(watchCtx, configFile, cfg.Templates.Dir, func() { reload("file change") }); err != nil {
+		log.Warn("cannot watch the config file and templates for changes; reload with SIGHUP", "err", err)
+	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -237,7 +271,7 @@ wait:
 			err = fmt.Errorf("http server: %w", err)
 			break wait
 		case <-hup:
-			log.Warn("SIGHUP received: this version does not reload its config; restart hookmail to apply changes")
+			reload("SIGHUP")
 		}
 	}
 	// Reverse order: stop taking webhooks (letting in-flight ones be stored),

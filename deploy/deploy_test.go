@@ -202,13 +202,27 @@ func exportedMetrics(t *testing.T) map[string]bool {
 	relay.NewMetrics(reg, spool)
 	smtp := config.Default().SMTP
 	smtp.Host = "127.0.0.1" // building the sender dials nothing
-	if _, err := relay.NewSMTPSender(smtp, slog.New(slog.DiscardHandler), reg); err != nil {
+	sender, err := relay.NewSMTPSender(smtp, slog.New(slog.DiscardHandler), reg)
+	if err != nil {
 		t.Fatal(err)
 	}
 	families, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The whole relay, for what relay.New registers beyond NewMetrics (the
+	// config-reload gauges).
+	cfg := config.Default()
+	cfg.Webhook.Secrets = []config.Secret{"deploy-test-secret-0123456789"}
+	whole := prometheus.NewRegistry()
+	if _, err := relay.New(cfg, slog.New(slog.DiscardHandler), whole, spool, sender); err != nil {
+		t.Fatal(err)
+	}
+	more, err := whole.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	families = append(families, more...)
 	names := map[string]bool{}
 	for _, f := range families {
 		names[f.GetName()] = true

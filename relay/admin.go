@@ -32,6 +32,12 @@ type Describer struct {
 	From     string
 }
 
+// describer is a Describer on the live config, read at each call.
+func (r *Relay) describer(it *Item) *ItemDetail {
+	l := r.live.Load()
+	return Describer{Renderer: l.renderer, Router: l.router, From: l.cfg.SMTP.From}.Describe(it)
+}
+
 // Describe fills in the route and email of it.
 func (d Describer) Describe(it *Item) *ItemDetail {
 	out := &ItemDetail{Item: *it}
@@ -62,8 +68,7 @@ func (r *Relay) AdminHandler() http.Handler {
 	if !ok {
 		return nil
 	}
-	d := Describer{Renderer: r.renderer, Router: r.router, From: r.cfg.SMTP.From}
-	return NewAdminHandler(insp, d, r.cfg.Admin.Token, r.log)
+	return NewAdminHandler(insp, r.describer, r.cfg.Admin.Token, r.log)
 }
 
 // NewAdminHandler serves insp as JSON under /admin/v1/. With a token set,
@@ -75,7 +80,7 @@ func (r *Relay) AdminHandler() http.Handler {
 //	POST   /admin/v1/events/{id}/retry     due now
 //	DELETE /admin/v1/events/{id}           dropped for good
 //	POST   /admin/v1/dead/retry            every dead letter due now
-func NewAdminHandler(insp Inspector, d Describer, token config.Secret, log interface {
+func NewAdminHandler(insp Inspector, describe func(*Item) *ItemDetail, token config.Secret, log interface {
 	Info(string, ...any)
 }) http.Handler {
 	mux := http.NewServeMux()
@@ -105,7 +110,7 @@ func NewAdminHandler(insp Inspector, d Describer, token config.Secret, log inter
 			adminReply(w, nil, err)
 			return
 		}
-		adminReply(w, d.Describe(it), nil)
+		adminReply(w, describe(it), nil)
 	})
 	mux.HandleFunc("POST /admin/v1/events/{id}/retry", func(w http.ResponseWriter, r *http.Request) {
 		id := r.PathValue("id")

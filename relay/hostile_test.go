@@ -461,8 +461,9 @@ func TestHostileInput(t *testing.T) {
 				t.Fatalf("lease: %v (%+v), want event %s", err, it, resp.ID)
 			}
 			ev := it.Event
-			route := env.relay.router.Match(&ev)
-			msg, err := env.relay.renderer.Render(&ev, route, env.cfg.SMTP.From)
+			l := env.relay.live.Load()
+			route := l.router.Match(&ev)
+			msg, err := l.renderer.Render(&ev, route, env.cfg.SMTP.From)
 			if err != nil {
 				t.Fatalf("render: %v", err)
 			}

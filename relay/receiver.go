@@ -107,11 +107,11 @@ func (set secretSet) check(presented string) bool {
 // persist, and only then answer 200. An event the queue already holds
 // (same source, type and sender's id within dedup.window) is answered 200
 // "duplicate" and not stored again.
-func handleWebhook(log *slog.Logger, cfg *config.Webhook, secrets secretSet, queue Queue, m *Metrics, now func() time.Time, newID func() string) http.Handler {
+func handleWebhook(log *slog.Logger, cfg *config.Webhook, secrets func() secretSet, queue Queue, m *Metrics, now func() time.Time, newID func() string) http.Handler {
 	opts := DecodeOptions{UnescapeHTML: cfg.UnescapeHTML}
 	errLog := &errorLog{log: log}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ev, rerr := readEvent(w, r, cfg.MaxBodyBytes, opts, secrets)
+		ev, rerr := readEvent(w, r, cfg.MaxBodyBytes, opts, secrets())
 		var dup *DuplicateError
 		if rerr == nil {
 			ev.ID, ev.Received = newID(), now()

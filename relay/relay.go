@@ -4,12 +4,12 @@ package relay
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"path"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -26,10 +26,13 @@ type Relay struct {
 	reg      *prometheus.Registry
 	queue    Queue
 	sender   Sender
-	renderer *Renderer
-	router   *Router
 	metrics  *Metrics
-	secrets  secretSet
+	reloads  reloadMetrics
+
+	// live is the part of the config a reload swaps: routes, templates,
+	// secrets, smtp.from and retry. cfg is the config hookmail started with,
+	// for what only a restart changes (addresses, spool, SMTP server).
+	live atomic.Pointer[live]
 
 	now   func() time.Time
 	newID func() string
@@ -41,30 +44,32 @@ type Relay struct {
 // New builds a relay on a validated config. It parses the templates, so a
 // broken override stops start-up with its file and line.
 func New(cfg *config.Config, log *slog.Logger, reg *prometheus.Registry, queue Queue, sender Sender) (*Relay, error) {
-	renderer, err := NewRenderer(cfg.Templates.Dir, cfg.Location())
+	l, err := newLive(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("templates: %w", err)
+		return nil, err
 	}
-	return &Relay{
+	r := &Relay{
 		cfg:      cfg,
 		log:      log,
 		reg:      reg,
 		queue:    queue,
 		sender:   sender,
-		renderer: renderer,
-		router:   NewRouter(cfg.Routes),
 		metrics:  NewMetrics(reg, queue),
-		secrets:  newSecretSet(cfg.Webhook.Secrets),
+		reloads:  newReloadMetrics(reg),
 		now:      time.Now,
 		newID:    func() string { return uuid.Must(uuid.NewV7()).String() },
 		ackSlots: make(chan struct{}, ackSlotsPerWorker*cfg.SMTP.Workers),
-	}, nil
+	}
+	r.live.Store(l)
+	r.reloads.succeeded(time.Now())
+	return r, nil
 }
 
 // Handler serves every route: the webhook, /healthz, /readyz, /metrics.
 func (r *Relay) Handler() http.Handler {
 	mux := http.NewServeMux()
-	var webhook http.Handler = handleWebhook(r.log, &r.cfg.Webhook, r.secrets, r.queue, r.metrics, r.now, r.newID)
+	secrets := func() secretSet { return r.live.Load().secrets }
+	var webhook http.Handler = handleWebhook(r.log, &r.cfg.Webhook, secrets, r.queue, r.metrics, r.now, r.newID)
 	webhook = limitConcurrency(r.cfg.Webhook.MaxConcurrent, r.metrics, webhook)
 	if r.cfg.Webhook.RateLimit > 0 {
 		webhook = limitRate(newIPLimiter(r.cfg.Webhook.RateLimit, r.cfg.Webhook.RateBurst, r.now), r.metrics, webhook)

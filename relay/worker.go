@@ -80,13 +80,14 @@ func (r *Relay) deliver(ctx context.Context, it *Item) {
 	start := r.now()
 	ev := &it.Event
 	log := r.log.With("id", ev.ID, "type", ev.Type, "attempt", it.Attempts+1)
-	route := r.router.Match(ev)
+	l := r.live.Load()
+	route := l.router.Match(ev)
 	if route == nil {
 		r.bury(ctx, it, ReasonNoRoute, start)
 		return
 	}
 	log = log.With("route", route.Name)
-	msg, err := r.renderer.Render(ev, route, r.cfg.SMTP.From)
+	msg, err := l.renderer.Render(ev, route, l.cfg.SMTP.From)
 	if err == nil {
 		err = r.sender.Send(ctx, msg)
 	}
@@ -107,13 +108,14 @@ func (r *Relay) deliver(ctx context.Context, it *Item) {
 		r.bury(ctx, it, "permanent error: "+err.Error(), start)
 		return
 	}
-	deadline := it.LifetimeStart().Add(r.cfg.Retry.Lifetime)
+	retry := l.cfg.Retry
+	deadline := it.LifetimeStart().Add(retry.Lifetime)
 	if !r.now().Before(deadline) {
-		log.Error("delivery kept failing for retry.lifetime; moved to the dead letters", "err", err, "lifetime", r.cfg.Retry.Lifetime)
-		r.bury(ctx, it, fmt.Sprintf("retry.lifetime (%s) exceeded: %v", r.cfg.Retry.Lifetime, err), start)
+		log.Error("delivery kept failing for retry.lifetime; moved to the dead letters", "err", err, "lifetime", retry.Lifetime)
+		r.bury(ctx, it, fmt.Sprintf("retry.lifetime (%s) exceeded: %v", retry.Lifetime, err), start)
 		return
 	}
-	next := r.now().Add(Backoff(r.cfg.Retry.Initial, r.cfg.Retry.Max, it.Attempts-1))
+	next := r.now().Add(Backoff(retry.Initial, retry.Max, it.Attempts-1))
 	if next.After(deadline) {
 		next = deadline // one last attempt when the lifetime ends
 	}

@@ -24,8 +24,9 @@ type Sink struct {
 	mu     sync.Mutex
 	srv    *smtp.Server
 	refuse *smtp.SMTPError
-	counts map[string]int
-	tries  int
+	counts   map[string]int
+	subjects map[string]string
+	tries    int
 }
 
 // NewSink starts a Sink on a free port; it stops when the test ends.
@@ -35,7 +36,7 @@ func NewSink(t testing.TB) *Sink {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Sink{t: t, Addr: ln.Addr().String(), counts: map[string]int{}}
+	s := &Sink{t: t, Addr: ln.Addr().String(), counts: map[string]int{}, subjects: map[string]string{}}
 	s.serve(ln)
 	t.Cleanup(s.Stop)
 	return s
@@ -100,6 +101,17 @@ func (s *Sink) Counts() map[string]int {
 	return out
 }
 
+// Subjects returns the (raw) Subject header of each Message-ID accepted.
+func (s *Sink) Subjects() map[string]string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]string, len(s.subjects))
+	for k, v := range s.subjects {
+		out[k] = v
+	}
+	return out
+}
+
 // Tries counts the MAIL FROM commands seen, accepted or refused.
 func (s *Sink) Tries() int {
 	s.mu.Lock()
@@ -133,6 +145,7 @@ func (ss *sinkSession) Data(r io.Reader) error {
 	id := msg.Header.Get("Message-ID")
 	ss.s.mu.Lock()
 	ss.s.counts[id]++
+	ss.s.subjects[id] = msg.Header.Get("Subject")
 	ss.s.mu.Unlock()
 	return nil
 }
