@@ -21,13 +21,13 @@ import (
 
 // Relay wires the receiver, the queue and the workers together.
 type Relay struct {
-	cfg      *config.Config
-	log      *slog.Logger
-	reg      *prometheus.Registry
-	queue    Queue
-	sender   Sender
-	metrics  *Metrics
-	reloads  reloadMetrics
+	cfg     *config.Config
+	log     *slog.Logger
+	reg     *prometheus.Registry
+	queue   Queue
+	sender  Sender
+	metrics *Metrics
+	reloads reloadMetrics
 
 	// live is the part of the config a reload swaps: routes, templates,
 	// secrets, smtp.from and retry. cfg is the config hookmail started with,

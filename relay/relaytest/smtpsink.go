@@ -21,9 +21,9 @@ type Sink struct {
 	t    testing.TB
 	Addr string // 127.0.0.1:port, the same across Stop and Start
 
-	mu     sync.Mutex
-	srv    *smtp.Server
-	refuse *smtp.SMTPError
+	mu       sync.Mutex
+	srv      *smtp.Server
+	refuse   *smtp.SMTPError
 	counts   map[string]int
 	subjects map[string]string
 	tries    int
