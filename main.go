@@ -337,7 +337,7 @@ func renderCmd(load func() (*config.Config, error), stdout io.Writer) *cobra.Com
 			if err != nil {
 				return err
 			}
-			renderer, err := relay.NewRenderer(cfg.Templates.Dir, cfg.Location())
+			renderer, err := relay.NewRenderer(cfg.Templates.Dir, cfg.Location(), cfg.Routes...)
 			if err != nil {
 				return fmt.Errorf("templates: %w", err)
 			}

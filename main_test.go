@@ -114,7 +114,7 @@ func TestServeAcceptsAndWritesOut(t *testing.T) {
 		t.Fatalf("outbox holds %d emails, want 1\n%s", len(files), logs)
 	}
 	eml, _ := os.ReadFile(files[0])
-	if !bytes.Contains(eml, []byte("Subject: SMS from +639760713666: Hello World!")) {
+	if !bytes.Contains(eml, []byte("Subject: SMS from +639760713666\r\n")) || !bytes.Contains(eml, []byte("<hookmail.thread.")) {
 		t.Errorf("email:\n%s", eml)
 	}
 	if err := stop(); err != nil {
@@ -178,8 +178,9 @@ func TestRenderPrintsEML(t *testing.T) {
 		args []string
 		want []string
 	}{
-		{"from a raw body", []string{"render", "--body", body}, []string{"Subject: SMS from +639760713666: Hello World!", "Date: Thu, 24 Feb 2022 06:30:31 +0000", "Content-Type: text/html; charset=UTF-8"}},
+		{"from a raw body", []string{"render", "--body", body}, []string{"Subject: SMS from +639760713666\r\n", "In-Reply-To:", "<hookmail.thread.", "Date: Thu, 24 Feb 2022 06:30:31 +0000", "Content-Type: text/html; charset=UTF-8"}},
 		{"from flags", []string{"render", "--type", "notifications", "--field", "title=Bank", "--field", "content=Paid"}, []string{"Subject: Bank: Paid", "To: <hookmail@localhost>"}},
+		{"unthreaded route", []string{"render", "--config", unthreadedConfig(t), "--body", body}, []string{"Subject: SMS from +639760713666: Hello World!"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -207,4 +208,15 @@ func TestVersion(t *testing.T) {
 	if !regexp.MustCompile(`^hookmail \S+ \(commit \S+, go1\.\d+`).MatchString(stdout.String()) {
 		t.Errorf("version = %q", stdout.String())
 	}
+}
+
+// unthreadedConfig is a config file whose one route does not thread, so
+// subjects carry the message.
+func unthreadedConfig(t *testing.T) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "hookmail.yaml")
+	if err := os.WriteFile(p, []byte("routes:\n  - name: all\n    to: [\"a@example.com\"]\n    thread: false\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

@@ -118,13 +118,57 @@ type Retry struct {
 }
 
 // Route sends the events it matches to its recipients. A route without a
-// match takes every event (the catch-all).
+// match takes every event (the catch-all). Routes are tried in order; the
+// first that matches takes the event, unless it has continue: true, in which
+// case the routes after it are tried too.
 type Route struct {
-	Name  string            `mapstructure:"name" yaml:"name"`
+	Name string `mapstructure:"name" yaml:"name"`
+	// Match holds when every key holds: type exactly; message, content,
+	// response, title and package as regular expressions found anywhere in
+	// the field; any other data field exactly, or as a regular expression
+	// when written /like this/.
 	Match map[string]string `mapstructure:"match" yaml:"match,omitempty"`
-	To    []string          `mapstructure:"to" yaml:"to"`
+	To    []string          `mapstructure:"to" yaml:"to,omitempty"`
 	Cc    []string          `mapstructure:"cc" yaml:"cc,omitempty"`
 	Bcc   []string          `mapstructure:"bcc" yaml:"bcc,omitempty"`
+	// ReplyTo sets the Reply-To header.
+	ReplyTo string `mapstructure:"reply_to" yaml:"reply_to,omitempty"`
+	// Subject is a subject template replacing the type's own.
+	Subject string `mapstructure:"subject" yaml:"subject,omitempty"`
+	// Template names the template set (<name>.subject.tmpl, .text.tmpl,
+	// .html.tmpl) to use instead of the event type's.
+	Template string `mapstructure:"template" yaml:"template,omitempty"`
+	// Thread makes emails about one conversation one thread in mail
+	// clients (References, In-Reply-To, a stable subject); default true.
+	Thread *bool `mapstructure:"thread" yaml:"thread,omitempty"`
+	// Drop: matching events are counted and never emailed.
+	Drop bool `mapstructure:"drop" yaml:"drop,omitempty"`
+	// Continue: after this route, the routes below are tried too.
+	Continue bool `mapstructure:"continue" yaml:"continue,omitempty"`
+}
+
+// Threaded reports whether the route threads its emails (the default).
+func (r *Route) Threaded() bool { return r.Thread == nil || *r.Thread }
+
+// RegexFields are the match keys whose values are always regular
+// expressions: the free-text fields.
+var RegexFields = []string{"message", "content", "response", "title", "package"}
+
+// MatchPattern returns the regular expression of a match value, and false
+// when the value is compared exactly.
+func MatchPattern(key, value string) (string, bool) {
+	if key == "type" {
+		return "", false
+	}
+	if len(value) >= 2 && strings.HasPrefix(value, "/") && strings.HasSuffix(value, "/") {
+		return value[1 : len(value)-1], true
+	}
+	for _, f := range RegexFields {
+		if key == f {
+			return value, true
+		}
+	}
+	return "", false
 }
 
 // Templates points at an optional directory whose files override the

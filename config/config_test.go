@@ -169,7 +169,7 @@ func TestBadFiles(t *testing.T) {
 			`routes[1].name: "sms" is also the name of routes[0]; give every route a unique name`,
 		}},
 		{file: "route_without_recipients.yaml", validateErr: []string{
-			`routes[0]: route "sms" has no recipient; add an address to its to, cc or bcc`,
+			`routes[0]: route "sms" has no recipient; add an address to its to, cc or bcc, or set drop: true to never email its events`,
 		}},
 		{file: "bad_durations.yaml", validateErr: []string{
 			"smtp.timeout: must be a positive duration, got 0s; " + fixDur,
@@ -182,8 +182,10 @@ func TestBadFiles(t *testing.T) {
 			`timezone: "Mars/Olympus_Mons" is not a known time zone; use an IANA name like "UTC", "Europe/Berlin" or "Asia/Manila"`,
 		}},
 		{file: "no_secrets.yaml", validateErr: []string{noSecret}},
-		{file: "unsupported_match.yaml", validateErr: []string{
-			"routes[0].match.sender: is not a field routes can match on yet; match on type only, e.g. match: { type: sms }",
+		{file: "bad_regex.yaml", validateErr: []string{
+			"routes[0].match.message: route \"drop-otp\": \"(?i)\\\\bOTP(\" is not a regular expression (error parsing regexp: missing closing ): `(?i)\\bOTP(`); write it in Go (RE2) syntax, e.g. \"(?i)\\\\bOTP\\\\b\"; escape a literal . + ( with \\\\",
+			"routes[1].match.sim: route \"sim2\": \"/^[2-/\" is not a regular expression (error parsing regexp: missing closing ]: `[2-`); write it in Go (RE2) syntax, e.g. \"(?i)\\\\bOTP\\\\b\"; escape a literal . + ( with \\\\",
+			"routes[2].subject: route \"everything-else\": the subject template does not parse (template: subject:1: unclosed action); write it like \"SMS from {{.Get \\\"phone\\\"}}\"",
 		}},
 		// Several problems in one file: Validate lists every one at once.
 		{file: "many_problems.yaml", validateErr: []string{
@@ -196,8 +198,8 @@ func TestBadFiles(t *testing.T) {
 			"retry.initial: 2h0m0s is longer than retry.max (1h0m0s); make retry.initial shorter than retry.max",
 			`routes[0].to[0]: "not an address" is not an email address (mail: no angle-addr); ` + fixAddress,
 			`routes[1].name: "dup" is also the name of routes[0]; give every route a unique name`,
-			"routes[1].match.sender: is not a field routes can match on yet; match on type only, e.g. match: { type: sms }",
-			`routes[1]: route "dup" has no recipient; add an address to its to, cc or bcc`,
+			"routes[1].match.sender: route \"dup\": \"/(BANK/\" is not a regular expression (error parsing regexp: missing closing ): `(BANK`); write it in Go (RE2) syntax, e.g. \"(?i)\\\\bOTP\\\\b\"; escape a literal . + ( with \\\\",
+			`routes[1]: route "dup" has no recipient; add an address to its to, cc or bcc, or set drop: true to never email its events`,
 		}},
 	}
 	for _, tt := range tests {

@@ -6,9 +6,11 @@ import (
 	"net"
 	"net/mail"
 	"os"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"text/template"
 	"time"
 )
 
@@ -252,13 +254,27 @@ func (c *Config) validateRoutes(v *validator) {
 		default:
 			seen[r.Name] = i
 		}
-		for field := range r.Match {
-			if field != "type" {
-				v.add(fmt.Sprintf("%s.match.%s", key, field), "is not a field routes can match on yet", "match on type only, e.g. match: { type: sms }")
+		for field, value := range r.Match {
+			if pattern, ok := MatchPattern(field, value); ok {
+				if _, err := regexp.Compile(pattern); err != nil {
+					v.add(fmt.Sprintf("%s.match.%s", key, field), fmt.Sprintf("route %q: %q is not a regular expression (%v)", r.Name, value, err),
+						`write it in Go (RE2) syntax, e.g. "(?i)\\bOTP\\b"; escape a literal . + ( with \\`)
+				}
 			}
 		}
-		if len(r.To)+len(r.Cc)+len(r.Bcc) == 0 {
-			v.add(key, fmt.Sprintf("route %q has no recipient", r.Name), "add an address to its to, cc or bcc")
+		if r.Subject != "" {
+			if _, err := template.New("subject").Parse(r.Subject); err != nil {
+				v.add(key+".subject", fmt.Sprintf("route %q: the subject template does not parse (%v)", r.Name, err), `write it like "SMS from {{.Get \"phone\"}}"`)
+			}
+		}
+		if r.ReplyTo != "" {
+			v.address(key+".reply_to", r.ReplyTo)
+		}
+		switch {
+		case r.Drop && len(r.To)+len(r.Cc)+len(r.Bcc) > 0:
+			v.add(key, fmt.Sprintf("route %q drops its events and has recipients", r.Name), "remove drop: true, or its to, cc and bcc")
+		case !r.Drop && len(r.To)+len(r.Cc)+len(r.Bcc) == 0:
+			v.add(key, fmt.Sprintf("route %q has no recipient", r.Name), "add an address to its to, cc or bcc, or set drop: true to never email its events")
 		}
 		for _, list := range []struct {
 			name  string

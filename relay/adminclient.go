@@ -49,7 +49,7 @@ func ConnectAdmin(ctx context.Context, cfg *config.Config) (QueueAdmin, error) {
 		}
 		return nil, fmt.Errorf("%w; and hookmail's admin endpoint does not answer: %v", err, apiErr)
 	}
-	renderer, err := NewRenderer(cfg.Templates.Dir, cfg.Location())
+	renderer, err := NewRenderer(cfg.Templates.Dir, cfg.Location(), cfg.Routes...)
 	if err != nil {
 		spool.Close()
 		return nil, fmt.Errorf("templates: %w", err)

@@ -34,6 +34,7 @@ type Metrics struct {
 	sent       *prometheus.CounterVec
 	failed     *prometheus.CounterVec
 	deliveries *prometheus.HistogramVec
+	dropped    *prometheus.CounterVec
 }
 
 // NewMetrics registers hookmail's metrics on reg, and the queue gauges read
@@ -59,6 +60,10 @@ func NewMetrics(reg prometheus.Registerer, queue Queue) *Metrics {
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
 		}, []string{"outcome"}),
 	}
+	m.dropped = f.NewCounterVec(prometheus.CounterOpts{
+		Name: "hookmail_events_dropped_total",
+		Help: "Events a route with drop: true took and did not email, by route.",
+	}, []string{"route"})
 	m.initSeries()
 	reg.MustRegister(&queueCollector{queue: queue})
 	return m

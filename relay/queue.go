@@ -49,6 +49,9 @@ type Item struct {
 	DeadReason string `json:"dead_reason,omitempty"`
 	// Died is when the item was buried.
 	Died time.Time `json:"died,omitzero"`
+	// Delivered names the routes already served (emailed, or dropped) on
+	// earlier attempts, so a retry emails only the routes still owed.
+	Delivered []string `json:"delivered,omitempty"`
 	// Requeued is when an operator last put the item back in the queue; its
 	// retry.lifetime counts from then rather than from Event.Received.
 	Requeued time.Time `json:"requeued,omitzero"`

@@ -35,9 +35,11 @@ func testConfig(t testing.TB) *config.Config {
 	cfg.Outbox.Dir = t.TempDir()
 	cfg.SMTP.Workers = 2
 	cfg.Dedup.Window = 0 // tests post the same body many times; dedup has its own tests
+	// Unthreaded, so subjects carry the message text the tests look for.
+	unthreaded := false
 	cfg.Routes = []config.Route{
-		{Name: "sms", Match: map[string]string{"type": "sms"}, To: []string{"sms@example.com"}, Cc: []string{"cc@example.com"}},
-		{Name: "everything-else", To: []string{"all@example.com"}},
+		{Name: "sms", Match: map[string]string{"type": "sms"}, To: []string{"sms@example.com"}, Cc: []string{"cc@example.com"}, Thread: &unthreaded},
+		{Name: "everything-else", To: []string{"all@example.com"}, Thread: &unthreaded},
 	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)

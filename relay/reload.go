@@ -22,7 +22,7 @@ type live struct {
 }
 
 func newLive(cfg *config.Config) (*live, error) {
-	renderer, err := NewRenderer(cfg.Templates.Dir, cfg.Location())
+	renderer, err := NewRenderer(cfg.Templates.Dir, cfg.Location(), cfg.Routes...)
 	if err != nil {
 		return nil, fmt.Errorf("templates: %w", err)
 	}

@@ -2,9 +2,12 @@ package relay
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	htmltemplate "html/template"
+	"io"
 	"io/fs"
 	"net/mail"
 	"os"
@@ -37,6 +40,8 @@ const maxSubjectRunes = 150
 type Renderer struct {
 	loc  *time.Location
 	sets map[string]*templateSet
+	// subjects are the routes' own subject templates, by route name.
+	subjects map[string]*texttemplate.Template
 }
 
 type templateSet struct {
@@ -56,6 +61,9 @@ type View struct {
 	// Data holds every data field by name; Fields lists them in wire order.
 	Data   map[string]string
 	Fields []Field
+	// Thread is true when the route threads its emails: the subject then
+	// names the conversation only, so every email of it has the same one.
+	Thread bool
 }
 
 // Field is one named data field.
@@ -67,7 +75,11 @@ func (v *View) Get(name string) string { return v.Data[name] }
 // NewRenderer parses the embedded templates, each overridden by a file of
 // the same name in overrideDir when that is set. A template that does not
 // parse is an error naming its file and line.
-func NewRenderer(overrideDir string, loc *time.Location) (*Renderer, error) {
+//
+// Each of routes' own subject templates is parsed, and each template set a
+// route names (template: NAME) is read from overrideDir; any that does not
+// parse or exist is an error naming the route.
+func NewRenderer(overrideDir string, loc *time.Location, routes ...config.Route) (*Renderer, error) {
 	var dir fs.FS
 	if overrideDir != "" {
 		dir = os.DirFS(overrideDir)
@@ -100,8 +112,21 @@ func NewRenderer(overrideDir string, loc *time.Location) (*Renderer, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Renderer{loc: loc, sets: map[string]*templateSet{}}
-	for _, typ := range slices.Concat(KnownTypes, []string{GenericTemplate}) {
+	r := &Renderer{loc: loc, sets: map[string]*templateSet{}, subjects: map[string]*texttemplate.Template{}}
+	names := slices.Concat(KnownTypes, []string{GenericTemplate})
+	for _, rt := range routes {
+		if rt.Template != "" && !slices.Contains(names, rt.Template) {
+			names = append(names, rt.Template)
+		}
+		if rt.Subject != "" {
+			t, err := texttemplate.New("routes." + rt.Name + ".subject").Funcs(textFuncs).Option("missingkey=zero").Parse(rt.Subject)
+			if err != nil {
+				return nil, fmt.Errorf("route %q: subject: %w", rt.Name, err)
+			}
+			r.subjects[rt.Name] = t
+		}
+	}
+	for _, typ := range names {
 		set := &templateSet{}
 		if set.subject, err = parseText(typ + ".subject.tmpl"); err != nil {
 			return nil, err
@@ -144,6 +169,12 @@ func (r *Renderer) trial() error {
 		ev := &Event{ID: "trial", Type: typ, Data: data, Received: time.Unix(0, 0)}
 		if _, err := r.Render(ev, route, "trial@example.com"); err != nil {
 			return fmt.Errorf("%s templates do not render: %w", typ, errors.Unwrap(err))
+		}
+	}
+	for name, t := range r.subjects {
+		view := &View{ID: "trial", Type: TypeSMS, Route: name, Time: time.Unix(0, 0), Data: map[string]string{"phone": "1"}}
+		if err := t.Execute(io.Discard, view); err != nil {
+			return fmt.Errorf("route %q: subject does not render: %w", name, err)
 		}
 	}
 	return nil
@@ -215,13 +246,27 @@ func (r *Renderer) Render(ev *Event, route *config.Route, from string) (*Message
 	if !ok {
 		set = r.sets[GenericTemplate]
 	}
+	if route.Template != "" {
+		if set, ok = r.sets[route.Template]; !ok {
+			return nil, PermanentErr(fmt.Errorf("route %q: no template set %q", route.Name, route.Template))
+		}
+	}
+	subjectTmpl := set.subject
+	if t, ok := r.subjects[route.Name]; ok && route.Subject != "" {
+		subjectTmpl = t
+	}
+	threadID := ""
+	if route.Threaded() {
+		threadID = ThreadID(ev, from)
+	}
 	view := &View{
-		ID:    ev.ID,
-		Type:  ev.Type,
-		Label: labels[ev.Type],
-		Route: route.Name,
-		Time:  ev.Time().In(r.loc),
-		Data:  ev.Data,
+		ID:     ev.ID,
+		Type:   ev.Type,
+		Label:  labels[ev.Type],
+		Route:  route.Name,
+		Time:   ev.Time().In(r.loc),
+		Data:   ev.Data,
+		Thread: threadID != "",
 	}
 	if view.Label == "" {
 		view.Label = ev.Type
@@ -230,7 +275,7 @@ func (r *Renderer) Render(ev *Event, route *config.Route, from string) (*Message
 		view.Fields = append(view.Fields, Field{Name: name, Value: ev.Data[name]})
 	}
 	var subject, text, html bytes.Buffer
-	if err := set.subject.Execute(&subject, view); err != nil {
+	if err := subjectTmpl.Execute(&subject, view); err != nil {
 		return nil, PermanentErr(fmt.Errorf("render subject: %w", err))
 	}
 	if err := set.text.Execute(&text, view); err != nil {
@@ -252,7 +297,49 @@ func (r *Renderer) Render(ev *Event, route *config.Route, from string) (*Message
 		HTML:      html.String(),
 		Date:      ev.Time(),
 		MessageID: MessageID(ev.ID, route.Name, from),
+		ThreadID:  threadID,
+		ReplyTo:   route.ReplyTo,
 	}, nil
+}
+
+// conversation names the conversation an event belongs to: the same type
+// and phone (a WhatsApp chat: account and contact), the same USSD code, the
+// same app for notifications. Empty when the event names none.
+func conversation(ev *Event) string {
+	d := ev.Data
+	switch ev.Type {
+	case TypeWhatsApp:
+		if d["phone"] == "" {
+			return ""
+		}
+		return ev.Type + "\x00" + d["wid"] + "\x00" + d["phone"]
+	case TypeUSSD:
+		if d["code"] == "" {
+			return ""
+		}
+		return ev.Type + "\x00" + d["sim"] + "\x00" + d["code"]
+	case TypeNotification:
+		if d["package"] == "" {
+			return ""
+		}
+		return ev.Type + "\x00" + d["package"]
+	}
+	if d["phone"] == "" {
+		return ""
+	}
+	return ev.Type + "\x00" + d["phone"]
+}
+
+// ThreadID is the Message-ID every email of ev's conversation refers to
+// (References, In-Reply-To), so mail clients thread them; "" when ev names
+// no conversation. It is a hash, so no phone number shows in it.
+func ThreadID(ev *Event, from string) string {
+	conv := conversation(ev)
+	if conv == "" {
+		return ""
+	}
+	sum := sha256.Sum256([]byte(ev.Source + "\x00" + conv))
+	return MessageID("thread."+hex.EncodeToString(sum[:12]), "conversation", from)
 }
 
 var unsafeIDChars = regexp.MustCompile(`[^A-Za-z0-9._-]+`)

@@ -1,33 +1,96 @@
 package relay
 
-import "github.com/hookmail/hookmail/config"
+import (
+	"regexp"
 
-// Router picks the route that takes an event: the first whose match holds.
+	"github.com/hookmail/hookmail/config"
+)
+
+// Router picks the routes that take an event: the first whose match holds,
+// and after it those below while each matching route says continue.
 type Router struct {
-	routes []config.Route
+	routes []route
 }
 
-// NewRouter keeps routes in their configured order.
+type route struct {
+	cfg      *config.Route
+	matchers []matcher
+}
+
+// matcher tests one data field (or the type): exactly, or by regexp.
+type matcher struct {
+	key   string
+	exact string
+	re    *regexp.Regexp
+}
+
+func (m matcher) holds(ev *Event) bool {
+	if m.key == "type" {
+		return NormalizeType(m.exact) == ev.Type
+	}
+	v := ev.Data[m.key]
+	if m.re != nil {
+		return m.re.MatchString(v)
+	}
+	return v == m.exact
+}
+
+// NewRouter compiles routes in their configured order. The config's
+// Validate has checked every pattern; one that does not compile here
+// matches nothing rather than everything.
 func NewRouter(routes []config.Route) *Router {
-	return &Router{routes: routes}
+	r := &Router{}
+	for i := range routes {
+		rt := route{cfg: &routes[i]}
+		for key, value := range routes[i].Match {
+			m := matcher{key: key, exact: value}
+			if pattern, ok := config.MatchPattern(key, value); ok {
+				re, err := regexp.Compile(pattern)
+				if err != nil {
+					re = regexp.MustCompile(`$.^`) // never matches
+				}
+				m.re = re
+			}
+			rt.matchers = append(rt.matchers, m)
+		}
+		r.routes = append(r.routes, rt)
+	}
+	return r
 }
 
-// Match returns the first route that takes ev, or nil when none does (the
-// event then goes to the dead letters with reason "no route").
+// Routes returns every route that takes ev, in order: the first match,
+// then further matches while the one before says continue. None means the
+// event goes to the dead letters with reason "no route".
+func (r *Router) Routes(ev *Event) []*config.Route {
+	var out []*config.Route
+	for _, rt := range r.routes {
+		if !rt.matches(ev) {
+			continue
+		}
+		out = append(out, rt.cfg)
+		if !rt.cfg.Continue {
+			break
+		}
+	}
+	return out
+}
+
+// Match returns the first route that emails ev (drop routes skipped), or
+// nil: what `render` and `queue show` display.
 func (r *Router) Match(ev *Event) *config.Route {
-	for i := range r.routes {
-		if matches(&r.routes[i], ev) {
-			return &r.routes[i]
+	for _, rt := range r.Routes(ev) {
+		if !rt.Drop {
+			return rt
 		}
 	}
 	return nil
 }
 
-// matches holds when every key of the route's match holds; a route without
-// match takes every event. Part 1 matches on the event type only.
-func matches(route *config.Route, ev *Event) bool {
-	if t, ok := route.Match["type"]; ok && NormalizeType(t) != ev.Type {
-		return false
+func (rt route) matches(ev *Event) bool {
+	for _, m := range rt.matchers {
+		if !m.holds(ev) {
+			return false
+		}
 	}
 	return true
 }

@@ -33,6 +33,13 @@ type Message struct {
 	// brackets), so a re-delivery after a crash is recognisable.
 	MessageID string
 
+	// ThreadID, when set, is the conversation's id (without angle
+	// brackets): References and In-Reply-To name it, so mail clients show
+	// the conversation as one thread.
+	ThreadID string
+	// ReplyTo sets the Reply-To header.
+	ReplyTo string
+
 	// Receipt is filled in by a Sender that succeeded: the mail server's
 	// reply to the data ("250 2.0.0 Ok: queued as …"), or where the outbox
 	// wrote the file. The delivery log line carries it.
@@ -70,6 +77,15 @@ func (m *Message) Build() (*mail.Msg, error) {
 	msg.Subject(subjectHeader(m.Subject))
 	msg.SetDateWithValue(m.Date)
 	msg.SetMessageIDWithValue(m.MessageID)
+	if m.ThreadID != "" {
+		msg.SetGenHeader(mail.HeaderReferences, "<"+m.ThreadID+">")
+		msg.SetGenHeader(mail.HeaderInReplyTo, "<"+m.ThreadID+">")
+	}
+	if m.ReplyTo != "" {
+		if err := msg.ReplyTo(m.ReplyTo); err != nil {
+			return nil, PermanentErr(fmt.Errorf("reply_to: %w", err))
+		}
+	}
 	msg.SetUserAgent("hookmail")
 	msg.SetGenHeader("X-Hookmail-Event", m.EventID)
 	msg.SetBodyString(mail.TypeTextPlain, m.Text)

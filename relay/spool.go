@@ -510,6 +510,7 @@ func (s *Spool) Retry(_ context.Context, it *Item, next time.Time, cause error) 
 			return err
 		}
 		stored.Attempts = it.Attempts
+		stored.Delivered = it.Delivered
 		stored.NextAttempt = next
 		stored.LastError = cause.Error()
 		stored.record(s.now(), fmt.Sprintf("attempt %d failed: %s", it.Attempts, cause))
@@ -533,6 +534,7 @@ func (s *Spool) Bury(_ context.Context, it *Item, reason string) error {
 			return err
 		}
 		stored.Attempts = it.Attempts
+		stored.Delivered = it.Delivered
 		stored.LastError = it.LastError
 		stored.DeadReason = reason
 		stored.Died = s.now()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 )
@@ -74,29 +75,55 @@ func (r *Relay) work(ctx context.Context) {
 	}
 }
 
-// deliver makes one attempt at it and settles the lease: Ack on success,
-// Bury on a permanent error or past retry.lifetime, Retry otherwise.
+// deliver makes one attempt at it and settles the lease: Ack once every
+// route that takes it has its email (or dropped it), Bury on a permanent
+// error or past retry.lifetime, Retry otherwise. Routes already served on an
+// earlier attempt (it.Delivered) are not emailed again.
 func (r *Relay) deliver(ctx context.Context, it *Item) {
 	start := r.now()
 	ev := &it.Event
 	log := r.log.With("id", ev.ID, "type", ev.Type, "attempt", it.Attempts+1)
 	l := r.live.Load()
-	route := l.router.Match(ev)
-	if route == nil {
+	routes := l.router.Routes(ev)
+	if len(routes) == 0 {
 		r.bury(ctx, it, ReasonNoRoute, start)
 		return
 	}
-	log = log.With("route", route.Name)
-	msg, err := l.renderer.Render(ev, route, l.cfg.SMTP.From)
-	if err == nil {
-		err = r.sender.Send(ctx, msg)
-	}
 	it.Attempts++
+	var err error
+	for _, route := range routes {
+		if slices.Contains(it.Delivered, route.Name) {
+			continue
+		}
+		rlog := log.With("route", route.Name)
+		if route.Drop {
+			r.metrics.dropped.WithLabelValues(route.Name).Inc()
+			rlog.Info("event dropped by its route; no email")
+			it.Delivered = append(it.Delivered, route.Name)
+			continue
+		}
+		msg, rerr := l.renderer.Render(ev, route, l.cfg.SMTP.From)
+		if rerr == nil {
+			rerr = r.sender.Send(ctx, msg)
+		}
+		if rerr != nil {
+			if len(routes) > 1 {
+				rerr = fmt.Errorf("route %s: %w", route.Name, rerr)
+			}
+			// The first failure decides the outcome; the other routes
+			// still get their email now.
+			if err == nil {
+				err = rerr
+			}
+			continue
+		}
+		it.Delivered = append(it.Delivered, route.Name)
+		r.metrics.sent.WithLabelValues(typeLabel(ev.Type)).Inc()
+		rlog.Info("email sent", "message_id", msg.MessageID, "reply", msg.Receipt)
+	}
 	if err == nil {
 		r.ack(context.WithoutCancel(ctx), it, log)
-		r.metrics.sent.WithLabelValues(typeLabel(ev.Type)).Inc()
 		r.metrics.deliveries.WithLabelValues("sent").Observe(r.now().Sub(start).Seconds())
-		log.Info("email sent", "message_id", msg.MessageID, "reply", msg.Receipt)
 		return
 	}
 	class := Classify(err)
