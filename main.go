@@ -67,6 +67,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		serveCmd(loadConfig, func() string { return resolveConfigPath(configPath, getenv) }, stderr),
 		checkCmd(loadConfig, stdout, stderr),
 		renderCmd(loadConfig, stdout),
+		routeCmd(loadConfig, stdout),
 		sendTestCmd(loadConfig, stdout),
 		queueCmd(loadConfig, stdout),
 		versionCmd(stdout),
@@ -350,6 +351,63 @@ func renderCmd(load func() (*config.Config, error), stdout io.Writer) *cobra.Com
 				return err
 			}
 			return msg.WriteEML(stdout)
+		},
+	}
+	cmd.Flags().StringVar(&typ, "type", "", "event type (sms, whatsapp, ussd, notification, or any other)")
+	cmd.Flags().StringArrayVar(&fields, "field", nil, "data field as name=value (repeatable)")
+	cmd.Flags().StringVar(&bodyFile, "body", "", "file holding a raw webhook body (form or JSON); - reads stdin")
+	return cmd
+}
+
+// routeCmd prints the routes an event would take, sending nothing.
+func routeCmd(load func() (*config.Config, error), stdout io.Writer) *cobra.Command {
+	var typ, bodyFile string
+	var fields []string
+	cmd := &cobra.Command{
+		Use:   "route",
+		Short: "Print which routes an event would take and who would get the email, sending nothing",
+		Example: `  hookmail route --type sms --field sim=2 --field message="Your OTP is 1234"
+  hookmail route --config hookmail.yaml --body sms-body.txt`,
+		Args: cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			cfg, err := load()
+			if err == nil {
+				err = renderValidate(cfg)
+			}
+			if err != nil {
+				return err
+			}
+			ev, err := previewEvent(cfg, typ, bodyFile, fields)
+			if err != nil {
+				return err
+			}
+			routes := relay.NewRouter(cfg.Routes).Routes(ev)
+			if len(routes) == 0 {
+				fmt.Fprintf(stdout, "no route takes this %s event: it would go to the dead letters (reason \"no route\"); add a route without match as a catch-all\n", ev.Type)
+				return nil
+			}
+			for _, rt := range routes {
+				if rt.Drop {
+					fmt.Fprintf(stdout, "route %s: dropped (drop: true), no email\n", rt.Name)
+					continue
+				}
+				fmt.Fprintf(stdout, "route %s: email\n", rt.Name)
+				for _, l := range []struct {
+					name  string
+					addrs []string
+				}{{"to", rt.To}, {"cc", rt.Cc}, {"bcc", rt.Bcc}} {
+					if len(l.addrs) > 0 {
+						fmt.Fprintf(stdout, "  %-4s %s\n", l.name+":", strings.Join(l.addrs, ", "))
+					}
+				}
+				if rt.ReplyTo != "" {
+					fmt.Fprintf(stdout, "  reply-to: %s\n", rt.ReplyTo)
+				}
+				if id := relay.ThreadID(ev, cfg.SMTP.From); rt.Threaded() && id != "" {
+					fmt.Fprintf(stdout, "  thread: <%s>\n", id)
+				}
+			}
+			return nil
 		},
 	}
 	cmd.Flags().StringVar(&typ, "type", "", "event type (sms, whatsapp, ussd, notification, or any other)")

@@ -220,3 +220,51 @@ func unthreadedConfig(t *testing.T) string {
 	}
 	return p
 }
+
+func TestRouteCommand(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "hookmail.yaml")
+	yaml := `routes:
+  - name: drop-otp
+    match: { type: sms, message: "(?i)\\bOTP\\b" }
+    drop: true
+  - name: support-sim2
+    match: { type: sms, sim: "2" }
+    to: ["support@example.com"]
+    continue: true
+  - name: default
+    to: [ops@example.com]
+    cc: [boss@example.com]
+`
+	if err := os.WriteFile(p, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"--type", "sms", "--field", "sim=2", "--field", "phone=+1"}, []string{"route support-sim2: email\n  to:  support@example.com", "route default: email\n  to:  ops@example.com\n  cc:  boss@example.com", "thread: <hookmail.thread."}},
+		{[]string{"--type", "sms", "--field", "message=your otp is 1"}, []string{"route drop-otp: dropped (drop: true), no email"}},
+		{[]string{"--type", "ussd"}, []string{"route default: email"}},
+	} {
+		var out bytes.Buffer
+		if err := run(t.Context(), append([]string{"route", "--config", p}, tc.args...), envFunc(nil), &out, io.Discard); err != nil {
+			t.Fatal(err)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(out.String(), w) {
+				t.Errorf("%v: output lacks %q:\n%s", tc.args, w, out.String())
+			}
+		}
+	}
+}
+
+func TestTemplatesExampleRenders(t *testing.T) {
+	var out bytes.Buffer
+	env := envFunc(map[string]string{"HOOKMAIL_TEMPLATES_DIR": "config/templates-example"})
+	if err := run(t.Context(), []string{"render", "--type", "sms", "--field", "sim=2", "--field", "phone=+1555"}, env, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "Subject: SMS to SIM 2 from +1555") {
+		t.Errorf("the example override is not used:\n%s", out.String())
+	}
+}

@@ -68,11 +68,17 @@ func TestExampleLoadsAndValidates(t *testing.T) {
 
 	want := []Route{
 		{
-			Name:  "sms",
-			Match: map[string]string{"type": "sms"},
-			To:    []string{"Support <support@example.com>"},
-			Cc:    []string{"team-lead@example.com"},
-			Bcc:   []string{"archive@example.com"},
+			Name:  "drop-otp",
+			Match: map[string]string{"type": "sms", "message": `(?i)\bOTP\b|verification code`},
+			Drop:  true,
+		},
+		{
+			Name:    "sms",
+			Match:   map[string]string{"type": "sms"},
+			To:      []string{"Support <support@example.com>"},
+			Cc:      []string{"team-lead@example.com"},
+			Bcc:     []string{"archive@example.com"},
+			ReplyTo: "support@example.com",
 		},
 		{Name: "everything-else", To: []string{"ops@example.com"}},
 	}

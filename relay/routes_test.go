@@ -1,0 +1,171 @@
+package relay
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net/mail"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/hookmail/hookmail/config"
+)
+
+// smallBusiness is the README's routing example.
+func smallBusiness() []config.Route {
+	return []config.Route{
+		{Name: "drop-otp", Match: map[string]string{"type": "sms", "message": `(?i)\bOTP\b|verification code`}, Drop: true},
+		{Name: "sales-sim1", Match: map[string]string{"type": "sms", "sim": "1"}, To: []string{"sales@example.com"}},
+		{Name: "support-sim2", Match: map[string]string{"type": "sms", "sim": "2"}, To: []string{"support@example.com"}, Continue: true},
+		{Name: "audit-sim2", Match: map[string]string{"sim": "/^2$/"}, To: []string{"audit@example.com"}},
+		{Name: "owner-whatsapp", Match: map[string]string{"type": "whatsapp", "wid": "+639760713666"}, To: []string{"owner@example.com"}},
+		{Name: "facebook", Match: map[string]string{"type": "notifications", "package": `^com\.facebook\.`}, To: []string{"me@example.com"}},
+		{Name: "default", To: []string{"ops@example.com"}},
+	}
+}
+
+func TestRouterRules(t *testing.T) {
+	r := NewRouter(smallBusiness())
+	for _, tc := range []struct {
+		name string
+		ev   Event
+		want []string
+	}{
+		{"sim 1 to sales", Event{Type: "sms", Data: map[string]string{"sim": "1", "message": "hello"}}, []string{"sales-sim1"}},
+		{"sim 10 is not sim 1", Event{Type: "sms", Data: map[string]string{"sim": "10"}}, []string{"default"}},
+		{"sim 2 continues to audit", Event{Type: "sms", Data: map[string]string{"sim": "2"}}, []string{"support-sim2", "audit-sim2"}},
+		{"OTP dropped, case-insensitively", Event{Type: "sms", Data: map[string]string{"sim": "1", "message": "Your otp is 1234"}}, []string{"drop-otp"}},
+		{"OTP inside a word is not", Event{Type: "sms", Data: map[string]string{"sim": "1", "message": "hotpot tonight"}}, []string{"sales-sim1"}},
+		{"verification code dropped", Event{Type: "sms", Data: map[string]string{"message": "Your verification code: 9"}}, []string{"drop-otp"}},
+		{"whatsapp of the owner's number", Event{Type: "whatsapp", Data: map[string]string{"wid": "+639760713666"}}, []string{"owner-whatsapp"}},
+		{"whatsapp of another number", Event{Type: "whatsapp", Data: map[string]string{"wid": "+1555"}}, []string{"default"}},
+		{"facebook by package regex", Event{Type: "notification", Data: map[string]string{"package": "com.facebook.katana"}}, []string{"facebook"}},
+		{"a look-alike package", Event{Type: "notification", Data: map[string]string{"package": "comXfacebook.katana"}}, []string{"default"}},
+		{"a field the event lacks", Event{Type: "ussd", Data: map[string]string{}}, []string{"default"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var got []string
+			for _, rt := range r.Routes(&tc.ev) {
+				got = append(got, rt.Name)
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("routes %v, want %v", got, tc.want)
+			}
+		})
+	}
+	if rt := r.Match(&Event{Type: "sms", Data: map[string]string{"message": "OTP 1"}}); rt != nil {
+		t.Errorf("Match of a dropped event = %s, want none", rt.Name)
+	}
+	noDefault := NewRouter(smallBusiness()[:6])
+	if rts := noDefault.Routes(&Event{Type: "ussd"}); len(rts) != 0 {
+		t.Errorf("without a default: %v, want none", rts)
+	}
+}
+
+// TestDeliverEmailsEveryRouteOnceAcrossRetries: an event two routes take,
+// where one route's server refuses for now: the retry emails only the route
+// still owed; a dropped event is acked and never emailed.
+func TestDeliverEmailsEveryRouteOnceAcrossRetries(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Routes = smallBusiness()
+	cfg.Retry.Initial, cfg.Retry.Max = time.Millisecond, time.Millisecond
+	env := newTestEnv(t, cfg)
+	var mu sync.Mutex
+	sent := map[string]int{}
+	failAudit := 1
+	env.relay.sender = &fakeSender{send: func(_ context.Context, m *Message) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if m.Route == "audit-sim2" && failAudit > 0 {
+			failAudit--
+			return errors.New("451 4.3.0 try later")
+		}
+		sent[m.Route]++
+		return nil
+	}}
+	h := env.relay.Handler()
+	post(t, h, formType, "secret="+testSecret+"&type=sms&data[id]=1&data[sim]=2&data[phone]=%2B1&data[message]=hi")
+	post(t, h, formType, "secret="+testSecret+"&type=sms&data[id]=2&data[sim]=1&data[phone]=%2B1&data[message]=your+OTP+is+1")
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = env.relay.Run(ctx) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if st, _ := env.spool.Stats(t.Context()); st.Depth == 0 {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	mu.Lock()
+	defer mu.Unlock()
+	if sent["support-sim2"] != 1 || sent["audit-sim2"] != 1 || len(sent) != 2 {
+		t.Errorf("emails by route %v, want support-sim2 and audit-sim2 once each", sent)
+	}
+	if got := testutil.ToFloat64(env.relay.metrics.dropped.WithLabelValues("drop-otp")); got != 1 {
+		t.Errorf("dropped counted %v, want 1", got)
+	}
+	if st, _ := env.spool.Stats(t.Context()); st.Depth != 0 || st.Dead != 0 {
+		t.Errorf("queue %+v, want empty", st)
+	}
+}
+
+// TestThreadingOneConversation: three SMS from one number share one thread
+// id and subject; another number is another thread; thread: false has none.
+func TestThreadingOneConversation(t *testing.T) {
+	r, err := NewRenderer("", time.UTC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	route := &config.Route{Name: "r", To: []string{"a@example.com"}}
+	sms := func(id, phone, msg string) *Event {
+		return &Event{ID: id, Source: SourceGateway, Type: "sms", Data: map[string]string{"phone": phone, "message": msg}, Received: time.Now()}
+	}
+	var threads, subjects []string
+	for i, msg := range []string{"hi", "are you there?", "call me"} {
+		m, err := r.Render(sms(string(rune('a'+i)), "+639760713666", msg), route, "hookmail <h@example.com>")
+		if err != nil {
+			t.Fatal(err)
+		}
+		threads, subjects = append(threads, m.ThreadID), append(subjects, m.Subject)
+		var eml bytes.Buffer
+		if err := m.WriteEML(&eml); err != nil {
+			t.Fatal(err)
+		}
+		parsed, err := mail.ReadMessage(&eml)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := "<" + m.ThreadID + ">"
+		if parsed.Header.Get("References") != want || parsed.Header.Get("In-Reply-To") != want {
+			t.Errorf("email %d: References %q In-Reply-To %q, want %q", i, parsed.Header.Get("References"), parsed.Header.Get("In-Reply-To"), want)
+		}
+		if parsed.Header.Get("Message-Id") == want {
+			t.Error("the thread id is an email's own Message-ID")
+		}
+	}
+	if threads[0] == "" || threads[0] != threads[1] || threads[1] != threads[2] {
+		t.Errorf("thread ids %q, want one shared", threads)
+	}
+	if subjects[0] != "SMS from +639760713666" || subjects[0] != subjects[2] {
+		t.Errorf("subjects %q, want one stable subject", subjects)
+	}
+	if strings.Contains(threads[0], "639760713666") {
+		t.Errorf("thread id %s shows the phone number", threads[0])
+	}
+	other, _ := r.Render(sms("d", "+15550001", "hi"), route, "h@example.com")
+	if other.ThreadID == threads[0] {
+		t.Error("another number shares the thread")
+	}
+	off := false
+	flat, _ := r.Render(sms("e", "+639760713666", "hi"), &config.Route{Name: "r", To: []string{"a@example.com"}, Thread: &off}, "h@example.com")
+	if flat.ThreadID != "" || flat.Subject != "SMS from +639760713666: hi" {
+		t.Errorf("thread: false gives thread %q subject %q", flat.ThreadID, flat.Subject)
+	}
+}
