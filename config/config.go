@@ -145,6 +145,16 @@ type Route struct {
 	Drop bool `mapstructure:"drop" yaml:"drop,omitempty"`
 	// Continue: after this route, the routes below are tried too.
 	Continue bool `mapstructure:"continue" yaml:"continue,omitempty"`
+	// Digest collects the route's events and sends them as one email per
+	// window instead of one email each.
+	Digest *Digest `mapstructure:"digest" yaml:"digest,omitempty"`
+}
+
+// Digest sets when a route's collected events go out as one email: Every
+// after the first of them arrived, or as soon as MaxEvents are waiting.
+type Digest struct {
+	Every     time.Duration `mapstructure:"every" yaml:"every"`
+	MaxEvents int           `mapstructure:"max_events" yaml:"max_events"`
 }
 
 // Threaded reports whether the route threads its emails (the default).

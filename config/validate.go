@@ -270,6 +270,17 @@ func (c *Config) validateRoutes(v *validator) {
 		if r.ReplyTo != "" {
 			v.address(key+".reply_to", r.ReplyTo)
 		}
+		if d := r.Digest; d != nil {
+			if d.Every < time.Second {
+				v.add(key+".digest.every", fmt.Sprintf("route %q: %s is not a window of a second or more", r.Name, d.Every), `write it like "1h" or "15m"`)
+			}
+			if d.MaxEvents < 0 || d.MaxEvents > 10000 {
+				v.add(key+".digest.max_events", fmt.Sprintf("route %q: %d is out of range", r.Name, d.MaxEvents), "use a number from 1 to 10000, or leave it out for 200")
+			}
+			if r.Drop {
+				v.add(key+".digest", fmt.Sprintf("route %q drops its events, so there is nothing to digest", r.Name), "remove drop: true or the digest")
+			}
+		}
 		switch {
 		case r.Drop && len(r.To)+len(r.Cc)+len(r.Bcc) > 0:
 			v.add(key, fmt.Sprintf("route %q drops its events and has recipients", r.Name), "remove drop: true, or its to, cc and bcc")

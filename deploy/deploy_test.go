@@ -214,6 +214,9 @@ func exportedMetrics(t *testing.T) map[string]bool {
 	// config-reload gauges).
 	cfg := config.Default()
 	cfg.Webhook.Secrets = []config.Secret{"deploy-test-secret-0123456789"}
+	// A digest route, so the per-route digest series exist.
+	cfg.Routes = append(cfg.Routes, config.Route{Name: "digest", To: []string{"a@example.com"},
+		Digest: &config.Digest{Every: time.Hour, MaxEvents: 10}})
 	whole := prometheus.NewRegistry()
 	if _, err := relay.New(cfg, slog.New(slog.DiscardHandler), whole, spool, sender); err != nil {
 		t.Fatal(err)

@@ -165,3 +165,24 @@ type DuplicateError struct {
 }
 
 func (e *DuplicateError) Error() string { return "duplicate of event " + e.ID }
+
+// DigestStore keeps the events digest routes collect until their digest
+// email goes out. Collected events are durable: a digest in progress
+// survives a restart. The Spool implements it in its own file.
+type DigestStore interface {
+	// Collect adds ev to route's digest; adding the same event twice keeps
+	// one copy, so a redelivery after a crash does not list it twice.
+	Collect(ctx context.Context, route string, ev *Event) error
+	// Digest returns up to limit of route's collected events, oldest
+	// first, and how many there are in all.
+	Digest(ctx context.Context, route string, limit int) ([]DigestEntry, int, error)
+	// Forget removes the given events from route's digest once its email
+	// has gone out.
+	Forget(ctx context.Context, route string, ids []string) error
+}
+
+// DigestEntry is one collected event and when it was collected.
+type DigestEntry struct {
+	Event     Event     `json:"event"`
+	Collected time.Time `json:"collected"`
+}

@@ -28,6 +28,7 @@ type Relay struct {
 	sender  Sender
 	metrics *Metrics
 	reloads reloadMetrics
+	digests digestMetrics
 
 	// live is the part of the config a reload swaps: routes, templates,
 	// secrets, smtp.from and retry. cfg is the config hookmail started with,
@@ -56,12 +57,14 @@ func New(cfg *config.Config, log *slog.Logger, reg *prometheus.Registry, queue Q
 		sender:   sender,
 		metrics:  NewMetrics(reg, queue),
 		reloads:  newReloadMetrics(reg),
+		digests:  newDigestMetrics(reg),
 		now:      time.Now,
 		newID:    func() string { return uuid.Must(uuid.NewV7()).String() },
 		ackSlots: make(chan struct{}, ackSlotsPerWorker*cfg.SMTP.Workers),
 	}
 	r.live.Store(l)
 	r.reloads.succeeded(time.Now())
+	r.initRouteSeries(cfg)
 	return r, nil
 }
 

@@ -70,6 +70,7 @@ func (r *Relay) Reload(cfg *config.Config) (needRestart []string, err error) {
 	}
 	r.live.Store(l)
 	r.reloads.succeeded(time.Now())
+	r.initRouteSeries(cfg)
 	return restartKeys(r.cfg, cfg), nil
 }
 

@@ -113,7 +113,7 @@ func NewRenderer(overrideDir string, loc *time.Location, routes ...config.Route)
 		return nil, err
 	}
 	r := &Renderer{loc: loc, sets: map[string]*templateSet{}, subjects: map[string]*texttemplate.Template{}}
-	names := slices.Concat(KnownTypes, []string{GenericTemplate})
+	names := slices.Concat(KnownTypes, []string{GenericTemplate, DigestTemplate})
 	for _, rt := range routes {
 		if rt.Template != "" && !slices.Contains(names, rt.Template) {
 			names = append(names, rt.Template)
@@ -162,6 +162,9 @@ func NewRenderer(overrideDir string, loc *time.Location, routes ...config.Route)
 func (r *Renderer) trial() error {
 	route := &config.Route{Name: "trial", To: []string{"trial@example.com"}}
 	for typ := range r.sets {
+		if typ == DigestTemplate {
+			continue // trialled below, with a digest
+		}
 		data := map[string]string{}
 		for _, name := range fieldOrder[typ] {
 			data[name] = "1"
@@ -170,6 +173,10 @@ func (r *Renderer) trial() error {
 		if _, err := r.Render(ev, route, "trial@example.com"); err != nil {
 			return fmt.Errorf("%s templates do not render: %w", typ, errors.Unwrap(err))
 		}
+	}
+	trialEv := &Event{ID: "trial", Type: TypeSMS, Data: map[string]string{"phone": "1", "message": "1"}, Received: time.Unix(0, 0)}
+	if _, err := r.RenderDigest([]DigestEntry{{Event: *trialEv}}, route, "trial@example.com"); err != nil {
+		return fmt.Errorf("digest templates do not render: %w", errors.Unwrap(err))
 	}
 	for name, t := range r.subjects {
 		view := &View{ID: "trial", Type: TypeSMS, Route: name, Time: time.Unix(0, 0), Data: map[string]string{"phone": "1"}}
@@ -186,6 +193,7 @@ var sharedFuncs = map[string]any{
 	"truncate": truncate,
 	"oneline":  oneLine,
 	"facts":    facts,
+	"add":      func(a, b int) int { return a + b },
 }
 
 var textFuncs = texttemplate.FuncMap(sharedFuncs)
@@ -259,21 +267,7 @@ func (r *Renderer) Render(ev *Event, route *config.Route, from string) (*Message
 	if route.Threaded() {
 		threadID = ThreadID(ev, from)
 	}
-	view := &View{
-		ID:     ev.ID,
-		Type:   ev.Type,
-		Label:  labels[ev.Type],
-		Route:  route.Name,
-		Time:   ev.Time().In(r.loc),
-		Data:   ev.Data,
-		Thread: threadID != "",
-	}
-	if view.Label == "" {
-		view.Label = ev.Type
-	}
-	for _, name := range ev.FieldNames() {
-		view.Fields = append(view.Fields, Field{Name: name, Value: ev.Data[name]})
-	}
+	view := r.view(ev, route, threadID != "")
 	var subject, text, html bytes.Buffer
 	if err := subjectTmpl.Execute(&subject, view); err != nil {
 		return nil, PermanentErr(fmt.Errorf("render subject: %w", err))
@@ -300,6 +294,26 @@ func (r *Renderer) Render(ev *Event, route *config.Route, from string) (*Message
 		ThreadID:  threadID,
 		ReplyTo:   route.ReplyTo,
 	}, nil
+}
+
+// view is what an event's templates see.
+func (r *Renderer) view(ev *Event, route *config.Route, thread bool) *View {
+	view := &View{
+		ID:     ev.ID,
+		Type:   ev.Type,
+		Label:  labels[ev.Type],
+		Route:  route.Name,
+		Time:   ev.Time().In(r.loc),
+		Data:   ev.Data,
+		Thread: thread,
+	}
+	if view.Label == "" {
+		view.Label = ev.Type
+	}
+	for _, name := range ev.FieldNames() {
+		view.Fields = append(view.Fields, Field{Name: name, Value: ev.Data[name]})
+	}
+	return view
 }
 
 // conversation names the conversation an event belongs to: the same type

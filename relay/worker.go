@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -25,6 +26,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	for range r.cfg.SMTP.Workers {
 		wg.Go(func() { r.work(ctx) })
 	}
+	wg.Go(func() { r.runDigests(ctx) })
 	wg.Wait()
 	r.acks.Wait() // every sent email recorded before the queue closes
 	return nil
@@ -100,6 +102,15 @@ func (r *Relay) deliver(ctx context.Context, it *Item) {
 			r.metrics.dropped.WithLabelValues(route.Name).Inc()
 			rlog.Info("event dropped by its route; no email")
 			it.Delivered = append(it.Delivered, route.Name)
+			continue
+		}
+		if route.Digest != nil {
+			if rerr := r.collect(ctx, route, ev); rerr != nil {
+				err = cmp.Or(err, fmt.Errorf("route %s: collect for the digest: %w", route.Name, rerr))
+				continue
+			}
+			it.Delivered = append(it.Delivered, route.Name)
+			rlog.Debug("collected for the route's digest")
 			continue
 		}
 		msg, rerr := l.renderer.Render(ev, route, l.cfg.SMTP.From)

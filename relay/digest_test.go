@@ -1,0 +1,153 @@
+package relay
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/hookmail/hookmail/config"
+)
+
+func digestConfig(t *testing.T, spoolDir, outboxDir string) *config.Config {
+	t.Helper()
+	cfg := testConfig(t)
+	cfg.Spool.Dir, cfg.Outbox.Dir = spoolDir, outboxDir
+	cfg.Routes = []config.Route{
+		{Name: "facebook-digest", Match: map[string]string{"type": "notification", "package": `^com\.facebook\.`},
+			To: []string{"me@example.com"}, Digest: &config.Digest{Every: time.Hour, MaxEvents: 50}},
+		{Name: "default", To: []string{"ops@example.com"}},
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+func postNotifications(t *testing.T, env *testEnv, from, n int) {
+	t.Helper()
+	h := env.relay.Handler()
+	for i := from; i < from+n; i++ {
+		body := fmt.Sprintf("secret=%s&type=notifications&data[id]=%d&data[package]=com.facebook.katana&data[title]=Facebook&data[content]=comment+number+%d", testSecret, i, i)
+		if rec := post(t, h, formType, body); rec.Code != 200 {
+			t.Fatalf("post %d: %d %s", i, rec.Code, rec.Body)
+		}
+	}
+}
+
+// runUntil runs the workers until cond holds (or 15 s pass), then stops them.
+func runUntil(t *testing.T, env *testEnv, what string, cond func() bool) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = env.relay.Run(ctx) }()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			cancel()
+			<-done
+			t.Fatalf("timed out waiting for %s\n%s", what, env.logs)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	<-done
+}
+
+func emls(t *testing.T, dir string) []string {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(dir, "*.eml"))
+	var out []string
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, string(b))
+	}
+	return out
+}
+
+// TestDigestOf50EventsAcrossARestart: 30 notifications are collected, the
+// relay stops and a new one opens the same spool; 20 more make 50, the
+// route's max_events, and one email lists all 50 in order.
+func TestDigestOf50EventsAcrossARestart(t *testing.T) {
+	spoolDir, outboxDir := t.TempDir(), t.TempDir()
+	env := newTestEnv(t, digestConfig(t, spoolDir, outboxDir))
+	postNotifications(t, env, 0, 30)
+	runUntil(t, env, "30 collected", func() bool {
+		st, _ := env.spool.Stats(t.Context())
+		return st.Depth == 0
+	})
+	if got := emls(t, outboxDir); len(got) != 0 {
+		t.Fatalf("%d emails before the digest is due, want 0", len(got))
+	}
+	env.spool.Close()
+
+	env2 := newTestEnv(t, digestConfig(t, spoolDir, outboxDir))
+	if _, n, _ := env2.spool.Digest(t.Context(), "facebook-digest", 0); n != 30 {
+		t.Fatalf("after the restart the digest holds %d events, want 30", n)
+	}
+	postNotifications(t, env2, 30, 20)
+	// An SMS on the same relay is emailed at once, as usual.
+	if rec := post(t, env2.relay.Handler(), formType, string(readTestdata(t, "sms.form"))); rec.Code != 200 {
+		t.Fatal(rec.Code)
+	}
+	runUntil(t, env2, "the digest email", func() bool { return len(emls(t, outboxDir)) == 2 })
+
+	var digest string
+	for _, e := range emls(t, outboxDir) {
+		if strings.Contains(e, "facebook-digest digest") {
+			digest = e
+		}
+	}
+	if digest == "" {
+		t.Fatalf("no digest among the emails:\n%s", strings.Join(emls(t, outboxDir), "\n----\n"))
+	}
+	for _, want := range []string{"Subject: Facebook: 50 events (facebook-digest digest)", "To: <me@example.com>", "50 =C3=97 Notification"} {
+		if !strings.Contains(digest, want) {
+			t.Errorf("digest lacks %q", want)
+		}
+	}
+	// In order: comment 0 first, comment 49 last.
+	text := digest[:strings.Index(digest, "text/html")]
+	first, last := strings.Index(text, "comment number 0\r\n"), strings.Index(text, "comment number 49\r\n")
+	if first < 0 || last < first || strings.Count(text, "comment number ") != 50 {
+		t.Errorf("digest text does not list 50 comments in order (first at %d, last at %d):\n%s", first, last, text)
+	}
+	if _, n, _ := env2.spool.Digest(t.Context(), "facebook-digest", 0); n != 0 {
+		t.Errorf("%d events still collected after the digest went out", n)
+	}
+	if n := testutil.CollectAndCount(env2.relay.digests.size); n != 1 {
+		t.Errorf("digest size histogram has %d series, want 1", n)
+	}
+}
+
+// TestDigestSentWhenTheWindowEnds: a digest below max_events goes out once
+// every has passed since its oldest event.
+func TestDigestSentWhenTheWindowEnds(t *testing.T) {
+	outboxDir := t.TempDir()
+	cfg := digestConfig(t, t.TempDir(), outboxDir)
+	env := newTestEnv(t, cfg)
+	clock := &testClock{now: time.Now()}
+	env.relay.now = clock.Now
+	env.spool.now = clock.Now
+	postNotifications(t, env, 0, 3)
+	runUntil(t, env, "3 collected", func() bool {
+		_, n, _ := env.spool.Digest(t.Context(), "facebook-digest", 0)
+		return n == 3
+	})
+	if len(emls(t, outboxDir)) != 0 {
+		t.Fatal("digest sent before its window ended")
+	}
+	clock.Add(time.Hour)
+	runUntil(t, env, "the digest after an hour", func() bool { return len(emls(t, outboxDir)) == 1 })
+	if e := emls(t, outboxDir)[0]; !strings.Contains(e, "Subject: Facebook: 3 events (facebook-digest digest)") {
+		t.Errorf("digest:\n%s", e)
+	}
+}

@@ -1,0 +1,109 @@
+package relay
+
+import (
+	"bytes"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/hookmail/hookmail/config"
+)
+
+// DigestTemplate names the template set digests render with.
+const DigestTemplate = "digest"
+
+// DigestView is what the digest templates see.
+type DigestView struct {
+	// ID names this digest: the first event's id.
+	ID    string
+	Route string
+	Count int
+	// Counts are the events by type, in order of first appearance.
+	Counts []TypeTally
+	// Source is set when every event has the same Who (one app, one
+	// number), for the subject.
+	Source string
+	// First and Last are the first and last event's times.
+	First, Last time.Time
+	Events      []*View
+}
+
+// TypeTally counts one type's events in a digest.
+type TypeTally struct {
+	Label string
+	N     int
+}
+
+// Who names who or what an event came from: a phone number, an app, a
+// USSD code.
+func (v *View) Who() string {
+	for _, k := range []string{"phone", "title", "package", "code"} {
+		if s := v.Data[k]; s != "" {
+			return s
+		}
+	}
+	return ""
+}
+
+// Text is an event's main text: the message, notification content or USSD
+// response.
+func (v *View) Text() string {
+	for _, k := range []string{"message", "content", "response"} {
+		if s := v.Data[k]; s != "" {
+			return s
+		}
+	}
+	return ""
+}
+
+// RenderDigest builds one email listing entries in order, for route. Its
+// Message-ID is derived from the first event, so resending the same digest
+// after a crash is recognisable.
+func (r *Renderer) RenderDigest(entries []DigestEntry, route *config.Route, from string) (*Message, error) {
+	if len(entries) == 0 {
+		return nil, fmt.Errorf("digest of route %q: no events", route.Name)
+	}
+	dv := &DigestView{ID: entries[0].Event.ID, Route: route.Name, Count: len(entries)}
+	sources := map[string]bool{}
+	for i := range entries {
+		ev := &entries[i].Event
+		v := r.view(ev, route, false)
+		dv.Events = append(dv.Events, v)
+		sources[v.Who()] = true
+		if j := slices.IndexFunc(dv.Counts, func(c TypeTally) bool { return c.Label == v.Label }); j >= 0 {
+			dv.Counts[j].N++
+		} else {
+			dv.Counts = append(dv.Counts, TypeTally{Label: v.Label, N: 1})
+		}
+	}
+	dv.First, dv.Last = dv.Events[0].Time, dv.Events[len(dv.Events)-1].Time
+	if len(sources) == 1 {
+		dv.Source = dv.Events[0].Who()
+	}
+	set := r.sets[DigestTemplate]
+	var subject, text, html bytes.Buffer
+	if err := set.subject.Execute(&subject, dv); err != nil {
+		return nil, PermanentErr(fmt.Errorf("render digest subject: %w", err))
+	}
+	if err := set.text.Execute(&text, dv); err != nil {
+		return nil, PermanentErr(fmt.Errorf("render digest text: %w", err))
+	}
+	if err := set.html.ExecuteTemplate(&html, layoutFile, dv); err != nil {
+		return nil, PermanentErr(fmt.Errorf("render digest html: %w", err))
+	}
+	return &Message{
+		EventID:   dv.ID,
+		Route:     route.Name,
+		Type:      DigestTemplate,
+		From:      from,
+		To:        route.To,
+		Cc:        route.Cc,
+		Bcc:       route.Bcc,
+		ReplyTo:   route.ReplyTo,
+		Subject:   subjectLine(subject.String()),
+		Text:      text.String(),
+		HTML:      html.String(),
+		Date:      entries[len(entries)-1].Event.Time(),
+		MessageID: MessageID("digest."+dv.ID, route.Name, from),
+	}, nil
+}
