@@ -20,6 +20,8 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/nyaruka/phonenumbers"
+
 	"github.com/hookmail/hookmail/config"
 	"github.com/hookmail/hookmail/templates"
 )
@@ -189,6 +191,8 @@ func (r *Renderer) trial() error {
 
 var sharedFuncs = map[string]any{
 	"date":     func(t time.Time) string { return t.Format("Mon, 2 Jan 2006 15:04:05 MST") },
+	"dateIn":   dateIn,
+	"phone":    formatPhone,
 	"lines":    splitLines,
 	"truncate": truncate,
 	"oneline":  oneLine,
@@ -200,6 +204,29 @@ var textFuncs = texttemplate.FuncMap(sharedFuncs)
 var htmlFuncs = htmltemplate.FuncMap(sharedFuncs)
 
 var newlines = regexp.MustCompile(`\r\n|\r|\n`)
+
+// dateIn formats t with a Go layout in the named zone: dateIn
+// "Europe/Berlin" "2006-01-02 15:04" .Time. An unknown zone keeps t's own.
+func dateIn(zone, layout string, t time.Time) string {
+	if loc, err := time.LoadLocation(zone); err == nil {
+		t = t.In(loc)
+	}
+	return t.Format(layout)
+}
+
+// formatPhone writes an international number the way people read it
+// (+63 976 071 3666), with libphonenumber's rules for its country. Anything
+// else (a WhatsApp group id, a short code, a name) comes back unchanged.
+func formatPhone(s string) string {
+	if !strings.HasPrefix(s, "+") {
+		return s
+	}
+	n, err := phonenumbers.Parse(s, "")
+	if err != nil || !phonenumbers.IsPossibleNumber(n) {
+		return s
+	}
+	return phonenumbers.Format(n, phonenumbers.INTERNATIONAL)
+}
 
 // splitLines lets HTML templates put a <br> between lines while
 // html/template still escapes each line.

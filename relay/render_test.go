@@ -182,3 +182,25 @@ func TestOverrideThatParsesButCannotRunStopsStartup(t *testing.T) {
 		t.Fatalf("err = %v, want it to name sms.subject.tmpl:1 and the bad field", err)
 	}
 }
+
+func TestTemplateHelpers(t *testing.T) {
+	for in, want := range map[string]string{
+		"+639760713666":  "+63 976 071 3666",
+		"+14155552671":   "+1 415-555-2671",
+		"+4915123456789": "+49 1512 3456789",
+		"120363041234":   "120363041234", // a WhatsApp group id
+		"BANK":           "BANK",
+		"+1":             "+1",
+	} {
+		if got := formatPhone(in); got != want {
+			t.Errorf("phone %q = %q, want %q", in, got, want)
+		}
+	}
+	at := time.Date(2022, 2, 24, 6, 30, 31, 0, time.UTC)
+	if got := dateIn("Asia/Manila", "2006-01-02 15:04 MST", at); got != "2022-02-24 14:30 PST" {
+		t.Errorf("dateIn = %q", got)
+	}
+	if got := dateIn("Nowhere/Else", "15:04", at); got != "06:30" {
+		t.Errorf("dateIn with an unknown zone = %q", got)
+	}
+}
