@@ -3,6 +3,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -391,7 +392,11 @@ func routeCmd(load func() (*config.Config, error), stdout io.Writer) *cobra.Comm
 					fmt.Fprintf(stdout, "route %s: dropped (drop: true), no email\n", rt.Name)
 					continue
 				}
-				fmt.Fprintf(stdout, "route %s: email\n", rt.Name)
+				if d := rt.Digest; d != nil {
+					fmt.Fprintf(stdout, "route %s: collected for a digest (every %s, or %d events)\n", rt.Name, d.Every, cmp.Or(d.MaxEvents, 200))
+				} else {
+					fmt.Fprintf(stdout, "route %s: email\n", rt.Name)
+				}
 				for _, l := range []struct {
 					name  string
 					addrs []string
