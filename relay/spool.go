@@ -27,6 +27,7 @@ type Spool struct {
 	now func() time.Time
 
 	writes   chan writeOp
+	acks     chan ackReq
 	closing  chan struct{}
 	loopDone chan struct{}
 	closed   sync.Once
@@ -146,6 +147,7 @@ func OpenSpool(dir string, now func() time.Time, opts ...SpoolOption) (s *Spool,
 		writes:   make(chan writeOp),
 		closing:  make(chan struct{}),
 		loopDone: make(chan struct{}),
+		acks:     make(chan ackReq),
 		leased:   map[string]bool{},
 		wake:     make(chan struct{}),
 		counts:   typeCounts{m: c.types.m},
@@ -157,6 +159,7 @@ func OpenSpool(dir string, now func() time.Time, opts ...SpoolOption) (s *Spool,
 	s.dead.Store(int64(c.dead))
 	s.bytes.Store(c.bytes)
 	go s.commitLoop()
+	s.sweeps.Go(s.ackLoop)
 	if s.opts.dedupWindow > 0 {
 		s.sweeps.Go(s.sweepDedup)
 	}
@@ -481,22 +484,6 @@ func (s *Spool) settled(id string, err error) error {
 		s.signal()
 	})
 	return err
-}
-
-// Ack removes a delivered item.
-func (s *Spool) Ack(_ context.Context, it *Item) error {
-	var freed int64
-	err := s.update(func(tx *bolt.Tx) error {
-		freed = int64(len(tx.Bucket(bucketEvents).Get([]byte(it.Event.ID))))
-		_, err := removeItem(tx, it.Event.ID)
-		return err
-	})
-	if err == nil {
-		s.depth.Add(-1)
-		s.bytes.Add(-freed)
-		s.counts.add(it.Event.Type, -1, 0)
-	}
-	return s.settled(it.Event.ID, err)
 }
 
 // Retry records the failed attempt and makes the item due again at next.
