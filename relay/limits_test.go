@@ -144,3 +144,30 @@ func TestConcurrencyCap(t *testing.T) {
 		t.Errorf("busy counted %v, want 1", got)
 	}
 }
+
+// TestDedupKeepsSendersApart: the same data[id] from two gateways (each
+// with its own secret) is two events, and so is the dashboard's test
+// "notification" next to a real "notifications" with the same id.
+func TestDedupKeepsSendersApart(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Dedup.Window = time.Hour
+	env := newTestEnv(t, cfg)
+	h := env.relay.Handler()
+	status := func(secret, typ string) string {
+		var r struct{ Status string }
+		_ = json.Unmarshal(post(t, h, formType, "secret="+secret+"&type="+typ+"&data[id]=5&data[message]=x").Body.Bytes(), &r)
+		return r.Status
+	}
+	for _, tc := range []struct{ secret, typ, want string }{
+		{testSecret, "sms", "queued"},
+		{"second-secret-for-rotation", "sms", "queued"},
+		{testSecret, "sms", "duplicate"},
+		{testSecret, "notifications", "queued"},
+		{testSecret, "notification", "queued"},
+		{testSecret, "notification", "duplicate"},
+	} {
+		if got := status(tc.secret, tc.typ); got != tc.want {
+			t.Errorf("%s from secret %.6s…: %s, want %s", tc.typ, tc.secret, got, tc.want)
+		}
+	}
+}

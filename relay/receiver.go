@@ -3,6 +3,7 @@ package relay
 import (
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -94,18 +95,26 @@ func newSecretSet(secrets []config.Secret) secretSet {
 	return set
 }
 
-func (set secretSet) check(presented string) bool {
+func (set secretSet) check(presented string) bool { return set.match(presented) >= 0 }
+
+// match returns the index of the configured secret presented equals, or -1.
+// It compares against every secret, whichever matches, so the time taken
+// says nothing about which one or how close.
+func (set secretSet) match(presented string) int {
 	h := sha256.Sum256([]byte(presented))
-	ok := 0
+	idx := -1
 	for i := range set {
-		ok |= subtle.ConstantTimeCompare(h[:], set[i][:])
+		idx = subtle.ConstantTimeSelect(subtle.ConstantTimeCompare(h[:], set[i][:]), i, idx)
 	}
-	return presented != "" && ok == 1
+	if presented == "" {
+		return -1
+	}
+	return idx
 }
 
 // handleWebhook accepts a gateway's webhook: decode, check the secret,
 // persist, and only then answer 200. An event the queue already holds
-// (same source, type and sender's id within dedup.window) is answered 200
+// (same secret, type and sender's id within dedup.window) is answered 200
 // "duplicate" and not stored again.
 func handleWebhook(log *slog.Logger, cfg *config.Webhook, secrets func() secretSet, queue Queue, m *Metrics, now func() time.Time, newID func() string) http.Handler {
 	opts := DecodeOptions{UnescapeHTML: cfg.UnescapeHTML}
@@ -115,7 +124,6 @@ func handleWebhook(log *slog.Logger, cfg *config.Webhook, secrets func() secretS
 		var dup *DuplicateError
 		if rerr == nil {
 			ev.ID, ev.Received = newID(), now()
-			ev.DedupKey = dedupKey(ev)
 			err := queue.Enqueue(r.Context(), ev)
 			switch {
 			case errors.As(err, &dup):
@@ -145,14 +153,20 @@ func handleWebhook(log *slog.Logger, cfg *config.Webhook, secrets func() secretS
 	})
 }
 
-// dedupKey names the sender's event: its source, type and the sender's own
-// id (data[id]). Without an id there is no key, and no deduplication.
-func dedupKey(ev *Event) string {
-	id := ev.Data["id"]
+// dedupKey names the sender's event for deduplication: who sent it (the
+// secret it came with, hashed, so two gateways with their own secrets
+// never collide), the type as sent (the dashboard's test "notification"
+// is not a real "notifications" event), and the sender's own id
+// (data[id]). Without an id there is no key, and no deduplication. The key
+// is a hash: no secret or field shows in the spool.
+func dedupKey(sender [sha256.Size]byte, wireType, id string) string {
 	if id == "" {
 		return ""
 	}
-	return ev.Source + "\x00" + ev.Type + "\x00" + id
+	h := sha256.New()
+	h.Write(sender[:])
+	h.Write([]byte("\x00" + wireType + "\x00" + id))
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // readEvent decodes and checks one request. The event it returns (typed
@@ -178,9 +192,11 @@ func readEvent(w http.ResponseWriter, r *http.Request, maxBody int64, opts Decod
 		return nil, &reqError{http.StatusBadRequest, ResultInvalid, "body does not decode as a webhook", nil}
 	}
 	ev := &Event{Source: SourceGateway, Type: NormalizeType(p.Type), Data: p.Data}
-	if !secrets.check(p.Secret) {
+	sender := secrets.match(p.Secret)
+	if sender < 0 {
 		return ev, &reqError{http.StatusUnauthorized, ResultUnauthorized, "missing or wrong secret", nil}
 	}
+	ev.DedupKey = dedupKey(secrets[sender], p.Type, p.Data["id"])
 	if ev.Type == "" {
 		return ev, &reqError{http.StatusBadRequest, ResultInvalid, "missing type", nil}
 	}
