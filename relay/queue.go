@@ -52,6 +52,10 @@ type Item struct {
 	// Delivered names the routes already served (emailed, or dropped) on
 	// earlier attempts, so a retry emails only the routes still owed.
 	Delivered []string `json:"delivered,omitempty"`
+	// Refused holds the routes that refused the event for good (a 5xx, an
+	// address or template error), with the reason: they are not tried
+	// again, and once no route is owed a retry the event is buried.
+	Refused map[string]string `json:"refused,omitempty"`
 	// Requeued is when an operator last put the item back in the queue; its
 	// retry.lifetime counts from then rather than from Event.Received.
 	Requeued time.Time `json:"requeued,omitzero"`

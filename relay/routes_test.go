@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"net/textproto"
 	"net/mail"
 	"slices"
 	"strings"
@@ -167,5 +169,56 @@ func TestThreadingOneConversation(t *testing.T) {
 	flat, _ := r.Render(sms("e", "+639760713666", "hi"), &config.Route{Name: "r", To: []string{"a@example.com"}, Thread: &off}, "h@example.com")
 	if flat.ThreadID != "" || flat.Subject != "SMS from +639760713666: hi" {
 		t.Errorf("thread: false gives thread %q subject %q", flat.ThreadID, flat.Subject)
+	}
+}
+
+// TestMixedRouteOutcomes: two routes take an event; one refuses it for good
+// and the other for now, in either order. The refused route is tried once,
+// the other is retried until it takes the email, then the event goes to the
+// dead letters naming the refusal.
+func TestMixedRouteOutcomes(t *testing.T) {
+	for _, permFirst := range []bool{true, false} {
+		t.Run(fmt.Sprintf("permanent first %v", permFirst), func(t *testing.T) {
+			cfg := testConfig(t)
+			cfg.Retry.Initial, cfg.Retry.Max = time.Millisecond, time.Millisecond
+			a := config.Route{Name: "a", To: []string{"a@example.com"}, Continue: true}
+			b := config.Route{Name: "b", To: []string{"b@example.com"}}
+			cfg.Routes = []config.Route{a, b}
+			perm, temp := "a", "b"
+			if !permFirst {
+				perm, temp = "b", "a"
+				cfg.Routes[0].Continue, cfg.Routes[1].Continue = true, false
+			}
+			env := newTestEnv(t, cfg)
+			var mu sync.Mutex
+			tries := map[string]int{}
+			env.relay.sender = &fakeSender{send: func(_ context.Context, m *Message) error {
+				mu.Lock()
+				defer mu.Unlock()
+				tries[m.Route]++
+				switch {
+				case m.Route == perm:
+					return &textproto.Error{Code: 550, Msg: "5.1.1 no such user"}
+				case tries[m.Route] < 3:
+					return &textproto.Error{Code: 451, Msg: "4.3.0 try later"}
+				}
+				return nil
+			}}
+			post(t, env.relay.Handler(), formType, string(readTestdata(t, "sms.form")))
+			runUntil(t, env, "the event settled", func() bool {
+				st, _ := env.spool.Stats(t.Context())
+				return st.Depth == 0 && st.Dead == 1
+			})
+			mu.Lock()
+			defer mu.Unlock()
+			if tries[perm] != 1 || tries[temp] != 3 {
+				t.Errorf("tries %v, want %s once and %s three times", tries, perm, temp)
+			}
+			dead, _ := env.spool.List(t.Context(), StateDead, 0)
+			if len(dead) != 1 || !strings.Contains(dead[0].DeadReason, "route "+perm+": ") || !strings.Contains(dead[0].DeadReason, "550") ||
+				!slices.Equal(dead[0].Delivered, []string{temp}) {
+				t.Errorf("dead letter %+v", dead)
+			}
+		})
 	}
 }

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -92,9 +94,12 @@ func (r *Relay) deliver(ctx context.Context, it *Item) {
 		return
 	}
 	it.Attempts++
-	var err error
+	// Each route's outcome stands alone: a route refused for good is given
+	// up (it.Refused) while the others still get their email now and, when
+	// refused for now, on the retry.
+	var err error // the first temporary failure: the event is retried
 	for _, route := range routes {
-		if slices.Contains(it.Delivered, route.Name) {
+		if slices.Contains(it.Delivered, route.Name) || it.Refused[route.Name] != "" {
 			continue
 		}
 		rlog := log.With("route", route.Name)
@@ -104,48 +109,58 @@ func (r *Relay) deliver(ctx context.Context, it *Item) {
 			it.Delivered = append(it.Delivered, route.Name)
 			continue
 		}
+		var msg *Message
+		var rerr error
 		if route.Digest != nil {
-			if rerr := r.collect(ctx, route, ev); rerr != nil {
-				err = cmp.Or(err, fmt.Errorf("route %s: collect for the digest: %w", route.Name, rerr))
-				continue
+			if rerr = r.collect(ctx, route, ev); rerr != nil {
+				rerr = fmt.Errorf("collect for the digest: %w", rerr)
 			}
-			it.Delivered = append(it.Delivered, route.Name)
-			rlog.Debug("collected for the route's digest")
-			continue
-		}
-		msg, rerr := l.renderer.Render(ev, route, l.cfg.SMTP.From)
-		if rerr == nil {
+		} else if msg, rerr = l.renderer.Render(ev, route, l.cfg.SMTP.From); rerr == nil {
 			rerr = r.sender.Send(ctx, msg)
 		}
 		if rerr != nil {
 			if len(routes) > 1 {
 				rerr = fmt.Errorf("route %s: %w", route.Name, rerr)
 			}
-			// The first failure decides the outcome; the other routes
-			// still get their email now.
-			if err == nil {
-				err = rerr
+			class := Classify(rerr)
+			r.metrics.failed.WithLabelValues(typeLabel(ev.Type), class.String()).Inc()
+			if class == Permanent {
+				if it.Refused == nil {
+					it.Refused = map[string]string{}
+				}
+				it.Refused[route.Name] = rerr.Error()
+				if len(routes) > 1 {
+					rlog.Error("delivery failed permanently; this route gives the event up, the others do not", "err", rerr)
+				}
+				continue
 			}
+			err = cmp.Or(err, rerr)
 			continue
 		}
 		it.Delivered = append(it.Delivered, route.Name)
+		if msg == nil {
+			rlog.Debug("collected for the route's digest")
+			continue
+		}
 		r.metrics.sent.WithLabelValues(typeLabel(ev.Type)).Inc()
 		rlog.Info("email sent", "message_id", msg.MessageID, "reply", msg.Receipt)
 	}
-	if err == nil {
+	if err == nil && len(it.Refused) == 0 {
 		r.ack(context.WithoutCancel(ctx), it, log)
 		r.metrics.deliveries.WithLabelValues("sent").Observe(r.now().Sub(start).Seconds())
 		return
 	}
-	class := Classify(err)
-	r.metrics.failed.WithLabelValues(typeLabel(ev.Type), class.String()).Inc()
-	prevErr := it.LastError
-	it.LastError = err.Error()
-	if class == Permanent {
-		log.Error("delivery failed permanently; moved to the dead letters", "err", err)
-		r.bury(ctx, it, "permanent error: "+err.Error(), start)
+	if err == nil {
+		// Nothing left to retry: only routes that refused it for good.
+		reasons := slices.Sorted(maps.Values(it.Refused))
+		it.LastError = reasons[0]
+		log.Error("delivery failed permanently; moved to the dead letters", "err", strings.Join(reasons, "; "))
+		r.bury(ctx, it, "permanent error: "+strings.Join(reasons, "; "), start)
 		return
 	}
+	class := Classify(err)
+	prevErr := it.LastError
+	it.LastError = err.Error()
 	retry := l.cfg.Retry
 	deadline := it.LifetimeStart().Add(retry.Lifetime)
 	if !r.now().Before(deadline) {
