@@ -204,6 +204,17 @@ func (s *Spool) leasedSet() map[string]bool {
 	return out
 }
 
+// hold leases id for an operator's change, unless a worker holds it.
+func (s *Spool) hold(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.leased[id] {
+		return false
+	}
+	s.leased[id] = true
+	return true
+}
+
 func (s *Spool) isLeased(id string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -237,6 +248,10 @@ func (s *Spool) Get(_ context.Context, id string) (*Item, error) {
 // Requeue makes a waiting or dead item due now; a dead letter goes back to
 // the queue with a fresh retry.lifetime.
 func (s *Spool) Requeue(_ context.Context, id string) error {
+	if !s.hold(id) {
+		return fmt.Errorf("%w (%s)", ErrBusy, id)
+	}
+	defer func() { s.release(id); s.signal() }()
 	n, err := s.requeue(func(tx *bolt.Tx) ([][]byte, error) { return [][]byte{[]byte(id)}, nil }, true)
 	if err == nil && n == 0 {
 		err = fmt.Errorf("%w: %s", ErrNotFound, id)
@@ -257,7 +272,7 @@ func (s *Spool) RequeueDead(context.Context) (int, error) {
 }
 
 // requeue moves the items ids picks to due-now, in one commit. A waiting item
-// is only rescheduled (when waiting is true); one a worker holds is refused.
+// is only rescheduled when waiting is true, and its caller holds its lease.
 func (s *Spool) requeue(ids func(*bolt.Tx) ([][]byte, error), waiting bool) (int, error) {
 	type change struct {
 		typ       string
@@ -286,10 +301,7 @@ func (s *Spool) requeue(ids func(*bolt.Tx) ([][]byte, error), waiting bool) (int
 				}
 				it.DeadReason, it.Died = "", time.Time{}
 			} else if raw := tx.Bucket(bucketEvents).Get(id); raw != nil && waiting {
-				if s.isLeased(string(id)) {
-					return fmt.Errorf("%w (%s)", ErrBusy, id)
-				}
-				before = len(raw)
+				before = len(raw) // the caller holds its lease
 				if it, err = removeItem(tx, string(id)); err != nil {
 					return err
 				}
@@ -323,8 +335,14 @@ func (s *Spool) requeue(ids func(*bolt.Tx) ([][]byte, error), waiting bool) (int
 	return len(changes), nil
 }
 
-// Drop deletes a waiting or dead item for good.
+// Drop deletes a waiting or dead item for good. It holds the item's lease
+// while it writes, so no worker can take the item between the check and
+// the commit and send an email the operator was told was dropped.
 func (s *Spool) Drop(_ context.Context, id string) error {
+	if !s.hold(id) {
+		return fmt.Errorf("%w (%s)", ErrBusy, id)
+	}
+	defer s.release(id)
 	var typ string
 	var size int64
 	var dead bool
@@ -336,9 +354,6 @@ func (s *Spool) Drop(_ context.Context, id string) error {
 			}
 			typ, size, dead = it.Event.Type, int64(len(raw)), true
 			return tx.Bucket(bucketDead).Delete([]byte(id))
-		}
-		if s.isLeased(id) {
-			return fmt.Errorf("%w (%s)", ErrBusy, id)
 		}
 		raw := tx.Bucket(bucketEvents).Get([]byte(id))
 		if raw == nil {

@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"context"
 	"errors"
 	"reflect"
 	"strings"
@@ -267,5 +268,41 @@ func TestSpoolInspector(t *testing.T) {
 	}
 	if fresh.Depth != 2 || fresh.Dead != 0 {
 		t.Errorf("fresh %+v, want a and b waiting", fresh)
+	}
+}
+
+// TestDropHoldsTheLeaseUntilCommitted: between Drop's write and its commit,
+// a worker must not lease the item (it would email an event the operator
+// was told was dropped).
+func TestDropHoldsTheLeaseUntilCommitted(t *testing.T) {
+	ctx := t.Context()
+	s := openTestSpool(t, t.TempDir(), time.Now)
+	if err := s.Enqueue(ctx, testEvent("victim")); err != nil {
+		t.Fatal(err)
+	}
+	// Hold the committer, queue Drop and then a second blocker behind it,
+	// so Drop's write runs in a batch that stays open.
+	gate0, gate1 := make(chan struct{}), make(chan struct{})
+	go s.update(func(*bolt.Tx) error { <-gate0; return nil })
+	time.Sleep(20 * time.Millisecond)
+	dropped := make(chan error, 1)
+	go func() { dropped <- s.Drop(ctx, "victim") }()
+	time.Sleep(20 * time.Millisecond)
+	go s.update(func(*bolt.Tx) error { <-gate1; return nil })
+	time.Sleep(20 * time.Millisecond)
+	close(gate0)
+	time.Sleep(20 * time.Millisecond) // Drop's write has run; the batch waits on gate1
+
+	leaseCtx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	if it, err := s.Lease(leaseCtx); err == nil {
+		t.Errorf("leased %s while its drop was being committed", it.Event.ID)
+	}
+	close(gate1)
+	if err := <-dropped; err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := s.Stats(ctx); st.Depth != 0 {
+		t.Errorf("depth %d after the drop", st.Depth)
 	}
 }
