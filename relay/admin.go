@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -140,6 +141,15 @@ func NewAdminHandler(insp Inspector, describe func(*Item) *ItemDetail, token con
 	})
 	want := sha256.Sum256([]byte(token.Reveal()))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Only the queue commands may call: a web page open on this machine
+		// can send requests to loopback too. A browser adds Origin to
+		// cross-site requests and cannot add AdminHeader without a CORS
+		// preflight, which is never granted; a DNS-rebinding page also
+		// arrives with a Host that is not an address.
+		if r.Header.Get("Origin") != "" || r.Header.Get(AdminHeader) != "1" || (token == "" && !loopbackHost(r.Host)) {
+			writeJSON(w, http.StatusForbidden, map[string]string{"error": "the admin endpoint answers the hookmail queue commands only"})
+			return
+		}
 		if token != "" {
 			got, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 			h := sha256.Sum256([]byte(got))
@@ -153,6 +163,23 @@ func NewAdminHandler(insp Inspector, describe func(*Item) *ItemDetail, token con
 		defer cancel()
 		mux.ServeHTTP(w, r.WithContext(ctx))
 	})
+}
+
+// AdminHeader must be "1" on every admin request; the queue commands set it.
+const AdminHeader = "X-Hookmail-Admin"
+
+// loopbackHost reports whether a request's Host names this machine by a
+// loopback address or "localhost".
+func loopbackHost(hostport string) bool {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(strings.Trim(host, "[]"))
+	return ip != nil && ip.IsLoopback()
 }
 
 // adminReply answers v, or the error with the status its kind calls for.

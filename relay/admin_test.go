@@ -33,11 +33,25 @@ func TestAdminAPIThroughClient(t *testing.T) {
 	if _, err := NewAdminClient(addr, "wrong").Stats(ctx); err == nil || !strings.Contains(err.Error(), "admin token") {
 		t.Fatalf("wrong token: %v, want refused", err)
 	}
-	resp, err := http.Get(srv.URL + "/admin/v1/stats")
-	if err != nil || resp.StatusCode != http.StatusUnauthorized {
-		t.Fatalf("no token: %v %v", resp.StatusCode, err)
+	for _, tc := range []struct {
+		name    string
+		headers map[string]string
+		want    int
+	}{
+		{"a plain request, as a web page could send", nil, http.StatusForbidden},
+		{"the admin header, no token", map[string]string{AdminHeader: "1"}, http.StatusUnauthorized},
+		{"from a web page (Origin)", map[string]string{AdminHeader: "1", "Origin": "http://evil.example", "Authorization": "Bearer admin-token-123"}, http.StatusForbidden},
+	} {
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/admin/v1/dead/retry", nil)
+		for k, v := range tc.headers {
+			req.Header.Set(k, v)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.StatusCode != tc.want {
+			t.Fatalf("%s: %v %v, want %d", tc.name, resp.StatusCode, err, tc.want)
+		}
+		resp.Body.Close()
 	}
-	resp.Body.Close()
 
 	c := NewAdminClient(addr, cfg.Admin.Token)
 	st, err := c.Stats(ctx)
@@ -116,6 +130,31 @@ func TestAdminListenNeedsTokenOffLoopback(t *testing.T) {
 		}
 		if err != nil && !strings.Contains(err.Error(), "admin.token") {
 			t.Errorf("error does not name admin.token: %v", err)
+		}
+	}
+}
+
+// TestAdminRefusesRebindingHosts: without a token the endpoint answers only
+// requests addressed to a loopback host, so a DNS-rebinding page (Host:
+// evil.example) gets nothing.
+func TestAdminRefusesRebindingHosts(t *testing.T) {
+	env := newTestEnv(t, testConfig(t))
+	h := env.relay.AdminHandler()
+	for host, want := range map[string]int{
+		"127.0.0.1:8081":   http.StatusOK,
+		"[::1]:8081":       http.StatusOK,
+		"localhost:8081":   http.StatusOK,
+		"evil.example:80":  http.StatusForbidden,
+		"evil.example":     http.StatusForbidden,
+		"192.168.1.5:8081": http.StatusForbidden,
+	} {
+		req := httptest.NewRequest(http.MethodGet, "/admin/v1/stats", nil)
+		req.Host = host
+		req.Header.Set(AdminHeader, "1")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != want {
+			t.Errorf("Host %s: %d, want %d", host, rec.Code, want)
 		}
 	}
 }

@@ -100,6 +100,7 @@ func (c *AdminClient) do(ctx context.Context, method, path string, out any) erro
 	if err != nil {
 		return err
 	}
+	req.Header.Set(AdminHeader, "1")
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token.Reveal())
 	}
