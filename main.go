@@ -18,6 +18,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 	_ "time/tzdata" // timezone works on hosts and images without zoneinfo
@@ -240,7 +241,10 @@ func serve(ctx context.Context, cfg *config.Config, load func() (*config.Config,
 	// Reload on SIGHUP and when the config file or a template changes: a
 	// config that does not load, validate or render is logged and the one
 	// in force stays.
+	var reloading sync.Mutex // a file change and a SIGHUP may come together
 	reload := func(trigger string) {
+		reloading.Lock()
+		defer reloading.Unlock()
 		next, err := load()
 		if err == nil {
 			var restart []string

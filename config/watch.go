@@ -3,6 +3,7 @@ package config
 import (
 	"context"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -15,7 +16,9 @@ const settle = 300 * time.Millisecond
 // Watch calls changed whenever the file at configPath (if any) or a file in
 // templatesDir (if any) is written, created, renamed or removed, until ctx
 // ends. It watches the directories, not the files, so an editor's
-// write-to-temp-then-rename save is seen too.
+// write-to-temp-then-rename save is seen too, and so is a Kubernetes
+// ConfigMap update (a swap of the directory's "..data" link). A reload that
+// changes templates.dir keeps watching the directory hookmail started with.
 func Watch(ctx context.Context, configPath, templatesDir string, changed func()) error {
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
@@ -56,7 +59,10 @@ func Watch(ctx context.Context, configPath, templatesDir string, changed func())
 					return
 				}
 				name, _ := filepath.Abs(ev.Name)
-				if name == file || (tmplDir != "" && filepath.Dir(name) == tmplDir) {
+				// Kubernetes updates a mounted ConfigMap by swapping its
+				// "..data" link, so the file's own name sees no event.
+				k8s := file != "" && filepath.Dir(name) == filepath.Dir(file) && strings.HasPrefix(filepath.Base(name), "..")
+				if name == file || k8s || (tmplDir != "" && filepath.Dir(name) == tmplDir) {
 					timer.Reset(settle)
 				}
 			case <-w.Errors:
