@@ -564,12 +564,26 @@ when it is stopped it opens the spool file itself.`,
 				}
 				return asJSON(items)
 			}
-			return relay.PrintItems(stdout, items, time.Now())
+			if err := relay.PrintItems(stdout, items, time.Now()); err != nil {
+				return err
+			}
+			if limit > 0 && len(items) == limit {
+				if st, err := q.Stats(c.Context()); err == nil {
+					total := st.Depth
+					if dead {
+						total = st.Dead
+					}
+					if total > limit {
+						fmt.Fprintf(stdout, "(the first %d of %d; --limit 0 lists them all)\n", limit, total)
+					}
+				}
+			}
+			return nil
 		},
 	}
 	list.Flags().BoolVar(&dead, "dead", false, "list the dead letters instead")
 	list.Flags().BoolVar(&jsonOut, "json", false, "print JSON")
-	list.Flags().IntVar(&limit, "limit", 0, "list at most this many (0: all)")
+	list.Flags().IntVar(&limit, "limit", 100, "list at most this many (0: all)")
 
 	var showJSON bool
 	show := &cobra.Command{

@@ -131,8 +131,9 @@ type TypeCount struct {
 // admin endpoint list, show and change. Every change goes through the queue's
 // own writer, so it is safe while workers deliver.
 type Inspector interface {
-	// List returns the items in state (StateWaiting lists waiting and
-	// delivering items), oldest first, at most limit (0: all).
+	// List returns the items in state, at most limit (0: all):
+	// StateWaiting lists waiting and delivering items in the order they are
+	// due, StateDead the dead letters in the order they were received.
 	List(ctx context.Context, state State, limit int) ([]Item, error)
 	// Get returns one item, waiting or dead, with its State set.
 	Get(ctx context.Context, id string) (*Item, error)
