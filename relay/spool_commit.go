@@ -78,4 +78,3 @@ func (s *Spool) commit(batch []writeOp) {
 		op.done <- err
 	}
 }
-

@@ -61,4 +61,3 @@ func walk(c *bolt.Cursor) error {
 	}
 	return nil
 }
-
