@@ -113,4 +113,3 @@ func (s *Spool) settled(id string, err error) error {
 	})
 	return err
 }
-
