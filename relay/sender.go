@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"fmt"
@@ -39,6 +40,9 @@ type Message struct {
 	ThreadID string
 	// ReplyTo sets the Reply-To header.
 	ReplyTo string
+
+	// raw caches Encode's result.
+	raw []byte
 
 	// Receipt is filled in by a Sender that succeeded: the mail server's
 	// reply to the data ("250 2.0.0 Ok: queued as …"), or where the outbox
@@ -123,12 +127,31 @@ func subjectHeader(s string) string {
 	return strings.Join(words, " ")
 }
 
+// Encode returns m as an RFC 5322 message, building it on the first call
+// only: a worker encodes the next email while its connection still sends
+// the one before.
+func (m *Message) Encode() ([]byte, error) {
+	if m.raw != nil {
+		return m.raw, nil
+	}
+	msg, err := m.Build()
+	if err != nil {
+		return nil, err
+	}
+	var b bytes.Buffer
+	if _, err := msg.WriteTo(&b); err != nil {
+		return nil, PermanentErr(fmt.Errorf("encode: %w", err))
+	}
+	m.raw = b.Bytes()
+	return m.raw, nil
+}
+
 // WriteEML writes m as an RFC 5322 message, as an .eml file holds it.
 func (m *Message) WriteEML(w io.Writer) error {
-	msg, err := m.Build()
+	raw, err := m.Encode()
 	if err != nil {
 		return err
 	}
-	_, err = msg.WriteTo(w)
+	_, err = w.Write(raw)
 	return err
 }

@@ -209,7 +209,7 @@ func (s *SMTPSender) transact(sc *smtp.Client, m *Message) error {
 	if err := sc.UpdateDeadline(s.cfg.Timeout); err != nil {
 		return fmt.Errorf("smtp: %w", err)
 	}
-	msg, err := m.Build()
+	raw, err := m.Encode()
 	if err != nil {
 		return err
 	}
@@ -253,7 +253,7 @@ func (s *SMTPSender) transact(sc *smtp.Client, m *Message) error {
 		s.metrics.reply(err)
 		return fmt.Errorf("smtp DATA: %w", err)
 	}
-	if _, err := msg.WriteTo(w); err != nil {
+	if _, err := w.Write(raw); err != nil {
 		return fmt.Errorf("smtp DATA: %w", err)
 	}
 	err = w.Close()
