@@ -86,13 +86,18 @@ func (r *Relay) work(ctx context.Context) {
 func (r *Relay) deliver(ctx context.Context, it *Item) {
 	start := r.now()
 	ev := &it.Event
-	log := r.log.With("id", ev.ID, "type", ev.Type, "attempt", it.Attempts+1)
+	base := r.log.With("id", ev.ID, "type", ev.Type, "attempt", it.Attempts+1)
 	l := r.live.Load()
 	routes := l.router.Routes(ev)
 	if len(routes) == 0 {
 		r.bury(ctx, it, ReasonNoRoute, start)
 		return
 	}
+	names := make([]string, len(routes))
+	for i, rt := range routes {
+		names[i] = rt.Name
+	}
+	log := base.With("route", strings.Join(names, ",")) // the event's outcome lines
 	it.Attempts++
 	// Each route's outcome stands alone: a route refused for good is given
 	// up (it.Refused) while the others still get their email now and, when
@@ -102,7 +107,7 @@ func (r *Relay) deliver(ctx context.Context, it *Item) {
 		if slices.Contains(it.Delivered, route.Name) || it.Refused[route.Name] != "" {
 			continue
 		}
-		rlog := log.With("route", route.Name)
+		rlog := base.With("route", route.Name)
 		if route.Drop {
 			r.metrics.dropped.WithLabelValues(route.Name).Inc()
 			rlog.Info("event dropped by its route; no email")

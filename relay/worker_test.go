@@ -287,3 +287,40 @@ func TestShutdownFinishesOnlyTheEmailInHand(t *testing.T) {
 		t.Errorf("after shutdown: %+v, %v; want %d still queued, none dead", st, err, 50-cfg.SMTP.Workers)
 	}
 }
+
+// TestLogLines: one line for the accepted event and one for its delivery,
+// with the event id, type, route and the server's reply; no message text
+// at info level.
+func TestLogLines(t *testing.T) {
+	env := newTestEnv(t, testConfig(t))
+	env.relay.sender = &fakeSender{send: func(_ context.Context, m *Message) error {
+		m.Receipt = "250 2.0.0 Ok: queued as 4F2A"
+		return nil
+	}}
+	post(t, env.relay.Handler(), formType, string(readTestdata(t, "sms.form")))
+	stop := runRelay(t, env.relay)
+	waitFor(t, "the email", func() bool { return strings.Contains(env.logs.String(), "email sent") })
+	stop()
+	var queued, sent string
+	for _, l := range strings.Split(env.logs.String(), "\n") {
+		if strings.Contains(l, "level=INFO") && strings.Contains(l, "Hello World") {
+			t.Errorf("message text at info level: %s", l)
+		}
+		switch {
+		case strings.Contains(l, `msg="event queued"`):
+			queued = l
+		case strings.Contains(l, `msg="email sent"`):
+			sent = l
+		}
+	}
+	for _, want := range []string{"id=", "type=sms"} {
+		if !strings.Contains(queued, want) {
+			t.Errorf("queued line lacks %s: %s", want, queued)
+		}
+	}
+	for _, want := range []string{"id=", "type=sms", "route=sms", `reply="250 2.0.0 Ok: queued as 4F2A"`, "message_id="} {
+		if !strings.Contains(sent, want) {
+			t.Errorf("sent line lacks %s: %s", want, sent)
+		}
+	}
+}
