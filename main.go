@@ -323,8 +323,7 @@ func checkCmd(load func() (*config.Config, error), stdout, stderr io.Writer) *co
 }
 
 func renderCmd(load func() (*config.Config, error), stdout io.Writer) *cobra.Command {
-	var typ, bodyFile string
-	var fields []string
+	var ef eventFlags
 	cmd := &cobra.Command{
 		Use:   "render",
 		Short: "Print the email an event would become, as an .eml, sending nothing",
@@ -339,7 +338,7 @@ func renderCmd(load func() (*config.Config, error), stdout io.Writer) *cobra.Com
 			if err := renderValidate(cfg); err != nil {
 				return err
 			}
-			ev, err := previewEvent(cfg, typ, bodyFile, fields)
+			ev, err := previewEvent(cfg, ef.typ, ef.bodyFile, ef.fields)
 			if err != nil {
 				return err
 			}
@@ -358,16 +357,25 @@ func renderCmd(load func() (*config.Config, error), stdout io.Writer) *cobra.Com
 			return msg.WriteEML(stdout)
 		},
 	}
-	cmd.Flags().StringVar(&typ, "type", "", "event type (sms, whatsapp, ussd, notification, or any other)")
-	cmd.Flags().StringArrayVar(&fields, "field", nil, "data field as name=value (repeatable)")
-	cmd.Flags().StringVar(&bodyFile, "body", "", "file holding a raw webhook body (form or JSON); - reads stdin")
+	ef.add(cmd)
 	return cmd
+}
+
+// eventFlags describe the event render and route work on.
+type eventFlags struct {
+	typ, bodyFile string
+	fields        []string
+}
+
+func (f *eventFlags) add(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.typ, "type", "", "event type (sms, whatsapp, ussd, notification, or any other)")
+	cmd.Flags().StringArrayVar(&f.fields, "field", nil, "data field as name=value (repeatable)")
+	cmd.Flags().StringVar(&f.bodyFile, "body", "", "file holding a raw webhook body (form or JSON); - reads stdin")
 }
 
 // routeCmd prints the routes an event would take, sending nothing.
 func routeCmd(load func() (*config.Config, error), stdout io.Writer) *cobra.Command {
-	var typ, bodyFile string
-	var fields []string
+	var ef eventFlags
 	cmd := &cobra.Command{
 		Use:   "route",
 		Short: "Print which routes an event would take and who would get the email, sending nothing",
@@ -382,7 +390,7 @@ func routeCmd(load func() (*config.Config, error), stdout io.Writer) *cobra.Comm
 			if err != nil {
 				return err
 			}
-			ev, err := previewEvent(cfg, typ, bodyFile, fields)
+			ev, err := previewEvent(cfg, ef.typ, ef.bodyFile, ef.fields)
 			if err != nil {
 				return err
 			}
@@ -419,9 +427,7 @@ func routeCmd(load func() (*config.Config, error), stdout io.Writer) *cobra.Comm
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&typ, "type", "", "event type (sms, whatsapp, ussd, notification, or any other)")
-	cmd.Flags().StringArrayVar(&fields, "field", nil, "data field as name=value (repeatable)")
-	cmd.Flags().StringVar(&bodyFile, "body", "", "file holding a raw webhook body (form or JSON); - reads stdin")
+	ef.add(cmd)
 	return cmd
 }
 
@@ -532,6 +538,18 @@ when it is stopped it opens the spool file itself.`,
 		}
 		return relay.ConnectAdmin(c.Context(), cfg)
 	}
+	// withQueue runs f on the queue, connected for the command and closed
+	// after it.
+	withQueue := func(f func(c *cobra.Command, q relay.QueueAdmin, args []string) error) func(*cobra.Command, []string) error {
+		return func(c *cobra.Command, args []string) error {
+			q, err := connect(c)
+			if err != nil {
+				return err
+			}
+			defer q.Close()
+			return f(c, q, args)
+		}
+	}
 	asJSON := func(v any) error {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
@@ -544,12 +562,7 @@ when it is stopped it opens the spool file itself.`,
 		Use:   "list",
 		Short: "List waiting events (or dead letters with --dead): id, type, age, attempts, next attempt, last error",
 		Args:  cobra.NoArgs,
-		RunE: func(c *cobra.Command, _ []string) error {
-			q, err := connect(c)
-			if err != nil {
-				return err
-			}
-			defer q.Close()
+		RunE: withQueue(func(c *cobra.Command, q relay.QueueAdmin, _ []string) error {
 			state := relay.StateWaiting
 			if dead {
 				state = relay.StateDead
@@ -579,7 +592,7 @@ when it is stopped it opens the spool file itself.`,
 				}
 			}
 			return nil
-		},
+		}),
 	}
 	list.Flags().BoolVar(&dead, "dead", false, "list the dead letters instead")
 	list.Flags().BoolVar(&jsonOut, "json", false, "print JSON")
@@ -590,12 +603,7 @@ when it is stopped it opens the spool file itself.`,
 		Use:   "show ID",
 		Short: "Show one event: its fields, history, and the email it renders to now",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(c *cobra.Command, args []string) error {
-			q, err := connect(c)
-			if err != nil {
-				return err
-			}
-			defer q.Close()
+		RunE: withQueue(func(c *cobra.Command, q relay.QueueAdmin, args []string) error {
 			d, err := q.Show(c.Context(), args[0])
 			if err != nil {
 				return err
@@ -604,7 +612,7 @@ when it is stopped it opens the spool file itself.`,
 				return asJSON(d)
 			}
 			return relay.PrintDetail(stdout, d, time.Now())
-		},
+		}),
 	}
 	show.Flags().BoolVar(&showJSON, "json", false, "print JSON")
 
@@ -618,12 +626,7 @@ when it is stopped it opens the spool file itself.`,
 			}
 			return errors.New("give one event ID, or --all-dead alone")
 		},
-		RunE: func(c *cobra.Command, args []string) error {
-			q, err := connect(c)
-			if err != nil {
-				return err
-			}
-			defer q.Close()
+		RunE: withQueue(func(c *cobra.Command, q relay.QueueAdmin, args []string) error {
 			if allDead {
 				n, err := q.RequeueDead(c.Context())
 				if err != nil {
@@ -637,7 +640,7 @@ when it is stopped it opens the spool file itself.`,
 			}
 			fmt.Fprintf(stdout, "%s is due now\n", args[0])
 			return nil
-		},
+		}),
 	}
 	retry.Flags().BoolVar(&allDead, "all-dead", false, "requeue every dead letter")
 
@@ -646,21 +649,19 @@ when it is stopped it opens the spool file itself.`,
 		Use:   "drop ID --yes",
 		Short: "Delete an event or dead letter for good (no email is sent)",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(c *cobra.Command, args []string) error {
+		PreRunE: func(_ *cobra.Command, args []string) error {
 			if !yes {
 				return fmt.Errorf("drop deletes %s for good and no email about it is sent; add --yes to confirm", args[0])
 			}
-			q, err := connect(c)
-			if err != nil {
-				return err
-			}
-			defer q.Close()
+			return nil
+		},
+		RunE: withQueue(func(c *cobra.Command, q relay.QueueAdmin, args []string) error {
 			if err := q.Drop(c.Context(), args[0]); err != nil {
 				return err
 			}
 			fmt.Fprintf(stdout, "%s dropped\n", args[0])
 			return nil
-		},
+		}),
 	}
 	drop.Flags().BoolVar(&yes, "yes", false, "confirm the drop")
 
@@ -669,12 +670,7 @@ when it is stopped it opens the spool file itself.`,
 		Use:   "stats",
 		Short: "Count events by state and type, and the oldest one's age (what the metrics show)",
 		Args:  cobra.NoArgs,
-		RunE: func(c *cobra.Command, _ []string) error {
-			q, err := connect(c)
-			if err != nil {
-				return err
-			}
-			defer q.Close()
+		RunE: withQueue(func(c *cobra.Command, q relay.QueueAdmin, _ []string) error {
 			st, err := q.Stats(c.Context())
 			if err != nil {
 				return err
@@ -684,7 +680,7 @@ when it is stopped it opens the spool file itself.`,
 			}
 			fmt.Fprintf(stdout, "queue of the %s\n", q.Where())
 			return relay.PrintStats(stdout, st, time.Now())
-		},
+		}),
 	}
 	stats.Flags().BoolVar(&statsJSON, "json", false, "print JSON")
 
