@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"sync"
 	"time"
 
@@ -39,11 +40,7 @@ func (c *typeCounts) add(typ string, waiting, dead int) {
 func (c *typeCounts) snapshot() map[string]TypeCount {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	out := make(map[string]TypeCount, len(c.m))
-	for k, v := range c.m {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(c.m)
 }
 
 // openCounts are the counts read once when the spool opens.

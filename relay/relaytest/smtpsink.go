@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"log"
+	"maps"
 	"net"
 	"net/mail"
 	"sync"
@@ -94,22 +95,14 @@ func (s *Sink) Start() {
 func (s *Sink) Counts() map[string]int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make(map[string]int, len(s.counts))
-	for k, v := range s.counts {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(s.counts)
 }
 
 // Subjects returns the (raw) Subject header of each Message-ID accepted.
 func (s *Sink) Subjects() map[string]string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make(map[string]string, len(s.subjects))
-	for k, v := range s.subjects {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(s.subjects)
 }
 
 // Tries counts the MAIL FROM commands seen, accepted or refused.
