@@ -66,7 +66,8 @@ say "# work dir: $WORK"
 printf '%s' "$BODY" >"$WORK/body.txt"
 [[ $BODY != *[\"\\]* ]] || die "the body needs Lua escaping"
 [[ $BODY == *data%5Bid%5D=2\&* ]] || die "the body has no data[id] to vary"
-# Every request gets its own data[id] (thread number, then a counter), so
+# Every request gets its own data[id] (thread, start time and a random
+# number, then a counter; warm-up and run never repeat one), so
 # hookmail's deduplication stores each one, as it would real traffic.
 cat >"$WORK/post.lua" <<EOF
 wrk.method = "POST"
@@ -75,7 +76,7 @@ local pre, post = "${BODY%%data%5Bid%5D=2&*}data%5Bid%5D=", "&${BODY#*data%5Bid%
 local threads = 0
 function setup(thread)
 	threads = threads + 1
-	thread:set("tid", threads)
+	thread:set("tid", threads .. "-" .. os.time() .. "-" .. math.random(1000000))
 end
 local n = 0
 function request()
@@ -97,7 +98,7 @@ start() {
 	ADDR=
 	for i in $(seq 100); do
 		kill -0 "$PID" 2>/dev/null || { cat "$log" >&2; die "$name exited at start"; }
-		ADDR=$(grep -m1 -o 'listening.* addr=[^ ]*' "$log" 2>/dev/null | sed 's/.* addr=//') || true
+		ADDR=$(grep -v 'admin endpoint' "$log" 2>/dev/null | grep -m1 -o 'listening.* addr=[^ ]*' | sed 's/.* addr=//') || true
 		[[ -n $ADDR ]] && break
 		sleep 0.1
 	done
