@@ -222,3 +222,86 @@ func TestMixedRouteOutcomes(t *testing.T) {
 		})
 	}
 }
+
+// TestRefusalsAfterRequeueAndReload: an operator who fixes a refusing
+// route and requeues the dead letter gets the email sent; a refusal by a
+// route a reload removed does not bury an event the remaining routes took.
+func TestRefusalsAfterRequeueAndReload(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Retry.Initial, cfg.Retry.Max = time.Millisecond, time.Millisecond
+	cfg.Routes = []config.Route{{Name: "only", To: []string{"a@example.com"}}}
+	env := newTestEnv(t, cfg)
+	var mu sync.Mutex
+	refuse := true
+	sent := 0
+	env.relay.sender = &fakeSender{send: func(_ context.Context, m *Message) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if refuse {
+			return &textproto.Error{Code: 550, Msg: "5.1.1 no such user"}
+		}
+		sent++
+		return nil
+	}}
+	post(t, env.relay.Handler(), formType, string(readTestdata(t, "sms.form")))
+	runUntil(t, env, "the dead letter", func() bool { st, _ := env.spool.Stats(t.Context()); return st.Dead == 1 })
+	mu.Lock()
+	refuse = false // the operator fixed the address
+	mu.Unlock()
+	if n, err := env.spool.RequeueDead(t.Context()); n != 1 || err != nil {
+		t.Fatal(n, err)
+	}
+	runUntil(t, env, "the requeued event", func() bool { st, _ := env.spool.Stats(t.Context()); return st.Depth == 0 && st.Dead == 0 })
+	if sent != 1 {
+		t.Errorf("after the requeue %d emails sent, want 1", sent)
+	}
+
+	// A route refuses for good, another for now; a reload removes the
+	// first; the second then takes the email: the event is done, not dead.
+	cfg2 := testConfig(t)
+	// The retry comes well after the reload below.
+	cfg2.Retry.Initial, cfg2.Retry.Max = 300*time.Millisecond, 300*time.Millisecond
+	cfg2.Routes = []config.Route{{Name: "bad", To: []string{"x@example.com"}, Continue: true}, {Name: "good", To: []string{"a@example.com"}}}
+	env2 := newTestEnv(t, cfg2)
+	tries := 0
+	reloaded := make(chan struct{})
+	env2.relay.sender = &fakeSender{send: func(_ context.Context, m *Message) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if m.Route == "bad" {
+			return &textproto.Error{Code: 550, Msg: "5.1.1 no such user"}
+		}
+		tries++
+		if tries == 1 {
+			return &textproto.Error{Code: 451, Msg: "4.3.0 later"}
+		}
+		select {
+		case <-reloaded:
+		default:
+			t.Error("the retry came before the reload")
+		}
+		return nil
+	}}
+	post(t, env2.relay.Handler(), formType, string(readTestdata(t, "sms.form")))
+	cfg3 := *cfg2
+	cfg3.Routes = []config.Route{{Name: "good", To: []string{"a@example.com"}}}
+	go func() {
+		for {
+			mu.Lock()
+			n := tries
+			mu.Unlock()
+			if n >= 1 {
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+		if _, err := env2.relay.Reload(&cfg3); err != nil {
+			t.Error(err)
+		}
+		close(reloaded)
+	}()
+	runUntil(t, env2, "the event settled", func() bool { st, _ := env2.spool.Stats(t.Context()); return st.Depth == 0 })
+	if st, _ := env2.spool.Stats(t.Context()); st.Dead != 0 {
+		t.Errorf("buried for a route the reload removed: %+v", st)
+	}
+}

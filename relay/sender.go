@@ -128,8 +128,7 @@ func subjectHeader(s string) string {
 }
 
 // Encode returns m as an RFC 5322 message, building it on the first call
-// only: a worker encodes the next email while its connection still sends
-// the one before.
+// only, so writing it to the connection is a single write of ready bytes.
 func (m *Message) Encode() ([]byte, error) {
 	if m.raw != nil {
 		return m.raw, nil

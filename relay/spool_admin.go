@@ -296,7 +296,10 @@ func (s *Spool) requeue(ids func(*bolt.Tx) ([][]byte, error), waiting bool) (int
 				if err := tx.Bucket(bucketDead).Delete(id); err != nil {
 					return err
 				}
-				it.DeadReason, it.Died = "", time.Time{}
+				// A fresh start for the routes that refused it (the operator
+				// fixed them); routes that got it keep it, so are not emailed
+				// again.
+				it.DeadReason, it.Died, it.Refused, it.LastError = "", time.Time{}, nil, ""
 			} else if raw := tx.Bucket(bucketEvents).Get(id); raw != nil && waiting {
 				before = len(raw) // the caller holds its lease
 				if it, err = removeItem(tx, string(id)); err != nil {

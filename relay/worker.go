@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -150,14 +149,22 @@ func (r *Relay) deliver(ctx context.Context, it *Item) {
 		r.metrics.sent.WithLabelValues(typeLabel(ev.Type)).Inc()
 		rlog.Info("email sent", "message_id", msg.MessageID, "reply", msg.Receipt)
 	}
-	if err == nil && len(it.Refused) == 0 {
+	// Only the routes that take the event now count: a refusal by a route a
+	// reload has since removed does not hold it back.
+	var reasons []string
+	for _, route := range routes {
+		if why := it.Refused[route.Name]; why != "" {
+			reasons = append(reasons, why)
+		}
+	}
+	if err == nil && len(reasons) == 0 {
 		r.ack(context.WithoutCancel(ctx), it, log)
 		r.metrics.deliveries.WithLabelValues("sent").Observe(r.now().Sub(start).Seconds())
 		return
 	}
 	if err == nil {
 		// Nothing left to retry: only routes that refused it for good.
-		reasons := slices.Sorted(maps.Values(it.Refused))
+		slices.Sort(reasons)
 		it.LastError = reasons[0]
 		log.Error("delivery failed permanently; moved to the dead letters", "err", strings.Join(reasons, "; "))
 		r.bury(ctx, it, "permanent error: "+strings.Join(reasons, "; "), start)
