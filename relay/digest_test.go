@@ -2,10 +2,14 @@ package relay
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/textproto"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -150,4 +154,77 @@ func TestDigestSentWhenTheWindowEnds(t *testing.T) {
 	if e := emls(t, outboxDir)[0]; !strings.Contains(e, "Subject: Facebook: 3 events (facebook-digest digest)") {
 		t.Errorf("digest:\n%s", e)
 	}
+}
+
+// forgetfulSpool fails Forget a given number of times, as a full disk would.
+type forgetfulSpool struct {
+	*Spool
+	fails atomic.Int32
+}
+
+func (f *forgetfulSpool) Forget(ctx context.Context, route string, ids []string) error {
+	if f.fails.Add(-1) >= 0 {
+		return errors.New("write spool.db: no space left on device")
+	}
+	return f.Spool.Forget(ctx, route, ids)
+}
+
+// TestDigestEdgeCases: a digest whose events cannot be cleared after it was
+// sent is not sent again; a route a reload renames still sends what it had
+// collected; a digest refused for good past retry.lifetime puts its events
+// in the dead letters.
+func TestDigestEdgeCases(t *testing.T) {
+	t.Run("forget fails after sending", func(t *testing.T) {
+		outboxDir := t.TempDir()
+		cfg := digestConfig(t, t.TempDir(), outboxDir)
+		cfg.Retry.Initial, cfg.Retry.Max = 50*time.Millisecond, 50*time.Millisecond
+		env := newTestEnv(t, cfg)
+		fs := &forgetfulSpool{Spool: env.spool}
+		fs.fails.Store(3)
+		env.relay.queue = fs
+		postNotifications(t, env, 0, 50)
+		runUntil(t, env, "the digest sent and cleared", func() bool {
+			_, n, _ := env.spool.Digest(t.Context(), "facebook-digest", 0)
+			return n == 0 && len(emls(t, outboxDir)) >= 1
+		})
+		if n := len(emls(t, outboxDir)); n != 1 {
+			t.Errorf("%d digest emails, want 1", n)
+		}
+	})
+	t.Run("route renamed by a reload", func(t *testing.T) {
+		outboxDir := t.TempDir()
+		cfg := digestConfig(t, t.TempDir(), outboxDir)
+		env := newTestEnv(t, cfg)
+		postNotifications(t, env, 0, 3)
+		runUntil(t, env, "3 collected", func() bool { _, n, _ := env.spool.Digest(t.Context(), "facebook-digest", 0); return n == 3 })
+		renamed := *cfg
+		renamed.Routes = slices.Clone(cfg.Routes)
+		renamed.Routes[0].Name = "fb-digest"
+		if _, err := env.relay.Reload(&renamed); err != nil {
+			t.Fatal(err)
+		}
+		runUntil(t, env, "the orphaned digest", func() bool { return len(emls(t, outboxDir)) == 1 })
+		e := emls(t, outboxDir)[0]
+		if !strings.Contains(e, "To: <me@example.com>") || !strings.Contains(e, "Facebook: 3 events (facebook-digest digest)") {
+			t.Errorf("orphaned digest:\n%.600s", e)
+		}
+	})
+	t.Run("refused past retry.lifetime", func(t *testing.T) {
+		cfg := digestConfig(t, t.TempDir(), t.TempDir())
+		cfg.Routes[0].Digest.MaxEvents = 2
+		cfg.Retry.Lifetime = time.Millisecond
+		env := newTestEnv(t, cfg)
+		env.relay.sender = &fakeSender{send: func(context.Context, *Message) error {
+			return &textproto.Error{Code: 550, Msg: "5.1.1 no such user"}
+		}}
+		postNotifications(t, env, 0, 2)
+		runUntil(t, env, "the digest's events dead", func() bool { st, _ := env.spool.Stats(t.Context()); return st.Dead == 2 })
+		dead, _ := env.spool.List(t.Context(), StateDead, 0)
+		if len(dead) != 2 || !strings.Contains(dead[0].DeadReason, "digest of route facebook-digest refused") {
+			t.Errorf("dead letters %+v", dead)
+		}
+		if _, n, _ := env.spool.Digest(t.Context(), "facebook-digest", 0); n != 0 {
+			t.Errorf("%d still collected", n)
+		}
+	})
 }

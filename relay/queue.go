@@ -5,6 +5,8 @@ import (
 	"errors"
 	"slices"
 	"time"
+
+	"github.com/hookmail/hookmail/config"
 )
 
 // Queue is where accepted events wait for delivery. The receiver only
@@ -175,19 +177,32 @@ func (e *DuplicateError) Error() string { return "duplicate of event " + e.ID }
 // email goes out. Collected events are durable: a digest in progress
 // survives a restart. The Spool implements it in its own file.
 type DigestStore interface {
-	// Collect adds ev to route's digest; adding the same event twice keeps
-	// one copy, so a redelivery after a crash does not list it twice.
-	Collect(ctx context.Context, route string, ev *Event) error
+	// Collect adds ev to route's digest, with where the digest goes;
+	// adding the same event twice keeps one copy, so a redelivery after a
+	// crash does not list it twice.
+	Collect(ctx context.Context, route *config.Route, ev *Event) error
 	// Digest returns up to limit of route's collected events, oldest
 	// first, and how many there are in all.
 	Digest(ctx context.Context, route string, limit int) ([]DigestEntry, int, error)
+	// DigestRoutes names every route with collected events, including
+	// routes the config no longer has.
+	DigestRoutes(ctx context.Context) ([]string, error)
 	// Forget removes the given events from route's digest once its email
 	// has gone out.
 	Forget(ctx context.Context, route string, ids []string) error
+	// BuryDigest moves the given events of route's digest to the dead
+	// letters with reason, when the digest cannot be delivered.
+	BuryDigest(ctx context.Context, route string, ids []string, reason string) error
 }
 
-// DigestEntry is one collected event and when it was collected.
+// DigestEntry is one collected event, when it was collected, and where its
+// digest goes (kept with it, so the events still reach someone when a
+// reload renames or removes the route).
 type DigestEntry struct {
 	Event     Event     `json:"event"`
 	Collected time.Time `json:"collected"`
+	To        []string  `json:"to,omitempty"`
+	Cc        []string  `json:"cc,omitempty"`
+	Bcc       []string  `json:"bcc,omitempty"`
+	ReplyTo   string    `json:"reply_to,omitempty"`
 }

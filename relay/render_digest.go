@@ -2,6 +2,8 @@ package relay
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"slices"
 	"time"
@@ -57,8 +59,8 @@ func (v *View) Text() string {
 }
 
 // RenderDigest builds one email listing entries in order, for route. Its
-// Message-ID is derived from the first event, so resending the same digest
-// after a crash is recognisable.
+// Message-ID is derived from the events it lists, so resending the same
+// digest after a crash is recognisable and a different one never shares it.
 func (r *Renderer) RenderDigest(entries []DigestEntry, route *config.Route, from string) (*Message, error) {
 	if len(entries) == 0 {
 		return nil, fmt.Errorf("digest of route %q: no events", route.Name)
@@ -104,6 +106,15 @@ func (r *Renderer) RenderDigest(entries []DigestEntry, route *config.Route, from
 		Text:      text.String(),
 		HTML:      html.String(),
 		Date:      entries[len(entries)-1].Event.Time(),
-		MessageID: MessageID("digest."+dv.ID, route.Name, from),
+		MessageID: MessageID("digest."+digestID(entries), route.Name, from),
 	}, nil
+}
+
+// digestID names a digest by the events it lists.
+func digestID(entries []DigestEntry) string {
+	h := sha256.New()
+	for _, e := range entries {
+		h.Write([]byte(e.Event.ID + "\x00"))
+	}
+	return hex.EncodeToString(h.Sum(nil)[:12])
 }

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/hookmail/hookmail/config"
 )
 
 // bucketDigests holds digest routes' collected events, keyed by route name,
@@ -21,8 +23,9 @@ func digestKey(route, id string) []byte {
 
 // Collect stores ev in route's digest. The key is the event's own id, so
 // collecting it again overwrites the same entry.
-func (s *Spool) Collect(_ context.Context, route string, ev *Event) error {
-	raw, err := json.Marshal(DigestEntry{Event: *ev, Collected: s.now()})
+func (s *Spool) Collect(_ context.Context, rt *config.Route, ev *Event) error {
+	route := rt.Name
+	raw, err := json.Marshal(DigestEntry{Event: *ev, Collected: s.now(), To: rt.To, Cc: rt.Cc, Bcc: rt.Bcc, ReplyTo: rt.ReplyTo})
 	if err != nil {
 		return err
 	}
@@ -64,6 +67,75 @@ func (s *Spool) Digest(_ context.Context, route string, limit int) ([]DigestEntr
 		return nil
 	})
 	return out, n, err
+}
+
+// DigestRoutes lists the route names with collected events.
+func (s *Spool) DigestRoutes(context.Context) ([]string, error) {
+	var routes []string
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketDigests)
+		if b == nil {
+			return nil
+		}
+		c := b.Cursor()
+		for k, _ := c.First(); k != nil; {
+			route, _, _ := bytes.Cut(k, []byte{0})
+			routes = append(routes, string(route))
+			// Skip past this route's entries: its name, then NUL+1.
+			k, _ = c.Seek(append(append([]byte(nil), route...), 1))
+		}
+		return nil
+	})
+	return routes, err
+}
+
+// BuryDigest moves the given entries of route's digest to the dead letters.
+func (s *Spool) BuryDigest(_ context.Context, route string, ids []string, reason string) error {
+	var added int64
+	var types []string
+	now := s.now()
+	err := s.update(func(tx *bolt.Tx) error {
+		added, types = 0, types[:0]
+		b := tx.Bucket(bucketDigests)
+		if b == nil {
+			return nil
+		}
+		for _, id := range ids {
+			k := digestKey(route, id)
+			v := b.Get(k)
+			if v == nil {
+				continue
+			}
+			var e DigestEntry
+			if err := json.Unmarshal(v, &e); err != nil {
+				return err
+			}
+			it := Item{Event: e.Event, Attempts: 1, NextAttempt: now, LastError: reason, DeadReason: reason, Died: now}
+			it.record(now, "moved to the dead letters from route "+route+"'s digest: "+reason)
+			raw, err := json.Marshal(it)
+			if err != nil {
+				return err
+			}
+			if err := tx.Bucket(bucketDead).Put([]byte(e.Event.ID), raw); err != nil {
+				return err
+			}
+			if err := b.Delete(k); err != nil {
+				return err
+			}
+			added += int64(len(raw))
+			types = append(types, e.Event.Type)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	s.bytes.Add(added)
+	s.dead.Add(int64(len(types)))
+	for _, t := range types {
+		s.counts.add(t, 0, 1)
+	}
+	return nil
 }
 
 // Forget deletes the given entries of route's digest.
