@@ -158,11 +158,20 @@ func clientOptions(cfg config.SMTP) ([]gomail.Option, error) {
 func (s *SMTPSender) Send(ctx context.Context, m *Message) error {
 	start := time.Now()
 	defer func() { s.metrics.duration.Observe(time.Since(start).Seconds()) }()
-	sc, err := s.conn(ctx)
+	sc, reused, err := s.conn(ctx)
 	if err != nil {
 		return err
 	}
 	err = s.transact(sc, m)
+	if reused && errors.Is(err, errStale) {
+		// The server closed the pooled connection while it sat idle
+		// (nothing of this message was accepted): once more on a new one.
+		s.close(sc)
+		if sc, err = s.dial(ctx); err != nil {
+			return err
+		}
+		err = s.transact(sc, m)
+	}
 	// A completed DATA ends the transaction (RFC 5321 4.1.1.4): no RSET.
 	if err == nil {
 		select {
@@ -175,6 +184,10 @@ func (s *SMTPSender) Send(ctx context.Context, m *Message) error {
 	return err
 }
 
+// errStale marks a MAIL command that found the connection closed (no reply,
+// or 421): nothing of the message reached the server.
+var errStale = errors.New("connection closed by the server")
+
 func (s *SMTPSender) close(sc *smtp.Client) {
 	_ = sc.Close()
 	s.metrics.connections.Dec()
@@ -182,24 +195,30 @@ func (s *SMTPSender) close(sc *smtp.Client) {
 
 // conn takes an idle connection, checked with NOOP when it sat unused a
 // while, else dials a new one.
-func (s *SMTPSender) conn(ctx context.Context) (*smtp.Client, error) {
+func (s *SMTPSender) conn(ctx context.Context) (sc *smtp.Client, reused bool, err error) {
 	for {
 		select {
 		case pc := <-s.idle:
 			if time.Since(pc.lastUsed) < idleCheckAfter || (pc.sc.UpdateDeadline(s.cfg.Timeout) == nil && pc.sc.Noop() == nil) {
-				return pc.sc, nil
+				return pc.sc, true, nil
 			}
 			s.close(pc.sc)
 			continue
 		default:
 		}
-		sc, err := s.client.DialToSMTPClientWithContext(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("smtp connect %s:%d: %w", s.cfg.Host, s.cfg.Port, err)
-		}
-		s.metrics.connections.Inc()
-		return sc, nil
+		sc, err := s.dial(ctx)
+		return sc, false, err
 	}
+}
+
+// dial opens a new connection: TCP, TLS as configured, EHLO, AUTH.
+func (s *SMTPSender) dial(ctx context.Context) (*smtp.Client, error) {
+	sc, err := s.client.DialToSMTPClientWithContext(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("smtp connect %s:%d: %w", s.cfg.Host, s.cfg.Port, err)
+	}
+	s.metrics.connections.Inc()
+	return sc, nil
 }
 
 // transact sends one message: MAIL, RCPT for each recipient, DATA. A
@@ -222,6 +241,9 @@ func (s *SMTPSender) transact(sc *smtp.Client, m *Message) error {
 	err = sc.Mail("<" + from.Address + ">")
 	s.metrics.reply(err)
 	if err != nil {
+		if code, _ := SMTPReply(err); code == 0 || code == 421 {
+			return fmt.Errorf("smtp MAIL FROM: %w: %w", errStale, err)
+		}
 		return fmt.Errorf("smtp MAIL FROM: %w", err)
 	}
 	var accepted int

@@ -468,3 +468,33 @@ func TestSMTPTemporarilyRefusedRecipientHoldsTheMessage(t *testing.T) {
 		t.Fatalf("retry delivered %+v, want one mail to a, b and the bcc", mails)
 	}
 }
+
+// TestSMTPRedialsAPooledConnectionTheServerClosed: the server drops its
+// idle connections (here: goes away and comes back); the next email finds
+// the pooled connection dead at MAIL, and is sent on a new one in the same
+// attempt instead of waiting for retry.initial.
+func TestSMTPRedialsAPooledConnectionTheServerClosed(t *testing.T) {
+	sink := relaytest.NewSink(t)
+	_, portStr, _ := strings.Cut(sink.Addr, ":")
+	port, _ := strconv.Atoi(portStr)
+	cfg := smtpConfig(port, "", config.TLSNone)
+	cfg.Username, cfg.Password = "", ""
+	s, _ := newTestSMTPSender(t, cfg)
+	first := testMessage("a@example.com")
+	if err := s.Send(t.Context(), first); err != nil {
+		t.Fatal(err)
+	}
+	sink.Stop()
+	sink.Start()
+	second := testMessage("a@example.com")
+	second.MessageID = "hookmail.ev2.r@relay.example"
+	if err := s.Send(t.Context(), second); err != nil {
+		t.Fatalf("after the server closed the pooled connection: %v", err)
+	}
+	if got := sink.Counts()["<hookmail.ev2.r@relay.example>"]; got != 1 {
+		t.Errorf("second email arrived %d times, want 1 (counts %v)", got, sink.Counts())
+	}
+	if got := testutil.ToFloat64(s.metrics.connections); got != 1 {
+		t.Errorf("%v connections open, want 1 (the dead one closed)", got)
+	}
+}
