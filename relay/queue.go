@@ -58,6 +58,9 @@ type Item struct {
 	// address or template error), with the reason: they are not tried
 	// again, and once no route is owed a retry the event is buried.
 	Refused map[string]string `json:"refused,omitempty"`
+	// Owed holds, by route, the recipients a server deferred (4xx) while it
+	// took the email for the route's others: the retry sends to them only.
+	Owed map[string][]string `json:"owed,omitempty"`
 	// Requeued is when an operator last put the item back in the queue; its
 	// retry.lifetime counts from then rather than from Event.Received.
 	Requeued time.Time `json:"requeued,omitzero"`

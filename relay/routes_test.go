@@ -305,3 +305,33 @@ func TestRefusalsAfterRequeueAndReload(t *testing.T) {
 		t.Errorf("buried for a route the reload removed: %+v", st)
 	}
 }
+
+// TestDeferredRecipientsGetTheRetryAlone: the server takes an email for a
+// and defers b; the retry goes to b only and the event is then done.
+func TestDeferredRecipientsGetTheRetryAlone(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Retry.Initial, cfg.Retry.Max = time.Millisecond, time.Millisecond
+	cfg.Routes = []config.Route{{Name: "team", To: []string{"a@example.com", "b@example.com"}}}
+	env := newTestEnv(t, cfg)
+	var mu sync.Mutex
+	var envelopes [][]string
+	env.relay.sender = &fakeSender{send: func(_ context.Context, m *Message) error {
+		mu.Lock()
+		defer mu.Unlock()
+		envelopes = append(envelopes, m.Envelope)
+		if len(envelopes) == 1 {
+			return &PartialError{Later: []string{"b@example.com"}, Err: &textproto.Error{Code: 452, Msg: "4.2.2 mailbox full"}}
+		}
+		return nil
+	}}
+	post(t, env.relay.Handler(), formType, string(readTestdata(t, "sms.form")))
+	runUntil(t, env, "the event done", func() bool { st, _ := env.spool.Stats(t.Context()); return st.Depth == 0 })
+	mu.Lock()
+	defer mu.Unlock()
+	if len(envelopes) != 2 || envelopes[0] != nil || !slices.Equal(envelopes[1], []string{"b@example.com"}) {
+		t.Errorf("envelopes %q, want everyone, then b alone", envelopes)
+	}
+	if st, _ := env.spool.Stats(t.Context()); st.Dead != 0 {
+		t.Errorf("%+v", st)
+	}
+}

@@ -40,6 +40,10 @@ type Message struct {
 	ThreadID string
 	// ReplyTo sets the Reply-To header.
 	ReplyTo string
+	// Envelope, when set, limits the SMTP recipients to these addresses
+	// (a retry for the recipients a server deferred); the headers still
+	// name everyone.
+	Envelope []string
 
 	// raw caches Encode's result.
 	raw []byte

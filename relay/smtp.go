@@ -223,7 +223,8 @@ func (s *SMTPSender) dial(ctx context.Context) (*smtp.Client, error) {
 
 // transact sends one message: MAIL, RCPT for each recipient, DATA. A
 // recipient refused for good (5xx) is logged and skipped while any other is
-// accepted; one refused for now (4xx) makes the whole message wait.
+// accepted; the recipients refused for now (4xx) come back in a
+// *PartialError once the others have the message.
 func (s *SMTPSender) transact(sc *smtp.Client, m *Message) error {
 	if err := sc.UpdateDeadline(s.cfg.Timeout); err != nil {
 		return fmt.Errorf("smtp: %w", err)
@@ -248,6 +249,7 @@ func (s *SMTPSender) transact(sc *smtp.Client, m *Message) error {
 	}
 	var accepted int
 	var refused, deferred error
+	var later []string
 	for _, rcpt := range envelope(m) {
 		err := sc.Rcpt("<" + rcpt + ">")
 		s.metrics.reply(err)
@@ -259,15 +261,13 @@ func (s *SMTPSender) transact(sc *smtp.Client, m *Message) error {
 			refused = errors.Join(refused, fmt.Errorf("smtp RCPT TO: %w", err))
 		default:
 			deferred = errors.Join(deferred, fmt.Errorf("smtp RCPT TO: %w", err))
+			later = append(later, rcpt)
 		}
 	}
-	// A recipient refused for now would never get the email if the others
-	// got it now (the queue retries whole messages), so the whole message
-	// waits for the retry instead.
-	if deferred != nil {
+	switch {
+	case accepted == 0 && deferred != nil:
 		return deferred
-	}
-	if accepted == 0 {
+	case accepted == 0:
 		return refused
 	}
 	w, err := sc.Data()
@@ -287,11 +287,33 @@ func (s *SMTPSender) transact(sc *smtp.Client, m *Message) error {
 	if r, ok := w.(interface{ ServerResponse() string }); ok {
 		m.Receipt += " " + r.ServerResponse()
 	}
+	if len(later) > 0 {
+		// The others have it now; these get the same message on the retry.
+		return &PartialError{Later: later, Err: deferred}
+	}
 	return nil
 }
 
-// envelope lists every recipient address, Bcc included, each once.
+// PartialError is a message the server took for some recipients and
+// refused for now (4xx) for the others, listed in Later: the retry sends it
+// to those only.
+type PartialError struct {
+	Later []string
+	Err   error
+}
+
+func (e *PartialError) Error() string {
+	return fmt.Sprintf("sent, but %d recipient(s) refused for now: %v", len(e.Later), e.Err)
+}
+
+func (e *PartialError) Unwrap() error { return e.Err }
+
+// envelope lists every recipient address, Bcc included, each once; only
+// m.Envelope's when that is set (the recipients a retry still owes).
 func envelope(m *Message) []string {
+	if len(m.Envelope) > 0 {
+		return m.Envelope
+	}
 	seen := map[string]bool{}
 	var out []string
 	for _, list := range [][]string{m.To, m.Cc, m.Bcc} {

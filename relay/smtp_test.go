@@ -1,11 +1,13 @@
 package relay
 
 import (
+	"errors"
 	"bytes"
 	"crypto/tls"
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -446,26 +448,30 @@ func TestSMTPAuthMechanism(t *testing.T) {
 
 // TestSMTPTemporarilyRefusedRecipientHoldsTheMessage: when one recipient
 // gets a 4xx, nobody gets the email now, so the retry reaches everyone once.
-func TestSMTPTemporarilyRefusedRecipientHoldsTheMessage(t *testing.T) {
+func TestSMTPTemporarilyRefusedRecipientGetsItOnTheRetry(t *testing.T) {
 	cert, caFile := testCert(t)
 	srv, port := startSMTP(t, cert, true, false)
 	srv.rcptErr["b@example.com"] = &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 2, 2}, Message: "mailbox full"}
 	s, _ := newTestSMTPSender(t, smtpConfig(port, caFile, config.TLSStartTLS))
 	err := s.Send(t.Context(), testMessage("a@example.com", "b@example.com"))
-	if err == nil || Classify(err) != Temporary {
-		t.Fatalf("err = %v, want a temporary error", err)
+	var partial *PartialError
+	if !errors.As(err, &partial) || Classify(err) != Temporary || !slices.Equal(partial.Later, []string{"b@example.com"}) {
+		t.Fatalf("err = %v, want a temporary *PartialError owing b", err)
 	}
-	if n := len(srv.mails()); n != 0 {
-		t.Fatalf("%d mails delivered while a recipient was deferred, want 0", n)
+	if mails := srv.mails(); len(mails) != 1 || strings.Join(mails[0].to, ",") != "a@example.com,audit@example.com" {
+		t.Fatalf("first attempt delivered %+v, want one mail to a and the bcc", mails)
 	}
 	srv.mu.Lock()
 	delete(srv.rcptErr, "b@example.com")
 	srv.mu.Unlock()
-	if err := s.Send(t.Context(), testMessage("a@example.com", "b@example.com")); err != nil {
+	retry := testMessage("a@example.com", "b@example.com")
+	retry.Envelope = partial.Later
+	if err := s.Send(t.Context(), retry); err != nil {
 		t.Fatal(err)
 	}
-	if mails := srv.mails(); len(mails) != 1 || len(mails[0].to) != 3 {
-		t.Fatalf("retry delivered %+v, want one mail to a, b and the bcc", mails)
+	mails := srv.mails()
+	if len(mails) != 2 || strings.Join(mails[1].to, ",") != "b@example.com" || !bytes.Contains(mails[1].data, []byte("To: <a@example.com>, <b@example.com>")) {
+		t.Fatalf("retry delivered %+v, want b only, with the same headers", mails[1:])
 	}
 }
 

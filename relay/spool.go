@@ -276,6 +276,7 @@ func (s *Spool) Retry(_ context.Context, it *Item, next time.Time, cause error) 
 		stored.Attempts = it.Attempts
 		stored.Delivered = it.Delivered
 		stored.Refused = it.Refused
+		stored.Owed = it.Owed
 		stored.NextAttempt = next
 		stored.LastError = cause.Error()
 		stored.record(s.now(), fmt.Sprintf("attempt %d failed: %s", it.Attempts, cause))
@@ -301,6 +302,7 @@ func (s *Spool) Bury(_ context.Context, it *Item, reason string) error {
 		stored.Attempts = it.Attempts
 		stored.Delivered = it.Delivered
 		stored.Refused = it.Refused
+		stored.Owed = it.Owed
 		stored.LastError = it.LastError
 		stored.DeadReason = reason
 		stored.Died = s.now()

@@ -120,7 +120,17 @@ func (r *Relay) deliver(ctx context.Context, it *Item) {
 				rerr = fmt.Errorf("collect for the digest: %w", rerr)
 			}
 		} else if msg, rerr = l.renderer.Render(ev, route, l.cfg.SMTP.From); rerr == nil {
+			msg.Envelope = it.Owed[route.Name]
 			rerr = r.sender.Send(ctx, msg)
+		}
+		var partial *PartialError
+		if errors.As(rerr, &partial) {
+			if it.Owed == nil {
+				it.Owed = map[string][]string{}
+			}
+			it.Owed[route.Name] = partial.Later
+			r.metrics.sent.WithLabelValues(typeLabel(ev.Type)).Inc()
+			rlog.Info("email sent to some recipients; the others deferred it, so it is retried for them", "message_id", msg.MessageID, "reply", msg.Receipt, "deferred", len(partial.Later))
 		}
 		if rerr != nil {
 			if len(routes) > 1 {
@@ -142,6 +152,7 @@ func (r *Relay) deliver(ctx context.Context, it *Item) {
 			continue
 		}
 		it.Delivered = append(it.Delivered, route.Name)
+		delete(it.Owed, route.Name)
 		if msg == nil {
 			rlog.Debug("collected for the route's digest")
 			continue
