@@ -1,9 +1,9 @@
 package relay
 
 import (
-	"errors"
 	"bytes"
 	"crypto/tls"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
