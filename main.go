@@ -203,7 +203,7 @@ func serve(ctx context.Context, cfg *config.Config, load func() (*config.Config,
 	}
 	serveErr := make(chan error, 2)
 	go func() { serveErr <- srv.Serve(ln) }()
-	if cfg.Admin.Listen != "" {
+	if cfg.Admin.Enabled() {
 		adminLn, err := net.Listen("tcp", cfg.Admin.Listen)
 		if err != nil {
 			_ = srv.Close()

@@ -83,11 +83,15 @@ type Dedup struct {
 // Admin configures the queue-management endpoint the `hookmail queue`
 // commands talk to while hookmail runs.
 type Admin struct {
-	// Listen is host:port; empty turns the endpoint off. Off loopback it
-	// requires Token.
+	// Listen is host:port; "" or "off" turns the endpoint off ("off" also
+	// works from the environment, where an empty value counts as unset).
+	// Off loopback it requires Token.
 	Listen string `mapstructure:"listen" yaml:"listen"`
 	Token  Secret `mapstructure:"token" yaml:"token"`
 }
+
+// Enabled reports whether the admin endpoint is on.
+func (a Admin) Enabled() bool { return a.Listen != "" && a.Listen != "off" }
 
 // Outbox configures the .eml writer used when no SMTP host is set.
 type Outbox struct {

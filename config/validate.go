@@ -178,7 +178,7 @@ func (c *Config) validateQueue(v *validator) {
 	} else if c.Dedup.Window > 0 && c.Dedup.Window < time.Millisecond {
 		v.add("dedup.window", fmt.Sprintf("%s is shorter than a millisecond; is the unit missing?", c.Dedup.Window), `write it with a unit, like "24h"`)
 	}
-	if a := c.Admin.Listen; a != "" {
+	if a := c.Admin.Listen; c.Admin.Enabled() {
 		host, _, err := net.SplitHostPort(a)
 		switch {
 		case err != nil:

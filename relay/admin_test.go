@@ -116,6 +116,7 @@ func TestAdminListenNeedsTokenOffLoopback(t *testing.T) {
 		{"[::1]:8081", "", true},
 		{"localhost:8081", "", true},
 		{"", "", true},
+		{"off", "", true},
 		{":8081", "", false},
 		{"0.0.0.0:8081", "", false},
 		{"10.0.0.5:8081", "", false},

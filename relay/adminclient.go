@@ -31,7 +31,7 @@ type QueueAdmin interface {
 // endpoint when it runs, else its spool file directly.
 func ConnectAdmin(ctx context.Context, cfg *config.Config) (QueueAdmin, error) {
 	var apiErr error
-	if addr := cfg.Admin.Listen; addr != "" {
+	if addr := cfg.Admin.Listen; cfg.Admin.Enabled() {
 		c := NewAdminClient(addr, cfg.Admin.Token)
 		_, err := c.Stats(ctx)
 		if err == nil {
