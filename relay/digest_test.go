@@ -228,3 +228,45 @@ func TestDigestEdgeCases(t *testing.T) {
 		}
 	})
 }
+
+// TestDigestBytesCount: collected events count in the spool's bytes (so
+// spool.max_bytes bounds them), and a fresh count at open agrees.
+func TestDigestBytesCount(t *testing.T) {
+	spoolDir := t.TempDir()
+	env := newTestEnv(t, digestConfig(t, spoolDir, t.TempDir()))
+	postNotifications(t, env, 0, 10)
+	runUntil(t, env, "10 collected", func() bool { _, n, _ := env.spool.Digest(t.Context(), "facebook-digest", 0); return n == 10 })
+	kept, _ := env.spool.Stats(t.Context())
+	if kept.Depth != 0 || kept.Bytes == 0 {
+		t.Fatalf("stats with 10 collected: %+v, want bytes counted", kept)
+	}
+	env.spool.Close()
+	s, err := OpenSpool(spoolDir, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	fresh, _ := s.Stats(t.Context())
+	if fresh.Bytes != kept.Bytes {
+		t.Errorf("bytes kept %d, counted at open %d", kept.Bytes, fresh.Bytes)
+	}
+	entries, _, _ := s.Digest(t.Context(), "facebook-digest", 0)
+	ids := []string{entries[0].Event.ID, entries[1].Event.ID}
+	if err := s.Forget(t.Context(), "facebook-digest", ids[:1]); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.BuryDigest(t.Context(), "facebook-digest", ids[1:], "test"); err != nil {
+		t.Fatal(err)
+	}
+	after, _ := s.Stats(t.Context())
+	s.Close()
+	s2, err := OpenSpool(spoolDir, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	again, _ := s2.Stats(t.Context())
+	if after.Bytes != again.Bytes || again.Dead != 1 {
+		t.Errorf("after forget and bury: kept %+v, counted %+v", after, again)
+	}
+}

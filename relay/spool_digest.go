@@ -29,7 +29,9 @@ func (s *Spool) Collect(_ context.Context, rt *config.Route, ev *Event) error {
 	if err != nil {
 		return err
 	}
-	return s.update(func(tx *bolt.Tx) error {
+	var stored bool
+	err = s.update(func(tx *bolt.Tx) error {
+		stored = false
 		b, err := tx.CreateBucketIfNotExists(bucketDigests)
 		if err != nil {
 			return err
@@ -38,8 +40,13 @@ func (s *Spool) Collect(_ context.Context, rt *config.Route, ev *Event) error {
 		if b.Get(k) != nil {
 			return nil // collected before a crash; keep the first copy
 		}
+		stored = true
 		return b.Put(k, raw)
 	})
+	if err == nil && stored {
+		s.bytes.Add(int64(len(raw))) // collected events count in spool.max_bytes
+	}
+	return err
 }
 
 // Digest reads route's collected events, oldest first.
@@ -122,7 +129,7 @@ func (s *Spool) BuryDigest(_ context.Context, route string, ids []string, reason
 			if err := b.Delete(k); err != nil {
 				return err
 			}
-			added += int64(len(raw))
+			added += int64(len(raw)) - int64(len(v))
 			types = append(types, e.Event.Type)
 		}
 		return nil
@@ -140,16 +147,24 @@ func (s *Spool) BuryDigest(_ context.Context, route string, ids []string, reason
 
 // Forget deletes the given entries of route's digest.
 func (s *Spool) Forget(_ context.Context, route string, ids []string) error {
-	return s.update(func(tx *bolt.Tx) error {
+	var freed int64
+	err := s.update(func(tx *bolt.Tx) error {
+		freed = 0
 		b := tx.Bucket(bucketDigests)
 		if b == nil {
 			return nil
 		}
 		for _, id := range ids {
-			if err := b.Delete(digestKey(route, id)); err != nil {
+			k := digestKey(route, id)
+			freed += int64(len(b.Get(k)))
+			if err := b.Delete(k); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
+	if err == nil {
+		s.bytes.Add(-freed)
+	}
+	return err
 }
