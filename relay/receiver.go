@@ -79,10 +79,10 @@ func writeJSON(w http.ResponseWriter, status int, body any) {
 
 // secretSet compares a presented secret against every configured one in
 // constant time. Hashing first makes every comparison the same length, so
-// neither a secret's content nor its length leaks through timing. check
-// has no early exit: it compares against every configured secret and ORs
-// the results, so which secret matched (or how many are configured past
-// the first) does not show either. The work before it, decoding the body,
+// neither a secret's content nor its length leaks through timing. match
+// has no early exit: it compares against every configured secret and
+// selects the match in constant time, so which secret matched (or how many
+// are configured past the first) does not show either. The work before it, decoding the body,
 // does not depend on the secret at all. What a right secret then costs on
 // top (the fsync before 200) tells the sender nothing the 200 does not.
 type secretSet [][sha256.Size]byte
@@ -94,8 +94,6 @@ func newSecretSet(secrets []config.Secret) secretSet {
 	}
 	return set
 }
-
-func (set secretSet) check(presented string) bool { return set.match(presented) >= 0 }
 
 // match returns the index of the configured secret presented equals, or -1.
 // It compares against every secret, whichever matches, so the time taken

@@ -190,21 +190,44 @@ func putRaw(tx *bolt.Tx, it *Item, raw []byte) error {
 	return tx.Bucket(bucketDue).Put(dueKey(it.NextAttempt, it.Event.ID), nil)
 }
 
+// carry takes a worker's progress from it, the item as leased and tried,
+// into stored, the record the spool holds.
+func (stored *Item) carry(it *Item) {
+	stored.Attempts = it.Attempts
+	stored.Delivered = it.Delivered
+	stored.Refused = it.Refused
+	stored.Owed = it.Owed
+}
+
+// removeDead deletes the dead letter id and returns it with its record's
+// size, or nil when there is none.
+func removeDead(tx *bolt.Tx, id string) (*Item, int, error) {
+	raw := tx.Bucket(bucketDead).Get([]byte(id))
+	if raw == nil {
+		return nil, 0, nil
+	}
+	var it Item
+	if err := json.Unmarshal(raw, &it); err != nil {
+		return nil, 0, fmt.Errorf("spool: dead letter %s does not decode: %w", id, err)
+	}
+	return &it, len(raw), tx.Bucket(bucketDead).Delete([]byte(id))
+}
+
 // removeItem deletes the waiting item and its due entry, found by the
-// record's own NextAttempt.
-func removeItem(tx *bolt.Tx, id string) (*Item, error) {
+// record's own NextAttempt, and returns it with its record's size.
+func removeItem(tx *bolt.Tx, id string) (*Item, int, error) {
 	raw := tx.Bucket(bucketEvents).Get([]byte(id))
 	if raw == nil {
-		return nil, fmt.Errorf("spool: event %s is not waiting: %w", id, ErrNotFound)
+		return nil, 0, fmt.Errorf("spool: event %s is not waiting: %w", id, ErrNotFound)
 	}
 	var stored Item
 	if err := json.Unmarshal(raw, &stored); err != nil {
-		return nil, fmt.Errorf("spool: event %s does not decode: %w", id, err)
+		return nil, 0, fmt.Errorf("spool: event %s does not decode: %w", id, err)
 	}
 	if err := tx.Bucket(bucketDue).Delete(dueKey(stored.NextAttempt, id)); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	return &stored, tx.Bucket(bucketEvents).Delete([]byte(id))
+	return &stored, len(raw), tx.Bucket(bucketEvents).Delete([]byte(id))
 }
 
 // Enqueue stores ev, due now. The record is encoded here, in the caller's
@@ -268,20 +291,16 @@ func (s *Spool) Retry(_ context.Context, it *Item, next time.Time, cause error) 
 	defer s.signal()
 	var grew int64
 	err := s.update(func(tx *bolt.Tx) error {
-		before := int64(len(tx.Bucket(bucketEvents).Get([]byte(it.Event.ID))))
-		stored, err := removeItem(tx, it.Event.ID)
+		stored, before, err := removeItem(tx, it.Event.ID)
 		if err != nil {
 			return err
 		}
-		stored.Attempts = it.Attempts
-		stored.Delivered = it.Delivered
-		stored.Refused = it.Refused
-		stored.Owed = it.Owed
+		stored.carry(it)
 		stored.NextAttempt = next
 		stored.LastError = cause.Error()
 		stored.record(s.now(), fmt.Sprintf("attempt %d failed: %s", it.Attempts, cause))
 		n, err := putItem(tx, stored)
-		grew = int64(n) - before
+		grew = int64(n - before)
 		return err
 	})
 	if err == nil {
@@ -294,15 +313,11 @@ func (s *Spool) Retry(_ context.Context, it *Item, next time.Time, cause error) 
 func (s *Spool) Bury(_ context.Context, it *Item, reason string) error {
 	var grew int64
 	err := s.update(func(tx *bolt.Tx) error {
-		before := int64(len(tx.Bucket(bucketEvents).Get([]byte(it.Event.ID))))
-		stored, err := removeItem(tx, it.Event.ID)
+		stored, before, err := removeItem(tx, it.Event.ID)
 		if err != nil {
 			return err
 		}
-		stored.Attempts = it.Attempts
-		stored.Delivered = it.Delivered
-		stored.Refused = it.Refused
-		stored.Owed = it.Owed
+		stored.carry(it)
 		stored.LastError = it.LastError
 		stored.DeadReason = reason
 		stored.Died = s.now()
@@ -311,7 +326,7 @@ func (s *Spool) Bury(_ context.Context, it *Item, reason string) error {
 		if err != nil {
 			return err
 		}
-		grew = int64(len(b)) - before
+		grew = int64(len(b) - before)
 		return tx.Bucket(bucketDead).Put([]byte(stored.Event.ID), b)
 	})
 	if err == nil {

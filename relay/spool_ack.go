@@ -1,8 +1,9 @@
 package relay
 
 import (
+	"cmp"
 	"context"
-	"fmt"
+	"errors"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -63,30 +64,27 @@ func (s *Spool) ackLoop() {
 // waiting (dropped by an operator meanwhile) fails alone; the others are
 // removed.
 func (s *Spool) ackBatch(batch []ackReq) {
-	freed := make([]int64, len(batch))
-	missing := make([]bool, len(batch))
+	freed := make([]int, len(batch))
+	missing := make([]error, len(batch))
 	err := s.update(func(tx *bolt.Tx) error {
 		for i, req := range batch {
-			id := req.it.Event.ID
-			raw := tx.Bucket(bucketEvents).Get([]byte(id))
-			freed[i], missing[i] = int64(len(raw)), raw == nil
-			if raw == nil {
-				continue
-			}
-			if _, err := removeItem(tx, id); err != nil {
+			var err error
+			_, freed[i], err = removeItem(tx, req.it.Event.ID)
+			missing[i] = nil
+			switch {
+			case errors.Is(err, ErrNotFound):
+				missing[i] = err
+			case err != nil:
 				return err
 			}
 		}
 		return nil
 	})
 	for i, req := range batch {
-		e := err
-		if e == nil && missing[i] {
-			e = fmt.Errorf("spool: event %s is not waiting: %w", req.it.Event.ID, ErrNotFound)
-		}
+		e := cmp.Or(err, missing[i])
 		if e == nil {
 			s.depth.Add(-1)
-			s.bytes.Add(-freed[i])
+			s.bytes.Add(-int64(freed[i]))
 			s.counts.add(req.it.Event.Type, -1, 0)
 		}
 		req.done <- s.settled(req.it.Event.ID, e)

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"sync"
@@ -202,11 +203,7 @@ func (s *Spool) List(_ context.Context, state State, limit int) ([]Item, error) 
 func (s *Spool) leasedSet() map[string]bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make(map[string]bool, len(s.leased))
-	for id := range s.leased {
-		out[id] = true
-	}
-	return out
+	return maps.Clone(s.leased)
 }
 
 // hold leases id for an operator's change, unless a worker holds it.
@@ -293,28 +290,24 @@ func (s *Spool) requeue(ids func(*bolt.Tx) ([][]byte, error), waiting bool) (int
 			return err
 		}
 		for _, id := range list {
-			var it *Item
-			var before int
-			fromDead := false
-			if raw := tx.Bucket(bucketDead).Get(id); raw != nil {
-				it, before, fromDead = &Item{}, len(raw), true
-				if err := json.Unmarshal(raw, it); err != nil {
-					return err
-				}
-				if err := tx.Bucket(bucketDead).Delete(id); err != nil {
-					return err
-				}
+			it, before, err := removeDead(tx, string(id))
+			fromDead := it != nil
+			switch {
+			case err != nil:
+				return err
+			case fromDead:
 				// A fresh start for the routes that refused it (the operator
 				// fixed them); routes that got it keep it, so are not emailed
 				// again.
 				it.DeadReason, it.Died, it.Refused, it.LastError = "", time.Time{}, nil, ""
-			} else if raw := tx.Bucket(bucketEvents).Get(id); raw != nil && waiting {
-				before = len(raw) // the caller holds its lease
-				if it, err = removeItem(tx, string(id)); err != nil {
+			case !waiting:
+				continue
+			default: // a waiting item, whose lease the caller holds
+				if it, before, err = removeItem(tx, string(id)); errors.Is(err, ErrNotFound) {
+					continue
+				} else if err != nil {
 					return err
 				}
-			} else {
-				continue
 			}
 			it.NextAttempt, it.Requeued = now, now
 			it.record(now, "requeued by an operator")
@@ -355,24 +348,17 @@ func (s *Spool) Drop(_ context.Context, id string) error {
 	var size int64
 	var dead bool
 	err := s.update(func(tx *bolt.Tx) error {
-		if raw := tx.Bucket(bucketDead).Get([]byte(id)); raw != nil {
-			var it Item
-			if err := json.Unmarshal(raw, &it); err != nil {
-				return err
-			}
-			typ, size, dead = it.Event.Type, int64(len(raw)), true
-			return tx.Bucket(bucketDead).Delete([]byte(id))
+		it, n, err := removeDead(tx, id)
+		dead = it != nil
+		if err == nil && !dead {
+			it, n, err = removeItem(tx, id)
 		}
-		raw := tx.Bucket(bucketEvents).Get([]byte(id))
-		if raw == nil {
+		if errors.Is(err, ErrNotFound) {
 			return fmt.Errorf("%w: %s", ErrNotFound, id)
-		}
-		size, dead = int64(len(raw)), false
-		it, err := removeItem(tx, id)
-		if err != nil {
+		} else if err != nil {
 			return err
 		}
-		typ = it.Event.Type
+		typ, size = it.Event.Type, int64(n)
 		return nil
 	})
 	if err != nil {
