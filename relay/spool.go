@@ -130,7 +130,7 @@ func OpenSpool(dir string, now func() time.Time, opts ...SpoolOption) (s *Spool,
 	}
 	var c openCounts
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketEvents, bucketDue, bucketDead, bucketMeta, bucketDedup, bucketDedupExp} {
+		for _, b := range [][]byte{bucketEvents, bucketDue, bucketDead, bucketMeta, bucketDedup, bucketDedupExp, bucketDigests} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}

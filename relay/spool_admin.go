@@ -59,13 +59,11 @@ func (c *openCounts) scan(tx *bolt.Tx) error {
 			Type string `json:"type"`
 		} `json:"event"`
 	}
-	if b := tx.Bucket(bucketDigests); b != nil {
-		if err := b.ForEach(func(_, raw []byte) error {
-			c.bytes += int64(len(raw))
-			return nil
-		}); err != nil {
-			return err
-		}
+	if err := tx.Bucket(bucketDigests).ForEach(func(_, raw []byte) error {
+		c.bytes += int64(len(raw))
+		return nil
+	}); err != nil {
+		return err
 	}
 	for _, b := range [][]byte{bucketEvents, bucketDead} {
 		dead := 0

@@ -32,10 +32,7 @@ func (s *Spool) Collect(_ context.Context, rt *config.Route, ev *Event) error {
 	var stored bool
 	err = s.update(func(tx *bolt.Tx) error {
 		stored = false
-		b, err := tx.CreateBucketIfNotExists(bucketDigests)
-		if err != nil {
-			return err
-		}
+		b := tx.Bucket(bucketDigests)
 		k := digestKey(route, ev.ID)
 		if b.Get(k) != nil {
 			return nil // collected before a crash; keep the first copy
@@ -56,9 +53,6 @@ func (s *Spool) Digest(_ context.Context, route string, limit int) ([]DigestEntr
 	prefix := digestKey(route, "")
 	err := s.db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketDigests)
-		if b == nil {
-			return nil
-		}
 		c := b.Cursor()
 		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
 			n++
@@ -81,9 +75,6 @@ func (s *Spool) DigestRoutes(context.Context) ([]string, error) {
 	var routes []string
 	err := s.db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketDigests)
-		if b == nil {
-			return nil
-		}
 		c := b.Cursor()
 		for k, _ := c.First(); k != nil; {
 			route, _, _ := bytes.Cut(k, []byte{0})
@@ -104,9 +95,6 @@ func (s *Spool) BuryDigest(_ context.Context, route string, ids []string, reason
 	err := s.update(func(tx *bolt.Tx) error {
 		added, types = 0, types[:0]
 		b := tx.Bucket(bucketDigests)
-		if b == nil {
-			return nil
-		}
 		for _, id := range ids {
 			k := digestKey(route, id)
 			v := b.Get(k)
@@ -151,9 +139,6 @@ func (s *Spool) Forget(_ context.Context, route string, ids []string) error {
 	err := s.update(func(tx *bolt.Tx) error {
 		freed = 0
 		b := tx.Bucket(bucketDigests)
-		if b == nil {
-			return nil
-		}
 		for _, id := range ids {
 			k := digestKey(route, id)
 			freed += int64(len(b.Get(k)))
