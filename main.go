@@ -3,7 +3,6 @@ package main
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -207,7 +206,7 @@ func serve(ctx context.Context, cfg *config.Config, load func() (*config.Config,
 		adminLn, err := net.Listen("tcp", cfg.Admin.Listen)
 		if err != nil {
 			_ = srv.Close()
-			return fmt.Errorf("admin.listen: %w (set admin.listen to a free port, or \"\" to turn the admin endpoint off)", err)
+			return fmt.Errorf("admin.listen: %w (set admin.listen to a free port, or off to turn the admin endpoint off)", err)
 		}
 		admin := &http.Server{
 			Handler:           r.AdminHandler(),
@@ -405,7 +404,7 @@ func routeCmd(load func() (*config.Config, error), stdout io.Writer) *cobra.Comm
 					continue
 				}
 				if d := rt.Digest; d != nil {
-					fmt.Fprintf(stdout, "route %s: collected for a digest (every %s, or %d events)\n", rt.Name, d.Every, cmp.Or(d.MaxEvents, 200))
+					fmt.Fprintf(stdout, "route %s: collected for a digest (every %s, or %d events)\n", rt.Name, d.Every, d.Max())
 				} else {
 					fmt.Fprintf(stdout, "route %s: email\n", rt.Name)
 				}
@@ -420,7 +419,7 @@ func routeCmd(load func() (*config.Config, error), stdout io.Writer) *cobra.Comm
 				if rt.ReplyTo != "" {
 					fmt.Fprintf(stdout, "  reply-to: %s\n", rt.ReplyTo)
 				}
-				if id := relay.ThreadID(ev, cfg.SMTP.From); rt.Threaded() && id != "" {
+				if id := relay.ThreadID(ev, cfg.SMTP.From); rt.Threaded() && rt.Digest == nil && id != "" {
 					fmt.Fprintf(stdout, "  thread: <%s>\n", id)
 				}
 			}

@@ -161,6 +161,17 @@ type Digest struct {
 	MaxEvents int           `mapstructure:"max_events" yaml:"max_events"`
 }
 
+// DefaultDigestMax is a digest's size when the route sets no max_events.
+const DefaultDigestMax = 200
+
+// Max is the number of events that sends a digest before its window ends.
+func (d *Digest) Max() int {
+	if d.MaxEvents == 0 {
+		return DefaultDigestMax
+	}
+	return d.MaxEvents
+}
+
 // Threaded reports whether the route threads its emails (the default).
 func (r *Route) Threaded() bool { return r.Thread == nil || *r.Thread }
 

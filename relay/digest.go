@@ -1,7 +1,6 @@
 package relay
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -15,9 +14,6 @@ import (
 
 // digestTick is how often digest routes are checked for a digest due.
 const digestTick = time.Second
-
-// defaultDigestMax is a digest's size when the route sets no max_events.
-const defaultDigestMax = 200
 
 type digestMetrics struct {
 	size    *prometheus.HistogramVec
@@ -158,9 +154,9 @@ func (r *Relay) flushDigest(ctx context.Context, store DigestStore, l *live, nam
 		}
 		delete(ds.forget, name)
 	}
-	limit, every := defaultDigestMax, time.Duration(0)
+	limit, every := config.DefaultDigestMax, time.Duration(0)
 	if rt != nil {
-		limit, every = cmp.Or(rt.Digest.MaxEvents, defaultDigestMax), rt.Digest.Every
+		limit, every = rt.Digest.Max(), rt.Digest.Every
 	}
 	entries, n, err := store.Digest(ctx, name, limit)
 	r.digests.pending.WithLabelValues(name).Set(float64(n))
