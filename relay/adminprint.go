@@ -3,6 +3,7 @@ package relay
 import (
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"text/tabwriter"
 	"time"
@@ -57,12 +58,7 @@ func PrintDetail(w io.Writer, d *ItemDetail, now time.Time) error {
 		fmt.Fprintf(w, "route:        %s\n", d.Route)
 	}
 	fmt.Fprintln(w, "\ndata:")
-	keys := make([]string, 0, len(ev.Data))
-	for k := range ev.Data {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(ev.Data)) {
 		fmt.Fprintf(w, "  %s: %s\n", oneLine(k), clip(ev.Data[k], 200))
 	}
 	fmt.Fprintln(w, "\nhistory:")
@@ -93,12 +89,7 @@ func PrintStats(w io.Writer, st Stats, now time.Time) error {
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "\nTYPE\tWAITING\tDEAD")
-	types := make([]string, 0, len(st.ByType))
-	for t := range st.ByType {
-		types = append(types, t)
-	}
-	slices.Sort(types)
-	for _, t := range types {
+	for _, t := range slices.Sorted(maps.Keys(st.ByType)) {
 		fmt.Fprintf(tw, "%s\t%d\t%d\n", t, st.ByType[t].Waiting, st.ByType[t].Dead)
 	}
 	return tw.Flush()
