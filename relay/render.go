@@ -15,6 +15,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	texttemplate "text/template"
 	"time"
 	"unicode"
@@ -208,10 +209,26 @@ var newlines = regexp.MustCompile(`\r\n|\r|\n`)
 // dateIn formats t with a Go layout in the named zone: dateIn
 // "Europe/Berlin" "2006-01-02 15:04" .Time. An unknown zone keeps t's own.
 func dateIn(zone, layout string, t time.Time) string {
-	if loc, err := time.LoadLocation(zone); err == nil {
+	if loc := zoneNamed(zone); loc != nil {
 		t = t.In(loc)
 	}
 	return t.Format(layout)
+}
+
+// zones caches time.LoadLocation, which reads the zone's file on every
+// call: a template calls dateIn once per email.
+var zones sync.Map // zone name → *time.Location, nil for an unknown zone
+
+func zoneNamed(name string) *time.Location {
+	if loc, ok := zones.Load(name); ok {
+		return loc.(*time.Location)
+	}
+	loc, err := time.LoadLocation(name)
+	if err != nil {
+		loc = nil
+	}
+	zones.Store(name, loc)
+	return loc
 }
 
 // formatPhone writes an international number the way people read it
