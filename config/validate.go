@@ -183,7 +183,7 @@ func (c *Config) validateQueue(v *validator) {
 		switch {
 		case err != nil:
 			v.add("admin.listen", fmt.Sprintf("%q is not host:port (%v)", a, err), `write it like "127.0.0.1:8025", or "" to turn it off`)
-		case !isLoopback(host) && strings.TrimSpace(c.Admin.Token.Reveal()) == "":
+		case !IsLoopback(host) && strings.TrimSpace(c.Admin.Token.Reveal()) == "":
 			v.add("admin.listen", fmt.Sprintf("%q is not a loopback address and admin.token is empty, so anyone who reaches it could drop queued events", a), "set admin.token (HOOKMAIL_ADMIN_TOKEN), or listen on 127.0.0.1")
 		case a == c.Listen:
 			v.add("admin.listen", fmt.Sprintf("%q is also listen", a), "give the admin endpoint its own port")
@@ -191,8 +191,10 @@ func (c *Config) validateQueue(v *validator) {
 	}
 }
 
-// isLoopback reports whether host names only the local machine.
-func isLoopback(host string) bool {
+// IsLoopback reports whether host (no port) names only the local machine:
+// "localhost" or a loopback IP. admin.listen off loopback needs a token,
+// and the admin endpoint checks requests' Host with it.
+func IsLoopback(host string) bool {
 	if host == "localhost" {
 		return true
 	}

@@ -1,7 +1,6 @@
 package relay
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -49,15 +48,15 @@ func (d Describer) Describe(it *Item) *ItemDetail {
 	}
 	out.Route = route.Name
 	msg, err := d.Renderer.Render(&it.Event, route, d.From)
-	var b bytes.Buffer
+	var raw []byte
 	if err == nil {
-		err = msg.WriteEML(&b)
+		raw, err = msg.Encode()
 	}
 	if err != nil {
 		out.RenderError = err.Error()
 		return out
 	}
-	out.Email = b.String()
+	out.Email = string(raw)
 	return out
 }
 
@@ -175,11 +174,7 @@ func loopbackHost(hostport string) bool {
 	if h, _, err := net.SplitHostPort(hostport); err == nil {
 		host = h
 	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(strings.Trim(host, "[]"))
-	return ip != nil && ip.IsLoopback()
+	return config.IsLoopback(strings.Trim(host, "[]"))
 }
 
 // adminReply answers v, or the error with the status its kind calls for.
