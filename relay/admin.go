@@ -34,8 +34,7 @@ type Describer struct {
 
 // describer is a Describer on the live config, read at each call.
 func (r *Relay) describer(it *Item) *ItemDetail {
-	l := r.live.Load()
-	return Describer{Renderer: l.renderer, Router: l.router, From: l.cfg.SMTP.From}.Describe(it)
+	return r.live.Load().describer().Describe(it)
 }
 
 // Describe fills in the route and email of it.

@@ -45,16 +45,16 @@ func ConnectAdmin(ctx context.Context, cfg *config.Config) (QueueAdmin, error) {
 	spool, err := OpenSpool(cfg.Spool.Dir, time.Now)
 	if err != nil {
 		if apiErr == nil {
-			return nil, fmt.Errorf("%w (admin.listen is empty, so a running hookmail cannot be reached; set it, or stop hookmail first)", err)
+			return nil, fmt.Errorf("%w (admin.listen is off, so a running hookmail cannot be reached; set it, or stop hookmail first)", err)
 		}
 		return nil, fmt.Errorf("%w; and hookmail's admin endpoint does not answer: %v", err, apiErr)
 	}
-	renderer, err := NewRenderer(cfg.Templates.Dir, cfg.Location(), cfg.Routes...)
+	l, err := newLive(cfg)
 	if err != nil {
 		spool.Close()
-		return nil, fmt.Errorf("templates: %w", err)
+		return nil, err
 	}
-	return &localAdmin{Spool: spool, d: Describer{Renderer: renderer, Router: NewRouter(cfg.Routes), From: cfg.SMTP.From}}, nil
+	return &localAdmin{Spool: spool, d: l.describer()}, nil
 }
 
 // localAdmin works on the spool file of a stopped hookmail.

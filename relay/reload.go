@@ -29,6 +29,11 @@ func newLive(cfg *config.Config) (*live, error) {
 	return &live{cfg: cfg, renderer: renderer, router: NewRouter(cfg.Routes), secrets: newSecretSet(cfg.Webhook.Secrets)}, nil
 }
 
+// describer renders items for the queue commands with this config.
+func (l *live) describer() Describer {
+	return Describer{Renderer: l.renderer, Router: l.router, From: l.cfg.SMTP.From}
+}
+
 // reloadMetrics are named as Prometheus and Alertmanager name theirs.
 type reloadMetrics struct {
 	ok   prometheus.Gauge
