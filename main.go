@@ -187,9 +187,18 @@ func serve(ctx context.Context, cfg *config.Config, load func() (*config.Config,
 	if err != nil {
 		return err
 	}
+	// Both addresses are bound before either serves, so a taken admin port
+	// stops the start before any webhook is taken.
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
+	}
+	var adminLn net.Listener
+	if cfg.Admin.Enabled() {
+		if adminLn, err = net.Listen("tcp", cfg.Admin.Listen); err != nil {
+			ln.Close()
+			return fmt.Errorf("admin.listen: %w (set admin.listen to a free port, or off to turn the admin endpoint off)", err)
+		}
 	}
 	srv := &http.Server{
 		Handler:           r.Handler(),
@@ -202,12 +211,7 @@ func serve(ctx context.Context, cfg *config.Config, load func() (*config.Config,
 	}
 	serveErr := make(chan error, 2)
 	go func() { serveErr <- srv.Serve(ln) }()
-	if cfg.Admin.Enabled() {
-		adminLn, err := net.Listen("tcp", cfg.Admin.Listen)
-		if err != nil {
-			_ = srv.Close()
-			return fmt.Errorf("admin.listen: %w (set admin.listen to a free port, or off to turn the admin endpoint off)", err)
-		}
+	if adminLn != nil {
 		admin := &http.Server{
 			Handler:           r.AdminHandler(),
 			ReadHeaderTimeout: 5 * time.Second,
