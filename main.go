@@ -191,8 +191,9 @@ func serve(ctx context.Context, cfg *config.Config, load func() (*config.Config,
 	// stops the start before any webhook is taken.
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
-		return fmt.Errorf("listen: %w", err)
+		return fmt.Errorf("listen: %w (set listen, or serve --listen, to a free address such as :8080; is another hookmail running?)", err)
 	}
+	conns := relay.NewConnLimiter(ln, cfg.Webhook.MaxConnections, cfg.Webhook.MaxConnectionsPerIP, reg)
 	var adminLn net.Listener
 	if cfg.Admin.Enabled() {
 		if adminLn, err = net.Listen("tcp", cfg.Admin.Listen); err != nil {
@@ -207,10 +208,11 @@ func serve(ctx context.Context, cfg *config.Config, load func() (*config.Config,
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
+		ConnState:         conns.ConnState,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	serveErr := make(chan error, 2)
-	go func() { serveErr <- srv.Serve(ln) }()
+	go func() { serveErr <- srv.Serve(conns) }()
 	if adminLn != nil {
 		admin := &http.Server{
 			Handler:           r.AdminHandler(),

@@ -63,6 +63,15 @@ type Webhook struct {
 	// limit), with bursts of up to RateBurst.
 	RateLimit float64 `mapstructure:"rate_limit" yaml:"rate_limit"`
 	RateBurst int     `mapstructure:"rate_burst" yaml:"rate_burst"`
+	// BodyTimeout bounds how long a client may take to send its body. The
+	// body is read before the request takes one of MaxConcurrent's slots,
+	// so a slow client holds a connection, never a slot.
+	BodyTimeout time.Duration `mapstructure:"body_timeout" yaml:"body_timeout"`
+	// MaxConnections caps the open connections to the webhook listener;
+	// MaxConnectionsPerIP caps one client IP's share of them (0: no cap
+	// per IP), so one client cannot hold what the others need.
+	MaxConnections      int `mapstructure:"max_connections" yaml:"max_connections"`
+	MaxConnectionsPerIP int `mapstructure:"max_connections_per_ip" yaml:"max_connections_per_ip"`
 }
 
 // Spool configures the embedded durable queue.

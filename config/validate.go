@@ -167,6 +167,14 @@ func (c *Config) validateQueue(v *validator) {
 	if w.RateLimit > 0 && w.RateBurst < 1 {
 		v.add("webhook.rate_burst", fmt.Sprintf("must be at least 1 while webhook.rate_limit is set, got %d", w.RateBurst), "set it to the requests a client may make at once, e.g. 20")
 	}
+	v.positive("webhook.body_timeout", w.BodyTimeout)
+	if w.MaxConnections < 1 || w.MaxConnections > 1000000 {
+		v.add("webhook.max_connections", fmt.Sprintf("%d is out of range", w.MaxConnections), "use a number from 1 to 1000000, e.g. 1024")
+	}
+	if w.MaxConnectionsPerIP < 0 || w.MaxConnectionsPerIP > w.MaxConnections {
+		v.add("webhook.max_connections_per_ip", fmt.Sprintf("%d is out of range", w.MaxConnectionsPerIP),
+			"use a number from 1 to webhook.max_connections, e.g. 64, or 0 for no cap per IP (behind a proxy every connection has the proxy's IP)")
+	}
 	if c.Spool.MaxEvents < 0 {
 		v.add("spool.max_events", fmt.Sprintf("must not be negative, got %d", c.Spool.MaxEvents), "set a number of events, or 0 for no limit")
 	}

@@ -229,7 +229,8 @@ func decodeMultipart(body io.Reader, boundary string) (*Payload, error) {
 }
 
 // payloadFromValues maps PHP's http_build_query keys: data[id] is the data
-// field id, data[a][b] is a.b. A repeated key keeps its last value, as PHP does.
+// field id, data[a][b] is a.b. A repeated key keeps its last value, as PHP
+// does, except secret: the first decides.
 func payloadFromValues(vals url.Values) (*Payload, error) {
 	p := &Payload{Data: map[string]string{}}
 	for key, vs := range vals {
@@ -244,7 +245,8 @@ func payloadFromValues(vals url.Values) (*Payload, error) {
 		val := vs[len(vs)-1]
 		switch {
 		case key == "secret":
-			p.Secret = val
+			// The first, as readBody checks it before the rest arrives.
+			p.Secret = vs[0]
 		case key == "type":
 			p.Type = val
 		case strings.HasPrefix(key, "data[") && strings.HasSuffix(key, "]"):

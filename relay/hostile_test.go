@@ -331,11 +331,18 @@ func hostileCases(t *testing.T) []hostileCase {
 		}
 		return string(b)
 	}
-	manyParts := [][2]string{{"secret", testSecret}, {"type", "sms"}}
-	for i := range 10000 {
-		manyParts = append(manyParts, [2]string{fmt.Sprintf("data[k%d]", i), "1"})
+	// The body is read whole before it is decoded, so 10,000 parts (over
+	// 1 MiB) meet webhook.max_body_bytes first, and 2,000 (within it) meet
+	// the field limit.
+	parts := func(n int) [][2]string {
+		p := [][2]string{{"secret", testSecret}, {"type", "sms"}}
+		for i := range n {
+			p = append(p, [2]string{fmt.Sprintf("data[k%d]", i), "1"})
+		}
+		return p
 	}
-	mpManyType, mpMany := mp(manyParts)
+	mpManyType, mpMany := mp(parts(2000))
+	mpHugeType, mpHuge := mp(parts(10000))
 	hundredK := strings.Repeat("9", 100<<10)
 	emojiK := strings.Repeat("😀 ", 25<<10)
 
@@ -397,8 +404,10 @@ func hostileCases(t *testing.T) []hostileCase {
 			wantStatus: 413, wantReason: "too many fields: a body may carry at most 1000"},
 		{name: "10,000 times the same key", body: many(10000, func(int) string { return "data%5Ba%5D" }),
 			wantStatus: 413, wantReason: "too many fields"},
-		{name: "10,000 multipart parts", contentType: mpManyType, body: mpMany,
+		{name: "2,000 multipart parts", contentType: mpManyType, body: mpMany,
 			wantStatus: 413, wantReason: "too many fields"},
+		{name: "10,000 multipart parts", contentType: mpHugeType, body: mpHuge,
+			wantStatus: 413, wantReason: "webhook.max_body_bytes"},
 		{name: "10,000 JSON keys", contentType: "application/json", body: jsonBody(map[string]any{"secret": testSecret, "type": "sms", "data": func() map[string]int {
 			m := map[string]int{}
 			for i := range 10000 {

@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"context"
 	"math"
 	"net"
 	"net/http"
@@ -15,32 +16,35 @@ import (
 // webhook.max_concurrent slots before it is answered 503.
 const slotWait = time.Second
 
-// limitConcurrency lets at most n requests through at once. A request that
-// finds none free within slotWait gets 503 with Retry-After, so a flood of
-// slow or many clients costs bounded memory and the others still get in.
-func limitConcurrency(n int, m *Metrics, next http.Handler) http.Handler {
-	slots := make(chan struct{}, n)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case slots <- struct{}{}:
-		default:
-			t := time.NewTimer(slotWait)
-			defer t.Stop()
-			select {
-			case slots <- struct{}{}:
-			case <-t.C:
-				m.received.WithLabelValues("none", ResultBusy).Inc()
-				w.Header().Set("Retry-After", "1")
-				writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "error", "error": "too many requests at once (webhook.max_concurrent); try again in a second"})
-				return
-			case <-r.Context().Done():
-				return
-			}
-		}
-		defer func() { <-slots }()
-		next.ServeHTTP(w, r)
-	})
+// slots bounds the webhook requests decoded and stored at once. A request
+// takes one only after its whole body has arrived (see readBody), so a
+// client that sends slowly holds a connection, never a slot.
+type slots chan struct{}
+
+// acquire takes a slot, waiting up to slotWait; it reports false when none
+// freed in time or the request ended. A taken slot is given back with
+// release.
+func (s slots) acquire(ctx context.Context) bool {
+	select {
+	case s <- struct{}{}:
+		return true
+	default:
+	}
+	t := time.NewTimer(slotWait)
+	defer t.Stop()
+	select {
+	case s <- struct{}{}:
+		return true
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return false
 }
+
+func (s slots) release() { <-s }
+
+var errBusy = &reqError{status: http.StatusServiceUnavailable, result: ResultBusy, retryAfter: "1",
+	reason: "too many requests at once (webhook.max_concurrent); try again in a second"}
 
 // ipLimiter is a token bucket per client IP (webhook.rate_limit and
 // webhook.rate_burst). Buckets of clients gone quiet are forgotten, so a
@@ -101,18 +105,23 @@ func (l *ipLimiter) allow(ip string) (bool, time.Duration) {
 
 // limitRate answers 429 with Retry-After to a client IP past its rate. The
 // IP is the connection's peer: hookmail trusts no X-Forwarded-For.
-func limitRate(l *ipLimiter, m *Metrics, next http.Handler) http.Handler {
+func limitRate(l *ipLimiter, m *Metrics, refusals *refusalLog, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ip, _, err := net.SplitHostPort(r.RemoteAddr)
-		if err != nil {
-			ip = r.RemoteAddr
-		}
-		if ok, wait := l.allow(ip); !ok {
+		if ok, wait := l.allow(clientIP(r.RemoteAddr)); !ok {
 			m.received.WithLabelValues("none", ResultRateLimited).Inc()
-			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
-			writeJSON(w, http.StatusTooManyRequests, map[string]string{"status": "error", "error": "too many requests from this address (webhook.rate_limit)"})
+			writeError(w, r, refusals, "none", &reqError{status: http.StatusTooManyRequests, result: ResultRateLimited,
+				reason: "too many requests from this address (webhook.rate_limit)", retryAfter: strconv.Itoa(int(math.Ceil(wait.Seconds())))})
 			return
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// clientIP is the IP of a host:port address, or the address itself.
+func clientIP(addr string) string {
+	ip, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	return ip
 }

@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -113,35 +112,29 @@ func TestIPLimiterForgetsQuietClients(t *testing.T) {
 	}
 }
 
-// TestConcurrencyCap: with every slot taken, the next request waits
-// slotWait and gets 503; once a slot frees, requests get in again.
+// TestConcurrencyCap: with every slot taken, a request whose body has
+// arrived waits slotWait and gets 503 busy; once a slot frees, it gets in.
 func TestConcurrencyCap(t *testing.T) {
-	env := newTestEnv(t, testConfig(t))
-	release := make(chan struct{})
-	entered := make(chan struct{})
-	h := limitConcurrency(1, env.relay.metrics, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		entered <- struct{}{}
-		<-release
-	}))
-	var wg sync.WaitGroup
-	wg.Go(func() { h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodPost, "/webhook", nil)) })
-	<-entered
-	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/webhook", nil))
-	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" {
-		t.Fatalf("with the only slot taken: %d", rec.Code)
+	cfg := testConfig(t)
+	busy := make(slots, 1)
+	if !busy.acquire(t.Context()) {
+		t.Fatal("the only slot was not free")
 	}
-	close(release)
-	wg.Wait()
-	wg.Go(func() { <-entered })
-	rec = httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/webhook", nil))
-	wg.Wait()
-	if rec.Code != http.StatusOK {
-		t.Errorf("after the slot freed: %d", rec.Code)
+	call := func() *reqError {
+		req := httptest.NewRequest(http.MethodPost, "/webhook", strings.NewReader("secret="+testSecret+"&type=sms&data[message]=hi"))
+		req.Header.Set("Content-Type", formType)
+		_, rerr := receive(httptest.NewRecorder(), req, &cfg.Webhook, DecodeOptions{}, newSecretSet(cfg.Webhook.Secrets), busy)
+		return rerr
 	}
-	if got := received(t, env, "none", ResultBusy); got != 1 {
-		t.Errorf("busy counted %v, want 1", got)
+	if rerr := call(); rerr != errBusy || rerr.status != http.StatusServiceUnavailable || rerr.retryAfter == "" {
+		t.Fatalf("with the only slot taken: %+v, want busy", rerr)
+	}
+	busy.release()
+	if rerr := call(); rerr != nil {
+		t.Fatalf("after the slot freed: %+v", rerr)
+	}
+	if len(busy) != 1 {
+		t.Errorf("a received request holds %d slots, want 1 (the caller releases it)", len(busy))
 	}
 }
 

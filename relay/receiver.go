@@ -1,6 +1,8 @@
 package relay
 
 import (
+	"bytes"
+	"cmp"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
@@ -24,50 +26,88 @@ type reqError struct {
 	result string
 	reason string
 	err    error // internal detail, logged for 5xx only
+	// retryAfter is the Retry-After of a 429 or 503 (default 30 s).
+	retryAfter string
 }
 
-func (e *reqError) Error() string { return e.reason }
-
-// writeError answers a failed request with {"status":"error","error":reason}.
-// Only server-side failures are logged, at most once per errorLogEvery with
-// the count since: a client's bad request is counted, not logged, and a
-// flood of 503s cannot flood the log either.
-func writeError(w http.ResponseWriter, r *http.Request, log *errorLog, e *reqError) {
-	if e.status >= 500 {
-		log.record(r, e)
-	}
-	if e.status == http.StatusServiceUnavailable {
-		w.Header().Set("Retry-After", "30")
+// writeError answers a failed request with {"status":"error","error":reason}
+// and logs it through refusals (typ is the event's type label, or "none").
+func writeError(w http.ResponseWriter, r *http.Request, refusals *refusalLog, typ string, e *reqError) {
+	refusals.record(r, typ, e)
+	if e.status == http.StatusServiceUnavailable || e.status == http.StatusTooManyRequests {
+		w.Header().Set("Retry-After", cmp.Or(e.retryAfter, "30"))
 	}
 	writeJSON(w, e.status, map[string]string{"status": "error", "error": e.reason})
 }
 
-// errorLogEvery spaces out the log lines of failing webhook requests.
-const errorLogEvery = 10 * time.Second
+// refusalLogEvery spaces out the log lines of refused webhooks: one line
+// per client IP and result per refusalLogEvery, counting the refusals in
+// between, so a flood cannot flood the log while every kind of refusal from
+// every client still shows.
+const refusalLogEvery = time.Minute
 
-// errorLog logs server-side request failures, the first at once, then at
-// most one line per errorLogEvery that counts the failures in between.
-type errorLog struct {
+// maxRefusalKeys bounds the clients and results refusalLog remembers; past
+// it, refusals from new clients share one line per result.
+const maxRefusalKeys = 10000
+
+// refusalLog logs refused webhook requests: the client's mistakes (401,
+// 400, 413, 429, ...) at WARN, hookmail's own failures (5xx) at ERROR.
+// The gateway never retries, so a refused webhook is a lost event: every
+// refusal must be visible, not only counted.
+type refusalLog struct {
 	log *slog.Logger
+	now func() time.Time
 
-	mu     sync.Mutex
+	mu    sync.Mutex
+	seen  map[refusalKey]*refusalCount
+	swept time.Time
+}
+
+type refusalKey struct{ ip, result string }
+
+type refusalCount struct {
 	last   time.Time
 	missed int
 }
 
-func (l *errorLog) record(r *http.Request, e *reqError) {
+func newRefusalLog(log *slog.Logger, now func() time.Time) *refusalLog {
+	return &refusalLog{log: log, now: now, seen: map[refusalKey]*refusalCount{}}
+}
+
+func (l *refusalLog) record(r *http.Request, typ string, e *reqError) {
+	key := refusalKey{ip: clientIP(r.RemoteAddr), result: e.result}
+	now := l.now()
 	l.mu.Lock()
-	now := time.Now()
-	if now.Sub(l.last) < errorLogEvery {
-		l.missed++
+	if now.Sub(l.swept) > refusalLogEvery {
+		for k, c := range l.seen {
+			if now.Sub(c.last) > refusalLogEvery && c.missed == 0 {
+				delete(l.seen, k)
+			}
+		}
+		l.swept = now
+	}
+	c := l.seen[key]
+	if c == nil && len(l.seen) >= maxRefusalKeys {
+		key.ip = "other"
+		c = l.seen[key]
+	}
+	if c == nil {
+		c = &refusalCount{}
+		l.seen[key] = c
+	} else if now.Sub(c.last) < refusalLogEvery {
+		c.missed++
 		l.mu.Unlock()
 		return
 	}
-	missed := l.missed
-	l.last, l.missed = now, 0
+	missed := c.missed
+	c.last, c.missed = now, 0
 	l.mu.Unlock()
-	l.log.Error("webhook request failed", "status", e.status, "reason", e.reason, "err", e.err,
-		"remote", r.RemoteAddr, "failures_not_logged", missed)
+	attrs := []any{"remote", key.ip, "status", e.status, "result", e.result, "reason", e.reason, "type", typ, "not_logged_since", missed}
+	if e.status >= 500 {
+		l.log.Error("webhook refused: hookmail could not take it", append(attrs, "err", e.err)...)
+		return
+	}
+	l.log.Warn("webhook refused", attrs...)
 }
 
 func writeJSON(w http.ResponseWriter, status int, body any) {
@@ -110,25 +150,31 @@ func (set secretSet) match(presented string) int {
 	return idx
 }
 
-// handleWebhook accepts a gateway's webhook: decode, check the secret,
-// persist, and only then answer 200. An event the queue already holds
-// (same secret, type and sender's id within dedup.window) is answered 200
-// "duplicate" and not stored again.
-func handleWebhook(log *slog.Logger, cfg *config.Webhook, secrets func() secretSet, queue Queue, m *Metrics, now func() time.Time, newID func() string) http.Handler {
+// handleWebhook accepts a gateway's webhook: read the body, check the
+// secret, persist, and only then answer 200. An event the queue already
+// holds (same secret, type and sender's id within dedup.window) is answered
+// 200 "duplicate" and not stored again.
+//
+// The body is read whole, under webhook.body_timeout, before the request
+// takes one of webhook.max_concurrent's slots: a client that sends slowly
+// holds its connection only, never a slot the gateway needs. A form body
+// whose secret is wrong is refused as soon as the secret field has arrived.
+func handleWebhook(log *slog.Logger, cfg *config.Webhook, secrets func() secretSet, queue Queue, m *Metrics, refusals *refusalLog, now func() time.Time, newID func() string) http.Handler {
 	opts := DecodeOptions{UnescapeHTML: cfg.UnescapeHTML}
-	errLog := &errorLog{log: log}
+	busy := make(slots, cfg.MaxConcurrent)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ev, rerr := readEvent(w, r, cfg.MaxBodyBytes, opts, secrets())
+		ev, rerr := receive(w, r, cfg, opts, secrets(), busy)
 		var dup *DuplicateError
 		if rerr == nil {
+			defer busy.release()
 			ev.ID, ev.Received = newID(), now()
 			err := queue.Enqueue(r.Context(), ev)
 			switch {
 			case errors.As(err, &dup):
 			case errors.Is(err, ErrQueueFull):
-				rerr = &reqError{http.StatusServiceUnavailable, ResultQueueFull, "hookmail's queue is full; try again later", err}
+				rerr = &reqError{status: http.StatusServiceUnavailable, result: ResultQueueFull, reason: "hookmail's queue is full; try again later", err: err}
 			case err != nil:
-				rerr = &reqError{http.StatusServiceUnavailable, ResultUnavailable, "cannot store the event now", err}
+				rerr = &reqError{status: http.StatusServiceUnavailable, result: ResultUnavailable, reason: "cannot store the event now", err: err}
 			}
 		}
 		typ := "none"
@@ -138,7 +184,7 @@ func handleWebhook(log *slog.Logger, cfg *config.Webhook, secrets func() secretS
 		switch {
 		case rerr != nil:
 			m.received.WithLabelValues(typ, rerr.result).Inc()
-			writeError(w, r, errLog, rerr)
+			writeError(w, r, refusals, typ, rerr)
 		case dup != nil:
 			m.received.WithLabelValues(typ, ResultDuplicate).Inc()
 			log.Info("duplicate event not queued again", "id", dup.ID, "type", ev.Type)
@@ -149,6 +195,28 @@ func handleWebhook(log *slog.Logger, cfg *config.Webhook, secrets func() secretS
 			writeJSON(w, http.StatusOK, map[string]string{"status": "queued", "id": ev.ID})
 		}
 	})
+}
+
+// receive reads, decodes and checks one request. On success it holds a slot
+// of busy, which the caller releases. The event it returns (typed but
+// without id) may come with an error, so the metrics can name its type.
+func receive(w http.ResponseWriter, r *http.Request, cfg *config.Webhook, opts DecodeOptions, secrets secretSet, busy slots) (*Event, *reqError) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		return nil, &reqError{status: http.StatusMethodNotAllowed, result: ResultInvalid, reason: "only POST is accepted here"}
+	}
+	body, rerr := readBody(w, r, cfg.MaxBodyBytes, cfg.BodyTimeout, secrets)
+	if rerr != nil {
+		return nil, rerr
+	}
+	if !busy.acquire(r.Context()) {
+		return nil, errBusy
+	}
+	ev, rerr := decodeEvent(r.Header.Get("Content-Type"), body, opts, secrets)
+	if rerr != nil {
+		busy.release()
+	}
+	return ev, rerr
 }
 
 // dedupKey names the sender's event for deduplication: who sent it (the
@@ -167,36 +235,30 @@ func dedupKey(sender [sha256.Size]byte, wireType, id string) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// readEvent decodes and checks one request. The event it returns (typed
-// but without id) may come with an error, so the metrics can name its type.
-func readEvent(w http.ResponseWriter, r *http.Request, maxBody int64, opts DecodeOptions, secrets secretSet) (*Event, *reqError) {
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", http.MethodPost)
-		return nil, &reqError{http.StatusMethodNotAllowed, ResultInvalid, "only POST is accepted here", nil}
-	}
-	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
-	p, err := DecodePayload(r.Header.Get("Content-Type"), r.Body, opts)
-	var tooLarge *http.MaxBytesError
+// decodeEvent decodes and checks one body. The event it returns (typed but
+// without id) may come with an error, so the metrics can name its type.
+func decodeEvent(contentType string, body []byte, opts DecodeOptions, secrets secretSet) (*Event, *reqError) {
+	p, err := DecodePayload(contentType, bytes.NewReader(body), opts)
 	switch {
-	case errors.As(err, &tooLarge):
-		return nil, &reqError{http.StatusRequestEntityTooLarge, ResultTooLarge, "body is larger than webhook.max_body_bytes allows", nil}
 	case isLimit(err):
 		// The text names the limit (MaxFields, MaxFieldBytes, ...) and
 		// quotes nothing of the body.
-		return nil, &reqError{http.StatusRequestEntityTooLarge, ResultTooLarge, err.Error(), nil}
+		return nil, &reqError{status: http.StatusRequestEntityTooLarge, result: ResultTooLarge, reason: err.Error()}
 	case errors.Is(err, ErrUnsupportedMediaType):
-		return nil, &reqError{http.StatusUnsupportedMediaType, ResultUnsupported, err.Error(), nil}
+		return nil, &reqError{status: http.StatusUnsupportedMediaType, result: ResultUnsupported, reason: err.Error()}
 	case err != nil:
-		return nil, &reqError{http.StatusBadRequest, ResultInvalid, "body does not decode as a webhook", nil}
+		return nil, &reqError{status: http.StatusBadRequest, result: ResultInvalid, reason: "body does not decode as a webhook"}
 	}
 	ev := &Event{Source: SourceGateway, Type: NormalizeType(p.Type), Data: p.Data}
 	sender := secrets.match(p.Secret)
 	if sender < 0 {
-		return ev, &reqError{http.StatusUnauthorized, ResultUnauthorized, "missing or wrong secret", nil}
+		return ev, errWrongSecret
 	}
 	ev.DedupKey = dedupKey(secrets[sender], p.Type, p.Data["id"])
 	if ev.Type == "" {
-		return ev, &reqError{http.StatusBadRequest, ResultInvalid, "missing type", nil}
+		return ev, &reqError{status: http.StatusBadRequest, result: ResultInvalid, reason: "missing type"}
 	}
 	return ev, nil
 }
+
+var errWrongSecret = &reqError{status: http.StatusUnauthorized, result: ResultUnauthorized, reason: "missing or wrong secret"}

@@ -72,17 +72,18 @@ func New(cfg *config.Config, log *slog.Logger, reg *prometheus.Registry, queue Q
 func (r *Relay) Handler() http.Handler {
 	mux := http.NewServeMux()
 	secrets := func() secretSet { return r.live.Load().secrets }
-	var webhook http.Handler = handleWebhook(r.log, &r.cfg.Webhook, secrets, r.queue, r.metrics, r.now, r.newID)
-	webhook = limitConcurrency(r.cfg.Webhook.MaxConcurrent, r.metrics, webhook)
+	refusals := newRefusalLog(r.log, r.now)
+	var webhook http.Handler = handleWebhook(r.log, &r.cfg.Webhook, secrets, r.queue, r.metrics, refusals, r.now, r.newID)
 	if r.cfg.Webhook.RateLimit > 0 {
-		webhook = limitRate(newIPLimiter(r.cfg.Webhook.RateLimit, r.cfg.Webhook.RateBurst, r.now), r.metrics, webhook)
+		webhook = limitRate(newIPLimiter(r.cfg.Webhook.RateLimit, r.cfg.Webhook.RateBurst, r.now), r.metrics, refusals, webhook)
 	}
 	p := strings.TrimSuffix(r.cfg.Webhook.Path, "/")
 	mux.Handle(p, webhook)
 	mux.Handle(p+"/", exact(p+"/", webhook)) // gateways are often set up with a trailing slash
 	mux.Handle("/healthz", handleHealthz())
-	mux.Handle("/readyz", handleReadyz(r.queue))
-	mux.Handle("/metrics", promhttp.HandlerFor(r.reg, promhttp.HandlerOpts{Registry: r.reg}))
+	// A flood of probes or scrapes must not take what the webhooks need.
+	mux.Handle("/readyz", cacheReplies(handleReadyz(r.queue), replyCacheTTL, r.now))
+	mux.Handle("/metrics", cacheReplies(promhttp.HandlerFor(r.reg, promhttp.HandlerOpts{Registry: r.reg}), replyCacheTTL, r.now))
 	mux.Handle("/", http.NotFoundHandler())
 	return neverRedirect(mux)
 }

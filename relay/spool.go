@@ -370,7 +370,13 @@ const probeSize = 16 << 10
 // After a commit failed, the probe is the size of a large event and is
 // deleted again; its success means events fit again and clears the error,
 // so hookmail reports ready again without waiting for a webhook.
+//
+// A spool at spool.max_events or spool.max_bytes is not ready either: it
+// refuses events until workers deliver some.
 func (s *Spool) Ready(context.Context) error {
+	if err := s.full(); err != nil {
+		return err
+	}
 	if failed := s.writeErr.Load(); failed != nil {
 		err := s.update(func(tx *bolt.Tx) error {
 			return tx.Bucket(bucketMeta).Put([]byte("probe-large"), make([]byte, probeSize))

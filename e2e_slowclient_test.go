@@ -1,0 +1,110 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestSlowBodiesDoNotStarveWebhooks: 300 connections send their headers
+// with Content-Length: 100000 and then one body byte every 2 s,
+// reconnecting whenever they are closed, while a legitimate sender posts 5
+// webhooks a second. At least 99 % of the legitimate webhooks must be
+// answered 200 within a second. (Before, the slow clients held every
+// webhook.max_concurrent slot and the sender got 503.)
+func TestSlowBodiesDoNotStarveWebhooks(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs for 20 s")
+	}
+	dir := t.TempDir()
+	url, logs, _ := startServe(t, map[string]string{
+		"HOOKMAIL_WEBHOOK_SECRETS": testSecret,
+		"HOOKMAIL_SPOOL_DIR":       filepath.Join(dir, "data"),
+		"HOOKMAIL_OUTBOX_DIR":      filepath.Join(dir, "outbox"),
+		"HOOKMAIL_ADMIN_LISTEN":    "off",
+	})
+	addr := strings.TrimPrefix(url, "http://")
+
+	ctx, stop := context.WithCancel(t.Context())
+	var attackers sync.WaitGroup
+	var connects atomic.Int64
+	for range 300 {
+		attackers.Go(func() { slowBody(ctx, addr, &connects) })
+	}
+	defer func() { stop(); attackers.Wait() }()
+	time.Sleep(3 * time.Second) // let the slow clients take what they can
+
+	client := &http.Client{Timeout: 5 * time.Second}
+	const total = 100
+	var fast, ok200 int
+	var slowest time.Duration
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for i := range total {
+		<-tick.C
+		body := fmt.Sprintf("secret=%s&type=sms&data[id]=legit-%d&data[phone]=%%2B15550001111&data[message]=hello+%d", testSecret, i, i)
+		start := time.Now()
+		resp, err := client.Post(url+"/webhook", "application/x-www-form-urlencoded", strings.NewReader(body))
+		took := time.Since(start)
+		slowest = max(slowest, took)
+		if err != nil {
+			t.Logf("webhook %d: %v", i, err)
+			continue
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			ok200++
+			if took <= time.Second {
+				fast++
+			}
+		} else {
+			t.Logf("webhook %d: %d after %s", i, resp.StatusCode, took)
+		}
+	}
+	t.Logf("slow clients connected %d times; legitimate webhooks: %d of %d answered 200 within 1 s (%d answered 200 at all), slowest %s",
+		connects.Load(), fast, total, ok200, slowest)
+	if fast*100 < 99*total {
+		t.Errorf("%d of %d legitimate webhooks answered 200 within 1 s, want at least 99 %%\n%s", fast, total, logs)
+	}
+	if connects.Load() < 300 {
+		t.Errorf("the slow clients connected only %d times; the attack did not run", connects.Load())
+	}
+}
+
+// slowBody is one slow client, from 127.0.0.2 (another address than the
+// legitimate sender's): headers promising a 100,000-byte body, then one
+// byte every 2 s; it reconnects whenever the server closes it.
+func slowBody(ctx context.Context, addr string, connects *atomic.Int64) {
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}
+	for ctx.Err() == nil {
+		c, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			sleepCtx(ctx, 100*time.Millisecond)
+			continue
+		}
+		connects.Add(1)
+		_, err = io.WriteString(c, "POST /webhook HTTP/1.1\r\nHost: hookmail\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100000\r\n\r\nsecret=")
+		for err == nil && ctx.Err() == nil {
+			sleepCtx(ctx, 2*time.Second)
+			_, err = c.Write([]byte("a"))
+		}
+		c.Close()
+		sleepCtx(ctx, 100*time.Millisecond)
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
