@@ -165,10 +165,9 @@ func startHookmail(t *testing.T, env []string) *hookmailProc {
 	t.Helper()
 	logs := &syncBuffer{}
 	cmd := exec.Command(os.Args[0], "serve", "--listen", "127.0.0.1:0")
-	// The admin endpoint on a free port, so tests and a hookmail of the
-	// developer's own never collide; env may override it.
-	base := append(os.Environ(), "HOOKMAIL_ADMIN_LISTEN=127.0.0.1:0")
-	cmd.Env = append(base, append(env, runMainEnv+"=1")...)
+	// The admin endpoint is a socket in the test's own spool.dir, so tests
+	// and a hookmail of the developer's own never collide.
+	cmd.Env = append(os.Environ(), append(env, runMainEnv+"=1")...)
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

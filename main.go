@@ -196,9 +196,9 @@ func serve(ctx context.Context, cfg *config.Config, load func() (*config.Config,
 	conns := relay.NewConnLimiter(ln, cfg.Webhook.MaxConnections, cfg.Webhook.MaxConnectionsPerIP, reg)
 	var adminLn net.Listener
 	if cfg.Admin.Enabled() {
-		if adminLn, err = net.Listen("tcp", cfg.Admin.Listen); err != nil {
+		if adminLn, err = relay.ListenAdmin(cfg); err != nil {
 			ln.Close()
-			return fmt.Errorf("admin.listen: %w (set admin.listen to a free port, or off to turn the admin endpoint off)", err)
+			return err
 		}
 	}
 	srv := &http.Server{
@@ -529,8 +529,10 @@ func queueCmd(load func() (*config.Config, error), stdout io.Writer) *cobra.Comm
 		Use:   "queue",
 		Short: "List, show, retry and drop queued events and dead letters",
 		Long: `queue works on the spool of the hookmail --config describes. While that
-hookmail runs it talks to its admin endpoint (admin.listen, with admin.token);
-when it is stopped it opens the spool file itself.`,
+hookmail runs it talks to its admin endpoint (admin.listen: by default a
+socket in spool.dir that only hookmail's user and root can open); when it is
+stopped it opens the spool file itself. It never creates a spool, and says on
+stderr which endpoint or file it used.`,
 	}
 	connect := func(c *cobra.Command) (relay.QueueAdmin, error) {
 		cfg, err := load()
@@ -541,7 +543,11 @@ when it is stopped it opens the spool file itself.`,
 			printProblems(c.ErrOrStderr(), err)
 			return nil, errInvalidConfig
 		}
-		return relay.ConnectAdmin(c.Context(), cfg)
+		q, err := relay.ConnectAdmin(c.Context(), cfg)
+		if err == nil {
+			fmt.Fprintln(c.ErrOrStderr(), "hookmail queue: using the", q.Where())
+		}
+		return q, err
 	}
 	// withQueue runs f on the queue, connected for the command and closed
 	// after it.
@@ -683,7 +689,6 @@ when it is stopped it opens the spool file itself.`,
 			if statsJSON {
 				return asJSON(st)
 			}
-			fmt.Fprintf(stdout, "queue of the %s\n", q.Where())
 			return relay.PrintStats(stdout, st, time.Now())
 		}),
 	}

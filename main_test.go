@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -266,5 +267,40 @@ func TestTemplatesExampleRenders(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "Subject: SMS to SIM 2 from +1555") {
 		t.Errorf("the example override is not used:\n%s", out.String())
+	}
+}
+
+// TestServeBindsNoFixedPort: serve on its defaults (with --listen on port
+// 0, as tests run it) binds no fixed port of its own: with 127.0.0.1:8081,
+// the old admin default, held by another process, it still comes up.
+func TestServeBindsNoFixedPort(t *testing.T) {
+	if ln, err := net.Listen("tcp", "127.0.0.1:8081"); err == nil {
+		defer ln.Close()
+	} // else another process holds it already, which is the point
+	dir := t.TempDir()
+	startServe(t, map[string]string{
+		"HOOKMAIL_WEBHOOK_SECRETS": testSecret,
+		"HOOKMAIL_SPOOL_DIR":       filepath.Join(dir, "data"),
+		"HOOKMAIL_OUTBOX_DIR":      filepath.Join(dir, "outbox"),
+	})
+}
+
+// TestServeNamesATakenListenAddress: a webhook port another process holds
+// is an error naming the listen key and the fix, as admin.listen's is.
+func TestServeNamesATakenListenAddress(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	dir := t.TempDir()
+	env := map[string]string{
+		"HOOKMAIL_WEBHOOK_SECRETS": testSecret,
+		"HOOKMAIL_SPOOL_DIR":       filepath.Join(dir, "data"),
+		"HOOKMAIL_OUTBOX_DIR":      filepath.Join(dir, "outbox"),
+	}
+	err = run(t.Context(), []string{"serve", "--listen", ln.Addr().String()}, envFunc(env), io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "address already in use") || !strings.Contains(err.Error(), "set listen") {
+		t.Fatalf("serve on a taken port: %v; want an error naming listen and the fix", err)
 	}
 }

@@ -3,7 +3,12 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -32,19 +37,21 @@ func TestQueueCommandsOnStoppedSpool(t *testing.T) {
 	}
 	s.Close()
 
-	// An admin address nothing listens on: hookmail is stopped.
-	env := map[string]string{"HOOKMAIL_SPOOL_DIR": dir, "HOOKMAIL_ADMIN_LISTEN": fmt.Sprintf("127.0.0.1:%d", freePort(t))}
+	// The default admin socket, which nothing listens on: hookmail is stopped.
+	env := map[string]string{"HOOKMAIL_SPOOL_DIR": dir}
+	var stdout, stderr bytes.Buffer
 	hm := func(args ...string) (string, error) {
-		var out, errOut bytes.Buffer
-		err := run(t.Context(), args, func(k string) string { return env[k] }, &out, &errOut)
-		return out.String() + errOut.String(), err
+		stdout.Reset()
+		stderr.Reset()
+		err := run(t.Context(), args, func(k string) string { return env[k] }, &stdout, &stderr)
+		return stdout.String() + stderr.String(), err
 	}
-	out, err := hm("queue", "stats", "--json")
+	_, err = hm("queue", "stats", "--json")
 	var st relay.Stats
-	if err != nil || json.Unmarshal([]byte(out), &st) != nil || st.Depth != 2 || st.Dead != 1 {
-		t.Fatalf("stats: %v\n%s", err, out)
+	if err != nil || json.Unmarshal(stdout.Bytes(), &st) != nil || st.Depth != 2 || st.Dead != 1 {
+		t.Fatalf("stats: %v\n%s", err, stdout.String())
 	}
-	out, err = hm("queue", "list", "--dead")
+	out, err := hm("queue", "list", "--dead")
 	if err != nil || !strings.Contains(out, "ev-0") || !strings.Contains(out, "550 no such user") || !strings.Contains(out, "1 event(s)") {
 		t.Fatalf("list --dead: %v\n%s", err, out)
 	}
@@ -65,10 +72,134 @@ func TestQueueCommandsOnStoppedSpool(t *testing.T) {
 		t.Fatalf("retry --all-dead: %v\n%s", err, out)
 	}
 	out, _ = hm("queue", "stats")
-	if !strings.Contains(out, "waiting:    2") || !strings.Contains(out, "dead:       0") || !strings.Contains(out, "spool file") {
+	if !strings.Contains(out, "waiting:    2") || !strings.Contains(out, "dead:       0") || !strings.Contains(out, "spool file "+filepath.Join(dir, "spool.db")) {
 		t.Errorf("stats after drop and retry:\n%s", out)
 	}
 	if _, err = hm("queue", "show", "nope"); err == nil || !strings.Contains(err.Error(), "no such event") {
 		t.Errorf("show unknown: %v", err)
+	}
+}
+
+// TestQueueCommandsNeverCreateASpool: run with a config whose spool.dir
+// holds no spool (another config, or another directory than hookmail's),
+// every queue command fails naming --config and spool.dir, and creates
+// nothing.
+func TestQueueCommandsNeverCreateASpool(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	env := map[string]string{"HOOKMAIL_SPOOL_DIR": dir}
+	for _, args := range [][]string{
+		{"queue", "list"}, {"queue", "list", "--dead"}, {"queue", "stats"}, {"queue", "show", "x"},
+		{"queue", "retry", "--all-dead"}, {"queue", "drop", "x", "--yes"},
+	} {
+		var out bytes.Buffer
+		err := run(t.Context(), args, func(k string) string { return env[k] }, &out, &out)
+		if err == nil || !strings.Contains(err.Error(), "--config") || !strings.Contains(err.Error(), "spool.dir") || !strings.Contains(err.Error(), filepath.Join(dir, "spool.db")) {
+			t.Errorf("%v: %v\n%s; want an error naming --config, spool.dir and the file", args, err, out.String())
+		}
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the queue commands created %s (%v)", dir, err)
+	}
+}
+
+// TestQueueCommandsThroughTheSocket: while hookmail runs, the queue
+// commands reach it through its admin socket in spool.dir, which only its
+// own user may open, and say so.
+func TestQueueCommandsThroughTheSocket(t *testing.T) {
+	dir := t.TempDir()
+	spool := filepath.Join(dir, "data")
+	env := map[string]string{
+		"HOOKMAIL_WEBHOOK_SECRETS": testSecret,
+		"HOOKMAIL_SPOOL_DIR":       spool,
+		"HOOKMAIL_OUTBOX_DIR":      filepath.Join(dir, "outbox"),
+	}
+	startServe(t, env)
+	sock := filepath.Join(spool, "admin.sock")
+	fi, err := os.Stat(sock)
+	if err != nil || fi.Mode().Type() != fs.ModeSocket || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("admin socket %s: %v %v, want a socket with mode 0600", sock, fi.Mode(), err)
+	}
+	var out bytes.Buffer
+	if err := run(t.Context(), []string{"queue", "stats"}, func(k string) string { return env[k] }, &out, &out); err != nil {
+		t.Fatalf("stats: %v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "admin socket "+sock) {
+		t.Errorf("stats does not say it used the admin socket:\n%s", out.String())
+	}
+}
+
+// TestQueueCommandsRefusedToOtherUsers: on the default config, a user other
+// than hookmail's (nobody) can neither read nor change the queue of a
+// running hookmail, nor open its spool file; hookmail's own user can.
+func TestQueueCommandsRefusedToOtherUsers(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root, to run a command as nobody with setpriv")
+	}
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		t.Skip("setpriv (util-linux) is not installed")
+	}
+	// The test binary doubles as hookmail; nobody must be able to run it.
+	binDir, err := os.MkdirTemp("", "hookmail-bin-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(binDir) })
+	if err := os.Chmod(binDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(binDir, "hookmail")
+	exe, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, exe, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for d := filepath.Dir(bin); d != "/"; d = filepath.Dir(d) {
+		fi, err := os.Stat(d)
+		if err != nil || fi.Mode().Perm()&0o001 == 0 {
+			t.Skipf("%s is not searchable by others, so nobody cannot run the test binary", d)
+		}
+	}
+	// A spool.dir others may enter, so the socket's and the spool file's
+	// own guards are what is tested.
+	spool := filepath.Join(binDir, "data")
+	if err := os.Mkdir(spool, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{
+		"HOOKMAIL_WEBHOOK_SECRETS=" + testSecret,
+		"HOOKMAIL_SPOOL_DIR=" + spool,
+		// A mail server that is down, so the event stays in the queue.
+		"HOOKMAIL_SMTP_HOST=127.0.0.1", fmt.Sprintf("HOOKMAIL_SMTP_PORT=%d", freePort(t)), "HOOKMAIL_SMTP_TLS=none",
+	}
+	hm := startHookmail(t, env)
+	hm.post(t, "secret="+testSecret+"&type=sms&data[phone]=%2B15550001111&data[message]=your+code+is+123456")
+	asNobody := func(args ...string) (string, error) {
+		cmd := exec.Command(setpriv, append([]string{"--reuid=nobody", "--regid=nogroup", "--clear-groups", bin}, args...)...)
+		cmd.Env = append(env, runMainEnv+"=1", "HOME=/")
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	for _, args := range [][]string{{"queue", "list"}, {"queue", "stats"}, {"queue", "retry", "--all-dead"}} {
+		out, err := asNobody(args...)
+		t.Logf("%v as nobody: %s", args, strings.TrimSpace(out))
+		if err == nil || !strings.Contains(out, "permission denied") {
+			t.Errorf("%v as nobody: %v\n%s; want refused with permission denied", args, err, out)
+		}
+		if strings.Contains(out, "123456") {
+			t.Errorf("%v as nobody showed the event", args)
+		}
+	}
+	// Even with the socket file opened to all, the peer's uid is checked.
+	if err := os.Chmod(filepath.Join(spool, "admin.sock"), 0o666); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := asNobody("queue", "list"); err == nil || strings.Contains(out, "123456") {
+		t.Errorf("queue list as nobody through a socket open to all: %v\n%s; want refused", err, out)
+	}
+	if out, err := hookmailCmd(t, env, "queue", "list"); err != nil || !strings.Contains(out, "1 event(s)") {
+		t.Errorf("queue list as hookmail's own user: %v\n%s", err, out)
 	}
 }

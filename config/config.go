@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -92,15 +93,33 @@ type Dedup struct {
 // Admin configures the queue-management endpoint the `hookmail queue`
 // commands talk to while hookmail runs.
 type Admin struct {
-	// Listen is host:port; "" or "off" turns the endpoint off ("off" also
-	// works from the environment, where an empty value counts as unset).
-	// Off loopback it requires Token.
+	// Listen is where the endpoint listens: "unix" (the default) for a
+	// socket in spool.dir that only hookmail's own user (and root) can
+	// open, "unix:PATH" for a socket elsewhere, host:port for TCP (which
+	// any local user can reach, so it requires Token), or "off" (also "")
+	// to turn it off ("off" also works from the environment, where an
+	// empty value counts as unset).
 	Listen string `mapstructure:"listen" yaml:"listen"`
 	Token  Secret `mapstructure:"token" yaml:"token"`
 }
 
+// AdminSocketName is the admin socket's file name in spool.dir.
+const AdminSocketName = "admin.sock"
+
 // Enabled reports whether the admin endpoint is on.
 func (a Admin) Enabled() bool { return a.Listen != "" && a.Listen != "off" }
+
+// Socket returns the path of the admin endpoint's Unix socket, and false
+// when it listens on TCP (or is off).
+func (c *Config) AdminSocket() (string, bool) {
+	switch l := c.Admin.Listen; {
+	case l == "unix":
+		return filepath.Join(c.Spool.Dir, AdminSocketName), true
+	case strings.HasPrefix(l, "unix:"):
+		return strings.TrimPrefix(l, "unix:"), true
+	}
+	return "", false
+}
 
 // Outbox configures the .eml writer used when no SMTP host is set.
 type Outbox struct {

@@ -186,22 +186,35 @@ func (c *Config) validateQueue(v *validator) {
 	} else if c.Dedup.Window > 0 && c.Dedup.Window < time.Millisecond {
 		v.add("dedup.window", fmt.Sprintf("%s is shorter than a millisecond; is the unit missing?", c.Dedup.Window), `write it with a unit, like "24h"`)
 	}
-	if a := c.Admin.Listen; c.Admin.Enabled() {
-		host, _, err := net.SplitHostPort(a)
+	if sock, ok := c.AdminSocket(); ok {
+		switch {
+		case sock == "":
+			v.add("admin.listen", `"unix:" names no socket file`, `write "unix" for a socket in spool.dir, or "unix:/run/hookmail/admin.sock"`)
+		case len(sock) > maxSocketPath:
+			v.add("admin.listen", fmt.Sprintf("the socket path %q is longer than the %d bytes a Unix socket allows", sock, maxSocketPath),
+				`give a shorter path with "unix:/run/hookmail/admin.sock", or a shorter spool.dir`)
+		}
+	} else if a := c.Admin.Listen; c.Admin.Enabled() {
+		_, _, err := net.SplitHostPort(a)
 		switch {
 		case err != nil:
-			v.add("admin.listen", fmt.Sprintf("%q is not host:port (%v)", a, err), `write it like "127.0.0.1:8025", or "" to turn it off`)
-		case !IsLoopback(host) && strings.TrimSpace(c.Admin.Token.Reveal()) == "":
-			v.add("admin.listen", fmt.Sprintf("%q is not a loopback address and admin.token is empty, so anyone who reaches it could drop queued events", a), "set admin.token (HOOKMAIL_ADMIN_TOKEN), or listen on 127.0.0.1")
+			v.add("admin.listen", fmt.Sprintf("%q is not host:port (%v)", a, err), `write "unix" (a socket in spool.dir, the default), a TCP address like "127.0.0.1:8025" with admin.token, or "off"`)
+		case strings.TrimSpace(c.Admin.Token.Reveal()) == "":
+			v.add("admin.listen", fmt.Sprintf("%q is a TCP address and admin.token is empty, so any user on this machine (and anyone who reaches it) could read and drop queued events", a),
+				`set admin.token (HOOKMAIL_ADMIN_TOKEN), or use admin.listen: unix, a socket only hookmail's own user can open`)
 		case a == c.Listen:
 			v.add("admin.listen", fmt.Sprintf("%q is also listen", a), "give the admin endpoint its own port")
 		}
 	}
 }
 
+// maxSocketPath is the longest Unix socket path Linux takes (sun_path is
+// 108 bytes with its NUL; macOS allows 104).
+const maxSocketPath = 103
+
 // IsLoopback reports whether host (no port) names only the local machine:
-// "localhost" or a loopback IP. admin.listen off loopback needs a token,
-// and the admin endpoint checks requests' Host with it.
+// "localhost" or a loopback IP. The admin endpoint checks requests' Host
+// with it.
 func IsLoopback(host string) bool {
 	if host == "localhost" {
 		return true

@@ -3,6 +3,7 @@ package relay
 import (
 	"bytes"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -30,7 +31,7 @@ func TestAdminAPIThroughClient(t *testing.T) {
 		t.Fatal(rec.Code)
 	}
 
-	if _, err := NewAdminClient(addr, "wrong").Stats(ctx); err == nil || !strings.Contains(err.Error(), "admin token") {
+	if _, err := tcpAdminClient(addr, "wrong").Stats(ctx); err == nil || !strings.Contains(err.Error(), "admin token") {
 		t.Fatalf("wrong token: %v, want refused", err)
 	}
 	for _, tc := range []struct {
@@ -53,7 +54,7 @@ func TestAdminAPIThroughClient(t *testing.T) {
 		resp.Body.Close()
 	}
 
-	c := NewAdminClient(addr, cfg.Admin.Token)
+	c := tcpAdminClient(addr, cfg.Admin.Token)
 	st, err := c.Stats(ctx)
 	if err != nil || st.Depth != 2 || st.ByType["sms"].Waiting != 1 {
 		t.Fatalf("stats %+v, %v", st, err)
@@ -69,6 +70,20 @@ func TestAdminAPIThroughClient(t *testing.T) {
 	var out bytes.Buffer
 	if err := PrintDetail(&out, d, time.Now()); err != nil || !strings.Contains(out.String(), "route:        sms") || !strings.Contains(out.String(), "Message-ID:") {
 		t.Errorf("printed detail:\n%s", out.String())
+	}
+	// The dedup key hashes the sender's secret with fields an operator
+	// sees: shown, it would let a reader test guesses of the secret.
+	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/admin/v1/events/"+items[0].Event.ID, nil)
+	req.Header.Set(AdminHeader, "1")
+	req.Header.Set("Authorization", "Bearer "+cfg.Admin.Token.Reveal())
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if bytes.Contains(raw, []byte("dedup")) || !bytes.Contains(raw, []byte(items[0].Event.ID)) {
+		t.Errorf("the admin API shows the dedup key:\n%s", raw)
 	}
 	if _, err := c.Show(ctx, "nope"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("show unknown: %v, want ErrNotFound", err)
@@ -106,20 +121,28 @@ func TestAdminAPIThroughClient(t *testing.T) {
 	}
 }
 
-func TestAdminListenNeedsTokenOffLoopback(t *testing.T) {
+// TestAdminListenOnTCPNeedsToken: any local user can reach a TCP port,
+// loopback too, so only the owner-only socket goes without a token.
+func tcpAdminClient(addr string, token config.Secret) *AdminClient {
+	return NewAdminClient(&config.Config{Admin: config.Admin{Listen: addr, Token: token}})
+}
+
+func TestAdminListenOnTCPNeedsToken(t *testing.T) {
 	for _, tc := range []struct {
 		listen string
 		token  config.Secret
 		ok     bool
 	}{
-		{"127.0.0.1:8081", "", true},
-		{"[::1]:8081", "", true},
-		{"localhost:8081", "", true},
+		{"unix", "", true},
+		{"unix:/run/hookmail/admin.sock", "", true},
 		{"", "", true},
 		{"off", "", true},
+		{"127.0.0.1:8081", "", false},
+		{"[::1]:8081", "", false},
+		{"localhost:8081", "", false},
 		{":8081", "", false},
-		{"0.0.0.0:8081", "", false},
 		{"10.0.0.5:8081", "", false},
+		{"127.0.0.1:8081", "tok", true},
 		{"10.0.0.5:8081", "tok", true},
 	} {
 		cfg := config.Default()

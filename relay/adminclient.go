@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"strconv"
 	"syscall"
 	"time"
@@ -28,25 +30,33 @@ type QueueAdmin interface {
 }
 
 // ConnectAdmin reaches the queue of the hookmail cfg describes: its admin
-// endpoint when it runs, else its spool file directly.
+// endpoint when it runs, else its spool file directly. It never creates a
+// spool: a missing one is an error naming --config and spool.dir, since the
+// command was most likely run with another config or from another directory
+// than hookmail.
 func ConnectAdmin(ctx context.Context, cfg *config.Config) (QueueAdmin, error) {
 	var apiErr error
-	if addr := cfg.Admin.Listen; cfg.Admin.Enabled() {
-		c := NewAdminClient(addr, cfg.Admin.Token)
+	if cfg.Admin.Enabled() {
+		c := NewAdminClient(cfg)
 		_, err := c.Stats(ctx)
-		if err == nil {
+		switch {
+		case err == nil:
 			return c, nil
-		}
-		if !errors.Is(err, syscall.ECONNREFUSED) {
+		case errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, fs.ErrNotExist):
+			apiErr = err // hookmail is not running: the spool file is free
+		default:
 			return nil, err
 		}
-		apiErr = err
 	}
-	spool, err := OpenSpool(cfg.Spool.Dir, time.Now)
-	if err != nil {
-		if apiErr == nil {
-			return nil, fmt.Errorf("%w (admin.listen is off, so a running hookmail cannot be reached; set it, or stop hookmail first)", err)
-		}
+	spool, err := OpenSpool(cfg.Spool.Dir, time.Now, MustExist())
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("%w: is this the config hookmail runs with? Give the same --config (or $HOOKMAIL_CONFIG), and run from hookmail's working directory when spool.dir (%q) is relative", err, cfg.Spool.Dir)
+	case errors.Is(err, fs.ErrPermission):
+		return nil, fmt.Errorf("%w: only the user hookmail runs as (or root) may use the queue commands; run them as that user, e.g. with sudo -u", err)
+	case err != nil && apiErr == nil:
+		return nil, fmt.Errorf("%w (admin.listen is off, so a running hookmail cannot be reached; set it, or stop hookmail first)", err)
+	case err != nil:
 		return nil, fmt.Errorf("%w; and hookmail's admin endpoint does not answer: %v", err, apiErr)
 	}
 	l, err := newLive(cfg)
@@ -54,13 +64,15 @@ func ConnectAdmin(ctx context.Context, cfg *config.Config) (QueueAdmin, error) {
 		spool.Close()
 		return nil, err
 	}
-	return &localAdmin{Spool: spool, d: l.describer()}, nil
+	where := "spool file " + spool.Path() + " (hookmail is not running)"
+	return &localAdmin{Spool: spool, d: l.describer(), where: where}, nil
 }
 
 // localAdmin works on the spool file of a stopped hookmail.
 type localAdmin struct {
 	*Spool
-	d Describer
+	d     Describer
+	where string
 }
 
 func (l *localAdmin) Show(ctx context.Context, id string) (*ItemDetail, error) {
@@ -71,27 +83,47 @@ func (l *localAdmin) Show(ctx context.Context, id string) (*ItemDetail, error) {
 	return l.d.Describe(it), nil
 }
 
-func (l *localAdmin) Where() string { return "spool file (hookmail is not running)" }
+func (l *localAdmin) Where() string { return l.where }
 
 // AdminClient talks to a running hookmail's admin endpoint.
 type AdminClient struct {
 	base  string
+	where string
+	sock  string // the Unix socket, when it listens on one
 	token config.Secret
 	hc    *http.Client
 }
 
 var _ QueueAdmin = (*AdminClient)(nil)
 
-// NewAdminClient returns a client of the admin endpoint at addr (host:port).
-func NewAdminClient(addr string, token config.Secret) *AdminClient {
+// NewAdminClient returns a client of the admin endpoint cfg's admin.listen
+// names: its Unix socket, or its TCP address.
+func NewAdminClient(cfg *config.Config) *AdminClient {
+	if path, ok := cfg.AdminSocket(); ok {
+		abs, err := filepath.Abs(path)
+		if err != nil {
+			abs = path
+		}
+		var d net.Dialer
+		tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			c, err := d.DialContext(ctx, "unix", path)
+			if err != nil {
+				return nil, adminDialError(abs, err)
+			}
+			return c, nil
+		}}
+		return &AdminClient{base: "http://localhost", where: "running hookmail's admin socket " + abs, sock: abs,
+			token: cfg.Admin.Token, hc: &http.Client{Timeout: time.Minute, Transport: tr}}
+	}
+	addr := cfg.Admin.Listen
 	host, port, err := net.SplitHostPort(addr)
 	if err == nil && (host == "" || host == "0.0.0.0" || host == "::") {
 		addr = net.JoinHostPort("127.0.0.1", port) // listening everywhere: reach it here
 	}
-	return &AdminClient{base: "http://" + addr, token: token, hc: &http.Client{Timeout: time.Minute}}
+	return &AdminClient{base: "http://" + addr, where: "running hookmail at http://" + addr, token: cfg.Admin.Token, hc: &http.Client{Timeout: time.Minute}}
 }
 
-func (c *AdminClient) Where() string { return "running hookmail at " + c.base }
+func (c *AdminClient) Where() string { return c.where }
 func (c *AdminClient) Close() error  { return nil }
 
 // do sends one request and decodes the JSON reply into out.
@@ -105,6 +137,10 @@ func (c *AdminClient) do(ctx context.Context, method, path string, out any) erro
 		req.Header.Set("Authorization", "Bearer "+c.token.Reveal())
 	}
 	resp, err := c.hc.Do(req)
+	var ue *url.Error
+	if c.sock != "" && errors.As(err, &ue) {
+		return ue.Err // the dialer's error names the socket
+	}
 	if err != nil {
 		return fmt.Errorf("admin endpoint %s: %w", c.base, err)
 	}

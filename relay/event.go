@@ -36,8 +36,11 @@ type Event struct {
 	// DedupKey identifies the sender's event across deliveries (source,
 	// type and the sender's own id); empty when the sender gave no id. A
 	// queue stores one event per key within its dedup window (JetStream's
-	// Nats-Msg-Id plays the same part).
-	DedupKey string `json:"dedup_key,omitempty"`
+	// Nats-Msg-Id plays the same part). It is used at Enqueue only and never
+	// stored with the event or shown: it hashes the sender's secret with
+	// values an operator can see, so a shown key would let anyone who reads
+	// it test guesses of a short secret offline.
+	DedupKey string `json:"-"`
 }
 
 // Well-known event types.

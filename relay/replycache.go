@@ -1,8 +1,8 @@
 package relay
 
 import (
-	"cmp"
 	"bytes"
+	"cmp"
 	"net/http"
 	"sync"
 	"time"

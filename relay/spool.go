@@ -47,12 +47,17 @@ type Spool struct {
 	writeErr atomic.Pointer[error]
 
 	opts spoolOptions
+	path string
 }
+
+// Path is the spool file's absolute path.
+func (s *Spool) Path() string { return s.path }
 
 // SpoolOption sets one of OpenSpool's options.
 type SpoolOption func(*spoolOptions)
 
 type spoolOptions struct {
+	mustExist   bool
 	maxEvents   int
 	maxBytes    int64
 	dedupWindow time.Duration
@@ -63,6 +68,13 @@ type spoolOptions struct {
 // limit.
 func WithLimits(maxEvents int, maxBytes int64) SpoolOption {
 	return func(o *spoolOptions) { o.maxEvents, o.maxBytes = maxEvents, maxBytes }
+}
+
+// MustExist makes OpenSpool fail with an error matching fs.ErrNotExist
+// when there is no spool file yet, instead of creating one: the queue
+// commands work on a spool hookmail made, never on a new empty one.
+func MustExist() SpoolOption {
+	return func(o *spoolOptions) { o.mustExist = true }
 }
 
 // WithDedupWindow makes Enqueue store one event per DedupKey within window
@@ -101,10 +113,21 @@ const SpoolFile = "spool.db"
 // OpenSpool opens (or creates) the spool in dir. It fails fast, with a
 // reason, when another hookmail holds the file or the file is damaged.
 func OpenSpool(dir string, now func() time.Time, opts ...SpoolOption) (s *Spool, err error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("spool: cannot create %s: %w", dir, err)
+	var o spoolOptions
+	for _, opt := range opts {
+		opt(&o)
 	}
 	path := filepath.Join(dir, SpoolFile)
+	if abs, err := filepath.Abs(path); err == nil {
+		path = abs
+	}
+	if o.mustExist {
+		if _, err := os.Stat(path); err != nil {
+			return nil, fmt.Errorf("spool: %w", err)
+		}
+	} else if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("spool: cannot create %s: %w", dir, err)
+	}
 	// bbolt panics on some kinds of damage it meets while reading; at open
 	// that is a damaged file, reported as such, not a crash.
 	defer func() {
@@ -151,9 +174,8 @@ func OpenSpool(dir string, now func() time.Time, opts ...SpoolOption) (s *Spool,
 		leased:   map[string]bool{},
 		wake:     make(chan struct{}),
 		counts:   typeCounts{m: c.types.m},
-	}
-	for _, o := range opts {
-		o(&s.opts)
+		opts:     o,
+		path:     path,
 	}
 	s.depth.Store(int64(c.depth))
 	s.dead.Store(int64(c.dead))
