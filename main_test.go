@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -302,5 +303,42 @@ func TestServeNamesATakenListenAddress(t *testing.T) {
 	err = run(t.Context(), []string{"serve", "--listen", ln.Addr().String()}, envFunc(env), io.Discard, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "address already in use") || !strings.Contains(err.Error(), "set listen") {
 		t.Fatalf("serve on a taken port: %v; want an error naming listen and the fix", err)
+	}
+}
+
+// TestDocsStandAlone: the repository's docs and code point at nothing
+// outside it (a reader has only the repository), and the README says how to
+// get the hookmail binary its commands are written for.
+func TestDocsStandAlone(t *testing.T) {
+	err := filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (d.Name() == ".git" || d.Name() == "testdata") {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || path == "main_test.go" {
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for _, outside := range []string{"../shared", "WIRE-FORMATS.md"} {
+			if bytes.Contains(b, []byte(outside)) {
+				t.Errorf("%s points at %s, outside the repository", path, outside)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(readme, []byte("go build -o /usr/local/bin/hookmail .")) {
+		t.Error("the README does not say how to build the hookmail binary its commands use")
 	}
 }

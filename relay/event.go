@@ -24,7 +24,7 @@ type Event struct {
 	// id and the base of the email's Message-ID.
 	ID string `json:"id"`
 	// Source names the sender the event came from ("gateway" for the
-	// platform in WIRE-FORMATS.md).
+	// platform the README describes under "What the gateway sends").
 	Source string `json:"source"`
 	// Type is the normalised event type: sms, whatsapp, ussd, notification,
 	// or whatever else the sender named.
@@ -315,7 +315,7 @@ func (e *Event) FieldNames() []string {
 	return names
 }
 
-// fieldOrder is the field order of each known type in WIRE-FORMATS.md.
+// fieldOrder is the field order of each known type, as the README's "What the gateway sends" lists it.
 var fieldOrder = map[string][]string{
 	TypeSMS:          {"id", "rid", "sim", "device", "phone", "message", "timestamp"},
 	TypeWhatsApp:     {"id", "wid", "phone", "message", "attachment", "timestamp"},

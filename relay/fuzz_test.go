@@ -38,8 +38,9 @@ var fuzzContentTypes = [fuzzKinds]string{
 	fuzzJSON:      "application/json",
 }
 
-// wireFormFiles are the four replayable bodies of WIRE-FORMATS.md, the
-// unknown-type one of the e2e test, and the hostile one of the golden tests.
+// wireFormFiles are the gateway's four replayable bodies (the README's "What
+// the gateway sends"), the unknown-type one of the e2e test, and the hostile
+// one of the golden tests.
 var wireFormFiles = []string{"sms.form", "whatsapp.form", "ussd.form", "notifications.form", "telegram.form", "hostile.form"}
 
 // asMultipart and asJSON re-encode a form body in the other wire formats.

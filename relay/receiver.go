@@ -16,7 +16,7 @@ import (
 	"github.com/hookmail/hookmail/config"
 )
 
-// SourceGateway names events from the platform in WIRE-FORMATS.md.
+// SourceGateway names events from the platform the README describes under "What the gateway sends".
 const SourceGateway = "gateway"
 
 // reqError is a failed webhook request: the status, the metrics result,
