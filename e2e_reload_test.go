@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -126,4 +127,75 @@ func TestE2EReload(t *testing.T) {
 		t.Error("no email after the reload used the new subject template")
 	}
 	t.Logf("%d events across 3 reloads (file change, SIGHUP, refused), each delivered once", len(ids))
+}
+
+// loopingTemplate never finishes rendering (1e11 empty iterations).
+const loopingTemplate = "{{range 100000000000}}{{end}}"
+
+// waitExit waits up to limit for cmd to exit and returns its error, or
+// fails the test when it does not.
+func waitExit(t *testing.T, cmd *exec.Cmd, limit time.Duration) error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(limit):
+		_ = cmd.Process.Kill()
+		<-done
+		t.Fatalf("hookmail did not stop within %s of SIGTERM", limit)
+		return nil
+	}
+}
+
+// TestSIGTERMDuringHungStartUp: a template whose trial render never ends
+// holds up the start; SIGTERM still stops hookmail at once.
+func TestSIGTERMDuringHungStartUp(t *testing.T) {
+	tmpl := t.TempDir()
+	if err := os.WriteFile(filepath.Join(tmpl, "sms.text.tmpl"), []byte(loopingTemplate), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuffer{}
+	cmd := exec.Command(os.Args[0], "serve", "--listen", "127.0.0.1:0")
+	cmd.Env = append(os.Environ(), runMainEnv+"=1", "HOOKMAIL_WEBHOOK_SECRETS="+testSecret,
+		"HOOKMAIL_SPOOL_DIR="+t.TempDir(), "HOOKMAIL_OUTBOX_DIR="+t.TempDir(), "HOOKMAIL_TEMPLATES_DIR="+tmpl)
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second) // well into the trial render
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	err := waitExit(t, cmd, 5*time.Second)
+	if strings.Contains(logs.String(), "hookmail listening") {
+		t.Fatalf("hookmail started despite the looping template:\n%s", logs)
+	}
+	t.Logf("exit: %v\n%s", err, logs)
+}
+
+// TestSIGTERMDuringHungReload: a reload (by SIGHUP, and by the file
+// change) whose new template never finishes its trial render does not keep
+// SIGTERM from stopping hookmail.
+func TestSIGTERMDuringHungReload(t *testing.T) {
+	tmpl := t.TempDir()
+	hm := startHookmail(t, []string{"HOOKMAIL_WEBHOOK_SECRETS=" + testSecret,
+		"HOOKMAIL_SPOOL_DIR=" + t.TempDir(), "HOOKMAIL_OUTBOX_DIR=" + t.TempDir(), "HOOKMAIL_TEMPLATES_DIR=" + tmpl})
+	if err := os.WriteFile(filepath.Join(tmpl, "sms.text.tmpl"), []byte(loopingTemplate), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := hm.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second) // the reload is under way
+	if err := hm.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitExit(t, hm.cmd, 5*time.Second); err != nil {
+		t.Errorf("exit: %v\n%s", err, hm.logs)
+	}
+	if !strings.Contains(hm.logs.String(), "stopped") {
+		t.Errorf("no orderly shutdown:\n%s", hm.logs)
+	}
 }

@@ -17,7 +17,6 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 	_ "time/tzdata" // timezone works on hosts and images without zoneinfo
@@ -166,8 +165,14 @@ func serve(ctx context.Context, cfg *config.Config, load func() (*config.Config,
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	spool, err := relay.OpenSpool(cfg.Spool.Dir, time.Now,
-		relay.WithLimits(cfg.Spool.MaxEvents, cfg.Spool.MaxBytes), relay.WithDedupWindow(cfg.Dedup.Window))
+	spool, err := interruptible(ctx, func() (*relay.Spool, error) {
+		return relay.OpenSpool(cfg.Spool.Dir, time.Now,
+			relay.WithLimits(cfg.Spool.MaxEvents, cfg.Spool.MaxBytes), relay.WithDedupWindow(cfg.Dedup.Window))
+	})
+	if errors.Is(err, errInterrupted) {
+		log.Info("stopped during start-up, before taking any webhook")
+		return nil
+	}
 	if err != nil {
 		return err
 	}
@@ -183,7 +188,13 @@ func serve(ctx context.Context, cfg *config.Config, load func() (*config.Config,
 	if c, ok := sender.(interface{ Close() }); ok {
 		defer c.Close() // after the workers stop: QUIT the idle SMTP connections
 	}
-	r, err := relay.New(cfg, log, reg, spool, sender)
+	// New trial-renders every template, which a broken override can make
+	// take long.
+	r, err := interruptible(ctx, func() (*relay.Relay, error) { return relay.New(cfg, log, reg, spool, sender) })
+	if errors.Is(err, errInterrupted) {
+		log.Info("stopped during start-up, before taking any webhook")
+		return nil
+	}
 	if err != nil {
 		return err
 	}
@@ -245,28 +256,30 @@ func serve(ctx context.Context, cfg *config.Config, load func() (*config.Config,
 
 	// Reload on SIGHUP and when the config file or a template changes: a
 	// config that does not load, validate or render is logged and the one
-	// in force stays.
-	var reloading sync.Mutex // a file change and a SIGHUP may come together
-	reload := func(trigger string) {
-		reloading.Lock()
-		defer reloading.Unlock()
-		next, err := load()
-		if err == nil {
-			var restart []string
-			if restart, err = r.Reload(next); err == nil {
-				log.Info("config reloaded", "trigger", trigger)
-				if len(restart) > 0 {
-					log.Warn("config reloaded, but these changes take effect only after a restart", "keys", strings.Join(restart, ", "))
-				}
+	// in force stays. Reloads run one at a time on their own goroutine, so
+	// a reload that hangs (a template whose trial render never ends) never
+	// keeps SIGTERM from stopping hookmail; triggers that come meanwhile
+	// make one more reload after it.
+	reloads := make(chan string, 1)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
 				return
+			case trigger := <-reloads:
+				reload(r, load, trigger, log)
 			}
 		}
-		r.ReloadFailed()
-		log.Error("config reload refused; the previous config stays in force", "trigger", trigger, "err", err)
+	}()
+	requestReload := func(trigger string) {
+		select {
+		case reloads <- trigger:
+		default: // one is pending already, and will read the files as they are then
+		}
 	}
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
-	if err := config.Watch(watchCtx, configFile, cfg.Templates.Dir, func() { reload("file change") }); err != nil {
+	if err := config.Watch(watchCtx, configFile, cfg.Templates.Dir, func() { requestReload("file change") }); err != nil {
 		log.Warn("cannot watch the config file and templates for changes; reload with SIGHUP", "err", err)
 	}
 	hup := make(chan os.Signal, 1)
@@ -282,7 +295,7 @@ wait:
 			err = fmt.Errorf("http server: %w", err)
 			break wait
 		case <-hup:
-			reload("SIGHUP")
+			requestReload("SIGHUP")
 		}
 	}
 	// Reverse order: stop taking webhooks (letting in-flight ones be stored),
@@ -297,6 +310,49 @@ wait:
 	<-workDone
 	log.Info("stopped")
 	return err
+}
+
+// reload loads the config anew and swaps it in, or logs why it is refused.
+func reload(r *relay.Relay, load func() (*config.Config, error), trigger string, log *slog.Logger) {
+	next, err := load()
+	if err == nil {
+		var restart []string
+		if restart, err = r.Reload(next); err == nil {
+			log.Info("config reloaded", "trigger", trigger)
+			if len(restart) > 0 {
+				log.Warn("config reloaded, but these changes take effect only after a restart", "keys", strings.Join(restart, ", "))
+			}
+			return
+		}
+	}
+	r.ReloadFailed()
+	log.Error("config reload refused; the previous config stays in force", "trigger", trigger, "err", err)
+}
+
+// errInterrupted is interruptible's error when ctx ended first.
+var errInterrupted = errors.New("interrupted")
+
+// interruptible runs a start-up step but returns errInterrupted as soon as
+// ctx ends, so SIGTERM stops hookmail at once even while a step hangs. A
+// step left running is abandoned: the process is about to exit, and with
+// it go whatever the step holds.
+func interruptible[T any](ctx context.Context, step func() (T, error)) (T, error) {
+	type result struct {
+		v   T
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		v, err := step()
+		done <- result{v, err}
+	}()
+	select {
+	case res := <-done:
+		return res.v, res.err
+	case <-ctx.Done():
+		var zero T
+		return zero, errInterrupted
+	}
 }
 
 // newSender delivers by SMTP when smtp.host is set, else to the outbox.
