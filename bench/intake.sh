@@ -151,7 +151,7 @@ mkdir -p "$WORK/spool" "$WORK/outbox"
 HLOG=$WORK/hookmail.log
 start hookmail "$HLOG" env -u HOOKMAIL_CONFIG -C "$WORK" \
 	HOOKMAIL_WEBHOOK_SECRETS=$SECRET HOOKMAIL_SPOOL_DIR="$WORK/spool" HOOKMAIL_OUTBOX_DIR="$WORK/outbox" \
-	HOOKMAIL_ADMIN_LISTEN=127.0.0.1:0 "$WORK/hookmail" serve --listen 127.0.0.1:0
+	HOOKMAIL_WEBHOOK_MAX_CONNECTIONS_PER_IP=0 "$WORK/hookmail" serve --listen 127.0.0.1:0
 HPID=$PID
 URL=http://$ADDR/webhook
 code=$(curl -sS -o "$WORK/probe.json" -w '%{http_code}' --max-time 5 -H "Content-Type: $CONTENT_TYPE" --data-binary @"$WORK/body.txt" "$URL") || true

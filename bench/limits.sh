@@ -36,7 +36,7 @@ start_hookmail() {
 	mkdir -p "$WORK/$name/spool" "$WORK/$name/outbox"
 	env -u HOOKMAIL_CONFIG -C "$WORK/$name" HOOKMAIL_WEBHOOK_SECRETS=$SECRET \
 		HOOKMAIL_SPOOL_DIR="$WORK/$name/spool" HOOKMAIL_OUTBOX_DIR="$WORK/$name/outbox" \
-		HOOKMAIL_DEDUP_WINDOW=0 HOOKMAIL_ADMIN_LISTEN=127.0.0.1:0 HOOKMAIL_LOG_LEVEL=warn "$@" \
+		HOOKMAIL_DEDUP_WINDOW=0 HOOKMAIL_LOG_LEVEL=warn "$@" \
 		"$WORK/hookmail" serve --listen "127.0.0.1:$port" >"$log" 2>&1 &
 	PID=$!
 	PIDS+=("$PID")
@@ -70,7 +70,9 @@ stop "$PID"
 
 say ""
 say "== 503: webhook.max_concurrent=$CAP, hey with more and more concurrent clients, no rate limit, ${DURATION}s each"
-start_hookmail cap HOOKMAIL_WEBHOOK_MAX_CONCURRENT="$CAP"
+# hey's clients all come from 127.0.0.1: the per-IP connection cap is
+# lifted so they measure max_concurrent, not webhook.max_connections_per_ip.
+start_hookmail cap HOOKMAIL_WEBHOOK_MAX_CONCURRENT="$CAP" HOOKMAIL_WEBHOOK_MAX_CONNECTIONS_PER_IP=0 HOOKMAIL_WEBHOOK_MAX_CONNECTIONS=4096
 say "$(printf '%-10s %-10s %-12s %s' clients req/s p99 codes)"
 for C in $CONNS; do
 	out=$WORK/cap-$C.txt
