@@ -193,7 +193,8 @@ func (c *Config) validateQueue(v *validator) {
 
 // IsLoopback reports whether host (no port) names only the local machine:
 // "localhost" or a loopback IP. admin.listen off loopback needs a token,
-// and the admin endpoint checks requests' Host with it.
+// and the admin endpoint checks requests' Host with it; smtp.tls: none
+// with credentials is allowed only to loopback.
 func IsLoopback(host string) bool {
 	if host == "localhost" {
 		return true
@@ -217,6 +218,12 @@ func (c *Config) validateSMTP(v *validator) {
 	}
 	if s.PasswordFile != "" {
 		v.file("smtp.password_file", s.PasswordFile)
+	}
+	if s.TLS == TLSNone && s.Username != "" && s.Host != "" && !IsLoopback(s.Host) {
+		// Not even to a host name that resolves to loopback: that is DNS's
+		// answer today, and Validate does not ask DNS.
+		v.add("smtp.tls", fmt.Sprintf("none would send smtp.username's credentials in clear to %q, which is not a loopback address", s.Host),
+			"use starttls (port 587) or tls (port 465), or relay through a server on 127.0.0.1, ::1 or localhost")
 	}
 	if !slices.Contains(AuthMechanisms, s.Auth) {
 		v.add("smtp.auth", fmt.Sprintf("%q is not an AUTH mechanism", s.Auth), "use one of "+strings.Join(AuthMechanisms, ", "))
