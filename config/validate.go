@@ -203,6 +203,14 @@ func IsLoopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
+// CredentialsInClear reports whether a login would cross a network in
+// clear: smtp.tls none with a username, to a host that is not loopback.
+// A name other than "localhost" that resolves to loopback does not count as
+// loopback: that is DNS's answer of the day, and no DNS is asked here.
+func (s SMTP) CredentialsInClear() bool {
+	return s.TLS == TLSNone && s.Username != "" && !IsLoopback(s.Host)
+}
+
 func (c *Config) validateSMTP(v *validator) {
 	s := c.SMTP
 	if s.Port < 1 || s.Port > 65535 {
@@ -219,9 +227,7 @@ func (c *Config) validateSMTP(v *validator) {
 	if s.PasswordFile != "" {
 		v.file("smtp.password_file", s.PasswordFile)
 	}
-	if s.TLS == TLSNone && s.Username != "" && s.Host != "" && !IsLoopback(s.Host) {
-		// Not even to a host name that resolves to loopback: that is DNS's
-		// answer today, and Validate does not ask DNS.
+	if s.Host != "" && s.CredentialsInClear() {
 		v.add("smtp.tls", fmt.Sprintf("none would send smtp.username's credentials in clear to %q, which is not a loopback address", s.Host),
 			"use starttls (port 587) or tls (port 465), or relay through a server on 127.0.0.1, ::1 or localhost")
 	}

@@ -42,17 +42,13 @@ func (l stepLog) Errorf(e maillog.Log) { l.print(e) }
 // RCPT, DATA) with the server's replies, so a user sees where a setup
 // fails. The error names the failing step and its class.
 func SendTest(ctx context.Context, cfg config.SMTP, to string, w io.Writer) error {
-	opts, err := clientOptions(cfg)
-	if err != nil {
-		return err
-	}
-	opts = append(opts, gomail.WithDebugLog(), gomail.WithLogger(stepLog{w}))
-	client, err := gomail.NewClient(cfg.Host, opts...)
+	sender, err := newSMTPSender(cfg, slog.New(slog.DiscardHandler), prometheus.NewRegistry(),
+		gomail.WithDebugLog(), gomail.WithLogger(stepLog{w}))
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(w, "connect %s:%d (tls: %s, timeout %s)\n", cfg.Host, cfg.Port, cfg.TLS, cfg.Timeout)
-	sc, err := client.DialToSMTPClientWithContext(ctx)
+	sc, err := sender.dial(ctx)
 	if err != nil {
 		return stepFailed("connect, TLS or AUTH", err)
 	}
@@ -66,7 +62,6 @@ func SendTest(ctx context.Context, cfg config.SMTP, to string, w io.Writer) erro
 	if cfg.Username != "" {
 		fmt.Fprintf(w, "authenticated as %s\n", cfg.Username)
 	}
-	sender := &SMTPSender{cfg: cfg, log: slog.New(slog.DiscardHandler), metrics: newSMTPMetrics(prometheus.NewRegistry())}
 	msg := &Message{
 		EventID: "send-test", Route: "send-test", Type: "test",
 		From: cfg.From, To: []string{to},

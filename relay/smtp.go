@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/mail"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -34,6 +35,9 @@ type SMTPSender struct {
 	log     *slog.Logger
 	idle    chan pooledConn
 	metrics smtpMetrics
+	// clearLogin, when set, logs in on each new connection in go-mail's
+	// stead (smtp.auth auto without TLS, to loopback).
+	clearLogin *clearLogin
 }
 
 // pooledConn is an open connection and when it last finished a message.
@@ -88,17 +92,38 @@ var _ Sender = (*SMTPSender)(nil)
 // NewSMTPSender builds the sender from smtp.*: TLS mode without downgrade
 // (starttls fails when the server does not offer it), certificates always
 // verified against the system pool plus smtp.ca_file, AUTH when a username
-// is set, and smtp.timeout on dial and on every message.
+// is set (never in clear but to loopback), and smtp.timeout on dial and on
+// every message.
 func NewSMTPSender(cfg config.SMTP, log *slog.Logger, reg prometheus.Registerer) (*SMTPSender, error) {
-	opts, err := clientOptions(cfg)
+	return newSMTPSender(cfg, log, reg)
+}
+
+// newSMTPSender is NewSMTPSender with extra go-mail options (send-test's
+// conversation log).
+func newSMTPSender(cfg config.SMTP, log *slog.Logger, reg prometheus.Registerer, extra ...gomail.Option) (*SMTPSender, error) {
+	// Validate refuses this config too; the sender checks again so that no
+	// path, whatever the mechanism (XOAUTH2 sends its token as it is), puts
+	// credentials on a network in clear.
+	if cfg.CredentialsInClear() {
+		return nil, fmt.Errorf("smtp.tls: none would send smtp.username's credentials in clear to %q, which is not a loopback address: use starttls or tls, or relay through a server on loopback", cfg.Host)
+	}
+	password, err := smtpPassword(cfg)
 	if err != nil {
 		return nil, err
 	}
-	c, err := gomail.NewClient(cfg.Host, opts...)
+	opts, err := clientOptions(cfg, password)
+	if err != nil {
+		return nil, err
+	}
+	c, err := gomail.NewClient(cfg.Host, append(opts, extra...)...)
 	if err != nil {
 		return nil, fmt.Errorf("smtp: %w", err)
 	}
-	return &SMTPSender{client: c, cfg: cfg, log: log, idle: make(chan pooledConn, cfg.Workers), metrics: newSMTPMetrics(reg)}, nil
+	s := &SMTPSender{client: c, cfg: cfg, log: log, idle: make(chan pooledConn, cfg.Workers), metrics: newSMTPMetrics(reg)}
+	if cfg.Username != "" && cfg.TLS == config.TLSNone && cfg.Auth == "auto" {
+		s.clearLogin = &clearLogin{host: cfg.Host, user: cfg.Username, pass: password}
+	}
+	return s, nil
 }
 
 // authTypes maps smtp.auth to go-mail's mechanisms.
@@ -112,7 +137,19 @@ var authTypes = map[string]gomail.SMTPAuthType{
 	"xoauth2":       gomail.SMTPAuthXOAUTH2,
 }
 
-func clientOptions(cfg config.SMTP) ([]gomail.Option, error) {
+// smtpPassword is smtp.password, or smtp.password_file's content.
+func smtpPassword(cfg config.SMTP) (string, error) {
+	if cfg.PasswordFile == "" {
+		return cfg.Password.Reveal(), nil
+	}
+	b, err := os.ReadFile(cfg.PasswordFile)
+	if err != nil {
+		return "", fmt.Errorf("smtp.password_file: %w", err)
+	}
+	return strings.TrimRight(string(b), "\r\n"), nil
+}
+
+func clientOptions(cfg config.SMTP, password string) ([]gomail.Option, error) {
 	roots, err := x509.SystemCertPool()
 	if err != nil {
 		roots = x509.NewCertPool()
@@ -139,19 +176,64 @@ func clientOptions(cfg config.SMTP) ([]gomail.Option, error) {
 	case config.TLSNone:
 		opts = append(opts, gomail.WithTLSPolicy(gomail.NoTLS))
 	}
-	if cfg.Username != "" {
-		password := cfg.Password.Reveal()
-		if cfg.PasswordFile != "" {
-			b, err := os.ReadFile(cfg.PasswordFile)
-			if err != nil {
-				return nil, fmt.Errorf("smtp.password_file: %w", err)
-			}
-			password = strings.TrimRight(string(b), "\r\n")
-		}
-		opts = append(opts, gomail.WithSMTPAuth(authTypes[cfg.Auth]),
-			gomail.WithUsername(cfg.Username), gomail.WithPassword(password))
+	if cfg.Username == "" {
+		return opts, nil
 	}
-	return opts, nil
+	auth := authTypes[cfg.Auth]
+	if cfg.TLS == config.TLSNone {
+		// The host is loopback (newSMTPSender checked): nothing crosses a
+		// network, so PLAIN and LOGIN are fine in clear. go-mail sends them
+		// without TLS only as their -NOENC variants, and its autodiscovery
+		// never picks them without TLS, so auto is clearLogin's to do.
+		switch cfg.Auth {
+		case "plain":
+			auth = gomail.SMTPAuthPlainNoEnc
+		case "login":
+			auth = gomail.SMTPAuthLoginNoEnc
+		case "auto":
+			return opts, nil
+		}
+	}
+	return append(opts, gomail.WithSMTPAuth(auth), gomail.WithUsername(cfg.Username), gomail.WithPassword(password)), nil
+}
+
+// clearLogin is smtp.auth auto on a connection without TLS to a loopback
+// server: the first mechanism the server offers, in go-mail's order of
+// preference, PLAIN and LOGIN included.
+type clearLogin struct{ host, user, pass string }
+
+// errNoAuthOffered: the server offers no AUTH while smtp.username is set.
+var errNoAuthOffered = errors.New("server does not support SMTP AUTH")
+
+func (l *clearLogin) login(sc *smtp.Client) error {
+	ok, offered := sc.Extension("AUTH")
+	if !ok {
+		return errNoAuthOffered
+	}
+	mechs := strings.Fields(offered)
+	for _, mech := range []string{"SCRAM-SHA-256", "SCRAM-SHA-1", "CRAM-MD5", "PLAIN", "LOGIN"} {
+		if !slices.Contains(mechs, mech) {
+			continue
+		}
+		var a smtp.Auth
+		switch mech {
+		case "SCRAM-SHA-256":
+			a = smtp.ScramSHA256Auth(l.user, l.pass)
+		case "SCRAM-SHA-1":
+			a = smtp.ScramSHA1Auth(l.user, l.pass)
+		case "CRAM-MD5":
+			a = smtp.CRAMMD5Auth(l.user, l.pass)
+		case "PLAIN":
+			a = smtp.PlainAuth("", l.user, l.pass, l.host, true)
+		case "LOGIN":
+			a = smtp.LoginAuth(l.user, l.pass, l.host, true)
+		}
+		if err := sc.Auth(a); err != nil {
+			return fmt.Errorf("SMTP AUTH failed: %w", err)
+		}
+		return nil
+	}
+	return fmt.Errorf("%w (the server offers AUTH %s)", gomail.ErrNoSupportedAuthDiscovered, offered)
 }
 
 // Send delivers m on a pooled connection, dialling one when none is idle.
@@ -218,6 +300,12 @@ func (s *SMTPSender) dial(ctx context.Context) (*smtp.Client, error) {
 		return nil, fmt.Errorf("smtp connect %s:%d: %w", s.cfg.Host, s.cfg.Port, err)
 	}
 	s.metrics.connections.Inc()
+	if s.clearLogin != nil {
+		if err := s.clearLogin.login(sc); err != nil {
+			s.close(sc)
+			return nil, fmt.Errorf("smtp connect %s:%d: %w", s.cfg.Host, s.cfg.Port, err)
+		}
+	}
 	return sc, nil
 }
 

@@ -481,11 +481,7 @@ func TestSMTPTemporarilyRefusedRecipientGetsItOnTheRetry(t *testing.T) {
 // attempt instead of waiting for retry.initial.
 func TestSMTPRedialsAPooledConnectionTheServerClosed(t *testing.T) {
 	sink := relaytest.NewSink(t)
-	_, portStr, _ := strings.Cut(sink.Addr, ":")
-	port, _ := strconv.Atoi(portStr)
-	cfg := smtpConfig(port, "", config.TLSNone)
-	cfg.Username, cfg.Password = "", ""
-	s, _ := newTestSMTPSender(t, cfg)
+	s, _ := newTestSMTPSender(t, sinkConfig(sink))
 	first := testMessage("a@example.com")
 	if err := s.Send(t.Context(), first); err != nil {
 		t.Fatal(err)
@@ -502,5 +498,59 @@ func TestSMTPRedialsAPooledConnectionTheServerClosed(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(s.metrics.connections); got != 1 {
 		t.Errorf("%v connections open, want 1 (the dead one closed)", got)
+	}
+}
+
+// sinkConfig sends to sink: smtp.tls none, no login.
+func sinkConfig(sink *relaytest.Sink) config.SMTP {
+	_, portStr, _ := strings.Cut(sink.Addr, ":")
+	port, _ := strconv.Atoi(portStr)
+	cfg := smtpConfig(port, "", config.TLSNone)
+	cfg.Username, cfg.Password = "", ""
+	return cfg
+}
+
+// TestSMTPLoginInClearToLoopback: a local Postfix or relay sidecar offers
+// AUTH PLAIN without TLS. With smtp.tls: none and a username hookmail logs
+// in, also with smtp.auth: auto, since nothing crosses a network; go-mail
+// alone refuses PLAIN and LOGIN in clear and never discovers them.
+func TestSMTPLoginInClearToLoopback(t *testing.T) {
+	for _, auth := range []string{"auto", "plain"} {
+		t.Run(auth, func(t *testing.T) {
+			sink := relaytest.NewSink(t)
+			sink.RequireAuth("hookmail", "s3cret-smtp-pass")
+			cfg := sinkConfig(sink)
+			cfg.Username, cfg.Password, cfg.Auth = "hookmail", "s3cret-smtp-pass", auth
+			s, _ := newTestSMTPSender(t, cfg)
+			if err := s.Send(t.Context(), testMessage("a@example.com")); err != nil {
+				t.Fatalf("Send: %v (class %s)", err, Classify(err))
+			}
+			if got := sink.Counts()["<hookmail.ev1.r@relay.example>"]; got != 1 {
+				t.Errorf("delivered %d times, want 1", got)
+			}
+		})
+	}
+}
+
+// TestSMTPNeverSendsCredentialsInClearOffLoopback: whatever the mechanism
+// (XOAUTH2 sends its token as it is), a login without TLS to a host that
+// is not loopback is refused before any connection, by the sender and by
+// send-test alike, should Validate have been skipped.
+func TestSMTPNeverSendsCredentialsInClearOffLoopback(t *testing.T) {
+	for _, auth := range []string{"auto", "plain", "xoauth2", "cram-md5"} {
+		t.Run(auth, func(t *testing.T) {
+			cfg := smtpConfig(25, "", config.TLSNone)
+			cfg.Host, cfg.Auth = "relay.internal", auth
+			if _, err := NewSMTPSender(cfg, slog.New(slog.DiscardHandler), prometheus.NewRegistry()); err == nil || !strings.Contains(err.Error(), "smtp.tls") {
+				t.Errorf("NewSMTPSender: err = %v, want a refusal naming smtp.tls", err)
+			}
+			var out bytes.Buffer
+			if err := SendTest(t.Context(), cfg, "you@example.com", &out); err == nil || !strings.Contains(err.Error(), "smtp.tls") {
+				t.Errorf("SendTest: err = %v, want a refusal naming smtp.tls", err)
+			}
+			if strings.Contains(out.String(), "connect") {
+				t.Errorf("send-test connected:\n%s", out.String())
+			}
+		})
 	}
 }

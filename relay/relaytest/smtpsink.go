@@ -11,23 +11,25 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 )
 
-// Sink is a plain SMTP server (no TLS, no AUTH) on 127.0.0.1 that counts
-// the messages it accepts by Message-ID. It can refuse every message with
-// a reply of choice, go away entirely, and come back on the same port: the
-// outages a relay must ride out.
+// Sink is a plain SMTP server (no TLS, no AUTH unless RequireAuth) on
+// 127.0.0.1 that counts the messages it accepts by Message-ID. It can refuse
+// every message with a reply of choice, go away entirely, and come back on
+// the same port: the outages a relay must ride out.
 type Sink struct {
 	t    testing.TB
 	Addr string // 127.0.0.1:port, the same across Stop and Start
 
-	mu       sync.Mutex
-	srv      *smtp.Server
-	refuse   *smtp.SMTPError
-	counts   map[string]int
-	subjects map[string]string
-	tries    int
+	mu         sync.Mutex
+	srv        *smtp.Server
+	refuse     *smtp.SMTPError
+	user, pass string // AUTH PLAIN credentials; none when user is ""
+	counts     map[string]int
+	subjects   map[string]string
+	tries      int
 }
 
 // NewSink starts a Sink on a free port; it stops when the test ends.
@@ -60,6 +62,14 @@ func (s *Sink) serve(ln net.Listener) {
 func (s *Sink) Refuse(reply *smtp.SMTPError) {
 	s.mu.Lock()
 	s.refuse = reply
+	s.mu.Unlock()
+}
+
+// RequireAuth makes the sink offer AUTH PLAIN without TLS, as a local
+// relay does, take only user and pass, and refuse MAIL before AUTH (530).
+func (s *Sink) RequireAuth(user, pass string) {
+	s.mu.Lock()
+	s.user, s.pass = user, pass
 	s.mu.Unlock()
 }
 
@@ -112,12 +122,40 @@ func (s *Sink) Tries() int {
 	return s.tries
 }
 
-type sinkSession struct{ s *Sink }
+type sinkSession struct {
+	s      *Sink
+	authed bool
+}
+
+// AuthMechanisms offers PLAIN while RequireAuth is in force, else no AUTH.
+func (ss *sinkSession) AuthMechanisms() []string {
+	ss.s.mu.Lock()
+	defer ss.s.mu.Unlock()
+	if ss.s.user == "" {
+		return nil
+	}
+	return []string{sasl.Plain}
+}
+
+func (ss *sinkSession) Auth(string) (sasl.Server, error) {
+	return sasl.NewPlainServer(func(_, user, pass string) error {
+		ss.s.mu.Lock()
+		defer ss.s.mu.Unlock()
+		if user != ss.s.user || pass != ss.s.pass {
+			return smtp.ErrAuthFailed
+		}
+		ss.authed = true
+		return nil
+	}), nil
+}
 
 func (ss *sinkSession) Mail(string, *smtp.MailOptions) error {
 	ss.s.mu.Lock()
 	defer ss.s.mu.Unlock()
 	ss.s.tries++
+	if ss.s.user != "" && !ss.authed {
+		return smtp.ErrAuthRequired
+	}
 	if ss.s.refuse != nil {
 		return ss.s.refuse
 	}
