@@ -3,7 +3,6 @@ package relay
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -84,18 +83,15 @@ func SendTest(ctx context.Context, cfg config.SMTP, to string, w io.Writer) erro
 func stepFailed(step string, err error) error {
 	code, enhanced := SMTPReply(err)
 	reply := "no SMTP reply (network, TLS or timeout)"
+	if Classify(err) == Config {
+		reply = "no SMTP reply"
+	}
 	if code != 0 {
 		reply = fmt.Sprintf("server replied %d %s", code, enhanced)
 	}
-	var verify *tls.CertificateVerificationError
-	hint := ""
-	switch {
-	case errors.As(err, &verify):
-		hint = "; the server's certificate is not trusted: set smtp.ca_file to its CA, or fix smtp.host to match the certificate"
-	case strings.Contains(err.Error(), "STARTTLS"):
-		hint = "; the server does not offer STARTTLS: use smtp.tls: tls for port 465, or none only for a trusted local server"
-	case Classify(err) == Config:
-		hint = "; check smtp.username and smtp.password (an app password for Gmail)"
+	hint := Hint(err)
+	if hint != "" {
+		hint = "; " + hint
 	}
 	return fmt.Errorf("%s failed (%s, %s): %w%s", step, reply, Classify(err), err, hint)
 }

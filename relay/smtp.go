@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/mail"
+	"net/textproto"
 	"os"
 	"slices"
 	"strconv"
@@ -119,6 +120,7 @@ func newSMTPSender(cfg config.SMTP, log *slog.Logger, reg prometheus.Registerer,
 	if err != nil {
 		return nil, fmt.Errorf("smtp: %w", err)
 	}
+	c.ErrorHandlerRegistry.RegisterHandler(cfg.Host, "STARTTLS", startTLSReplies{})
 	s := &SMTPSender{client: c, cfg: cfg, log: log, idle: make(chan pooledConn, cfg.Workers), metrics: newSMTPMetrics(reg)}
 	if cfg.Username != "" && cfg.TLS == config.TLSNone && cfg.Auth == "auto" {
 		s.clearLogin = &clearLogin{host: cfg.Host, user: cfg.Username, pass: password}
@@ -195,6 +197,26 @@ func clientOptions(cfg config.SMTP, password string) ([]gomail.Option, error) {
 		}
 	}
 	return append(opts, gomail.WithSMTPAuth(auth), gomail.WithUsername(cfg.Username), gomail.WithPassword(password)), nil
+}
+
+// startTLSError is the server's error reply to STARTTLS, e.g. "454 4.7.0
+// TLS not available due to local problem": the server's TLS setup is at
+// fault, whatever the enhanced code suggests.
+type startTLSError struct{ err error }
+
+func (e *startTLSError) Error() string { return "STARTTLS: " + e.err.Error() }
+func (e *startTLSError) Unwrap() error { return e.err }
+
+// startTLSReplies marks go-mail's error for a reply to STARTTLS, which it
+// returns as a bare *textproto.Error, like a reply to any other command.
+type startTLSReplies struct{}
+
+func (startTLSReplies) HandleError(_, _ string, _ *textproto.Conn, err error) error {
+	var reply *textproto.Error
+	if errors.As(err, &reply) {
+		return &startTLSError{err: err}
+	}
+	return err
 }
 
 // clearLogin is smtp.auth auto on a connection without TLS to a loopback

@@ -239,6 +239,9 @@ func TestSMTPNeverDowngrades(t *testing.T) {
 		if n := len(srv.mails()); n != 0 {
 			t.Fatalf("%d mails sent in clear", n)
 		}
+		if Classify(err) != Config || !strings.Contains(Hint(err), "smtp.tls") {
+			t.Errorf("class %s, hint %q; want config, naming smtp.tls", Classify(err), Hint(err))
+		}
 	})
 	t.Run("certificate not trusted", func(t *testing.T) {
 		_, port := startSMTP(t, cert, true, false)
@@ -247,8 +250,8 @@ func TestSMTPNeverDowngrades(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "certificate") {
 			t.Fatalf("err = %v, want a certificate error", err)
 		}
-		if Classify(err) != Temporary {
-			t.Errorf("class = %s, want temporary", Classify(err))
+		if Classify(err) != Config || !strings.Contains(Hint(err), "smtp.ca_file") {
+			t.Errorf("class %s, hint %q; want config, naming smtp.ca_file", Classify(err), Hint(err))
 		}
 	})
 }
@@ -550,6 +553,55 @@ func TestSMTPNeverSendsCredentialsInClearOffLoopback(t *testing.T) {
 			}
 			if strings.Contains(out.String(), "connect") {
 				t.Errorf("send-test connected:\n%s", out.String())
+			}
+		})
+	}
+}
+
+// TestSMTPConfigErrors: failures no retry fixes are config errors, in the
+// sender and in send-test, with a hint naming what to fix.
+func TestSMTPConfigErrors(t *testing.T) {
+	tests := []struct {
+		name     string
+		sink     []relaytest.SinkOption
+		auth     string
+		want     string // in the hint and in send-test's error
+		notWant  string
+		wantCode int
+	}{
+		// A server that cannot load its certificate answers STARTTLS 454
+		// 4.7.0; that is its TLS setup, not hookmail's password.
+		{name: "454 to STARTTLS", sink: []relaytest.SinkOption{relaytest.RefusingStartTLS("454 4.7.0 TLS not available due to local problem")},
+			want: "cannot start TLS", notWant: "smtp.password", wantCode: 454},
+		{name: "no AUTH offered, auth auto", auth: "auto", want: "the server offers no AUTH"},
+		{name: "no AUTH offered, auth plain", auth: "plain", want: "the server offers no AUTH"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sink := relaytest.NewSink(t, tt.sink...)
+			cfg := sinkConfig(sink)
+			if tt.auth != "" {
+				cfg.Username, cfg.Password, cfg.Auth = "hookmail", "s3cret-smtp-pass", tt.auth
+			}
+			if tt.wantCode != 0 {
+				cfg.TLS = config.TLSStartTLS
+			}
+			s, _ := newTestSMTPSender(t, cfg)
+			err := s.Send(t.Context(), testMessage("a@example.com"))
+			if err == nil {
+				t.Fatal("Send succeeded")
+			}
+			if code, _ := SMTPReply(err); Classify(err) != Config || code != tt.wantCode {
+				t.Errorf("Send: %v: class %s, code %d; want config, %d", err, Classify(err), code, tt.wantCode)
+			}
+			var out bytes.Buffer
+			err = SendTest(t.Context(), cfg, "you@example.com", &out)
+			if err == nil || !strings.Contains(err.Error(), ", config): ") || !strings.Contains(err.Error(), tt.want) ||
+				tt.notWant != "" && strings.Contains(err.Error(), tt.notWant) {
+				t.Errorf("send-test: %v\nwant a config error with %q and without %q", err, tt.want, tt.notWant)
+			}
+			if sink.Tries() != 0 {
+				t.Errorf("%d MAIL commands reached the server", sink.Tries())
 			}
 		})
 	}

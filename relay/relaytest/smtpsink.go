@@ -2,11 +2,14 @@ package relaytest
 
 import (
 	"bytes"
+	"crypto/tls"
+	"errors"
 	"io"
 	"log"
 	"maps"
 	"net"
 	"net/mail"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -27,19 +30,33 @@ type Sink struct {
 	srv        *smtp.Server
 	refuse     *smtp.SMTPError
 	user, pass string // AUTH PLAIN credentials; none when user is ""
+	startTLS   string // the reply to STARTTLS, offered when set (fixed at start)
 	counts     map[string]int
 	subjects   map[string]string
 	tries      int
 }
 
+// SinkOption sets up a Sink before it starts.
+type SinkOption func(*Sink)
+
+// RefusingStartTLS makes the sink offer STARTTLS and answer it with reply,
+// e.g. "454 4.7.0 TLS not available due to local problem", as a server
+// whose certificate or key cannot be loaded does.
+func RefusingStartTLS(reply string) SinkOption {
+	return func(s *Sink) { s.startTLS = reply }
+}
+
 // NewSink starts a Sink on a free port; it stops when the test ends.
-func NewSink(t testing.TB) *Sink {
+func NewSink(t testing.TB, opts ...SinkOption) *Sink {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := &Sink{t: t, Addr: ln.Addr().String(), counts: map[string]int{}, subjects: map[string]string{}}
+	for _, opt := range opts {
+		opt(s)
+	}
 	s.serve(ln)
 	t.Cleanup(s.Stop)
 	return s
@@ -52,6 +69,14 @@ func (s *Sink) serve(ln net.Listener) {
 	srv.MaxMessageBytes = 10 << 20
 	srv.AllowInsecureAuth = true
 	srv.ErrorLog = log.New(io.Discard, "", 0) // connections cut by a kill are expected here
+	if s.startTLS != "" {
+		// go-smtp offers STARTTLS only with a TLS config; it never gets to
+		// use it, since startTLSListener answers the command.
+		srv.TLSConfig = &tls.Config{GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			return nil, errors.New("sink: no TLS")
+		}}
+		ln = &startTLSListener{Listener: ln, reply: s.startTLS}
+	}
 	s.mu.Lock()
 	s.srv = srv
 	s.mu.Unlock()
@@ -183,3 +208,38 @@ func (ss *sinkSession) Data(r io.Reader) error {
 
 func (ss *sinkSession) Reset()        {}
 func (ss *sinkSession) Logout() error { return nil }
+
+// startTLSListener hands out connections on which the sink's reply answers
+// STARTTLS before go-smtp sees the command (go-smtp can only accept it).
+type startTLSListener struct {
+	net.Listener
+	reply string
+}
+
+func (l *startTLSListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &startTLSConn{Conn: c, reply: l.reply}, nil
+}
+
+type startTLSConn struct {
+	net.Conn
+	reply string
+}
+
+// Read passes the client's commands on, but for STARTTLS, which a client
+// sends alone and then waits for the reply to.
+func (c *startTLSConn) Read(p []byte) (int, error) {
+	for {
+		n, err := c.Conn.Read(p)
+		if n > 0 && strings.EqualFold(string(p[:n]), "STARTTLS\r\n") {
+			if _, err := io.WriteString(c.Conn, c.reply+"\r\n"); err != nil {
+				return 0, err
+			}
+			continue
+		}
+		return n, err
+	}
+}
