@@ -39,6 +39,10 @@ type SMTPSender struct {
 	// clearLogin, when set, logs in on each new connection in go-mail's
 	// stead (smtp.auth auto without TLS, to loopback).
 	clearLogin *clearLogin
+	// onReply, when set, gets the replies go-mail's debug log leaves out:
+	// the error replies to MAIL, RCPT and DATA, and the final reply to the
+	// data. send-test prints them.
+	onReply func(reply string)
 }
 
 // pooledConn is an open connection and when it last finished a message.
@@ -350,46 +354,61 @@ func (s *SMTPSender) transact(sc *smtp.Client, m *Message) error {
 	// go-mail's smtp.Client sends the path as given; RFC 5321 wants it in
 	// angle brackets, and strict servers (Mailpit) refuse it without.
 	err = sc.Mail("<" + from.Address + ">")
-	s.metrics.reply(err)
+	s.reply(err)
 	if err != nil {
 		if code, _ := SMTPReply(err); code == 0 || code == 421 {
 			return fmt.Errorf("smtp MAIL FROM: %w: %w", errStale, err)
 		}
 		return fmt.Errorf("smtp MAIL FROM: %w", err)
 	}
+	rcpts := envelope(m)
 	var accepted int
-	var refused, deferred error
-	var later []string
-	for _, rcpt := range envelope(m) {
+	var refused []error
+	var refusedTo, later []string
+	var deferred error
+	for _, rcpt := range rcpts {
 		err := sc.Rcpt("<" + rcpt + ">")
-		s.metrics.reply(err)
-		switch {
-		case err == nil:
+		s.reply(err)
+		if err == nil {
 			accepted++
-		case Classify(err) == Permanent:
-			s.log.Warn("mail server refused a recipient for good; delivering to the others", "id", m.EventID, "route", m.Route, "err", err)
-			refused = errors.Join(refused, fmt.Errorf("smtp RCPT TO: %w", err))
-		default:
-			deferred = errors.Join(deferred, fmt.Errorf("smtp RCPT TO: %w", err))
+			continue
+		}
+		// The address is in the error, so a dead letter's reason names it.
+		err = fmt.Errorf("smtp RCPT TO <%s>: %w", rcpt, err)
+		if Classify(err) == Permanent {
+			refused = append(refused, err)
+			refusedTo = append(refusedTo, rcpt)
+		} else {
+			deferred = errors.Join(deferred, err)
 			later = append(later, rcpt)
 		}
+	}
+	for i, err := range refused {
+		msg := "mail server refused a recipient for good; delivering to the others it accepted"
+		switch {
+		case len(rcpts) == 1:
+			msg = "mail server refused the only recipient for good"
+		case accepted == 0:
+			msg = "mail server refused a recipient for good, and accepted none of the others"
+		}
+		s.log.Warn(msg, "id", m.EventID, "route", m.Route, "recipient", refusedTo[i], "others_accepted", accepted, "err", err)
 	}
 	switch {
 	case accepted == 0 && deferred != nil:
 		return deferred
 	case accepted == 0:
-		return refused
+		return errors.Join(refused...)
 	}
 	w, err := sc.Data()
 	if err != nil {
-		s.metrics.reply(err)
+		s.reply(err)
 		return fmt.Errorf("smtp DATA: %w", err)
 	}
 	if _, err := w.Write(raw); err != nil {
 		return fmt.Errorf("smtp DATA: %w", err)
 	}
 	err = w.Close()
-	s.metrics.reply(err)
+	s.reply(err)
 	if err != nil {
 		return fmt.Errorf("smtp DATA: %w", err)
 	}
@@ -397,11 +416,24 @@ func (s *SMTPSender) transact(sc *smtp.Client, m *Message) error {
 	if r, ok := w.(interface{ ServerResponse() string }); ok {
 		m.Receipt += " " + r.ServerResponse()
 	}
+	if s.onReply != nil {
+		s.onReply(m.Receipt)
+	}
 	if len(later) > 0 {
 		// The others have it now; these get the same message on the retry.
 		return &PartialError{Later: later, Err: deferred}
 	}
 	return nil
+}
+
+// reply counts the server's answer to a command, and passes an error reply
+// to onReply (an error without a reply, a failed connection, is not one).
+func (s *SMTPSender) reply(err error) {
+	s.metrics.reply(err)
+	var tp *textproto.Error
+	if s.onReply != nil && errors.As(err, &tp) {
+		s.onReply(fmt.Sprintf("%d %s", tp.Code, tp.Msg))
+	}
 }
 
 // PartialError is a message the server took for some recipients and

@@ -317,9 +317,25 @@ func TestSMTPOneRefusedRecipientDoesNotBlockTheOthers(t *testing.T) {
 	if got := testutil.ToFloat64(s.metrics.replies.WithLabelValues("550")); got != 1 {
 		t.Errorf("550 replies counted = %v, want 1", got)
 	}
-	if !strings.Contains(logs.String(), "refused a recipient") || !strings.Contains(logs.String(), strconv.Itoa(550)) {
-		t.Errorf("the refused recipient was not logged:\n%s", logs)
+	// The line names the address and how many others have the email.
+	for _, want := range []string{`msg="mail server refused a recipient for good; delivering to the others it accepted"`,
+		"recipient=b@example.com", "others_accepted=3", "smtp RCPT TO <b@example.com>: 550"} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("the refused recipient's log line lacks %s:\n%s", want, logs)
+		}
 	}
+
+	t.Run("the only recipient", func(t *testing.T) {
+		m := testMessage("b@example.com")
+		m.Bcc = nil
+		err := s.Send(t.Context(), m)
+		if err == nil || Classify(err) != Permanent || !strings.HasPrefix(err.Error(), "smtp RCPT TO <b@example.com>: 550") {
+			t.Fatalf("err = %v, want a permanent error naming b", err)
+		}
+		if !strings.Contains(logs.String(), `msg="mail server refused the only recipient for good"`) {
+			t.Errorf("no log line for the only recipient:\n%s", logs)
+		}
+	})
 }
 
 func TestSMTPMetricsLint(t *testing.T) {
@@ -341,7 +357,7 @@ func TestSendTestPrintsEachStep(t *testing.T) {
 	srv, port := startSMTP(t, cert, true, false)
 	var out bytes.Buffer
 	cfg := smtpConfig(port, caFile, config.TLSStartTLS)
-	if err := SendTest(t.Context(), cfg, "you@example.com", &out); err != nil {
+	if err := SendTest(t.Context(), cfg, []string{"you@example.com"}, &out); err != nil {
 		t.Fatalf("SendTest: %v\n%s", err, out.String())
 	}
 	for _, want := range []string{"connect 127.0.0.1:", "C: STARTTLS", `certificate subject "CN=hookmail test SMTP"`, "authenticated as hookmail",
@@ -360,7 +376,7 @@ func TestSendTestPrintsEachStep(t *testing.T) {
 	t.Run("fails clearly without STARTTLS", func(t *testing.T) {
 		_, plainPort := startSMTP(t, cert, false, false)
 		var out bytes.Buffer
-		err := SendTest(t.Context(), smtpConfig(plainPort, caFile, config.TLSStartTLS), "you@example.com", &out)
+		err := SendTest(t.Context(), smtpConfig(plainPort, caFile, config.TLSStartTLS), []string{"you@example.com"}, &out)
 		if err == nil || !strings.Contains(err.Error(), "connect, TLS or AUTH failed") || !strings.Contains(err.Error(), "does not offer STARTTLS") {
 			t.Fatalf("err = %v", err)
 		}
@@ -368,11 +384,43 @@ func TestSendTestPrintsEachStep(t *testing.T) {
 	t.Run("wrong password is a config error", func(t *testing.T) {
 		cfg := smtpConfig(port, caFile, config.TLSStartTLS)
 		cfg.Password = "wrong"
-		err := SendTest(t.Context(), cfg, "you@example.com", &bytes.Buffer{})
+		err := SendTest(t.Context(), cfg, []string{"you@example.com"}, &bytes.Buffer{})
 		if err == nil || !strings.Contains(err.Error(), "config") || !strings.Contains(err.Error(), "smtp.password") {
 			t.Fatalf("err = %v", err)
 		}
 	})
+}
+
+// TestSendTestPrintsTheRepliesGoMailLeavesOut: go-mail's log has no error
+// replies and no reply to the data; send-test prints both in their place.
+func TestSendTestPrintsTheRepliesGoMailLeavesOut(t *testing.T) {
+	cert, caFile := testCert(t)
+	srv, port := startSMTP(t, cert, true, false)
+	srv.rcptErr["bob@example.com"] = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
+	var out bytes.Buffer
+	if err := SendTest(t.Context(), smtpConfig(port, caFile, config.TLSStartTLS), []string{"bob@example.com", "you@example.com"}, &out); err != nil {
+		t.Fatalf("SendTest: %v\n%s", err, out.String())
+	}
+	// In order: the refusal right after its RCPT, then the other RCPT, the
+	// data's final 250 after DATA, then the verdict.
+	text := out.String()
+	at := 0
+	for _, want := range []string{
+		"    C: RCPT TO:<bob@example.com>\n    S: 550 5.1.1 no such user\n",
+		"    C: RCPT TO:<you@example.com>\n    S: 250 ",
+		"    C: DATA\n    S: 354 ",
+		"    S: 250 2.0.0 ",
+		"the server accepted the test email",
+	} {
+		i := strings.Index(text[at:], want)
+		if i < 0 {
+			t.Fatalf("output lacks %q after offset %d:\n%s", want, at, text)
+		}
+		at += i + len(want)
+	}
+	if n := len(srv.mails()); n != 1 || strings.Join(srv.mails()[0].to, ",") != "you@example.com" {
+		t.Errorf("delivered %+v, want one mail to you@", srv.mails())
+	}
 }
 
 // TestRelayOverSMTPRetriesAndDeadLetters runs the workers against the SMTP
@@ -417,8 +465,8 @@ func TestRelayOverSMTPRetriesAndDeadLetters(t *testing.T) {
 		t.Fatalf("delivered %d mails, want the sms once", len(mails))
 	}
 	dead := deadLetters(t, env.spool)
-	if len(dead) != 1 || dead[0].Event.Type != "ussd" || dead[0].Attempts != 1 || !strings.Contains(dead[0].DeadReason, "550") {
-		t.Fatalf("dead letters = %+v, want the ussd after 1 attempt with the 550 reply", dead)
+	if len(dead) != 1 || dead[0].Event.Type != "ussd" || dead[0].Attempts != 1 || !strings.Contains(dead[0].DeadReason, "smtp RCPT TO <all@example.com>: 550") {
+		t.Fatalf("dead letters = %+v, want the ussd after 1 attempt with the 550 reply naming the address", dead)
 	}
 	if got := testutil.ToFloat64(env.relay.metrics.failed.WithLabelValues("ussd", "permanent")); got != 1 {
 		t.Errorf("permanent failures = %v, want 1", got)
@@ -548,7 +596,7 @@ func TestSMTPNeverSendsCredentialsInClearOffLoopback(t *testing.T) {
 				t.Errorf("NewSMTPSender: err = %v, want a refusal naming smtp.tls", err)
 			}
 			var out bytes.Buffer
-			if err := SendTest(t.Context(), cfg, "you@example.com", &out); err == nil || !strings.Contains(err.Error(), "smtp.tls") {
+			if err := SendTest(t.Context(), cfg, []string{"you@example.com"}, &out); err == nil || !strings.Contains(err.Error(), "smtp.tls") {
 				t.Errorf("SendTest: err = %v, want a refusal naming smtp.tls", err)
 			}
 			if strings.Contains(out.String(), "connect") {
@@ -595,7 +643,7 @@ func TestSMTPConfigErrors(t *testing.T) {
 				t.Errorf("Send: %v: class %s, code %d; want config, %d", err, Classify(err), code, tt.wantCode)
 			}
 			var out bytes.Buffer
-			err = SendTest(t.Context(), cfg, "you@example.com", &out)
+			err = SendTest(t.Context(), cfg, []string{"you@example.com"}, &out)
 			if err == nil || !strings.Contains(err.Error(), ", config): ") || !strings.Contains(err.Error(), tt.want) ||
 				tt.notWant != "" && strings.Contains(err.Error(), tt.notWant) {
 				t.Errorf("send-test: %v\nwant a config error with %q and without %q", err, tt.want, tt.notWant)
