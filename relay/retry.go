@@ -93,6 +93,7 @@ func Hint(err error) string {
 		startTLS *startTLSError
 		verify   *tls.CertificateVerificationError
 		dns      *net.DNSError
+		connect  *connectError
 	)
 	code, enhanced := SMTPReply(err)
 	switch {
@@ -112,6 +113,10 @@ func Hint(err error) string {
 		return "the server offers no AUTH: remove smtp.username if it needs no login; a server that offers AUTH only over TLS needs smtp.tls: starttls or tls"
 	case authCodes[code] || authEnhanced[enhanced]:
 		return "the server refused the login or wants one: check smtp.username and smtp.password or smtp.password_file (Gmail needs an app password)"
+	case errors.As(err, &connect) && code >= 500:
+		// A greeting, EHLO or AUTH refused for good is about hookmail's
+		// setup, never the message: 5xx here must not bury events.
+		return "the server refused hookmail's session before any email (its greeting, EHLO or AUTH reply): check smtp.host and smtp.port, and that the server takes mail from this host"
 	}
 	return ""
 }

@@ -51,6 +51,9 @@ func TestClassify(t *testing.T) {
 		{"smtp.auth not offered", fmt.Errorf("smtp connect: %w", mail.ErrCramMD5AuthNotSupported), Config},
 		{"no AUTH offered (go-mail)", errors.New("smtp connect h:25: server does not support SMTP AUTH"), Config},
 		{"no AUTH offered (clearLogin)", fmt.Errorf("smtp connect: %w", errNoAuthOffered), Config},
+		{"5xx before any message", &connectError{host: "h", port: 25, err: &textproto.Error{Code: 554, Msg: "5.7.1 blocked"}}, Config},
+		{"421 before any message", &connectError{host: "h", port: 25, err: &textproto.Error{Code: 421, Msg: "4.3.2 busy"}}, Temporary},
+		{"504 to AUTH", &connectError{host: "h", port: 25, err: fmt.Errorf("SMTP AUTH failed: %w", &textproto.Error{Code: 504, Msg: "5.5.4 unrecognized"})}, Config},
 		{"template error", PermanentErr(errors.New("render html: bad")), Permanent},
 		{"outbox disk full", errors.New("outbox: write: no space left on device"), Temporary},
 	}

@@ -323,17 +323,31 @@ func (s *SMTPSender) conn(ctx context.Context) (sc *smtp.Client, reused bool, er
 func (s *SMTPSender) dial(ctx context.Context) (*smtp.Client, error) {
 	sc, err := s.client.DialToSMTPClientWithContext(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("smtp connect %s:%d: %w", s.cfg.Host, s.cfg.Port, err)
+		return nil, &connectError{host: s.cfg.Host, port: s.cfg.Port, err: err}
 	}
 	s.metrics.connections.Inc()
 	if s.clearLogin != nil {
 		if err := s.clearLogin.login(sc); err != nil {
 			s.close(sc)
-			return nil, fmt.Errorf("smtp connect %s:%d: %w", s.cfg.Host, s.cfg.Port, err)
+			return nil, &connectError{host: s.cfg.Host, port: s.cfg.Port, err: err}
 		}
 	}
 	return sc, nil
 }
+
+// connectError is a failure to open a session: connect, TLS, EHLO, AUTH.
+// No message was involved yet, so even a 5xx reply gives none up (Hint).
+type connectError struct {
+	host string
+	port int
+	err  error
+}
+
+func (e *connectError) Error() string {
+	return fmt.Sprintf("smtp connect %s:%d: %v", e.host, e.port, e.err)
+}
+
+func (e *connectError) Unwrap() error { return e.err }
 
 // transact sends one message: MAIL, RCPT for each recipient, DATA. A
 // recipient refused for good (5xx) is logged and skipped while any other is

@@ -612,6 +612,7 @@ func TestSMTPConfigErrors(t *testing.T) {
 	tests := []struct {
 		name     string
 		sink     []relaytest.SinkOption
+		refuse   *smtp.SMTPError // EHLO's reply
 		auth     string
 		want     string // in the hint and in send-test's error
 		notWant  string
@@ -622,16 +623,20 @@ func TestSMTPConfigErrors(t *testing.T) {
 		{name: "454 to STARTTLS", sink: []relaytest.SinkOption{relaytest.RefusingStartTLS("454 4.7.0 TLS not available due to local problem")},
 			want: "cannot start TLS", notWant: "smtp.password", wantCode: 454},
 		{name: "no AUTH offered, auth auto", auth: "auto", want: "the server offers no AUTH"},
+		// A blocked client: no message was involved, so nothing is given up.
+		{name: "session refused", refuse: &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "your address is on a blocklist"},
+			want: "smtp.host and smtp.port", wantCode: 554},
 		{name: "no AUTH offered, auth plain", auth: "plain", want: "the server offers no AUTH"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			sink := relaytest.NewSink(t, tt.sink...)
+			sink.RefuseSessions(tt.refuse)
 			cfg := sinkConfig(sink)
 			if tt.auth != "" {
 				cfg.Username, cfg.Password, cfg.Auth = "hookmail", "s3cret-smtp-pass", tt.auth
 			}
-			if tt.wantCode != 0 {
+			if len(tt.sink) > 0 {
 				cfg.TLS = config.TLSStartTLS
 			}
 			s, _ := newTestSMTPSender(t, cfg)

@@ -29,8 +29,9 @@ type Sink struct {
 	mu         sync.Mutex
 	srv        *smtp.Server
 	refuse     *smtp.SMTPError
-	user, pass string // AUTH PLAIN credentials; none when user is ""
-	startTLS   string // the reply to STARTTLS, offered when set (fixed at start)
+	greet      *smtp.SMTPError // the reply to EHLO and HELO when set
+	user, pass string          // AUTH PLAIN credentials; none when user is ""
+	startTLS   string          // the reply to STARTTLS, offered when set (fixed at start)
 	counts     map[string]int
 	subjects   map[string]string
 	tries      int
@@ -63,7 +64,14 @@ func NewSink(t testing.TB, opts ...SinkOption) *Sink {
 }
 
 func (s *Sink) serve(ln net.Listener) {
-	srv := smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) { return &sinkSession{s: s}, nil }))
+	srv := smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.greet != nil {
+			return nil, s.greet
+		}
+		return &sinkSession{s: s}, nil
+	}))
 	srv.Domain = "sink.test"
 	srv.ReadTimeout, srv.WriteTimeout = 30*time.Second, 30*time.Second
 	srv.MaxMessageBytes = 10 << 20
@@ -87,6 +95,14 @@ func (s *Sink) serve(ln net.Listener) {
 func (s *Sink) Refuse(reply *smtp.SMTPError) {
 	s.mu.Lock()
 	s.refuse = reply
+	s.mu.Unlock()
+}
+
+// RefuseSessions makes EHLO and HELO get reply (e.g. 554 for a client
+// the server blocks), so no session starts; nil accepts again.
+func (s *Sink) RefuseSessions(reply *smtp.SMTPError) {
+	s.mu.Lock()
+	s.greet = reply
 	s.mu.Unlock()
 }
 
