@@ -18,10 +18,12 @@ import (
 	"github.com/emersion/go-smtp"
 )
 
-// Sink is a plain SMTP server (no TLS, no AUTH unless RequireAuth) on
-// 127.0.0.1 that counts the messages it accepts by Message-ID. It can refuse
-// every message with a reply of choice, go away entirely, and come back on
-// the same port: the outages a relay must ride out.
+// Sink is a plain SMTP server on 127.0.0.1 that counts the messages it
+// accepts by Message-ID: no TLS (RefusingStartTLS offers STARTTLS only to
+// refuse it), and AUTH PLAIN in clear only with RequireAuth, as a local
+// relay has it. It can refuse every session or message with a reply of
+// choice, go away entirely, and come back on the same port: the outages and
+// misconfigurations a relay must ride out.
 type Sink struct {
 	t    testing.TB
 	Addr string // 127.0.0.1:port, the same across Stop and Start
