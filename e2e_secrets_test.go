@@ -163,8 +163,8 @@ func TestE2ESecretsNeverLeak(t *testing.T) {
 	if code := brc.do("POST", "/webhook", form, smsBody); code != 200 {
 		t.Fatalf("POST with a wrong SMTP password configured: %d", code)
 	}
-	waitUntil(t, "the AUTH failure in the log", 20*time.Second, func() bool {
-		return strings.Contains(bad.logs.String(), "refused hookmail's credentials")
+	waitUntil(t, "the AUTH failure in the log, with send-test's hint", 20*time.Second, func() bool {
+		return strings.Contains(bad.logs.String(), "(config error)") && strings.Contains(bad.logs.String(), "check smtp.username and smtp.password")
 	})
 	brc.do("GET", "/metrics", "", "")
 	stopHookmail(t, bad)

@@ -550,7 +550,7 @@ func previewEvent(cfg *config.Config, typ, bodyFile string, fields []string) (*r
 }
 
 func sendTestCmd(load func() (*config.Config, error), stdout io.Writer) *cobra.Command {
-	var to string
+	var to []string
 	cmd := &cobra.Command{
 		Use:     "send-test",
 		Short:   "Send one test email through smtp.*, printing every step and the server's replies",
@@ -567,13 +567,15 @@ func sendTestCmd(load func() (*config.Config, error), stdout io.Writer) *cobra.C
 			if cfg.SMTP.Host == "" {
 				return errors.New("smtp.host is empty: set it (and smtp.port, smtp.tls) to the mail server to test")
 			}
-			if _, err := mail.ParseAddress(to); err != nil {
-				return fmt.Errorf("--to %q is not an email address", to)
+			for _, addr := range to {
+				if _, err := mail.ParseAddress(addr); err != nil {
+					return fmt.Errorf("--to %q is not an email address", addr)
+				}
 			}
 			return relay.SendTest(cmd.Context(), cfg.SMTP, to, stdout)
 		},
 	}
-	cmd.Flags().StringVar(&to, "to", "", "address to send the test email to (required)")
+	cmd.Flags().StringArrayVar(&to, "to", nil, "address to send the test email to (required; repeat it for several)")
 	_ = cmd.MarkFlagRequired("to")
 	return cmd
 }

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/hookmail/hookmail/relay/relaytest"
 )
 
 const testSecret = "f50f6f32ff605baf44483fcecceaba83fc3f9362"
@@ -167,6 +169,38 @@ func TestCheckUsesConfigFileFromEnv(t *testing.T) {
 	err := run(t.Context(), []string{"check"}, envFunc(map[string]string{"HOOKMAIL_CONFIG": path}), io.Discard, &stderr)
 	if err == nil || !strings.Contains(stderr.String(), "smtp.hots: unknown key") {
 		t.Fatalf("err = %v, stderr:\n%s", err, stderr.String())
+	}
+}
+
+// TestCheckRefusesCredentialsInClear: hookmail check refuses a login
+// without TLS to a mail server that is not on loopback.
+func TestCheckRefusesCredentialsInClear(t *testing.T) {
+	var stderr bytes.Buffer
+	env := envFunc(map[string]string{"HOOKMAIL_WEBHOOK_SECRETS": testSecret, "HOOKMAIL_SMTP_HOST": "mail.example.com",
+		"HOOKMAIL_SMTP_PORT": "25", "HOOKMAIL_SMTP_TLS": "none", "HOOKMAIL_SMTP_USERNAME": "hookmail"})
+	err := run(t.Context(), []string{"check"}, env, io.Discard, &stderr)
+	if err == nil || !strings.Contains(stderr.String(), `smtp.tls: none would send smtp.username's credentials in clear to "mail.example.com"`) {
+		t.Fatalf("err = %v, stderr:\n%s", err, stderr.String())
+	}
+}
+
+// TestSendTestToSeveralAddresses: --to repeats, one RCPT each, one email.
+func TestSendTestToSeveralAddresses(t *testing.T) {
+	sink := relaytest.NewSink(t)
+	host, port, _ := strings.Cut(sink.Addr, ":")
+	env := envFunc(map[string]string{"HOOKMAIL_WEBHOOK_SECRETS": testSecret, "HOOKMAIL_SMTP_HOST": host,
+		"HOOKMAIL_SMTP_PORT": port, "HOOKMAIL_SMTP_TLS": "none"})
+	var stdout bytes.Buffer
+	if err := run(t.Context(), []string{"send-test", "--to", "a@example.com", "--to", "b@example.com"}, env, &stdout, io.Discard); err != nil {
+		t.Fatalf("send-test: %v\n%s", err, stdout.String())
+	}
+	for _, want := range []string{"C: RCPT TO:<a@example.com>", "C: RCPT TO:<b@example.com>", "the server accepted the test email"} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, stdout.String())
+		}
+	}
+	if n := len(sink.Counts()); n != 1 {
+		t.Errorf("%d emails delivered, want 1", n)
 	}
 }
 

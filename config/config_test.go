@@ -165,6 +165,9 @@ func TestBadFiles(t *testing.T) {
 		{file: "bad_tls.yaml", validateErr: []string{
 			`smtp.tls: "ssl" is not a TLS mode; use starttls (port 587), tls (implicit TLS, port 465) or none`,
 		}},
+		{file: "clear_credentials_off_loopback.yaml", validateErr: []string{
+			`smtp.tls: none would send smtp.username's credentials in clear to "mail.example.com", which is not a loopback address; use starttls (port 587) or tls (port 465), or relay through a server on 127.0.0.1, ::1 or localhost`,
+		}},
 		{file: "password_and_file.yaml", validateErr: []string{
 			"smtp.password: is set together with smtp.password_file; set only one of them",
 		}},
@@ -635,6 +638,12 @@ func TestValidateMore(t *testing.T) {
 				`routes[0].bcc[1]: "y" is not an email address (mail: missing '@' or angle-addr); ` + fixAddress},
 		{"zero lifetime", func(c *Config) { c.Retry.Lifetime = 0 },
 			"retry.lifetime: must be a positive duration, got 0s; " + fixDur},
+		// Only "localhost" and loopback IPs count: a name that resolves to
+		// loopback today may not tomorrow, and Validate asks no DNS.
+		{"credentials in clear to a name", func(c *Config) { clearAuth(c, "relay.internal") },
+			`smtp.tls: none would send smtp.username's credentials in clear to "relay.internal", which is not a loopback address; ` + fixClear},
+		{"credentials in clear to a LAN address", func(c *Config) { clearAuth(c, "192.168.1.10") },
+			`smtp.tls: none would send smtp.username's credentials in clear to "192.168.1.10", which is not a loopback address; ` + fixClear},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -646,8 +655,23 @@ func TestValidateMore(t *testing.T) {
 			}
 		})
 	}
-	// An existing password_file, ca_file and templates dir are fine.
+	// Credentials in clear to loopback are fine, and so is no login in clear
+	// to anywhere.
+	for _, host := range []string{"127.0.0.1", "127.0.0.2", "::1", "localhost"} {
+		cfg := base()
+		clearAuth(cfg, host)
+		if err := cfg.Validate(); err != nil {
+			t.Errorf("tls none with a username to %s: %v", host, err)
+		}
+	}
 	cfg := base()
+	clearAuth(cfg, "mail.example.com")
+	cfg.SMTP.Username = ""
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("tls none without a username: %v", err)
+	}
+	// An existing password_file, ca_file and templates dir are fine.
+	cfg = base()
 	cfg.SMTP.PasswordFile = "testdata/smtp_password.txt"
 	cfg.SMTP.CAFile = "testdata/smtp_password.txt"
 	cfg.Templates.Dir = "testdata"
@@ -655,6 +679,14 @@ func TestValidateMore(t *testing.T) {
 	if err := cfg.Validate(); err != nil {
 		t.Errorf("Validate: %v", err)
 	}
+}
+
+const fixClear = "use starttls (port 587) or tls (port 465), or relay through a server on 127.0.0.1, ::1 or localhost"
+
+// clearAuth sets a login without TLS to host.
+func clearAuth(c *Config, host string) {
+	c.SMTP.Host, c.SMTP.Port, c.SMTP.TLS = host, 25, TLSNone
+	c.SMTP.Username, c.SMTP.Password = "hookmail", "hunter2"
 }
 
 func TestProblemError(t *testing.T) {

@@ -214,13 +214,21 @@ const maxSocketPath = 103
 
 // IsLoopback reports whether host (no port) names only the local machine:
 // "localhost" or a loopback IP. The admin endpoint checks requests' Host
-// with it.
+// with it, and smtp.tls: none with credentials is allowed only to loopback.
 func IsLoopback(host string) bool {
 	if host == "localhost" {
 		return true
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// CredentialsInClear reports whether a login would cross a network in
+// clear: smtp.tls none with a username, to a host that is not loopback.
+// A name other than "localhost" that resolves to loopback does not count as
+// loopback: that is DNS's answer of the day, and no DNS is asked here.
+func (s SMTP) CredentialsInClear() bool {
+	return s.TLS == TLSNone && s.Username != "" && !IsLoopback(s.Host)
 }
 
 func (c *Config) validateSMTP(v *validator) {
@@ -238,6 +246,10 @@ func (c *Config) validateSMTP(v *validator) {
 	}
 	if s.PasswordFile != "" {
 		v.file("smtp.password_file", s.PasswordFile)
+	}
+	if s.Host != "" && s.CredentialsInClear() {
+		v.add("smtp.tls", fmt.Sprintf("none would send smtp.username's credentials in clear to %q, which is not a loopback address", s.Host),
+			"use starttls (port 587) or tls (port 465), or relay through a server on 127.0.0.1, ::1 or localhost")
 	}
 	if !slices.Contains(AuthMechanisms, s.Auth) {
 		v.add("smtp.auth", fmt.Sprintf("%q is not an AUTH mechanism", s.Auth), "use one of "+strings.Join(AuthMechanisms, ", "))

@@ -40,6 +40,8 @@ type Relay struct {
 
 	acks     sync.WaitGroup // acks in flight (see ack)
 	ackSlots chan struct{}
+
+	failures failureLog // the delivery failure last logged
 }
 
 // New builds a relay on a validated config. It parses the templates, so a

@@ -3,7 +3,6 @@ package relay
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -26,8 +25,14 @@ func (l stepLog) print(e maillog.Log) {
 	if e.Direction == maillog.DirClientToServer {
 		dir = "C:"
 	}
-	text := strings.TrimSpace(fmt.Sprintf(e.Format, e.Messages...))
-	for _, line := range strings.Split(text, "\n") {
+	l.lines(dir, fmt.Sprintf(e.Format, e.Messages...))
+}
+
+// reply prints a server reply go-mail's log leaves out (see onReply).
+func (l stepLog) reply(text string) { l.lines("S:", text) }
+
+func (l stepLog) lines(dir, text string) {
+	for _, line := range strings.Split(strings.TrimSpace(text), "\n") {
 		fmt.Fprintf(l.w, "    %s %s\n", dir, strings.TrimSpace(line))
 	}
 }
@@ -37,22 +42,19 @@ func (l stepLog) Infof(e maillog.Log)  { l.print(e) }
 func (l stepLog) Warnf(e maillog.Log)  { l.print(e) }
 func (l stepLog) Errorf(e maillog.Log) { l.print(e) }
 
-// SendTest sends one test email to `to` through the configured server,
-// printing each step (connect, TLS and the server certificate, AUTH, MAIL,
-// RCPT, DATA) with the server's replies, so a user sees where a setup
-// fails. The error names the failing step and its class.
-func SendTest(ctx context.Context, cfg config.SMTP, to string, w io.Writer) error {
-	opts, err := clientOptions(cfg)
-	if err != nil {
-		return err
-	}
-	opts = append(opts, gomail.WithDebugLog(), gomail.WithLogger(stepLog{w}))
-	client, err := gomail.NewClient(cfg.Host, opts...)
+// SendTest sends one test email to the addresses in to through the
+// configured server, printing each step (connect, TLS and the server
+// certificate, AUTH, MAIL, RCPT, DATA) with the server's replies, so a user
+// sees where a setup fails. A recipient refused for good does not stop the
+// others, as in delivery. The error names the failing step and its class.
+func SendTest(ctx context.Context, cfg config.SMTP, to []string, w io.Writer) error {
+	sender, err := newSMTPSender(cfg, slog.New(slog.DiscardHandler), prometheus.NewRegistry(),
+		gomail.WithDebugLog(), gomail.WithLogger(stepLog{w}))
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(w, "connect %s:%d (tls: %s, timeout %s)\n", cfg.Host, cfg.Port, cfg.TLS, cfg.Timeout)
-	sc, err := client.DialToSMTPClientWithContext(ctx)
+	sc, err := sender.dial(ctx)
 	if err != nil {
 		return stepFailed("connect, TLS or AUTH", err)
 	}
@@ -66,16 +68,16 @@ func SendTest(ctx context.Context, cfg config.SMTP, to string, w io.Writer) erro
 	if cfg.Username != "" {
 		fmt.Fprintf(w, "authenticated as %s\n", cfg.Username)
 	}
-	sender := &SMTPSender{cfg: cfg, log: slog.New(slog.DiscardHandler), metrics: newSMTPMetrics(prometheus.NewRegistry())}
+	sender.onReply = stepLog{w}.reply
 	msg := &Message{
 		EventID: "send-test", Route: "send-test", Type: "test",
-		From: cfg.From, To: []string{to},
+		From: cfg.From, To: to,
 		Subject: "hookmail test email",
 		Text:    "This is a test email from hookmail send-test. If you can read it, SMTP delivery works.\n",
 		HTML:    "<p>This is a test email from <b>hookmail send-test</b>. If you can read it, SMTP delivery works.</p>",
 		Date:    time.Now(), MessageID: MessageID(fmt.Sprintf("send-test-%d", time.Now().UnixNano()), "send-test", cfg.From),
 	}
-	fmt.Fprintf(w, "send a test email from %s to %s\n", cfg.From, to)
+	fmt.Fprintf(w, "send a test email from %s to %s\n", cfg.From, strings.Join(to, ", "))
 	err = sender.transact(sc, msg)
 	_ = sc.Quit()
 	_ = sc.Close()
@@ -89,18 +91,15 @@ func SendTest(ctx context.Context, cfg config.SMTP, to string, w io.Writer) erro
 func stepFailed(step string, err error) error {
 	code, enhanced := SMTPReply(err)
 	reply := "no SMTP reply (network, TLS or timeout)"
+	if Classify(err) == Config {
+		reply = "no SMTP reply"
+	}
 	if code != 0 {
 		reply = fmt.Sprintf("server replied %d %s", code, enhanced)
 	}
-	var verify *tls.CertificateVerificationError
-	hint := ""
-	switch {
-	case errors.As(err, &verify):
-		hint = "; the server's certificate is not trusted: set smtp.ca_file to its CA, or fix smtp.host to match the certificate"
-	case strings.Contains(err.Error(), "STARTTLS"):
-		hint = "; the server does not offer STARTTLS: use smtp.tls: tls for port 465, or none only for a trusted local server"
-	case Classify(err) == Config:
-		hint = "; check smtp.username and smtp.password (an app password for Gmail)"
+	hint := Hint(err)
+	if hint != "" {
+		hint = "; " + hint
 	}
 	return fmt.Errorf("%s failed (%s, %s): %w%s", step, reply, Classify(err), err, hint)
 }

@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net/mail"
+	"net/textproto"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -34,6 +36,13 @@ type SMTPSender struct {
 	log     *slog.Logger
 	idle    chan pooledConn
 	metrics smtpMetrics
+	// clearLogin, when set, logs in on each new connection in go-mail's
+	// stead (smtp.auth auto without TLS, to loopback).
+	clearLogin *clearLogin
+	// onReply, when set, gets the replies go-mail's debug log leaves out:
+	// the error replies to MAIL, RCPT and DATA, and the final reply to the
+	// data. send-test prints them.
+	onReply func(reply string)
 }
 
 // pooledConn is an open connection and when it last finished a message.
@@ -88,17 +97,39 @@ var _ Sender = (*SMTPSender)(nil)
 // NewSMTPSender builds the sender from smtp.*: TLS mode without downgrade
 // (starttls fails when the server does not offer it), certificates always
 // verified against the system pool plus smtp.ca_file, AUTH when a username
-// is set, and smtp.timeout on dial and on every message.
+// is set (never in clear but to loopback), and smtp.timeout on dial and on
+// every message.
 func NewSMTPSender(cfg config.SMTP, log *slog.Logger, reg prometheus.Registerer) (*SMTPSender, error) {
-	opts, err := clientOptions(cfg)
+	return newSMTPSender(cfg, log, reg)
+}
+
+// newSMTPSender is NewSMTPSender with extra go-mail options (send-test's
+// conversation log).
+func newSMTPSender(cfg config.SMTP, log *slog.Logger, reg prometheus.Registerer, extra ...gomail.Option) (*SMTPSender, error) {
+	// Validate refuses this config too; the sender checks again so that no
+	// path, whatever the mechanism (XOAUTH2 sends its token as it is), puts
+	// credentials on a network in clear.
+	if cfg.CredentialsInClear() {
+		return nil, fmt.Errorf("smtp.tls: none would send smtp.username's credentials in clear to %q, which is not a loopback address: use starttls or tls, or relay through a server on loopback", cfg.Host)
+	}
+	password, err := smtpPassword(cfg)
 	if err != nil {
 		return nil, err
 	}
-	c, err := gomail.NewClient(cfg.Host, opts...)
+	opts, err := clientOptions(cfg, password)
+	if err != nil {
+		return nil, err
+	}
+	c, err := gomail.NewClient(cfg.Host, append(opts, extra...)...)
 	if err != nil {
 		return nil, fmt.Errorf("smtp: %w", err)
 	}
-	return &SMTPSender{client: c, cfg: cfg, log: log, idle: make(chan pooledConn, cfg.Workers), metrics: newSMTPMetrics(reg)}, nil
+	c.ErrorHandlerRegistry.RegisterHandler(cfg.Host, "STARTTLS", startTLSReplies{})
+	s := &SMTPSender{client: c, cfg: cfg, log: log, idle: make(chan pooledConn, cfg.Workers), metrics: newSMTPMetrics(reg)}
+	if cfg.Username != "" && cfg.TLS == config.TLSNone && cfg.Auth == "auto" {
+		s.clearLogin = &clearLogin{host: cfg.Host, user: cfg.Username, pass: password}
+	}
+	return s, nil
 }
 
 // authTypes maps smtp.auth to go-mail's mechanisms.
@@ -112,7 +143,19 @@ var authTypes = map[string]gomail.SMTPAuthType{
 	"xoauth2":       gomail.SMTPAuthXOAUTH2,
 }
 
-func clientOptions(cfg config.SMTP) ([]gomail.Option, error) {
+// smtpPassword is smtp.password, or smtp.password_file's content.
+func smtpPassword(cfg config.SMTP) (string, error) {
+	if cfg.PasswordFile == "" {
+		return cfg.Password.Reveal(), nil
+	}
+	b, err := os.ReadFile(cfg.PasswordFile)
+	if err != nil {
+		return "", fmt.Errorf("smtp.password_file: %w", err)
+	}
+	return strings.TrimRight(string(b), "\r\n"), nil
+}
+
+func clientOptions(cfg config.SMTP, password string) ([]gomail.Option, error) {
 	roots, err := x509.SystemCertPool()
 	if err != nil {
 		roots = x509.NewCertPool()
@@ -139,19 +182,84 @@ func clientOptions(cfg config.SMTP) ([]gomail.Option, error) {
 	case config.TLSNone:
 		opts = append(opts, gomail.WithTLSPolicy(gomail.NoTLS))
 	}
-	if cfg.Username != "" {
-		password := cfg.Password.Reveal()
-		if cfg.PasswordFile != "" {
-			b, err := os.ReadFile(cfg.PasswordFile)
-			if err != nil {
-				return nil, fmt.Errorf("smtp.password_file: %w", err)
-			}
-			password = strings.TrimRight(string(b), "\r\n")
-		}
-		opts = append(opts, gomail.WithSMTPAuth(authTypes[cfg.Auth]),
-			gomail.WithUsername(cfg.Username), gomail.WithPassword(password))
+	if cfg.Username == "" {
+		return opts, nil
 	}
-	return opts, nil
+	auth := authTypes[cfg.Auth]
+	if cfg.TLS == config.TLSNone {
+		// The host is loopback (newSMTPSender checked): nothing crosses a
+		// network, so PLAIN and LOGIN are fine in clear. go-mail sends them
+		// without TLS only as their -NOENC variants, and its autodiscovery
+		// never picks them without TLS, so auto is clearLogin's to do.
+		switch cfg.Auth {
+		case "plain":
+			auth = gomail.SMTPAuthPlainNoEnc
+		case "login":
+			auth = gomail.SMTPAuthLoginNoEnc
+		case "auto":
+			return opts, nil
+		}
+	}
+	return append(opts, gomail.WithSMTPAuth(auth), gomail.WithUsername(cfg.Username), gomail.WithPassword(password)), nil
+}
+
+// startTLSError is the server's error reply to STARTTLS, e.g. "454 4.7.0
+// TLS not available due to local problem": the server's TLS setup is at
+// fault, whatever the enhanced code suggests.
+type startTLSError struct{ err error }
+
+func (e *startTLSError) Error() string { return "STARTTLS: " + e.err.Error() }
+func (e *startTLSError) Unwrap() error { return e.err }
+
+// startTLSReplies marks go-mail's error for a reply to STARTTLS, which it
+// returns as a bare *textproto.Error, like a reply to any other command.
+type startTLSReplies struct{}
+
+func (startTLSReplies) HandleError(_, _ string, _ *textproto.Conn, err error) error {
+	var reply *textproto.Error
+	if errors.As(err, &reply) {
+		return &startTLSError{err: err}
+	}
+	return err
+}
+
+// clearLogin is smtp.auth auto on a connection without TLS to a loopback
+// server: the first mechanism the server offers, in go-mail's order of
+// preference, PLAIN and LOGIN included.
+type clearLogin struct{ host, user, pass string }
+
+// errNoAuthOffered: the server offers no AUTH while smtp.username is set.
+var errNoAuthOffered = errors.New("server does not support SMTP AUTH")
+
+func (l *clearLogin) login(sc *smtp.Client) error {
+	ok, offered := sc.Extension("AUTH")
+	if !ok {
+		return errNoAuthOffered
+	}
+	mechs := strings.Fields(offered)
+	for _, mech := range []string{"SCRAM-SHA-256", "SCRAM-SHA-1", "CRAM-MD5", "PLAIN", "LOGIN"} {
+		if !slices.Contains(mechs, mech) {
+			continue
+		}
+		var a smtp.Auth
+		switch mech {
+		case "SCRAM-SHA-256":
+			a = smtp.ScramSHA256Auth(l.user, l.pass)
+		case "SCRAM-SHA-1":
+			a = smtp.ScramSHA1Auth(l.user, l.pass)
+		case "CRAM-MD5":
+			a = smtp.CRAMMD5Auth(l.user, l.pass)
+		case "PLAIN":
+			a = smtp.PlainAuth("", l.user, l.pass, l.host, true)
+		case "LOGIN":
+			a = smtp.LoginAuth(l.user, l.pass, l.host, true)
+		}
+		if err := sc.Auth(a); err != nil {
+			return fmt.Errorf("SMTP AUTH failed: %w", err)
+		}
+		return nil
+	}
+	return fmt.Errorf("%w (the server offers AUTH %s)", gomail.ErrNoSupportedAuthDiscovered, offered)
 }
 
 // Send delivers m on a pooled connection, dialling one when none is idle.
@@ -215,11 +323,31 @@ func (s *SMTPSender) conn(ctx context.Context) (sc *smtp.Client, reused bool, er
 func (s *SMTPSender) dial(ctx context.Context) (*smtp.Client, error) {
 	sc, err := s.client.DialToSMTPClientWithContext(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("smtp connect %s:%d: %w", s.cfg.Host, s.cfg.Port, err)
+		return nil, &connectError{host: s.cfg.Host, port: s.cfg.Port, err: err}
 	}
 	s.metrics.connections.Inc()
+	if s.clearLogin != nil {
+		if err := s.clearLogin.login(sc); err != nil {
+			s.close(sc)
+			return nil, &connectError{host: s.cfg.Host, port: s.cfg.Port, err: err}
+		}
+	}
 	return sc, nil
 }
+
+// connectError is a failure to open a session: connect, TLS, EHLO, AUTH.
+// No message was involved yet, so even a 5xx reply gives none up (Hint).
+type connectError struct {
+	host string
+	port int
+	err  error
+}
+
+func (e *connectError) Error() string {
+	return fmt.Sprintf("smtp connect %s:%d: %v", e.host, e.port, e.err)
+}
+
+func (e *connectError) Unwrap() error { return e.err }
 
 // transact sends one message: MAIL, RCPT for each recipient, DATA. A
 // recipient refused for good (5xx) is logged and skipped while any other is
@@ -240,46 +368,61 @@ func (s *SMTPSender) transact(sc *smtp.Client, m *Message) error {
 	// go-mail's smtp.Client sends the path as given; RFC 5321 wants it in
 	// angle brackets, and strict servers (Mailpit) refuse it without.
 	err = sc.Mail("<" + from.Address + ">")
-	s.metrics.reply(err)
+	s.reply(err)
 	if err != nil {
 		if code, _ := SMTPReply(err); code == 0 || code == 421 {
 			return fmt.Errorf("smtp MAIL FROM: %w: %w", errStale, err)
 		}
 		return fmt.Errorf("smtp MAIL FROM: %w", err)
 	}
+	rcpts := envelope(m)
 	var accepted int
-	var refused, deferred error
-	var later []string
-	for _, rcpt := range envelope(m) {
+	var refused []error
+	var refusedTo, later []string
+	var deferred error
+	for _, rcpt := range rcpts {
 		err := sc.Rcpt("<" + rcpt + ">")
-		s.metrics.reply(err)
-		switch {
-		case err == nil:
+		s.reply(err)
+		if err == nil {
 			accepted++
-		case Classify(err) == Permanent:
-			s.log.Warn("mail server refused a recipient for good; delivering to the others", "id", m.EventID, "route", m.Route, "err", err)
-			refused = errors.Join(refused, fmt.Errorf("smtp RCPT TO: %w", err))
-		default:
-			deferred = errors.Join(deferred, fmt.Errorf("smtp RCPT TO: %w", err))
+			continue
+		}
+		// The address is in the error, so a dead letter's reason names it.
+		err = fmt.Errorf("smtp RCPT TO <%s>: %w", rcpt, err)
+		if Classify(err) == Permanent {
+			refused = append(refused, err)
+			refusedTo = append(refusedTo, rcpt)
+		} else {
+			deferred = errors.Join(deferred, err)
 			later = append(later, rcpt)
 		}
+	}
+	for i, err := range refused {
+		msg := "mail server refused a recipient for good; delivering to the others it accepted"
+		switch {
+		case len(rcpts) == 1:
+			msg = "mail server refused the only recipient for good"
+		case accepted == 0:
+			msg = "mail server refused a recipient for good, and accepted none of the others"
+		}
+		s.log.Warn(msg, "id", m.EventID, "route", m.Route, "recipient", refusedTo[i], "others_accepted", accepted, "err", err)
 	}
 	switch {
 	case accepted == 0 && deferred != nil:
 		return deferred
 	case accepted == 0:
-		return refused
+		return errors.Join(refused...)
 	}
 	w, err := sc.Data()
 	if err != nil {
-		s.metrics.reply(err)
+		s.reply(err)
 		return fmt.Errorf("smtp DATA: %w", err)
 	}
 	if _, err := w.Write(raw); err != nil {
 		return fmt.Errorf("smtp DATA: %w", err)
 	}
 	err = w.Close()
-	s.metrics.reply(err)
+	s.reply(err)
 	if err != nil {
 		return fmt.Errorf("smtp DATA: %w", err)
 	}
@@ -287,11 +430,24 @@ func (s *SMTPSender) transact(sc *smtp.Client, m *Message) error {
 	if r, ok := w.(interface{ ServerResponse() string }); ok {
 		m.Receipt += " " + r.ServerResponse()
 	}
+	if s.onReply != nil {
+		s.onReply(m.Receipt)
+	}
 	if len(later) > 0 {
 		// The others have it now; these get the same message on the retry.
 		return &PartialError{Later: later, Err: deferred}
 	}
 	return nil
+}
+
+// reply counts the server's answer to a command, and passes an error reply
+// to onReply (an error without a reply, a failed connection, is not one).
+func (s *SMTPSender) reply(err error) {
+	s.metrics.reply(err)
+	var tp *textproto.Error
+	if s.onReply != nil && errors.As(err, &tp) {
+		s.onReply(fmt.Sprintf("%d %s", tp.Code, tp.Msg))
+	}
 }
 
 // PartialError is a message the server took for some recipients and

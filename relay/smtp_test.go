@@ -239,6 +239,9 @@ func TestSMTPNeverDowngrades(t *testing.T) {
 		if n := len(srv.mails()); n != 0 {
 			t.Fatalf("%d mails sent in clear", n)
 		}
+		if Classify(err) != Config || !strings.Contains(Hint(err), "smtp.tls") {
+			t.Errorf("class %s, hint %q; want config, naming smtp.tls", Classify(err), Hint(err))
+		}
 	})
 	t.Run("certificate not trusted", func(t *testing.T) {
 		_, port := startSMTP(t, cert, true, false)
@@ -247,8 +250,8 @@ func TestSMTPNeverDowngrades(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "certificate") {
 			t.Fatalf("err = %v, want a certificate error", err)
 		}
-		if Classify(err) != Temporary {
-			t.Errorf("class = %s, want temporary", Classify(err))
+		if Classify(err) != Config || !strings.Contains(Hint(err), "smtp.ca_file") {
+			t.Errorf("class %s, hint %q; want config, naming smtp.ca_file", Classify(err), Hint(err))
 		}
 	})
 }
@@ -314,9 +317,25 @@ func TestSMTPOneRefusedRecipientDoesNotBlockTheOthers(t *testing.T) {
 	if got := testutil.ToFloat64(s.metrics.replies.WithLabelValues("550")); got != 1 {
 		t.Errorf("550 replies counted = %v, want 1", got)
 	}
-	if !strings.Contains(logs.String(), "refused a recipient") || !strings.Contains(logs.String(), strconv.Itoa(550)) {
-		t.Errorf("the refused recipient was not logged:\n%s", logs)
+	// The line names the address and how many others have the email.
+	for _, want := range []string{`msg="mail server refused a recipient for good; delivering to the others it accepted"`,
+		"recipient=b@example.com", "others_accepted=3", "smtp RCPT TO <b@example.com>: 550"} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("the refused recipient's log line lacks %s:\n%s", want, logs)
+		}
 	}
+
+	t.Run("the only recipient", func(t *testing.T) {
+		m := testMessage("b@example.com")
+		m.Bcc = nil
+		err := s.Send(t.Context(), m)
+		if err == nil || Classify(err) != Permanent || !strings.HasPrefix(err.Error(), "smtp RCPT TO <b@example.com>: 550") {
+			t.Fatalf("err = %v, want a permanent error naming b", err)
+		}
+		if !strings.Contains(logs.String(), `msg="mail server refused the only recipient for good"`) {
+			t.Errorf("no log line for the only recipient:\n%s", logs)
+		}
+	})
 }
 
 func TestSMTPMetricsLint(t *testing.T) {
@@ -338,7 +357,7 @@ func TestSendTestPrintsEachStep(t *testing.T) {
 	srv, port := startSMTP(t, cert, true, false)
 	var out bytes.Buffer
 	cfg := smtpConfig(port, caFile, config.TLSStartTLS)
-	if err := SendTest(t.Context(), cfg, "you@example.com", &out); err != nil {
+	if err := SendTest(t.Context(), cfg, []string{"you@example.com"}, &out); err != nil {
 		t.Fatalf("SendTest: %v\n%s", err, out.String())
 	}
 	for _, want := range []string{"connect 127.0.0.1:", "C: STARTTLS", `certificate subject "CN=hookmail test SMTP"`, "authenticated as hookmail",
@@ -357,7 +376,7 @@ func TestSendTestPrintsEachStep(t *testing.T) {
 	t.Run("fails clearly without STARTTLS", func(t *testing.T) {
 		_, plainPort := startSMTP(t, cert, false, false)
 		var out bytes.Buffer
-		err := SendTest(t.Context(), smtpConfig(plainPort, caFile, config.TLSStartTLS), "you@example.com", &out)
+		err := SendTest(t.Context(), smtpConfig(plainPort, caFile, config.TLSStartTLS), []string{"you@example.com"}, &out)
 		if err == nil || !strings.Contains(err.Error(), "connect, TLS or AUTH failed") || !strings.Contains(err.Error(), "does not offer STARTTLS") {
 			t.Fatalf("err = %v", err)
 		}
@@ -365,11 +384,43 @@ func TestSendTestPrintsEachStep(t *testing.T) {
 	t.Run("wrong password is a config error", func(t *testing.T) {
 		cfg := smtpConfig(port, caFile, config.TLSStartTLS)
 		cfg.Password = "wrong"
-		err := SendTest(t.Context(), cfg, "you@example.com", &bytes.Buffer{})
+		err := SendTest(t.Context(), cfg, []string{"you@example.com"}, &bytes.Buffer{})
 		if err == nil || !strings.Contains(err.Error(), "config") || !strings.Contains(err.Error(), "smtp.password") {
 			t.Fatalf("err = %v", err)
 		}
 	})
+}
+
+// TestSendTestPrintsTheRepliesGoMailLeavesOut: go-mail's log has no error
+// replies and no reply to the data; send-test prints both in their place.
+func TestSendTestPrintsTheRepliesGoMailLeavesOut(t *testing.T) {
+	cert, caFile := testCert(t)
+	srv, port := startSMTP(t, cert, true, false)
+	srv.rcptErr["bob@example.com"] = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
+	var out bytes.Buffer
+	if err := SendTest(t.Context(), smtpConfig(port, caFile, config.TLSStartTLS), []string{"bob@example.com", "you@example.com"}, &out); err != nil {
+		t.Fatalf("SendTest: %v\n%s", err, out.String())
+	}
+	// In order: the refusal right after its RCPT, then the other RCPT, the
+	// data's final 250 after DATA, then the verdict.
+	text := out.String()
+	at := 0
+	for _, want := range []string{
+		"    C: RCPT TO:<bob@example.com>\n    S: 550 5.1.1 no such user\n",
+		"    C: RCPT TO:<you@example.com>\n    S: 250 ",
+		"    C: DATA\n    S: 354 ",
+		"    S: 250 2.0.0 ",
+		"the server accepted the test email",
+	} {
+		i := strings.Index(text[at:], want)
+		if i < 0 {
+			t.Fatalf("output lacks %q after offset %d:\n%s", want, at, text)
+		}
+		at += i + len(want)
+	}
+	if n := len(srv.mails()); n != 1 || strings.Join(srv.mails()[0].to, ",") != "you@example.com" {
+		t.Errorf("delivered %+v, want one mail to you@", srv.mails())
+	}
 }
 
 // TestRelayOverSMTPRetriesAndDeadLetters runs the workers against the SMTP
@@ -414,8 +465,8 @@ func TestRelayOverSMTPRetriesAndDeadLetters(t *testing.T) {
 		t.Fatalf("delivered %d mails, want the sms once", len(mails))
 	}
 	dead := deadLetters(t, env.spool)
-	if len(dead) != 1 || dead[0].Event.Type != "ussd" || dead[0].Attempts != 1 || !strings.Contains(dead[0].DeadReason, "550") {
-		t.Fatalf("dead letters = %+v, want the ussd after 1 attempt with the 550 reply", dead)
+	if len(dead) != 1 || dead[0].Event.Type != "ussd" || dead[0].Attempts != 1 || !strings.Contains(dead[0].DeadReason, "smtp RCPT TO <all@example.com>: 550") {
+		t.Fatalf("dead letters = %+v, want the ussd after 1 attempt with the 550 reply naming the address", dead)
 	}
 	if got := testutil.ToFloat64(env.relay.metrics.failed.WithLabelValues("ussd", "permanent")); got != 1 {
 		t.Errorf("permanent failures = %v, want 1", got)
@@ -481,11 +532,7 @@ func TestSMTPTemporarilyRefusedRecipientGetsItOnTheRetry(t *testing.T) {
 // attempt instead of waiting for retry.initial.
 func TestSMTPRedialsAPooledConnectionTheServerClosed(t *testing.T) {
 	sink := relaytest.NewSink(t)
-	_, portStr, _ := strings.Cut(sink.Addr, ":")
-	port, _ := strconv.Atoi(portStr)
-	cfg := smtpConfig(port, "", config.TLSNone)
-	cfg.Username, cfg.Password = "", ""
-	s, _ := newTestSMTPSender(t, cfg)
+	s, _ := newTestSMTPSender(t, sinkConfig(sink))
 	first := testMessage("a@example.com")
 	if err := s.Send(t.Context(), first); err != nil {
 		t.Fatal(err)
@@ -502,5 +549,113 @@ func TestSMTPRedialsAPooledConnectionTheServerClosed(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(s.metrics.connections); got != 1 {
 		t.Errorf("%v connections open, want 1 (the dead one closed)", got)
+	}
+}
+
+// sinkConfig sends to sink: smtp.tls none, no login.
+func sinkConfig(sink *relaytest.Sink) config.SMTP {
+	_, portStr, _ := strings.Cut(sink.Addr, ":")
+	port, _ := strconv.Atoi(portStr)
+	cfg := smtpConfig(port, "", config.TLSNone)
+	cfg.Username, cfg.Password = "", ""
+	return cfg
+}
+
+// TestSMTPLoginInClearToLoopback: a local Postfix or relay sidecar offers
+// AUTH PLAIN without TLS. With smtp.tls: none and a username hookmail logs
+// in, also with smtp.auth: auto, since nothing crosses a network; go-mail
+// alone refuses PLAIN and LOGIN in clear and never discovers them.
+func TestSMTPLoginInClearToLoopback(t *testing.T) {
+	for _, auth := range []string{"auto", "plain"} {
+		t.Run(auth, func(t *testing.T) {
+			sink := relaytest.NewSink(t)
+			sink.RequireAuth("hookmail", "s3cret-smtp-pass")
+			cfg := sinkConfig(sink)
+			cfg.Username, cfg.Password, cfg.Auth = "hookmail", "s3cret-smtp-pass", auth
+			s, _ := newTestSMTPSender(t, cfg)
+			if err := s.Send(t.Context(), testMessage("a@example.com")); err != nil {
+				t.Fatalf("Send: %v (class %s)", err, Classify(err))
+			}
+			if got := sink.Counts()["<hookmail.ev1.r@relay.example>"]; got != 1 {
+				t.Errorf("delivered %d times, want 1", got)
+			}
+		})
+	}
+}
+
+// TestSMTPNeverSendsCredentialsInClearOffLoopback: whatever the mechanism
+// (XOAUTH2 sends its token as it is), a login without TLS to a host that
+// is not loopback is refused before any connection, by the sender and by
+// send-test alike, should Validate have been skipped.
+func TestSMTPNeverSendsCredentialsInClearOffLoopback(t *testing.T) {
+	for _, auth := range []string{"auto", "plain", "xoauth2", "cram-md5"} {
+		t.Run(auth, func(t *testing.T) {
+			cfg := smtpConfig(25, "", config.TLSNone)
+			cfg.Host, cfg.Auth = "relay.internal", auth
+			if _, err := NewSMTPSender(cfg, slog.New(slog.DiscardHandler), prometheus.NewRegistry()); err == nil || !strings.Contains(err.Error(), "smtp.tls") {
+				t.Errorf("NewSMTPSender: err = %v, want a refusal naming smtp.tls", err)
+			}
+			var out bytes.Buffer
+			if err := SendTest(t.Context(), cfg, []string{"you@example.com"}, &out); err == nil || !strings.Contains(err.Error(), "smtp.tls") {
+				t.Errorf("SendTest: err = %v, want a refusal naming smtp.tls", err)
+			}
+			if strings.Contains(out.String(), "connect") {
+				t.Errorf("send-test connected:\n%s", out.String())
+			}
+		})
+	}
+}
+
+// TestSMTPConfigErrors: failures no retry fixes are config errors, in the
+// sender and in send-test, with a hint naming what to fix.
+func TestSMTPConfigErrors(t *testing.T) {
+	tests := []struct {
+		name     string
+		sink     []relaytest.SinkOption
+		refuse   *smtp.SMTPError // EHLO's reply
+		auth     string
+		want     string // in the hint and in send-test's error
+		notWant  string
+		wantCode int
+	}{
+		// A server that cannot load its certificate answers STARTTLS 454
+		// 4.7.0; that is its TLS setup, not hookmail's password.
+		{name: "454 to STARTTLS", sink: []relaytest.SinkOption{relaytest.RefusingStartTLS("454 4.7.0 TLS not available due to local problem")},
+			want: "cannot start TLS", notWant: "smtp.password", wantCode: 454},
+		{name: "no AUTH offered, auth auto", auth: "auto", want: "the server offers no AUTH"},
+		// A blocked client: no message was involved, so nothing is given up.
+		{name: "session refused", refuse: &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "your address is on a blocklist"},
+			want: "smtp.host and smtp.port", wantCode: 554},
+		{name: "no AUTH offered, auth plain", auth: "plain", want: "the server offers no AUTH"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sink := relaytest.NewSink(t, tt.sink...)
+			sink.RefuseSessions(tt.refuse)
+			cfg := sinkConfig(sink)
+			if tt.auth != "" {
+				cfg.Username, cfg.Password, cfg.Auth = "hookmail", "s3cret-smtp-pass", tt.auth
+			}
+			if len(tt.sink) > 0 {
+				cfg.TLS = config.TLSStartTLS
+			}
+			s, _ := newTestSMTPSender(t, cfg)
+			err := s.Send(t.Context(), testMessage("a@example.com"))
+			if err == nil {
+				t.Fatal("Send succeeded")
+			}
+			if code, _ := SMTPReply(err); Classify(err) != Config || code != tt.wantCode {
+				t.Errorf("Send: %v: class %s, code %d; want config, %d", err, Classify(err), code, tt.wantCode)
+			}
+			var out bytes.Buffer
+			err = SendTest(t.Context(), cfg, []string{"you@example.com"}, &out)
+			if err == nil || !strings.Contains(err.Error(), ", config): ") || !strings.Contains(err.Error(), tt.want) ||
+				tt.notWant != "" && strings.Contains(err.Error(), tt.notWant) {
+				t.Errorf("send-test: %v\nwant a config error with %q and without %q", err, tt.want, tt.notWant)
+			}
+			if sink.Tries() != 0 {
+				t.Errorf("%d MAIL commands reached the server", sink.Tries())
+			}
+		})
 	}
 }

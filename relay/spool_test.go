@@ -27,6 +27,13 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	return l.w.Write(p)
 }
 
+// String reads what was written so far, while writers may still write.
+func (l *lockedWriter) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return fmt.Sprint(l.w)
+}
+
 func openTestSpool(t *testing.T, dir string, now func() time.Time) *Spool {
 	t.Helper()
 	s, err := OpenSpool(dir, now)

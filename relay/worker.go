@@ -157,6 +157,7 @@ func (r *Relay) deliver(ctx context.Context, it *Item) {
 			rlog.Debug("collected for the route's digest")
 			continue
 		}
+		r.failures.clear()
 		r.metrics.sent.WithLabelValues(typeLabel(ev.Type)).Inc()
 		rlog.Info("email sent", "message_id", msg.MessageID, "reply", msg.Receipt)
 	}
@@ -182,7 +183,6 @@ func (r *Relay) deliver(ctx context.Context, it *Item) {
 		return
 	}
 	class := Classify(err)
-	prevErr := it.LastError
 	it.LastError = err.Error()
 	retry := l.cfg.Retry
 	deadline := it.LifetimeStart().Add(retry.Lifetime)
@@ -196,12 +196,12 @@ func (r *Relay) deliver(ctx context.Context, it *Item) {
 		next = deadline // one last attempt when the lifetime ends
 	}
 	switch {
-	case prevErr != err.Error() && class == Config:
-		log.Error("the mail server refused hookmail's credentials or setup; fix smtp.* in the config (will retry)", "err", err, "next_attempt", next.Format(time.RFC3339))
-	case prevErr != err.Error():
-		log.Warn("delivery failed; will retry", "err", err, "next_attempt", next.Format(time.RFC3339))
-	default:
+	case !r.failures.changed(class.String() + ": " + err.Error()):
 		log.Debug("delivery failed again; will retry", "err", err, "next_attempt", next.Format(time.RFC3339))
+	case class == Config:
+		log.Error("delivery failed: the SMTP setup needs fixing (config error); events stay queued and are retried", "err", err, "fix", Hint(err), "next_attempt", next.Format(time.RFC3339))
+	default:
+		log.Warn("delivery failed; will retry", "err", err, "next_attempt", next.Format(time.RFC3339))
 	}
 	if err := r.queue.Retry(ctx, it, next, err); err != nil {
 		log.Error("cannot reschedule; the queue keeps the event and offers it again later", "err", err)
@@ -218,4 +218,32 @@ func (r *Relay) bury(ctx context.Context, it *Item, reason string, start time.Ti
 		r.log.Warn("no route takes this event; moved to the dead letters", "id", it.Event.ID, "type", it.Event.Type)
 	}
 	r.metrics.deliveries.WithLabelValues("dead").Observe(r.now().Sub(start).Seconds())
+}
+
+// failureLog keeps, for the whole process and in memory only, the cause
+// (class and error text) of the delivery failure last logged: a mail server
+// down or a wrong password is logged once, not for every event and attempt,
+// and again after a success or a restart.
+type failureLog struct {
+	mu   sync.Mutex
+	last string
+}
+
+// changed reports whether cause differs from the one last logged, and
+// makes it the one last logged.
+func (f *failureLog) changed(cause string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if cause == f.last {
+		return false
+	}
+	f.last = cause
+	return true
+}
+
+// clear forgets the cause: after a success the next failure is news.
+func (f *failureLog) clear() {
+	f.mu.Lock()
+	f.last = ""
+	f.mu.Unlock()
 }

@@ -1,9 +1,13 @@
 package relay
 
 import (
+	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"log/slog"
 	"net/http"
 	"net/mail"
 	"net/textproto"
@@ -14,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/hookmail/hookmail/config"
@@ -324,5 +329,93 @@ func TestLogLines(t *testing.T) {
 		if !strings.Contains(sent, want) {
 			t.Errorf("sent line lacks %s: %s", want, sent)
 		}
+	}
+}
+
+// TestFailureLoggedOncePerCause: a mail server down fails every event the
+// same way; that is logged once (the rest at debug), again after a
+// success, and again by a restarted hookmail, which remembers nothing.
+func TestFailureLoggedOncePerCause(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Retry.Initial, cfg.Retry.Max = 5*time.Millisecond, 10*time.Millisecond
+	env := newTestEnv(t, cfg)
+	down := errors.New("smtp connect 127.0.0.1:25: dial tcp 127.0.0.1:25: connect: connection refused")
+	var calls atomic.Int32
+	var succeedOnce atomic.Bool
+	sender := &fakeSender{send: func(context.Context, *Message) error {
+		calls.Add(1)
+		if succeedOnce.CompareAndSwap(true, false) {
+			return nil
+		}
+		return down
+	}}
+	env.relay.sender = sender
+	for range 5 {
+		if rec := post(t, env.relay.Handler(), formType, string(readTestdata(t, "ussd.form"))); rec.Code != 200 {
+			t.Fatalf("post: %d", rec.Code)
+		}
+	}
+	const warned = `level=WARN msg="delivery failed; will retry"`
+	stop := runRelay(t, env.relay)
+	waitFor(t, "every event to fail a few times", func() bool { return calls.Load() >= 20 })
+	stop()
+	if n := strings.Count(env.logs.String(), warned); n != 1 {
+		t.Errorf("warned %d times about one cause over %d failures of 5 events, want once:\n%s", n, calls.Load(), env.logs)
+	}
+	if !strings.Contains(env.logs.String(), `level=DEBUG msg="delivery failed again; will retry"`) {
+		t.Error("the repeats were not logged at debug")
+	}
+
+	// A restart: a new Relay on the same queue logs the cause again.
+	logs := &lockedWriter{w: &bytes.Buffer{}}
+	restarted, err := New(cfg, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})), prometheus.NewRegistry(), env.spool, sender)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop = runRelay(t, restarted)
+	waitFor(t, "the restarted relay to warn", func() bool { return strings.Contains(logs.String(), warned) })
+	// A success clears the cause: the next failure is logged again.
+	succeedOnce.Store(true)
+	waitFor(t, "the warning after a success", func() bool { return strings.Count(logs.String(), warned) == 2 })
+	stop()
+	if n := strings.Count(logs.String(), warned); n != 2 {
+		t.Errorf("after the restart warned %d times, want twice (once at start, once after the success):\n%s", n, logs)
+	}
+}
+
+// TestConfigFailureLogsTheHint: a failure no retry fixes is an ERROR with
+// send-test's hint, once; it counts as reason="config" and the event stays
+// queued, not dead.
+func TestConfigFailureLogsTheHint(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Retry.Initial, cfg.Retry.Max = 5*time.Millisecond, 10*time.Millisecond
+	env := newTestEnv(t, cfg)
+	untrusted := fmt.Errorf("smtp connect mail.example.com:587: %w", &tls.CertificateVerificationError{Err: errors.New("x509: certificate signed by unknown authority")})
+	var calls atomic.Int32
+	env.relay.sender = &fakeSender{send: func(context.Context, *Message) error {
+		calls.Add(1)
+		return untrusted
+	}}
+	if rec := post(t, env.relay.Handler(), formType, string(readTestdata(t, "ussd.form"))); rec.Code != 200 {
+		t.Fatalf("post: %d", rec.Code)
+	}
+	stop := runRelay(t, env.relay)
+	waitFor(t, "a few attempts", func() bool { return calls.Load() >= 5 })
+	stop()
+	var errorLines []string
+	for _, l := range strings.Split(env.logs.String(), "\n") {
+		if strings.Contains(l, "level=ERROR") {
+			errorLines = append(errorLines, l)
+		}
+	}
+	if len(errorLines) != 1 || !strings.Contains(errorLines[0], "config error") || !strings.Contains(errorLines[0], `fix="`+Hint(untrusted)+`"`) {
+		t.Errorf("ERROR lines %q, want one naming the config error with fix=%q", errorLines, Hint(untrusted))
+	}
+	if got := testutil.ToFloat64(env.relay.metrics.failed.WithLabelValues("ussd", "config")); got < 5 {
+		t.Errorf("config failures counted = %v, want one per attempt (%d)", got, calls.Load())
+	}
+	st, err := env.spool.Stats(t.Context())
+	if err != nil || st.Depth != 1 || st.Dead != 0 {
+		t.Errorf("spool %+v, %v; want the event queued, none dead", st, err)
 	}
 }

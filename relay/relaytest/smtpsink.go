@@ -2,54 +2,91 @@ package relaytest
 
 import (
 	"bytes"
+	"crypto/tls"
+	"errors"
 	"io"
 	"log"
 	"maps"
 	"net"
 	"net/mail"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 )
 
-// Sink is a plain SMTP server (no TLS, no AUTH) on 127.0.0.1 that counts
-// the messages it accepts by Message-ID. It can refuse every message with
-// a reply of choice, go away entirely, and come back on the same port: the
-// outages a relay must ride out.
+// Sink is a plain SMTP server on 127.0.0.1 that counts the messages it
+// accepts by Message-ID: no TLS (RefusingStartTLS offers STARTTLS only to
+// refuse it), and AUTH PLAIN in clear only with RequireAuth, as a local
+// relay has it. It can refuse every session or message with a reply of
+// choice, go away entirely, and come back on the same port: the outages and
+// misconfigurations a relay must ride out.
 type Sink struct {
 	t    testing.TB
 	Addr string // 127.0.0.1:port, the same across Stop and Start
 
-	mu       sync.Mutex
-	srv      *smtp.Server
-	refuse   *smtp.SMTPError
-	counts   map[string]int
-	subjects map[string]string
-	tries    int
+	mu         sync.Mutex
+	srv        *smtp.Server
+	refuse     *smtp.SMTPError
+	greet      *smtp.SMTPError // the reply to EHLO and HELO when set
+	user, pass string          // AUTH PLAIN credentials; none when user is ""
+	startTLS   string          // the reply to STARTTLS, offered when set (fixed at start)
+	counts     map[string]int
+	subjects   map[string]string
+	tries      int
+}
+
+// SinkOption sets up a Sink before it starts.
+type SinkOption func(*Sink)
+
+// RefusingStartTLS makes the sink offer STARTTLS and answer it with reply,
+// e.g. "454 4.7.0 TLS not available due to local problem", as a server
+// whose certificate or key cannot be loaded does.
+func RefusingStartTLS(reply string) SinkOption {
+	return func(s *Sink) { s.startTLS = reply }
 }
 
 // NewSink starts a Sink on a free port; it stops when the test ends.
-func NewSink(t testing.TB) *Sink {
+func NewSink(t testing.TB, opts ...SinkOption) *Sink {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := &Sink{t: t, Addr: ln.Addr().String(), counts: map[string]int{}, subjects: map[string]string{}}
+	for _, opt := range opts {
+		opt(s)
+	}
 	s.serve(ln)
 	t.Cleanup(s.Stop)
 	return s
 }
 
 func (s *Sink) serve(ln net.Listener) {
-	srv := smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) { return &sinkSession{s: s}, nil }))
+	srv := smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.greet != nil {
+			return nil, s.greet
+		}
+		return &sinkSession{s: s}, nil
+	}))
 	srv.Domain = "sink.test"
 	srv.ReadTimeout, srv.WriteTimeout = 30*time.Second, 30*time.Second
 	srv.MaxMessageBytes = 10 << 20
 	srv.AllowInsecureAuth = true
 	srv.ErrorLog = log.New(io.Discard, "", 0) // connections cut by a kill are expected here
+	if s.startTLS != "" {
+		// go-smtp offers STARTTLS only with a TLS config; it never gets to
+		// use it, since startTLSListener answers the command.
+		srv.TLSConfig = &tls.Config{GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			return nil, errors.New("sink: no TLS")
+		}}
+		ln = &startTLSListener{Listener: ln, reply: s.startTLS}
+	}
 	s.mu.Lock()
 	s.srv = srv
 	s.mu.Unlock()
@@ -60,6 +97,22 @@ func (s *Sink) serve(ln net.Listener) {
 func (s *Sink) Refuse(reply *smtp.SMTPError) {
 	s.mu.Lock()
 	s.refuse = reply
+	s.mu.Unlock()
+}
+
+// RefuseSessions makes EHLO and HELO get reply (e.g. 554 for a client
+// the server blocks), so no session starts; nil accepts again.
+func (s *Sink) RefuseSessions(reply *smtp.SMTPError) {
+	s.mu.Lock()
+	s.greet = reply
+	s.mu.Unlock()
+}
+
+// RequireAuth makes the sink offer AUTH PLAIN without TLS, as a local
+// relay does, take only user and pass, and refuse MAIL before AUTH (530).
+func (s *Sink) RequireAuth(user, pass string) {
+	s.mu.Lock()
+	s.user, s.pass = user, pass
 	s.mu.Unlock()
 }
 
@@ -112,12 +165,40 @@ func (s *Sink) Tries() int {
 	return s.tries
 }
 
-type sinkSession struct{ s *Sink }
+type sinkSession struct {
+	s      *Sink
+	authed bool
+}
+
+// AuthMechanisms offers PLAIN while RequireAuth is in force, else no AUTH.
+func (ss *sinkSession) AuthMechanisms() []string {
+	ss.s.mu.Lock()
+	defer ss.s.mu.Unlock()
+	if ss.s.user == "" {
+		return nil
+	}
+	return []string{sasl.Plain}
+}
+
+func (ss *sinkSession) Auth(string) (sasl.Server, error) {
+	return sasl.NewPlainServer(func(_, user, pass string) error {
+		ss.s.mu.Lock()
+		defer ss.s.mu.Unlock()
+		if user != ss.s.user || pass != ss.s.pass {
+			return smtp.ErrAuthFailed
+		}
+		ss.authed = true
+		return nil
+	}), nil
+}
 
 func (ss *sinkSession) Mail(string, *smtp.MailOptions) error {
 	ss.s.mu.Lock()
 	defer ss.s.mu.Unlock()
 	ss.s.tries++
+	if ss.s.user != "" && !ss.authed {
+		return smtp.ErrAuthRequired
+	}
 	if ss.s.refuse != nil {
 		return ss.s.refuse
 	}
@@ -145,3 +226,38 @@ func (ss *sinkSession) Data(r io.Reader) error {
 
 func (ss *sinkSession) Reset()        {}
 func (ss *sinkSession) Logout() error { return nil }
+
+// startTLSListener hands out connections on which the sink's reply answers
+// STARTTLS before go-smtp sees the command (go-smtp can only accept it).
+type startTLSListener struct {
+	net.Listener
+	reply string
+}
+
+func (l *startTLSListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &startTLSConn{Conn: c, reply: l.reply}, nil
+}
+
+type startTLSConn struct {
+	net.Conn
+	reply string
+}
+
+// Read passes the client's commands on, but for STARTTLS, which a client
+// sends alone and then waits for the reply to.
+func (c *startTLSConn) Read(p []byte) (int, error) {
+	for {
+		n, err := c.Conn.Read(p)
+		if n > 0 && strings.EqualFold(string(p[:n]), "STARTTLS\r\n") {
+			if _, err := io.WriteString(c.Conn, c.reply+"\r\n"); err != nil {
+				return 0, err
+			}
+			continue
+		}
+		return n, err
+	}
+}
