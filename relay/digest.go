@@ -182,7 +182,7 @@ func (r *Relay) flushDigest(ctx context.Context, store DigestStore, l *live, nam
 		err = r.sender.Send(ctx, msg)
 	}
 	if err != nil {
-		if lifetime := l.cfg.Retry.Lifetime; Classify(err) != Temporary && waited >= lifetime {
+		if lifetime := l.cfg.Retry.Lifetime; Classify(err) == Permanent && waited >= lifetime {
 			reason := fmt.Sprintf("digest of route %s refused for retry.lifetime (%s): %v", name, lifetime, err)
 			if berr := store.BuryDigest(ctx, name, ids, reason); berr != nil {
 				return errors.Join(err, berr)

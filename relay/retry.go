@@ -135,13 +135,14 @@ var enhancedOverrides = map[string]ErrorClass{
 }
 
 // Authentication failures are configuration errors: retried (someone may fix
-// the password) but alerted on. Other 4.7.x/5.7.x replies are not: 4.7.1 is
-// often greylisting, 5.7.1 often a spam or relay policy on that message.
+// the password) but alerted on. Other 4.7.x/5.7.x replies are not: 4.7.0 is
+// also "try again later" (Gmail's and Microsoft's throttling), 4.7.1 often
+// greylisting, 5.7.0 and 5.7.1 often a spam or relay policy on that message;
+// "530 5.7.0 Authentication required" is known by its code.
 var (
 	authCodes    = map[int]bool{530: true, 534: true, 535: true, 538: true}
 	authEnhanced = map[string]bool{
-		"4.7.0": true, "4.7.12": true, "5.7.0": true, "5.7.8": true,
-		"5.7.9": true, "5.7.11": true, "5.7.14": true, "5.7.139": true,
+		"4.7.12": true, "5.7.8": true, "5.7.9": true, "5.7.11": true, "5.7.14": true, "5.7.139": true,
 	}
 )
 

@@ -35,6 +35,8 @@ func TestClassify(t *testing.T) {
 		{"policy 5.7.1 is permanent", reply(554, "5.7.1 Relay access denied"), Permanent},
 		{"Gmail web login required", reply(534, "5.7.14 Please log in via your web browser"), Config},
 		{"auth required", reply(530, "5.7.0 Authentication required"), Config},
+		{"throttled, not a login problem", reply(421, "4.7.0 Try again later, closing connection."), Temporary},
+		{"policy refusal of one message", reply(550, "5.7.0 Message rejected as spam"), Permanent},
 		{"M365 basic auth disabled", reply(535, "5.7.139 Authentication unsuccessful"), Config},
 		{"connection refused", &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")}, Temporary},
 		{"timeout", context.DeadlineExceeded, Temporary},

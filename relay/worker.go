@@ -185,14 +185,16 @@ func (r *Relay) deliver(ctx context.Context, it *Item) {
 	class := Classify(err)
 	it.LastError = err.Error()
 	retry := l.cfg.Retry
+	// A config error waits for its fix however long that takes: its events
+	// never run out of retry.lifetime into the dead letters.
 	deadline := it.LifetimeStart().Add(retry.Lifetime)
-	if !r.now().Before(deadline) {
+	if class != Config && !r.now().Before(deadline) {
 		log.Error("delivery kept failing for retry.lifetime; moved to the dead letters", "err", err, "lifetime", retry.Lifetime)
 		r.bury(ctx, it, fmt.Sprintf("retry.lifetime (%s) exceeded: %v", retry.Lifetime, err), start)
 		return
 	}
 	next := r.now().Add(Backoff(retry.Initial, retry.Max, it.Attempts-1))
-	if next.After(deadline) {
+	if class != Config && next.After(deadline) {
 		next = deadline // one last attempt when the lifetime ends
 	}
 	switch {

@@ -388,7 +388,9 @@ func TestFailureLoggedOncePerCause(t *testing.T) {
 // queued, not dead.
 func TestConfigFailureLogsTheHint(t *testing.T) {
 	cfg := testConfig(t)
-	cfg.Retry.Initial, cfg.Retry.Max = 5*time.Millisecond, 10*time.Millisecond
+	// Attempts go on past retry.lifetime: a config error waits for its fix,
+	// never for the dead letters.
+	cfg.Retry.Initial, cfg.Retry.Max, cfg.Retry.Lifetime = 5*time.Millisecond, 10*time.Millisecond, 20*time.Millisecond
 	env := newTestEnv(t, cfg)
 	untrusted := fmt.Errorf("smtp connect mail.example.com:587: %w", &tls.CertificateVerificationError{Err: errors.New("x509: certificate signed by unknown authority")})
 	var calls atomic.Int32
@@ -400,7 +402,7 @@ func TestConfigFailureLogsTheHint(t *testing.T) {
 		t.Fatalf("post: %d", rec.Code)
 	}
 	stop := runRelay(t, env.relay)
-	waitFor(t, "a few attempts", func() bool { return calls.Load() >= 5 })
+	waitFor(t, "attempts past retry.lifetime", func() bool { return calls.Load() >= 8 })
 	stop()
 	var errorLines []string
 	for _, l := range strings.Split(env.logs.String(), "\n") {
