@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -697,5 +699,41 @@ func TestDurationWithoutUnitIsAnError(t *testing.T) {
 	want := `smtp.timeout: 30ns is shorter than a millisecond; is the unit missing?; write it with a unit, like "30s", "5m" or "1h"`
 	if err := cfg.Validate(); err == nil || err.Error() != want {
 		t.Fatalf("Validate = %v\nwant %s", err, want)
+	}
+}
+
+// TestLoadRefusesWhatIsNotAConfigFile: a --config naming a device, a FIFO,
+// a directory or a huge file is refused at once, before it is read: a read
+// of /dev/zero would fill memory, and of a FIFO wait forever for a writer.
+func TestLoadRefusesWhatIsNotAConfigFile(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo.yaml")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	big := filepath.Join(dir, "big.yaml")
+	// Valid YAML, so only its size is wrong with it.
+	if err := os.WriteFile(big, []byte(strings.Repeat("# a comment line of a config file\n", 40000)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const fix = "; point --config (or HOOKMAIL_CONFIG) at the YAML file"
+	tests := []struct {
+		name, path, want string
+	}{
+		{"device", "/dev/zero", "config file /dev/zero: is a device, not a regular file" + fix},
+		{"fifo", fifo, "config file " + fifo + ": is a named pipe (FIFO), not a regular file" + fix},
+		{"directory", dir, "config file " + dir + ": is a directory, not a file" + fix},
+		{"too large", big, "config file " + big + ": is larger than 1 MiB, the most it may hold" + fix},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := Load(tt.path, noEnv)
+			if err == nil || err.Error() != tt.want {
+				t.Fatalf("Load error\n got: %v\nwant: %s", err, tt.want)
+			}
+			if cfg != nil {
+				t.Error("Load returned a config")
+			}
+		})
 	}
 }
