@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
+	"net/http"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -148,6 +150,7 @@ const (
 	fixType    = "give a value of the type shown in config/hookmail.example.yaml"
 	fixAddress = `write it as "name@example.com" or "Name <name@example.com>"`
 	fixDur     = `write it like "30s", "5m" or "1h"`
+	fixPath    = `write it like "/webhook" or "/hooks/sms-gateway"`
 	noSecret   = "webhook.secrets: no secret is set, so no gateway could be let in; set the secret your gateway sends (its webhook settings show it), e.g. HOOKMAIL_WEBHOOK_SECRETS=..."
 )
 
@@ -190,6 +193,21 @@ func TestBadFiles(t *testing.T) {
 			`timezone: "Mars/Olympus_Mons" is not a known time zone; use an IANA name like "UTC", "Europe/Berlin" or "Asia/Manila"`,
 		}},
 		{file: "no_secrets.yaml", validateErr: []string{noSecret}},
+		{file: "webhook_path_under_metrics.yaml", validateErr: []string{
+			`webhook.path: "/metrics/" is taken by hookmail's own endpoint /metrics; choose another path, e.g. "/webhook"`,
+		}},
+		{file: "webhook_path_with_space.yaml", validateErr: []string{
+			`webhook.path: "/web hook" holds a character other than letters, digits, "-", ".", "_", "~" and "/"; ` + fixPath,
+		}},
+		{file: "webhook_path_pattern.yaml", validateErr: []string{
+			`webhook.path: "/a/{$}" holds a character other than letters, digits, "-", ".", "_", "~" and "/"; ` + fixPath,
+		}},
+		{file: "rate_limit_nan.yaml", validateErr: []string{
+			"webhook.rate_limit: NaN is not a number of requests; set requests per second per client IP, e.g. 10, or 0 for no limit",
+		}},
+		{file: "rate_limit_inf.yaml", validateErr: []string{
+			"webhook.rate_limit: +Inf is not a number of requests; set requests per second per client IP, e.g. 10, or 0 for no limit",
+		}},
 		{file: "bad_regex.yaml", validateErr: []string{
 			"routes[0].match.message: route \"drop-otp\": \"(?i)\\\\bOTP(\" is not a regular expression (error parsing regexp: missing closing ): `(?i)\\bOTP(`); write it in Go (RE2) syntax, e.g. \"(?i)\\\\bOTP\\\\b\"; escape a literal . + ( with \\\\",
 			"routes[1].match.sim: route \"sim2\": \"/^[2-/\" is not a regular expression (error parsing regexp: missing closing ]: `[2-`); write it in Go (RE2) syntax, e.g. \"(?i)\\\\bOTP\\\\b\"; escape a literal . + ( with \\\\",
@@ -607,7 +625,15 @@ func TestValidateMore(t *testing.T) {
 		{"root webhook path", func(c *Config) { c.Webhook.Path = "/" },
 			`webhook.path: "/" would take every path, hookmail's own endpoints too; choose a path of its own, e.g. "/webhook"`},
 		{"reserved webhook path", func(c *Config) { c.Webhook.Path = "/metrics" },
-			`webhook.path: "/metrics" is taken by hookmail's own endpoint; choose another path, e.g. "/webhook"`},
+			`webhook.path: "/metrics" is taken by hookmail's own endpoint /metrics; choose another path, e.g. "/webhook"`},
+		{"webhook path below a reserved one", func(c *Config) { c.Webhook.Path = "/healthz/gateway" },
+			`webhook.path: "/healthz/gateway" is taken by hookmail's own endpoint /healthz; choose another path, e.g. "/webhook"`},
+		{"webhook path with a double slash", func(c *Config) { c.Webhook.Path = "/hooks//sms" },
+			`webhook.path: "/hooks//sms" is not a clean path (no //, /./ or /../); write it as "/hooks/sms"`},
+		{"webhook path with dot-dot", func(c *Config) { c.Webhook.Path = "/hooks/../metrics/" },
+			`webhook.path: "/hooks/../metrics/" is not a clean path (no //, /./ or /../); write it as "/metrics"`},
+		{"negative infinite rate limit", func(c *Config) { c.Webhook.RateLimit = math.Inf(-1) },
+			"webhook.rate_limit: -Inf is not a number of requests; set requests per second per client IP, e.g. 10, or 0 for no limit"},
 		{"blank secret", func(c *Config) { c.Webhook.Secrets = append(c.Webhook.Secrets, "  ") },
 			"webhook.secrets[1]: is empty; remove it or set the gateway's secret"},
 		{"max body", func(c *Config) { c.Webhook.MaxBodyBytes = 0 },
@@ -733,6 +759,74 @@ func TestLoadRefusesWhatIsNotAConfigFile(t *testing.T) {
 			}
 			if cfg != nil {
 				t.Error("Load returned a config")
+			}
+		})
+	}
+}
+
+// TestAcceptedWebhookPathsServe: every webhook.path Validate accepts can be
+// registered the way relay.(*Relay).Handler registers it (p and p+"/" beside
+// hookmail's own endpoints) without http.ServeMux panicking: what check
+// accepts, serve runs.
+func TestAcceptedWebhookPathsServe(t *testing.T) {
+	tests := []struct {
+		path   string
+		accept bool
+	}{
+		{"/webhook", true},
+		{"/webhook/", true},
+		{"/hooks/sms-gateway", true},
+		{"/Hooks/v1.2/sms_gateway~x/", true},
+		{"/metricsx", true},
+		{"/healthz-gateway", true},
+		{"/metrics", false},
+		{"/metrics/", false},
+		{"/metrics/x", false},
+		{"/readyz/", false},
+		{"/", false},
+		{"//", false},
+		{"webhook", false},
+		{"/web hook", false},
+		{"/a/{$}", false},
+		{"/a/{x}", false},
+		{"/a/{x...}", false},
+		{"GET /webhook", false},
+		{"/webhook//", false},
+		{"/a//b", false},
+		{"/a/./b", false},
+		{"/a/../b", false},
+		{"/a/..", false},
+		{"/%2e%2e/x", false},
+		{`/hook\x`, false},
+		{"/hook?x=1", false},
+		{"/hook#x", false},
+		{"/hook\n", false},
+		{"/héllo", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.path, func(t *testing.T) {
+			cfg := Default()
+			cfg.Webhook.Secrets = []Secret{"0123456789abcdef0123456789abcdef01234567"}
+			cfg.Webhook.Path = tt.path
+			err := cfg.Validate()
+			if accepted := err == nil; accepted != tt.accept {
+				t.Errorf("Validate() = %v, want accepted %v", err, tt.accept)
+			}
+			if err != nil {
+				return
+			}
+			defer func() {
+				if p := recover(); p != nil {
+					t.Fatalf("Validate accepted %q, but registering it panics: %v", tt.path, p)
+				}
+			}()
+			h := http.NotFoundHandler()
+			mux := http.NewServeMux()
+			p := strings.TrimSuffix(tt.path, "/")
+			mux.Handle(p, h)
+			mux.Handle(p+"/", h)
+			for _, own := range []string{"/healthz", "/readyz", "/metrics", "/"} {
+				mux.Handle(own, h)
 			}
 		})
 	}

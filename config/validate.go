@@ -3,9 +3,11 @@ package config
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/mail"
 	"os"
+	"path"
 	"regexp"
 	"slices"
 	"strconv"
@@ -133,16 +135,41 @@ func (c *Config) validateServer(v *validator) {
 	}
 }
 
+// ownPaths are the endpoints hookmail serves beside the webhook; the
+// webhook's path may be neither one of them nor below one.
+var ownPaths = []string{"/healthz", "/readyz", "/metrics"}
+
+// webhookPathChars are the characters a webhook.path may hold: RFC 3986's
+// unreserved ones and "/". Anything else could be read by http.ServeMux as
+// a pattern (a space before a method, {wildcards}) or be escaped on the wire.
+var webhookPathChars = regexp.MustCompile(`^[A-Za-z0-9._~/-]*$`)
+
+// webhookPath accepts what the webhook handler can be registered on, both
+// as p and p+"/", without http.ServeMux panicking or redirecting.
+func (v *validator) webhookPath(p string) {
+	const key = "webhook.path"
+	trimmed := strings.TrimSuffix(p, "/")
+	switch {
+	case !strings.HasPrefix(p, "/"):
+		v.add(key, fmt.Sprintf("%q does not start with /", p), `write it like "/webhook"`)
+	case strings.Trim(p, "/") == "":
+		v.add(key, fmt.Sprintf("%q would take every path, hookmail's own endpoints too", p), `choose a path of its own, e.g. "/webhook"`)
+	case !webhookPathChars.MatchString(p):
+		v.add(key, fmt.Sprintf(`%q holds a character other than letters, digits, "-", ".", "_", "~" and "/"`, p), `write it like "/webhook" or "/hooks/sms-gateway"`)
+	case path.Clean(trimmed) != trimmed:
+		v.add(key, fmt.Sprintf("%q is not a clean path (no //, /./ or /../)", p), fmt.Sprintf("write it as %q", path.Clean(trimmed)))
+	default:
+		for _, own := range ownPaths {
+			if trimmed == own || strings.HasPrefix(trimmed, own+"/") {
+				v.add(key, fmt.Sprintf("%q is taken by hookmail's own endpoint %s", p, own), `choose another path, e.g. "/webhook"`)
+			}
+		}
+	}
+}
+
 func (c *Config) validateWebhook(v *validator) {
 	w := c.Webhook
-	switch {
-	case !strings.HasPrefix(w.Path, "/"):
-		v.add("webhook.path", fmt.Sprintf("%q does not start with /", w.Path), `write it like "/webhook"`)
-	case strings.Trim(w.Path, "/") == "":
-		v.add("webhook.path", fmt.Sprintf("%q would take every path, hookmail's own endpoints too", w.Path), `choose a path of its own, e.g. "/webhook"`)
-	case w.Path == "/healthz" || w.Path == "/readyz" || w.Path == "/metrics":
-		v.add("webhook.path", fmt.Sprintf("%q is taken by hookmail's own endpoint", w.Path), `choose another path, e.g. "/webhook"`)
-	}
+	v.webhookPath(w.Path)
 	if len(w.Secrets) == 0 {
 		v.add("webhook.secrets", "no secret is set, so no gateway could be let in", "set the secret your gateway sends (its webhook settings show it), e.g. HOOKMAIL_WEBHOOK_SECRETS=...")
 	}
@@ -161,7 +188,10 @@ func (c *Config) validateQueue(v *validator) {
 	if w.MaxConcurrent < 1 || w.MaxConcurrent > 100000 {
 		v.add("webhook.max_concurrent", fmt.Sprintf("%d is out of range", w.MaxConcurrent), "use a number from 1 to 100000, e.g. 256")
 	}
-	if w.RateLimit < 0 {
+	if math.IsNaN(w.RateLimit) || math.IsInf(w.RateLimit, 0) {
+		// NaN compares false with everything, so it would turn the limit off.
+		v.add("webhook.rate_limit", fmt.Sprintf("%g is not a number of requests", w.RateLimit), "set requests per second per client IP, e.g. 10, or 0 for no limit")
+	} else if w.RateLimit < 0 {
 		v.add("webhook.rate_limit", fmt.Sprintf("must not be negative, got %g", w.RateLimit), "set requests per second per client IP, or 0 for no limit")
 	}
 	if w.RateLimit > 0 && w.RateBurst < 1 {
