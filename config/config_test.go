@@ -147,7 +147,7 @@ func TestExampleDocumentsEveryKey(t *testing.T) {
 
 const (
 	fixUnknown = "remove it or correct its spelling (config/hookmail.example.yaml lists every key)"
-	fixType    = "give a value of the type shown in config/hookmail.example.yaml"
+	fixInt     = "write it in digits, like 10"
 	fixAddress = `write it as "name@example.com" or "Name <name@example.com>"`
 	fixDur     = `write it like "30s", "5m" or "1h"`
 	fixPath    = `write it like "/webhook" or "/hooks/sms-gateway"`
@@ -157,64 +157,72 @@ const (
 func TestBadFiles(t *testing.T) {
 	tests := []struct {
 		file string
-		// loadErr is Load's exact error; when it is empty Load must succeed
-		// and validateErr is Validate's exact error, one problem a line.
-		loadErr     string
-		validateErr []string
+		// want is LoadValid's exact error, one problem a line: those of
+		// decoding first (the first line names the file), then Validate's.
+		want []string
 	}{
-		{file: "unknown_top_key.yaml", loadErr: "testdata/unknown_top_key.yaml: smpt: unknown key; " + fixUnknown},
-		{file: "unknown_nested_key.yaml", loadErr: "testdata/unknown_nested_key.yaml: smtp.hots: unknown key; " + fixUnknown},
-		{file: "unknown_route_key.yaml", loadErr: "testdata/unknown_route_key.yaml: routes[0].too: unknown key; " + fixUnknown},
-		{file: "wrong_type.yaml", loadErr: "testdata/wrong_type.yaml: smtp.workers: \"many\" is not a valid whole number; " + fixType},
-		{file: "invalid_yaml.yaml", loadErr: "testdata/invalid_yaml.yaml: not valid YAML: While parsing config: yaml: line 2: did not find expected key"},
-		{file: "bad_tls.yaml", validateErr: []string{
+		{file: "unknown_top_key.yaml", want: []string{"testdata/unknown_top_key.yaml: smpt: unknown key; " + fixUnknown}},
+		{file: "unknown_nested_key.yaml", want: []string{"testdata/unknown_nested_key.yaml: smtp.hots: unknown key; " + fixUnknown}},
+		// The route's recipients were under the misspelt key, so it has none.
+		{file: "unknown_route_key.yaml", want: []string{
+			"testdata/unknown_route_key.yaml: routes[0].too: unknown key; " + fixUnknown,
+			`routes[0]: route "everything-else" has no recipient; add an address to its to, cc or bcc, or set drop: true to never email its events`,
+		}},
+		// smtp.workers did not decode, so Validate does not also call it 0.
+		{file: "wrong_type.yaml", want: []string{"testdata/wrong_type.yaml: smtp.workers: \"many\" is not a valid whole number; " + fixInt}},
+		{file: "invalid_yaml.yaml", want: []string{"testdata/invalid_yaml.yaml: not valid YAML: While parsing config: yaml: line 2: did not find expected key"}},
+		{file: "bad_tls.yaml", want: []string{
 			`smtp.tls: "ssl" is not a TLS mode; use starttls (port 587), tls (implicit TLS, port 465) or none`,
 		}},
-		{file: "password_and_file.yaml", validateErr: []string{
+		{file: "password_and_file.yaml", want: []string{
 			"smtp.password: is set together with smtp.password_file; set only one of them",
 		}},
-		{file: "bad_address.yaml", validateErr: []string{
+		{file: "bad_address.yaml", want: []string{
 			`routes[0].to[0]: "ops at example dot com" is not an email address (mail: no angle-addr); ` + fixAddress,
 		}},
-		{file: "duplicate_route_names.yaml", validateErr: []string{
+		{file: "duplicate_route_names.yaml", want: []string{
 			`routes[1].name: "sms" is also the name of routes[0]; give every route a unique name`,
 		}},
-		{file: "route_without_recipients.yaml", validateErr: []string{
+		{file: "route_without_recipients.yaml", want: []string{
 			`routes[0]: route "sms" has no recipient; add an address to its to, cc or bcc, or set drop: true to never email its events`,
 		}},
-		{file: "bad_durations.yaml", validateErr: []string{
+		{file: "bad_durations.yaml", want: []string{
 			"smtp.timeout: must be a positive duration, got 0s; " + fixDur,
 			"retry.initial: must be a positive duration, got -5s; " + fixDur,
 		}},
-		{file: "retry_initial_over_max.yaml", validateErr: []string{
+		{file: "retry_initial_over_max.yaml", want: []string{
 			"retry.initial: 2h0m0s is longer than retry.max (1h0m0s); make retry.initial shorter than retry.max",
 		}},
-		{file: "bad_timezone.yaml", validateErr: []string{
+		{file: "bad_timezone.yaml", want: []string{
 			`timezone: "Mars/Olympus_Mons" is not a known time zone; use an IANA name like "UTC", "Europe/Berlin" or "Asia/Manila"`,
 		}},
-		{file: "no_secrets.yaml", validateErr: []string{noSecret}},
-		{file: "webhook_path_under_metrics.yaml", validateErr: []string{
+		{file: "no_secrets.yaml", want: []string{noSecret}},
+		{file: "webhook_path_under_metrics.yaml", want: []string{
 			`webhook.path: "/metrics/" is taken by hookmail's own endpoint /metrics; choose another path, e.g. "/webhook"`,
 		}},
-		{file: "webhook_path_with_space.yaml", validateErr: []string{
+		{file: "webhook_path_with_space.yaml", want: []string{
 			`webhook.path: "/web hook" holds a character other than letters, digits, "-", ".", "_", "~" and "/"; ` + fixPath,
 		}},
-		{file: "webhook_path_pattern.yaml", validateErr: []string{
+		{file: "webhook_path_pattern.yaml", want: []string{
 			`webhook.path: "/a/{$}" holds a character other than letters, digits, "-", ".", "_", "~" and "/"; ` + fixPath,
 		}},
-		{file: "rate_limit_nan.yaml", validateErr: []string{
+		{file: "rate_limit_nan.yaml", want: []string{
 			"webhook.rate_limit: NaN is not a number of requests; set requests per second per client IP, e.g. 10, or 0 for no limit",
 		}},
-		{file: "rate_limit_inf.yaml", validateErr: []string{
+		{file: "rate_limit_inf.yaml", want: []string{
 			"webhook.rate_limit: +Inf is not a number of requests; set requests per second per client IP, e.g. 10, or 0 for no limit",
 		}},
-		{file: "bad_regex.yaml", validateErr: []string{
+		{file: "bad_regex.yaml", want: []string{
 			"routes[0].match.message: route \"drop-otp\": \"(?i)\\\\bOTP(\" is not a regular expression (error parsing regexp: missing closing ): `(?i)\\bOTP(`); write it in Go (RE2) syntax, e.g. \"(?i)\\\\bOTP\\\\b\"; escape a literal . + ( with \\\\",
 			"routes[1].match.sim: route \"sim2\": \"/^[2-/\" is not a regular expression (error parsing regexp: missing closing ]: `[2-`); write it in Go (RE2) syntax, e.g. \"(?i)\\\\bOTP\\\\b\"; escape a literal . + ( with \\\\",
 			"routes[2].subject: route \"everything-else\": the subject template does not parse (template: subject:1: unclosed action); write it like \"SMS from {{.Get \\\"phone\\\"}}\"",
 		}},
-		// Several problems in one file: Validate lists every one at once.
-		{file: "many_problems.yaml", validateErr: []string{
+		// Several problems in one file, of decoding and of validation: every
+		// one at once, and none twice.
+		{file: "many_problems.yaml", want: []string{
+			`testdata/many_problems.yaml: retry.lifetime: "3d" is not a valid duration; ` + fixDur,
+			"smtp.hots: unknown key; " + fixUnknown,
+			`smtp.timeout: "2x" is not a valid duration; ` + fixDur,
 			`timezone: "Nowhere/Special" is not a known time zone; use an IANA name like "UTC", "Europe/Berlin" or "Asia/Manila"`,
 			`log.level: "loud" is not a level; use one of debug, info, warn, error`,
 			`webhook.path: "webhook" does not start with /; write it like "/webhook"`,
@@ -230,42 +238,64 @@ func TestBadFiles(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(strings.TrimSuffix(tt.file, ".yaml"), func(t *testing.T) {
-			cfg, err := Load("testdata/"+tt.file, noEnv)
-			if tt.loadErr != "" {
-				if err == nil {
-					t.Fatalf("Load succeeded, want error\n%s", tt.loadErr)
-				}
-				if cfg != nil {
-					t.Errorf("Load returned a config along with its error")
-				}
-				if err.Error() != tt.loadErr {
-					t.Fatalf("Load error\n got: %s\nwant: %s", err, tt.loadErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatalf("Load: %v", err)
-			}
-			err = cfg.Validate()
+			cfg, err := LoadValid("testdata/"+tt.file, noEnv)
 			if err == nil {
-				t.Fatalf("Validate succeeded, want\n%s", strings.Join(tt.validateErr, "\n"))
+				t.Fatalf("LoadValid succeeded, want\n%s", strings.Join(tt.want, "\n"))
 			}
-			if got, want := err.Error(), strings.Join(tt.validateErr, "\n"); got != want {
-				t.Fatalf("Validate error\n got:\n%s\nwant:\n%s", got, want)
+			if cfg != nil {
+				t.Errorf("LoadValid returned a config along with its error")
 			}
-			// Each line is its own *Problem naming a key and a fix.
-			ps := problems(t, err)
-			if len(ps) != len(tt.validateErr) {
-				t.Fatalf("Validate joined %d problems, want %d", len(ps), len(tt.validateErr))
+			if got, want := err.Error(), strings.Join(tt.want, "\n"); got != want {
+				t.Fatalf("LoadValid error\n got:\n%s\nwant:\n%s", got, want)
 			}
-			for _, e := range ps {
-				var p *Problem
-				if !errors.As(e, &p) || p.Key == "" || p.Fix == "" {
-					t.Errorf("problem %q is not a *Problem with a key and a fix", e)
+			// Each line is its own *Problem naming a key and a fix (but a
+			// file that is not YAML at all).
+			if tt.file != "invalid_yaml.yaml" {
+				ps := Problems(err)
+				if len(ps) != len(tt.want) {
+					t.Fatalf("LoadValid joined %d problems, want %d", len(ps), len(tt.want))
+				}
+				for _, p := range ps {
+					if p.Key == "" || p.Fix == "" {
+						t.Errorf("problem %q has no key or no fix", p)
+					}
 				}
 			}
 			if strings.Contains(err.Error(), "hunter2") {
-				t.Errorf("Validate error quotes the SMTP password: %s", err)
+				t.Errorf("the error quotes the SMTP password: %s", err)
+			}
+		})
+	}
+}
+
+// TestDecodeProblems: a value that does not decode is reported with its
+// key, the value quoted (a secret's never) and how to write it.
+func TestDecodeProblems(t *testing.T) {
+	tests := []struct {
+		name, yaml string
+		want       string
+	}{
+		{"duration", "smtp:\n  timeout: 2x\n", `smtp.timeout: "2x" is not a valid duration; ` + fixDur},
+		{"day duration", "routes:\n  - name: r\n    to: [a@example.com]\n    digest: { every: 1d }\n", `routes[0].digest.every: "1d" is not a valid duration; ` + fixDur},
+		{"whole number", "webhook:\n  max_body_bytes: 1MB\n", `webhook.max_body_bytes: "1MB" is not a valid whole number; ` + fixInt},
+		{"number", "webhook:\n  rate_limit: fast\n", `webhook.rate_limit: "fast" is not a valid number; write it like 10 or 0.5`},
+		{"boolean", "webhook:\n  unescape_html: maybe\n", `webhook.unescape_html: "maybe" is not a valid boolean; write true or false`},
+		{"list for a single value", "listen: [\":8080\", \":8081\"]\n", `listen: a list is not a single value; write one value, in quotes, like ":8080"`},
+		// mapstructure takes a lone value for a list of one.
+		{"map for a list", "routes:\n  - name: r\n    to: { a: b }\n", `routes[0].to[0]: a map is not a single value; write one value, in quotes, like "…"`},
+		{"list for a map", "routes:\n  - name: r\n    to: [a@example.com]\n    match: [sms]\n", `routes[0].match[0]: "sms" is not a map of keys; write it as config/hookmail.example.yaml shows`},
+		{"scalar for a route", "routes:\n  - 5\n", `routes[0]: "5" is not a map of keys; write it as config/hookmail.example.yaml shows`},
+		{"secret never quoted", "webhook:\n  secrets: [[hunter2]]\n", `webhook.secrets[0]: a list is not a single value; write one value, in quotes, like "…"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "hookmail.yaml")
+			if err := os.WriteFile(path, []byte(tt.yaml), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, err := Load(path, noEnv)
+			if want := path + ": " + tt.want; err == nil || err.Error() != want {
+				t.Errorf("Load error\n got: %v\nwant: %s", err, want)
 			}
 		})
 	}
@@ -289,7 +319,7 @@ func TestLoadListsEveryProblemAtOnce(t *testing.T) {
 		"testdata/many_unknown_keys.yaml: routes[0].too: unknown key; " + fixUnknown,
 		"smpt: unknown key; " + fixUnknown,
 		"smtp.hots: unknown key; " + fixUnknown,
-		"smtp.workers: \"many\" is not a valid whole number; " + fixType,
+		"smtp.workers: \"many\" is not a valid whole number; " + fixInt,
 	}, "\n")
 	_, err := Load("testdata/many_unknown_keys.yaml", noEnv)
 	if err == nil {
@@ -436,7 +466,7 @@ func TestEnvOverrides(t *testing.T) {
 	})
 	t.Run("bad value", func(t *testing.T) {
 		_, err := Load("", envMap(map[string]string{"HOOKMAIL_SMTP_WORKERS": "lots"}))
-		want := "smtp.workers: \"lots\" is not a valid whole number; " + fixType
+		want := "smtp.workers: \"lots\" is not a valid whole number; " + fixInt
 		if err == nil || err.Error() != want {
 			t.Errorf("Load error\n got: %v\nwant: %s", err, want)
 		}
