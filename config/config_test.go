@@ -54,10 +54,13 @@ func mustLoad(t *testing.T, path string, getenv func(string) string) *Config {
 
 // --- 1. the example config ---------------------------------------------------
 
+// TestExampleLoadsAndValidates: the example is valid but for its
+// placeholder secret, which must be replaced.
 func TestExampleLoadsAndValidates(t *testing.T) {
 	cfg := mustLoad(t, examplePath, noEnv)
-	if err := cfg.Validate(); err != nil {
-		t.Fatalf("example does not validate:\n%v", err)
+	const refused = "webhook.secrets[0]: " + placeholder + "; set your gateway's own secret (its webhook settings show it)"
+	if err := cfg.Validate(); err == nil || err.Error() != refused {
+		t.Fatalf("example validates to\n%v\nwant\n%s", err, refused)
 	}
 	if w := cfg.Warnings(); len(w) != 0 {
 		t.Errorf("example has warnings: %q", w)
@@ -146,12 +149,13 @@ func TestExampleDocumentsEveryKey(t *testing.T) {
 // --- 2. bad files --------------------------------------------------------------
 
 const (
-	fixUnknown = "remove it or correct its spelling (config/hookmail.example.yaml lists every key)"
-	fixInt     = "write it in digits, like 10"
-	fixAddress = `write it as "name@example.com" or "Name <name@example.com>"`
-	fixDur     = `write it like "30s", "5m" or "1h"`
-	fixPath    = `write it like "/webhook" or "/hooks/sms-gateway"`
-	noSecret   = "webhook.secrets: no secret is set, so no gateway could be let in; set the secret your gateway sends (its webhook settings show it), e.g. HOOKMAIL_WEBHOOK_SECRETS=..."
+	fixUnknown  = "remove it or correct its spelling (config/hookmail.example.yaml lists every key)"
+	fixInt      = "write it in digits, like 10"
+	fixAddress  = `write it as "name@example.com" or "Name <name@example.com>"`
+	fixDur      = `write it like "30s", "5m" or "1h"`
+	fixPath     = `write it like "/webhook" or "/hooks/sms-gateway"`
+	placeholder = "is a placeholder from hookmail's example config, deploy files or README, not a secret"
+	noSecret    = "webhook.secrets: no secret is set, so no gateway could be let in; set the secret your gateway sends (its webhook settings show it), e.g. HOOKMAIL_WEBHOOK_SECRETS=..."
 )
 
 func TestBadFiles(t *testing.T) {
@@ -630,6 +634,107 @@ func TestWarnings(t *testing.T) {
 	}
 	if strings.Contains(strings.Join(got, ""), "short-secret") {
 		t.Errorf("warning quotes the secret")
+	}
+
+	// The README's quickstart secret is the gateway's published sample: it
+	// works, and says loudly that it is no secret.
+	cfg = Default()
+	cfg.Webhook.Secrets = []Secret{"0123456789abcdef0123456789abcdef01234567", "f50f6f32ff605baf44483fcecceaba83fc3f9362"}
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("Validate refuses the sample secret: %v", err)
+	}
+	want = "webhook.secrets[1]: is the sample secret published in the gateway's documentation and hookmail's README, so anyone can post webhooks with it; fine for a trial, but set your gateway's own secret before hookmail can be reached from elsewhere"
+	if got := cfg.Warnings(); !slices.Equal(got, []string{want}) {
+		t.Errorf("Warnings() = %q, want [%q]", got, want)
+	}
+}
+
+// TestPlaceholderCredentialsAreRefused reads every credential hookmail's
+// own files show (the example config, README.md, everything in deploy/):
+// each must be refused, naming its key and never quoting it, except the
+// gateway's published sample secret, which the quickstart uses and which
+// only warns, and the short values that show the list syntax. A new
+// placeholder in those files fails this test until it is refused too.
+func TestPlaceholderCredentialsAreRefused(t *testing.T) {
+	keys := map[string]string{
+		"HOOKMAIL_WEBHOOK_SECRETS": "webhook.secrets[0]",
+		"HOOKMAIL_SMTP_PASSWORD":   "smtp.password",
+		"HOOKMAIL_ADMIN_TOKEN":     "admin.token",
+	}
+	// What the files write after one of the keys: a quoted value, a <stand
+	// in>, a shell default ${VAR:-value}, or a word.
+	assignment := regexp.MustCompile(`(HOOKMAIL_(?:WEBHOOK_SECRETS|SMTP_PASSWORD|ADMIN_TOKEN))(?:=|: ?)("[^"]*"|<[^>]*>|\$\{[^}]*\}|[^\s` + "`" + `'")]*)`)
+	syntaxOnly := []string{"a", "b", "first", "second", "new", "old"}
+
+	type found struct{ env, value, where string }
+	var creds []found
+	files := []string{"../README.md", examplePath}
+	err := filepath.WalkDir("../deploy", func(path string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && !strings.HasSuffix(path, ".go") {
+			files = append(files, path)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, file := range files {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range assignment.FindAllStringSubmatch(string(b), -1) {
+			value := strings.Trim(m[2], `"`)
+			if strings.HasPrefix(value, "$") {
+				_, def, ok := strings.Cut(value, ":-")
+				if !ok {
+					continue // a shell variable, no value of its own
+				}
+				value = strings.TrimSuffix(def, "}")
+			}
+			for _, v := range strings.Split(value, ",") {
+				if m[1] == "HOOKMAIL_WEBHOOK_SECRETS" && slices.Contains(syntaxOnly, v) {
+					continue
+				}
+				creds = append(creds, found{m[1], v, file})
+			}
+		}
+	}
+	// The example's secret is a YAML value, not an assignment.
+	creds = append(creds, found{"HOOKMAIL_WEBHOOK_SECRETS", mustLoad(t, examplePath, noEnv).Webhook.Secrets[0].Reveal(), examplePath + " webhook.secrets"})
+	if len(creds) < 10 {
+		t.Fatalf("found only %d credentials in the files; is the pattern stale? %v", len(creds), creds)
+	}
+
+	for _, c := range creds {
+		t.Run(c.where+" "+c.env+"="+c.value, func(t *testing.T) {
+			cfg := mustLoad(t, "", envMap(map[string]string{
+				"HOOKMAIL_WEBHOOK_SECRETS": "0123456789abcdef0123456789abcdef01234567",
+				c.env:                      c.value,
+			}))
+			err := cfg.Validate()
+			if c.value == "f50f6f32ff605baf44483fcecceaba83fc3f9362" {
+				if err != nil {
+					t.Errorf("the quickstart's sample secret is refused: %v", err)
+				}
+				if w := strings.Join(cfg.Warnings(), "\n"); !strings.Contains(w, "sample secret published") {
+					t.Errorf("no warning about the sample secret: %q", w)
+				}
+				return
+			}
+			var hit *Problem
+			for _, p := range Problems(err) {
+				if p.Key == keys[c.env] && p.Message == placeholder {
+					hit = p
+				}
+			}
+			if hit == nil {
+				t.Fatalf("Validate() = %v, want %s refused as a placeholder", err, keys[c.env])
+			}
+			if strings.Contains(err.Error(), c.value) {
+				t.Errorf("the problem quotes the value: %s", err)
+			}
+		})
 	}
 }
 

@@ -54,11 +54,43 @@ func (c *Config) Warnings() []string {
 		warns = append(warns, "routes: no catch-all route (one without match); an event no route takes goes to the dead letters with reason \"no route\"")
 	}
 	for i, s := range c.Webhook.Secrets {
-		if s != "" && len(s.Reveal()) < 16 {
+		switch {
+		case s.Reveal() == SampleSecret:
+			warns = append(warns, fmt.Sprintf("webhook.secrets[%d]: is the sample secret published in the gateway's documentation and hookmail's README, so anyone can post webhooks with it; fine for a trial, but set your gateway's own secret before hookmail can be reached from elsewhere", i))
+		case s != "" && len(s.Reveal()) < 16:
 			warns = append(warns, fmt.Sprintf("webhook.secrets[%d]: shorter than 16 characters; use a long random value (the gateway's own are 40 hex characters)", i))
 		}
 	}
 	return warns
+}
+
+// SampleSecret is the webhook secret in the gateway's public documentation.
+// The README's quickstart uses it, so it is accepted, with a warning.
+const SampleSecret = "f50f6f32ff605baf44483fcecceaba83fc3f9362"
+
+// placeholders are the stand-in credentials of hookmail's own example
+// config, deploy files and README. A config holding one was copied without
+// its secret filled in, and each is public.
+var placeholders = []string{
+	"9f2c4e6a8b0d1f3e5a7c9b1d3f5e7a9c0b2d4f6e",      // config/hookmail.example.yaml
+	"replace-with-the-gateways-40-character-secret", // deploy/kubernetes/secret.yaml
+	"replace-with-the-smtp-password",                // deploy/kubernetes/secret.yaml
+	"the-16-letter-app-password",                    // README.md, Gmail
+}
+
+const placeholderMsg = "is a placeholder from hookmail's example config, deploy files or README, not a secret"
+
+// isPlaceholder reports whether s is one of placeholders, or a stand-in
+// left as written: "..." or "<the mail server password>".
+func isPlaceholder(s Secret) bool {
+	v := strings.TrimSpace(s.Reveal())
+	switch {
+	case v == "":
+		return false
+	case slices.Contains(placeholders, v), strings.Trim(v, ".…") == "":
+		return true
+	}
+	return len(v) > 2 && strings.HasPrefix(v, "<") && strings.HasSuffix(v, ">")
 }
 
 func (c *Config) hasCatchAll() bool {
@@ -174,8 +206,11 @@ func (c *Config) validateWebhook(v *validator) {
 		v.add("webhook.secrets", "no secret is set, so no gateway could be let in", "set the secret your gateway sends (its webhook settings show it), e.g. HOOKMAIL_WEBHOOK_SECRETS=...")
 	}
 	for i, s := range w.Secrets {
-		if strings.TrimSpace(s.Reveal()) == "" {
-			v.add(fmt.Sprintf("webhook.secrets[%d]", i), "is empty", "remove it or set the gateway's secret")
+		switch key := fmt.Sprintf("webhook.secrets[%d]", i); {
+		case strings.TrimSpace(s.Reveal()) == "":
+			v.add(key, "is empty", "remove it or set the gateway's secret")
+		case isPlaceholder(s):
+			v.add(key, placeholderMsg, "set your gateway's own secret (its webhook settings show it)")
 		}
 	}
 	if w.MaxBodyBytes <= 0 {
@@ -207,6 +242,9 @@ func (c *Config) validateQueue(v *validator) {
 		v.add("dedup.window", fmt.Sprintf("must not be negative, got %s", c.Dedup.Window), `write it like "24h", or "0" to turn it off`)
 	} else if c.Dedup.Window > 0 && c.Dedup.Window < time.Millisecond {
 		v.add("dedup.window", fmt.Sprintf("%s is shorter than a millisecond; is the unit missing?", c.Dedup.Window), `write it with a unit, like "24h"`)
+	}
+	if isPlaceholder(c.Admin.Token) {
+		v.add("admin.token", placeholderMsg, "set a long random token, e.g. the output of: openssl rand -hex 32")
 	}
 	if a := c.Admin.Listen; c.Admin.Enabled() {
 		host, _, err := net.SplitHostPort(a)
@@ -241,6 +279,9 @@ func (c *Config) validateSMTP(v *validator) {
 	case TLSStartTLS, TLSImplicit, TLSNone:
 	default:
 		v.add("smtp.tls", fmt.Sprintf("%q is not a TLS mode", s.TLS), "use starttls (port 587), tls (implicit TLS, port 465) or none")
+	}
+	if isPlaceholder(s.Password) {
+		v.add("smtp.password", placeholderMsg, "set the mail server's password, e.g. in HOOKMAIL_SMTP_PASSWORD or smtp.password_file")
 	}
 	if s.Password != "" && s.PasswordFile != "" {
 		v.add("smtp.password", "is set together with smtp.password_file", "set only one of them")
