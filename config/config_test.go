@@ -146,6 +146,25 @@ func TestExampleDocumentsEveryKey(t *testing.T) {
 	}
 }
 
+// TestExampleHasNoStaleStatements: statements the example once made that
+// the code has outgrown.
+func TestExampleHasNoStaleStatements(t *testing.T) {
+	example, err := os.ReadFile(examplePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, stale := range []string{
+		"no SMTP delivery yet",                   // serve delivers by SMTP when smtp.host is set
+		"must be signed with",                    // the gateway sends the secret itself
+		"events and dead letters stored",         // digests count in spool.max_bytes too
+		"How long one delivery attempt may take", // smtp.timeout bounds the dial and each message
+	} {
+		if strings.Contains(string(example), stale) {
+			t.Errorf("the example still says %q", stale)
+		}
+	}
+}
+
 // --- 2. bad files --------------------------------------------------------------
 
 const (
