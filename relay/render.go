@@ -362,7 +362,9 @@ func (r *Renderer) view(ev *Event, route *config.Route, thread bool) *View {
 
 // conversation names the conversation an event belongs to: the same type
 // and phone (a WhatsApp chat: account and contact), the same USSD code, the
-// same app for notifications. Empty when the event names none.
+// same app for notifications. Empty when the event names none. A threaded
+// subject (View.Thread) may show only these fields: one that changes within
+// a conversation would split its thread in mail clients that match subjects.
 func conversation(ev *Event) string {
 	d := ev.Data
 	switch ev.Type {
