@@ -1,7 +1,6 @@
 package relay
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -10,13 +9,13 @@ import (
 	"io"
 	"io/fs"
 	"net/mail"
-	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
 	texttemplate "text/template"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hookmail/hookmail/config"
 	"github.com/hookmail/hookmail/templates"
@@ -40,6 +39,9 @@ type Renderer struct {
 	sets map[string]*templateSet
 	// subjects are the routes' own subject templates, by route name.
 	subjects map[string]*texttemplate.Template
+	// timeout bounds each render, DefaultRenderTimeout but in tests; see
+	// execute for what happens to a template still running then.
+	timeout time.Duration
 }
 
 type templateSet struct {
@@ -72,24 +74,31 @@ func (v *View) Get(name string) string { return v.Data[name] }
 
 // NewRenderer parses the embedded templates, each overridden by a file of
 // the same name in overrideDir when that is set. A template that does not
-// parse is an error naming its file and line.
+// parse is an error naming its file and line; one that is not a regular
+// file of at most 1 MiB, or not valid UTF-8, an error naming the file.
 //
 // Each of routes' own subject templates is parsed, and each template set a
 // route names (template: NAME) is read from overrideDir; any that does not
 // parse or exist is an error naming the route.
+//
+// Every template is then rendered once on a sample event (see trial), with
+// DefaultRenderTimeout per render.
 func NewRenderer(overrideDir string, loc *time.Location, routes ...config.Route) (*Renderer, error) {
-	var dir fs.FS
-	if overrideDir != "" {
-		dir = os.DirFS(overrideDir)
-	}
+	return newRenderer(overrideDir, loc, DefaultRenderTimeout, routes)
+}
+
+func newRenderer(overrideDir string, loc *time.Location, timeout time.Duration, routes []config.Route) (*Renderer, error) {
 	read := func(name string) (string, error) {
-		if dir != nil {
-			b, err := fs.ReadFile(dir, name)
-			if err == nil {
+		if overrideDir != "" && fs.ValidPath(name) {
+			path := filepath.Join(overrideDir, name)
+			b, err := config.ReadRegularFile(path, maxTemplateFileBytes)
+			switch {
+			case err == nil && !utf8.Valid(b):
+				return "", fmt.Errorf("template %s: is not valid UTF-8; save it as UTF-8", path)
+			case err == nil:
 				return string(b), nil
-			}
-			if !os.IsNotExist(err) {
-				return "", fmt.Errorf("template %s: %w", filepath.Join(overrideDir, name), err)
+			case !errors.Is(err, fs.ErrNotExist):
+				return "", fmt.Errorf("template %s: %w", path, err)
 			}
 		}
 		b, err := fs.ReadFile(templates.FS, name)
@@ -110,7 +119,7 @@ func NewRenderer(overrideDir string, loc *time.Location, routes ...config.Route)
 	if err != nil {
 		return nil, err
 	}
-	r := &Renderer{loc: loc, sets: map[string]*templateSet{}, subjects: map[string]*texttemplate.Template{}}
+	r := &Renderer{loc: loc, sets: map[string]*templateSet{}, subjects: map[string]*texttemplate.Template{}, timeout: timeout}
 	names := slices.Concat(KnownTypes, []string{GenericTemplate, DigestTemplate})
 	for _, rt := range routes {
 		if rt.Template != "" && !slices.Contains(names, rt.Template) {
@@ -156,7 +165,8 @@ func NewRenderer(overrideDir string, loc *time.Location, routes ...config.Route)
 
 // trial renders a sample event of every type once, so a template that
 // parses but cannot run (a misspelled method, a missing block, an HTML
-// escaping error) stops start-up instead of dead-lettering every event.
+// escaping error, a loop past the render timeout, output past an email's
+// size) stops start-up, or a reload, instead of failing every event.
 func (r *Renderer) trial() error {
 	route := &config.Route{Name: "trial", To: []string{"trial@example.com"}}
 	for typ := range r.sets {
@@ -168,17 +178,18 @@ func (r *Renderer) trial() error {
 			data[name] = "1"
 		}
 		ev := &Event{ID: "trial", Type: typ, Data: data, Received: time.Unix(0, 0)}
-		if _, err := r.Render(ev, route, "trial@example.com"); err != nil {
-			return fmt.Errorf("%s templates do not render: %w", typ, errors.Unwrap(err))
+		if _, err := r.render(ev, route, "trial@example.com"); err != nil {
+			return fmt.Errorf("%s templates do not render: %w", typ, err)
 		}
 	}
 	trialEv := &Event{ID: "trial", Type: TypeSMS, Data: map[string]string{"phone": "1", "message": "1"}, Received: time.Unix(0, 0)}
-	if _, err := r.RenderDigest([]DigestEntry{{Event: *trialEv}}, route, "trial@example.com"); err != nil {
-		return fmt.Errorf("digest templates do not render: %w", errors.Unwrap(err))
+	if _, err := r.renderDigest([]DigestEntry{{Event: *trialEv}}, route, "trial@example.com"); err != nil {
+		return fmt.Errorf("digest templates do not render: %w", err)
 	}
 	for name, t := range r.subjects {
 		view := &View{ID: "trial", Type: TypeSMS, Route: name, Time: time.Unix(0, 0), Data: map[string]string{"phone": "1"}}
-		if err := t.Execute(io.Discard, view); err != nil {
+		_, err := r.execute(t.Name(), time.Now().Add(r.timeout), maxSubjectOutput, func(w io.Writer) error { return t.Execute(w, view) })
+		if err != nil && !errors.Is(err, errTooLarge) {
 			return fmt.Errorf("route %q: subject does not render: %w", name, err)
 		}
 	}
@@ -192,35 +203,36 @@ var labels = map[string]string{
 	TypeNotification: "Notification",
 }
 
-// Render builds the email for ev on route.
+// Render builds the email for ev on route. Every error is permanent: the
+// same event renders the same way on every attempt.
 func (r *Renderer) Render(ev *Event, route *config.Route, from string) (*Message, error) {
+	msg, err := r.render(ev, route, from)
+	return msg, PermanentErr(err)
+}
+
+// render is Render with the templates' own errors, for the trial.
+func (r *Renderer) render(ev *Event, route *config.Route, from string) (*Message, error) {
 	set, ok := r.sets[ev.Type]
 	if !ok {
 		set = r.sets[GenericTemplate]
 	}
 	if route.Template != "" {
 		if set, ok = r.sets[route.Template]; !ok {
-			return nil, PermanentErr(fmt.Errorf("route %q: no template set %q", route.Name, route.Template))
+			return nil, fmt.Errorf("route %q: no template set %q", route.Name, route.Template)
 		}
 	}
-	subjectTmpl := set.subject
 	if t, ok := r.subjects[route.Name]; ok && route.Subject != "" {
-		subjectTmpl = t
+		withSubject := *set
+		withSubject.subject = t
+		set = &withSubject
 	}
 	threadID := ""
 	if route.Threaded() {
 		threadID = ThreadID(ev, from)
 	}
-	view := r.view(ev, route, threadID != "")
-	var subject, text, html bytes.Buffer
-	if err := subjectTmpl.Execute(&subject, view); err != nil {
-		return nil, PermanentErr(fmt.Errorf("render subject: %w", err))
-	}
-	if err := set.text.Execute(&text, view); err != nil {
-		return nil, PermanentErr(fmt.Errorf("render text: %w", err))
-	}
-	if err := set.html.ExecuteTemplate(&html, layoutFile, view); err != nil {
-		return nil, PermanentErr(fmt.Errorf("render html: %w", err))
+	out, err := r.run(set, r.view(ev, route, threadID != ""))
+	if err != nil {
+		return nil, err
 	}
 	return &Message{
 		EventID:   ev.ID,
@@ -230,9 +242,9 @@ func (r *Renderer) Render(ev *Event, route *config.Route, from string) (*Message
 		To:        route.To,
 		Cc:        route.Cc,
 		Bcc:       route.Bcc,
-		Subject:   subjectLine(subject.String()),
-		Text:      text.String(),
-		HTML:      html.String(),
+		Subject:   subjectLine(out.subject),
+		Text:      out.text,
+		HTML:      out.html,
 		Date:      ev.Time(),
 		MessageID: MessageID(ev.ID, route.Name, from),
 		ThreadID:  threadID,

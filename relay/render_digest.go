@@ -1,7 +1,6 @@
 package relay
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -61,7 +60,14 @@ func (v *View) Text() string {
 // RenderDigest builds one email listing entries in order, for route. Its
 // Message-ID is derived from the events it lists, so resending the same
 // digest after a crash is recognisable and a different one never shares it.
+// Every error is permanent.
 func (r *Renderer) RenderDigest(entries []DigestEntry, route *config.Route, from string) (*Message, error) {
+	msg, err := r.renderDigest(entries, route, from)
+	return msg, PermanentErr(err)
+}
+
+// renderDigest is RenderDigest with the templates' own errors.
+func (r *Renderer) renderDigest(entries []DigestEntry, route *config.Route, from string) (*Message, error) {
 	if len(entries) == 0 {
 		return nil, fmt.Errorf("digest of route %q: no events", route.Name)
 	}
@@ -82,16 +88,9 @@ func (r *Renderer) RenderDigest(entries []DigestEntry, route *config.Route, from
 	if len(sources) == 1 {
 		dv.Source = dv.Events[0].Who()
 	}
-	set := r.sets[DigestTemplate]
-	var subject, text, html bytes.Buffer
-	if err := set.subject.Execute(&subject, dv); err != nil {
-		return nil, PermanentErr(fmt.Errorf("render digest subject: %w", err))
-	}
-	if err := set.text.Execute(&text, dv); err != nil {
-		return nil, PermanentErr(fmt.Errorf("render digest text: %w", err))
-	}
-	if err := set.html.ExecuteTemplate(&html, layoutFile, dv); err != nil {
-		return nil, PermanentErr(fmt.Errorf("render digest html: %w", err))
+	out, err := r.run(r.sets[DigestTemplate], dv)
+	if err != nil {
+		return nil, fmt.Errorf("digest: %w", err)
 	}
 	return &Message{
 		EventID:   dv.ID,
@@ -102,9 +101,9 @@ func (r *Renderer) RenderDigest(entries []DigestEntry, route *config.Route, from
 		Cc:        route.Cc,
 		Bcc:       route.Bcc,
 		ReplyTo:   route.ReplyTo,
-		Subject:   subjectLine(subject.String()),
-		Text:      text.String(),
-		HTML:      html.String(),
+		Subject:   subjectLine(out.subject),
+		Text:      out.text,
+		HTML:      out.html,
 		Date:      entries[len(entries)-1].Event.Time(),
 		MessageID: MessageID("digest."+digestID(entries), route.Name, from),
 	}, nil
