@@ -229,6 +229,12 @@ func Default() *Config {
 	return cfg
 }
 
+// MaxWebhookBodyBytes is the largest webhook.max_body_bytes: a body up to
+// it, decoded into an event, still makes an email under the 10 MB mail
+// servers take (relay.MaxEmailBytes), even listed field by field as plain
+// text, base64-encoded, after the repair of invalid UTF-8 tripled it.
+const MaxWebhookBodyBytes = 2 << 20
+
 // MaxFileBytes bounds a config file. Real ones are a few KiB; the bound
 // keeps a --config naming the wrong file (a log, a disk image) from filling
 // memory.

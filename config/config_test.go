@@ -792,6 +792,8 @@ func TestValidateMore(t *testing.T) {
 			"webhook.secrets[1]: is empty; remove it or set the gateway's secret"},
 		{"max body", func(c *Config) { c.Webhook.MaxBodyBytes = 0 },
 			"webhook.max_body_bytes: must be positive, got 0; set a limit in bytes, e.g. 1048576"},
+		{"max body over 2 MiB", func(c *Config) { c.Webhook.MaxBodyBytes = 10 << 20 },
+			"webhook.max_body_bytes: 10485760 is over 2097152, past which an event could make an email over the 10 MB mail servers take; set at most 2097152 (2 MiB); the gateway's own bodies are a few KiB"},
 		{"no spool dir", func(c *Config) { c.Spool.Dir = "" },
 			"spool.dir: is empty; set the directory the durable queue lives in, e.g. ./data"},
 		{"nowhere to deliver", func(c *Config) { c.Outbox.Dir = "" },

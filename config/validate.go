@@ -213,8 +213,12 @@ func (c *Config) validateWebhook(v *validator) {
 			v.add(key, placeholderMsg, "set your gateway's own secret (its webhook settings show it)")
 		}
 	}
-	if w.MaxBodyBytes <= 0 {
+	switch {
+	case w.MaxBodyBytes <= 0:
 		v.add("webhook.max_body_bytes", fmt.Sprintf("must be positive, got %d", w.MaxBodyBytes), "set a limit in bytes, e.g. 1048576")
+	case w.MaxBodyBytes > MaxWebhookBodyBytes:
+		v.add("webhook.max_body_bytes", fmt.Sprintf("%d is over %d, past which an event could make an email over the 10 MB mail servers take", w.MaxBodyBytes, MaxWebhookBodyBytes),
+			"set at most 2097152 (2 MiB); the gateway's own bodies are a few KiB")
 	}
 }
 

@@ -205,12 +205,34 @@ var labels = map[string]string{
 
 // Render builds the email for ev on route. Every error is permanent: the
 // same event renders the same way on every attempt.
+//
+// An email is never over MaxEmailBytes. When the templates would make a
+// bigger one, write past their output limit or run past the render
+// timeout, Render falls back to the plain rendering (see plain): every
+// field once, in a text part alone, after a note saying why; the Message's
+// Plain field says so too. Within the decoder's limits on a webhook body
+// that always fits (TestPlainFallbackFitsTheWorstEvent).
 func (r *Renderer) Render(ev *Event, route *config.Route, from string) (*Message, error) {
 	msg, err := r.render(ev, route, from)
-	return msg, PermanentErr(err)
+	var bound *boundError
+	switch {
+	case errors.As(err, &bound):
+		msg, err = r.plain(msg, ev, route, bound.Error())
+	case err == nil:
+		var raw []byte
+		if raw, err = msg.Encode(); err == nil && len(raw) > MaxEmailBytes {
+			msg, err = r.plain(msg, ev, route, fmt.Sprintf("the email would be %d bytes, more than the %d an email may hold", len(raw), MaxEmailBytes))
+		}
+	}
+	if err != nil {
+		return nil, PermanentErr(err)
+	}
+	return msg, nil
 }
 
-// render is Render with the templates' own errors, for the trial.
+// render is Render without the fallback, with the templates' own errors,
+// for the trial. On an error of the templates the message holds what they
+// wrote before it.
 func (r *Renderer) render(ev *Event, route *config.Route, from string) (*Message, error) {
 	set, ok := r.sets[ev.Type]
 	if !ok {
@@ -231,9 +253,6 @@ func (r *Renderer) render(ev *Event, route *config.Route, from string) (*Message
 		threadID = ThreadID(ev, from)
 	}
 	out, err := r.run(set, r.view(ev, route, threadID != ""))
-	if err != nil {
-		return nil, err
-	}
 	return &Message{
 		EventID:   ev.ID,
 		Route:     route.Name,
@@ -249,7 +268,7 @@ func (r *Renderer) render(ev *Event, route *config.Route, from string) (*Message
 		MessageID: MessageID(ev.ID, route.Name, from),
 		ThreadID:  threadID,
 		ReplyTo:   route.ReplyTo,
-	}, nil
+	}, err
 }
 
 // view is what an event's templates see.

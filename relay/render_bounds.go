@@ -6,6 +6,8 @@ import (
 	"io"
 	"strings"
 	"time"
+
+	"github.com/hookmail/hookmail/config"
 )
 
 // Bounds on rendering. An override template can loop ({{range 1000000000}},
@@ -97,7 +99,8 @@ type rendered struct{ subject, text, html string }
 
 // run executes a subject, a text and an HTML template (inside the layout)
 // on data: within r.timeout for the three together, and within
-// MaxEmailBytes for the text and HTML together.
+// MaxEmailBytes for the text and HTML together. On an error it returns the
+// parts that finished before it.
 func (r *Renderer) run(set *templateSet, data any) (rendered, error) {
 	deadline := time.Now().Add(r.timeout)
 	var out rendered
@@ -112,13 +115,79 @@ func (r *Renderer) run(set *templateSet, data any) (rendered, error) {
 		return set.text.Execute(w, data)
 	})
 	if err != nil {
-		return out, fmt.Errorf("render text: %w", err)
+		return rendered{subject: out.subject}, fmt.Errorf("render text: %w", err)
 	}
 	out.html, err = r.execute(set.html.Name()+" (in "+layoutFile+")", deadline, MaxEmailBytes-len(out.text), func(w io.Writer) error {
 		return set.html.ExecuteTemplate(w, layoutFile, data)
 	})
 	if err != nil {
+		out.html = "" // only parts that finished are kept
 		return out, fmt.Errorf("render html: %w", err)
 	}
 	return out, nil
+}
+
+// plain turns msg, the email ev's templates made or began, into the plain
+// fallback: the same headers (the subject too, when its template finished,
+// so a thread stays one), and a text part that lists every field of ev
+// once, after a note saying why. It is built without templates, so it
+// cannot loop, and its size is the event's plus a few hundred bytes, which
+// base64 (see Message.Build) makes 4/3 and a little: for the largest event
+// a webhook can bring (webhook.max_body_bytes of at most
+// config.MaxWebhookBodyBytes, tripled at worst by the repair of invalid
+// UTF-8, and MaxFields names) that is under MaxEmailBytes.
+func (r *Renderer) plain(msg *Message, ev *Event, route *config.Route, why string) (*Message, error) {
+	view := r.view(ev, route, msg.ThreadID != "")
+	p := *msg
+	p.raw = nil
+	p.HTML = ""
+	p.Plain = why
+	if p.Subject == "" {
+		p.Subject = subjectLine(view.Label + " event" + prefixed(" from ", ev.Data["phone"]))
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "hookmail could not make this email with its templates (%s),\n", why)
+	b.WriteString("so here is every field of the event, each once, as plain text.\n\n")
+	fmt.Fprintf(&b, "Type:     %s\nReceived: %s\nEvent:    %s (route %s)\n\n", oneLine(ev.Type), view.Time.Format(dateLayout), ev.ID, route.Name)
+	for _, f := range view.Fields {
+		fmt.Fprintf(&b, "%s: %s\n", f.Name, f.Value)
+	}
+	p.Text = b.String()
+	raw, err := p.Encode()
+	if err != nil {
+		return nil, err
+	}
+	if len(raw) > MaxEmailBytes {
+		return nil, fmt.Errorf("event %s: even as plain text its email would be %d bytes, more than the %d an email may hold", ev.ID, len(raw), MaxEmailBytes)
+	}
+	return &p, nil
+}
+
+// prefixed is prefix+s folded to one line, or "" when s is empty.
+func prefixed(prefix, s string) string {
+	if s = oneLine(s); s == "" {
+		return ""
+	}
+	return prefix + s
+}
+
+// plainDigest is a digest's own text part alone, after a note saying why,
+// for a digest whose HTML part would take it over MaxEmailBytes. A digest
+// lists its events in a few hundred bytes each (the templates cut each
+// text to 300 characters), so only a large digest.max_events comes here;
+// one too large even so is an error that says to lower it.
+func plainDigest(msg *Message, why string) (*Message, error) {
+	p := *msg
+	p.raw = nil
+	p.HTML = ""
+	p.Plain = why
+	p.Text = fmt.Sprintf("hookmail sends this digest as plain text only (%s).\n\n", why) + msg.Text
+	raw, err := p.Encode()
+	if err != nil {
+		return nil, err
+	}
+	if len(raw) > MaxEmailBytes {
+		return nil, fmt.Errorf("digest of route %q: even as plain text its email would be %d bytes, more than the %d an email may hold; lower the route's digest.max_events", msg.Route, len(raw), MaxEmailBytes)
+	}
+	return &p, nil
 }

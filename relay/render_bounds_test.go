@@ -92,11 +92,11 @@ func TestTemplateThatHangsIsRefused(t *testing.T) {
 	}
 }
 
-// TestEventThatHangsItsTemplateFailsPermanently: a template that hangs only
-// on some events passes the trial; such an event's render gives up at the
-// timeout with a permanent error naming the file, and the next event
-// renders.
-func TestEventThatHangsItsTemplateFailsPermanently(t *testing.T) {
+// TestEventThatHangsItsTemplateFallsBack: a template that hangs only on
+// some events passes the trial; such an event's render gives up at the
+// timeout and falls back to the plain rendering, which names the template
+// and keeps every field; the next event renders with the templates.
+func TestEventThatHangsItsTemplateFallsBack(t *testing.T) {
 	r, err := newRenderer("", time.UTC, 20*time.Millisecond, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -107,13 +107,26 @@ func TestEventThatHangsItsTemplateFailsPermanently(t *testing.T) {
 		t.Fatalf("trial: %v", err)
 	}
 	route := &config.Route{Name: "r", To: []string{"a@example.com"}}
-	_, err = r.Render(&Event{ID: "a", Type: TypeSMS, Data: map[string]string{"message": "hang"}}, route, "h@example.com")
-	if err == nil || Classify(err) != Permanent || !strings.Contains(err.Error(), "sms.text.tmpl: did not finish rendering within 20ms") {
-		t.Fatalf("Render = %v, want a permanent error naming sms.text.tmpl", err)
+	ev := &Event{ID: "a", Type: TypeSMS, Data: map[string]string{"message": "hang", "phone": "+14155552671"}}
+	msg, err := r.Render(ev, route, "h@example.com")
+	if err != nil {
+		t.Fatal(err)
 	}
-	msg, err := r.Render(&Event{ID: "b", Type: TypeSMS, Data: map[string]string{"message": "hi"}}, route, "h@example.com")
-	if err != nil || msg.Text != "SMS hi" {
-		t.Fatalf("the next event: %v, text %q", err, msg.Text)
+	if !strings.HasPrefix(msg.Plain, "sms.text.tmpl: did not finish rendering within 20ms") || msg.HTML != "" {
+		t.Errorf("Plain = %q, HTML %d bytes; want the plain fallback naming sms.text.tmpl", msg.Plain, len(msg.HTML))
+	}
+	if msg.Subject != "SMS from +14155552671" {
+		t.Errorf("subject %q, want the one the subject template made", msg.Subject)
+	}
+	e := checkEmail(t, msg, emailWant{from: "h@example.com", to: route.To, eventID: "a", messageID: MessageID("a", "r", "h@example.com")})
+	for _, want := range []string{"message: hang\n", "phone: +14155552671\n"} {
+		if !strings.Contains(e.text, want) {
+			t.Errorf("fallback text lacks %q:\n%s", want, e.text)
+		}
+	}
+	msg, err = r.Render(&Event{ID: "b", Type: TypeSMS, Data: map[string]string{"message": "hi"}}, route, "h@example.com")
+	if err != nil || msg.Text != "SMS hi" || msg.Plain != "" {
+		t.Fatalf("the next event: %v, text %q, plain %q", err, msg.Text, msg.Plain)
 	}
 }
 

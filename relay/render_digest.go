@@ -3,6 +3,7 @@ package relay
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -60,13 +61,29 @@ func (v *View) Text() string {
 // RenderDigest builds one email listing entries in order, for route. Its
 // Message-ID is derived from the events it lists, so resending the same
 // digest after a crash is recognisable and a different one never shares it.
-// Every error is permanent.
+// Every error is permanent. A digest whose HTML part would take it over
+// MaxEmailBytes goes as its text part alone (see plainDigest).
 func (r *Renderer) RenderDigest(entries []DigestEntry, route *config.Route, from string) (*Message, error) {
 	msg, err := r.renderDigest(entries, route, from)
-	return msg, PermanentErr(err)
+	var bound *boundError
+	switch {
+	case errors.As(err, &bound) && msg.Text != "":
+		msg, err = plainDigest(msg, bound.Error())
+	case err == nil:
+		var raw []byte
+		if raw, err = msg.Encode(); err == nil && len(raw) > MaxEmailBytes {
+			msg, err = plainDigest(msg, fmt.Sprintf("with its HTML part the email would be %d bytes, more than the %d an email may hold", len(raw), MaxEmailBytes))
+		}
+	}
+	if err != nil {
+		return nil, PermanentErr(err)
+	}
+	return msg, nil
 }
 
-// renderDigest is RenderDigest with the templates' own errors.
+// renderDigest is RenderDigest without the fallback, with the templates'
+// own errors, for the trial. On an error of the templates the message
+// holds the parts they finished before it.
 func (r *Renderer) renderDigest(entries []DigestEntry, route *config.Route, from string) (*Message, error) {
 	if len(entries) == 0 {
 		return nil, fmt.Errorf("digest of route %q: no events", route.Name)
@@ -90,7 +107,7 @@ func (r *Renderer) renderDigest(entries []DigestEntry, route *config.Route, from
 	}
 	out, err := r.run(r.sets[DigestTemplate], dv)
 	if err != nil {
-		return nil, fmt.Errorf("digest: %w", err)
+		err = fmt.Errorf("digest: %w", err)
 	}
 	return &Message{
 		EventID:   dv.ID,
@@ -106,7 +123,7 @@ func (r *Renderer) renderDigest(entries []DigestEntry, route *config.Route, from
 		HTML:      out.html,
 		Date:      entries[len(entries)-1].Event.Time(),
 		MessageID: MessageID("digest."+digestID(entries), route.Name, from),
-	}, nil
+	}, err
 }
 
 // digestID names a digest by the events it lists.

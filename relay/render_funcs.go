@@ -15,8 +15,11 @@ import (
 
 // The helpers every template may call, documented in README.md.
 
+// dateLayout is how the date helper writes a time.
+const dateLayout = "Mon, 2 Jan 2006 15:04:05 MST"
+
 var sharedFuncs = map[string]any{
-	"date":     func(t time.Time) string { return t.Format("Mon, 2 Jan 2006 15:04:05 MST") },
+	"date":     func(t time.Time) string { return t.Format(dateLayout) },
 	"dateIn":   dateIn,
 	"phone":    formatPhone,
 	"lines":    splitLines,
