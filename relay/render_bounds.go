@@ -90,7 +90,7 @@ func (r *Renderer) execute(file string, deadline time.Time, limit int, exec func
 		}
 		return res.out, res.err
 	case <-timer.C:
-		return "", &boundError{file, fmt.Sprintf("did not finish rendering within %s; does it loop? (it keeps running in the background until it ends)", r.timeout), errTimedOut}
+		return "", &boundError{file, fmt.Sprintf("did not finish rendering within %s; does it loop? It runs on in the background until it ends", r.timeout), errTimedOut}
 	}
 }
 
