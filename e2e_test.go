@@ -235,11 +235,11 @@ func writeRoutes(t *testing.T) string {
 }
 
 var wireBodies = map[string]string{
-	"SMS from +639760713666":           smsBody,
-	"WhatsApp from +639760666713":      "secret=" + testSecret + "&type=whatsapp&data%5Bid%5D=2&data%5Bwid%5D=%2B639760713666&data%5Bphone%5D=%2B639760666713&data%5Bmessage%5D=Tom+%26amp%3B+Jerry%26%23039%3Bs+%F0%9F%98%80%0Acaf%C3%A9&data%5Battachment%5D=0&data%5Btimestamp%5D=1645684231",
-	"USSD *143#":                       "secret=" + testSecret + "&type=ussd&data%5Bid%5D=98&data%5Bsim%5D=1&data%5Bdevice%5D=00000000-0000-0000-d57d-f30cb6a89289&data%5Bcode%5D=%2A143%23&data%5Bresponse%5D=Sorry%21+You+are+not+allowed+to+use+this+service.&data%5Btimestamp%5D=1645684231",
-	"Facebook notifications":           "secret=" + testSecret + "&type=notifications&data%5Bid%5D=77&data%5Bdevice%5D=00000000-0000-0000-d57d-f30cb6a89289&data%5Bpackage%5D=com.facebook.katana&data%5Btitle%5D=Facebook&data%5Bcontent%5D=Someone+commented+on+your+post%21&data%5Btimestamp%5D=1645684231",
-	"telegram event from +15550001111": "secret=" + testSecret + "&type=telegram&data%5Bid%5D=5&data%5Bphone%5D=%2B15550001111&data%5Bmessage%5D=hi+there",
+	"SMS from +639760713666":                 smsBody,
+	"WhatsApp from +639760666713":            "secret=" + testSecret + "&type=whatsapp&data%5Bid%5D=2&data%5Bwid%5D=%2B639760713666&data%5Bphone%5D=%2B639760666713&data%5Bmessage%5D=Tom+%26amp%3B+Jerry%26%23039%3Bs+%F0%9F%98%80%0Acaf%C3%A9&data%5Battachment%5D=0&data%5Btimestamp%5D=1645684231",
+	"USSD *143#":                             "secret=" + testSecret + "&type=ussd&data%5Bid%5D=98&data%5Bsim%5D=1&data%5Bdevice%5D=00000000-0000-0000-d57d-f30cb6a89289&data%5Bcode%5D=%2A143%23&data%5Bresponse%5D=Sorry%21+You+are+not+allowed+to+use+this+service.&data%5Btimestamp%5D=1645684231",
+	"Notifications from com.facebook.katana": "secret=" + testSecret + "&type=notifications&data%5Bid%5D=77&data%5Bdevice%5D=00000000-0000-0000-d57d-f30cb6a89289&data%5Bpackage%5D=com.facebook.katana&data%5Btitle%5D=Facebook&data%5Bcontent%5D=Someone+commented+on+your+post%21&data%5Btimestamp%5D=1645684231",
+	"telegram event from +15550001111":       "secret=" + testSecret + "&type=telegram&data%5Bid%5D=5&data%5Bphone%5D=%2B15550001111&data%5Bmessage%5D=hi+there",
 }
 
 // TestE2EMailpit: hookmail serve receives the four wire bodies and an

@@ -60,12 +60,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	root.SetErr(stderr)
 	root.SetContext(ctx)
 	root.PersistentFlags().StringVar(&configPath, "config", "", "config file (default: $HOOKMAIL_CONFIG, then ./hookmail.yaml if present)")
-	loadConfig := func() (*config.Config, error) {
-		return config.Load(resolveConfigPath(configPath, getenv), getenv)
-	}
+	configFile := func() string { return resolveConfigPath(configPath, getenv) }
+	loadConfig := func() (*config.Config, error) { return config.Load(configFile(), getenv) }
+	// serve, its reloads and check report every problem in one pass.
+	loadValidConfig := func() (*config.Config, error) { return config.LoadValid(configFile(), getenv) }
 	root.AddCommand(
-		serveCmd(loadConfig, func() string { return resolveConfigPath(configPath, getenv) }, stderr),
-		checkCmd(loadConfig, stdout, stderr),
+		serveCmd(loadValidConfig, configFile, stderr),
+		checkCmd(loadValidConfig, stdout, stderr),
 		renderCmd(loadConfig, stdout),
 		routeCmd(loadConfig, stdout),
 		sendTestCmd(loadConfig, stdout),
@@ -98,11 +99,9 @@ func printProblems(w io.Writer, err error) {
 	}
 }
 
-func loadValid(load func() (*config.Config, error), stderr io.Writer) (*config.Config, error) {
-	cfg, err := load()
-	if err == nil {
-		err = cfg.Validate()
-	}
+// loadValid calls loadValidConfig and prints every problem it reports.
+func loadValid(loadValidConfig func() (*config.Config, error), stderr io.Writer) (*config.Config, error) {
+	cfg, err := loadValidConfig()
 	if err != nil {
 		printProblems(stderr, err)
 		return nil, errInvalidConfig
@@ -120,14 +119,14 @@ func newLogger(cfg config.Log, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-func serveCmd(load func() (*config.Config, error), configFile func() string, stderr io.Writer) *cobra.Command {
+func serveCmd(loadValidConfig func() (*config.Config, error), configFile func() string, stderr io.Writer) *cobra.Command {
 	var listen string
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the relay: receive webhooks, queue them durably, deliver emails",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := loadValid(load, stderr)
+			cfg, err := loadValid(loadValidConfig, stderr)
 			if err != nil {
 				return err
 			}
@@ -138,10 +137,7 @@ func serveCmd(load func() (*config.Config, error), configFile func() string, std
 				return c
 			}
 			reload := func() (*config.Config, error) {
-				c, err := load()
-				if err == nil {
-					err = c.Validate()
-				}
+				c, err := loadValidConfig()
 				if err != nil {
 					return nil, err
 				}
@@ -363,13 +359,13 @@ func newSender(cfg *config.Config, log *slog.Logger, reg prometheus.Registerer) 
 	return relay.NewSMTPSender(cfg.SMTP, log, reg)
 }
 
-func checkCmd(load func() (*config.Config, error), stdout, stderr io.Writer) *cobra.Command {
+func checkCmd(loadValidConfig func() (*config.Config, error), stdout, stderr io.Writer) *cobra.Command {
 	return &cobra.Command{
 		Use:   "check",
 		Short: "Validate the config and print it, secrets masked",
 		Args:  cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			cfg, err := loadValid(load, stderr)
+			cfg, err := loadValid(loadValidConfig, stderr)
 			if err != nil {
 				return err
 			}

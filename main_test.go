@@ -376,3 +376,26 @@ func TestDocsStandAlone(t *testing.T) {
 		t.Error("the README does not say how to build the hookmail binary its commands use")
 	}
 }
+
+// TestCheckReportsEveryProblemAtOnce: problems of decoding (an unknown
+// key, a bad duration) and of validation come in one run, and a key that
+// did not decode is not reported a second time as zero.
+func TestCheckReportsEveryProblemAtOnce(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "hookmail.yaml")
+	yaml := "smtp:\n  hots: mail.example.com\n  timeout: 2x\n  tls: ssl\n"
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	err := run(t.Context(), []string{"check", "--config", path}, envFunc(map[string]string{"HOOKMAIL_WEBHOOK_SECRETS": "0123456789abcdef0123456789abcdef01234567"}), io.Discard, &stderr)
+	if err == nil {
+		t.Fatal("check accepted the config")
+	}
+	want := "config problems:\n" +
+		"  - " + path + ": smtp.hots: unknown key; remove it or correct its spelling (config/hookmail.example.yaml lists every key)\n" +
+		`  - smtp.timeout: "2x" is not a valid duration; write it like "30s", "5m" or "1h"` + "\n" +
+		`  - smtp.tls: "ssl" is not a TLS mode; use starttls (port 587), tls (implicit TLS, port 465) or none` + "\n"
+	if stderr.String() != want {
+		t.Errorf("stderr\n got:\n%s\nwant:\n%s", stderr.String(), want)
+	}
+}

@@ -11,10 +11,16 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"reflect"
+	"regexp"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/go-viper/mapstructure/v2"
@@ -251,23 +257,102 @@ func Default() *Config {
 	return cfg
 }
 
+// MaxWebhookBodyBytes is the largest webhook.max_body_bytes: a body up to
+// it, decoded into an event, still makes an email under the 10 MB mail
+// servers take (relay.MaxEmailBytes), even listed field by field as plain
+// text, base64-encoded, after the repair of invalid UTF-8 tripled it.
+const MaxWebhookBodyBytes = 2 << 20
+
+// MaxFileBytes bounds a config file. Real ones are a few KiB; the bound
+// keeps a --config naming the wrong file (a log, a disk image) from filling
+// memory.
+const MaxFileBytes = 1 << 20
+
 // Load builds the config from the defaults, the YAML file at path (none when
 // path is empty), and the HOOKMAIL_* variables getenv returns. It reports
 // unknown keys and values of the wrong type; Validate checks the rest.
+// The file must be a regular file of at most MaxFileBytes.
+//
+// When the file parses but some values do not decode, Load returns the
+// config along with the error: every key that decoded is filled in, each
+// that did not is left at its zero value. That is for LoadValid, which
+// validates the rest in the same pass; no other caller may use such a
+// config.
 func Load(path string, getenv func(string) string) (*Config, error) {
 	var file []byte
 	if path != "" {
-		b, err := os.ReadFile(path)
-		if err != nil {
+		b, err := ReadRegularFile(path, MaxFileBytes)
+		var notFile *NotAFileError
+		switch {
+		case errors.As(err, &notFile):
+			return nil, fmt.Errorf("config file %s: %w; point --config (or HOOKMAIL_CONFIG) at the YAML file", path, err)
+		case err != nil:
 			return nil, fmt.Errorf("config file: %w", err)
 		}
 		file = b
 	}
 	cfg, err := load(file, getenv)
 	if err != nil && path != "" {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return cfg, fmt.Errorf("%s: %w", path, err)
 	}
 	return cfg, err
+}
+
+// LoadValid is Load and Validate in one pass, for serve, check and reload:
+// the config when it is usable, else an error listing every problem at
+// once, those of decoding (an unknown key, a value of the wrong type) and
+// those Validate finds in what did decode. A key that did not decode is
+// not reported again by Validate: its zero value would only add a spurious
+// "must be positive".
+func LoadValid(path string, getenv func(string) string) (*Config, error) {
+	cfg, err := Load(path, getenv)
+	if cfg == nil {
+		return nil, err
+	}
+	var all []error
+	if err != nil {
+		all = append(all, err)
+	}
+	failed := Problems(err)
+	for _, p := range Problems(cfg.Validate()) {
+		if !slices.ContainsFunc(failed, func(f *Problem) bool { return within(p.Key, f.Key) }) {
+			all = append(all, p)
+		}
+	}
+	if len(all) > 0 {
+		return nil, errors.Join(all...)
+	}
+	return cfg, nil
+}
+
+// Problems lists the *Problem values in err, however wrapped and joined.
+func Problems(err error) []*Problem {
+	var out []*Problem
+	var walk func(error)
+	walk = func(e error) {
+		if p, ok := e.(*Problem); ok {
+			out = append(out, p)
+			return
+		}
+		switch e := e.(type) {
+		case interface{ Unwrap() []error }:
+			for _, inner := range e.Unwrap() {
+				walk(inner)
+			}
+		case interface{ Unwrap() error }:
+			walk(e.Unwrap())
+		}
+	}
+	if err != nil {
+		walk(err)
+	}
+	return out
+}
+
+// within reports whether key is parent or lies below it:
+// routes[1].name is within routes[1].
+func within(key, parent string) bool {
+	return key == parent || strings.HasPrefix(key, parent+".") || strings.HasPrefix(key, parent+"[")
 }
 
 func load(file []byte, getenv func(string) string) (*Config, error) {
@@ -293,14 +378,77 @@ func load(file []byte, getenv func(string) string) (*Config, error) {
 		}
 	}
 	cfg := &Config{}
-	if err := v.UnmarshalExact(cfg); err != nil {
-		return nil, decodeProblems(err)
-	}
+	// mapstructure decodes all it can before it reports what it could not.
+	decodeErr := v.UnmarshalExact(cfg)
 	// "a, b" from the environment means two secrets, not " b".
 	for i, sec := range cfg.Webhook.Secrets {
 		cfg.Webhook.Secrets[i] = Secret(strings.TrimSpace(sec.Reveal()))
 	}
+	if decodeErr != nil {
+		return cfg, decodeProblems(decodeErr, v.AllSettings())
+	}
 	return cfg, nil
+}
+
+// NotAFileError is what ReadRegularFile says of a path that is not a
+// regular file of the size allowed.
+type NotAFileError struct{ Reason string }
+
+func (e *NotAFileError) Error() string { return e.Reason }
+
+// ReadRegularFile reads the regular file at path, of at most limit bytes.
+// Anything else (a directory, a device such as /dev/zero, a FIFO, a socket,
+// a bigger file) is a *NotAFileError, found before reading it. The file is
+// opened with O_NONBLOCK, so a FIFO without a writer cannot block the open,
+// and the opened file itself is examined, so a path swapped between a check
+// and the open cannot slip by.
+func ReadRegularFile(path string, limit int64) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if mode := fi.Mode(); !mode.IsRegular() {
+		kind := "not a regular file"
+		switch {
+		case mode.IsDir():
+			kind = "a directory, not a file"
+		case mode&os.ModeDevice != 0:
+			kind = "a device, not a regular file"
+		case mode&os.ModeNamedPipe != 0:
+			kind = "a named pipe (FIFO), not a regular file"
+		case mode&os.ModeSocket != 0:
+			kind = "a socket, not a regular file"
+		}
+		return nil, &NotAFileError{Reason: "is " + kind}
+	}
+	tooLarge := &NotAFileError{Reason: "is larger than " + sizeText(limit) + ", the most it may hold"}
+	if fi.Size() > limit {
+		return nil, tooLarge
+	}
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit { // it grew after the Stat
+		return nil, tooLarge
+	}
+	return b, nil
+}
+
+// sizeText writes a size the way people read it: 1 MiB, 64 KiB, 100 bytes.
+func sizeText(n int64) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%d MiB", n>>20)
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return fmt.Sprintf("%d KiB", n>>10)
+	}
+	return fmt.Sprintf("%d bytes", n)
 }
 
 // EnvName is the environment variable that overrides key.
@@ -313,10 +461,12 @@ func lookupEnv(getenv func(string) string, key string) (string, bool) {
 	return val, val != ""
 }
 
-// decodeProblems turns mapstructure's errors into ones that name the key
-// and say what to do, so a typo reads "unknown key smtp.hots". viper wraps
-// mapstructure's joined errors, which may nest, so every layer is opened.
-func decodeProblems(err error) error {
+// decodeProblems turns mapstructure's errors into ones that name the key,
+// quote the value and show how to write it, so a typo reads "unknown key
+// smtp.hots" and a bad duration `smtp.timeout: "2x" is not a valid
+// duration`. viper wraps mapstructure's joined errors, which may nest, so
+// every layer is opened. settings are the values decoded, to quote from.
+func decodeProblems(err error, settings map[string]any) error {
 	var problems []error
 	var walk func(key string, e error)
 	walk = func(key string, e error) {
@@ -328,16 +478,15 @@ func decodeProblems(err error) error {
 				walk(key, inner)
 			}
 		case *mapstructure.ParseError:
-			problems = append(problems, &Problem{Key: key,
-				Message: fmt.Sprintf("%q is not a valid %s", fmt.Sprint(e.Value), typeName(e.Expected.Type().String())),
-				Fix:     "give a value of the type shown in config/hookmail.example.yaml"})
+			problems = append(problems, badValue(key, e.Expected.Type(), settings, e))
+		case *mapstructure.UnconvertibleTypeError:
+			problems = append(problems, badValue(key, e.Expected.Type(), settings, e))
 		default:
 			if inner := errors.Unwrap(e); inner != nil {
 				walk(key, inner)
 				return
 			}
-			msg := e.Error()
-			if rest, ok := strings.CutPrefix(msg, "has invalid keys: "); ok {
+			if rest, ok := strings.CutPrefix(e.Error(), "has invalid keys: "); ok {
 				for _, k := range strings.Split(rest, ", ") {
 					problems = append(problems, &Problem{
 						Key:     joinKey(key, k),
@@ -347,7 +496,7 @@ func decodeProblems(err error) error {
 				}
 				return
 			}
-			problems = append(problems, &Problem{Key: key, Message: msg, Fix: "give a value of the type shown in config/hookmail.example.yaml"})
+			problems = append(problems, badValue(key, fieldType(key), settings, e))
 		}
 	}
 	walk("", err)
@@ -355,17 +504,126 @@ func decodeProblems(err error) error {
 	return errors.Join(problems...)
 }
 
-// typeName says what a Go type is in a config file's words.
-func typeName(goType string) string {
-	switch goType {
-	case "int", "int64":
-		return "whole number"
-	case "bool":
-		return "boolean (true or false)"
-	case "time.Duration":
-		return `duration (like "30s", "5m", "1h"; no days: 24h)`
+// badValue is the problem of a value at key that does not decode into t:
+// the value quoted (a secret never), and an example.
+func badValue(key string, t reflect.Type, settings map[string]any, cause error) *Problem {
+	val, found := lookup(settings, key)
+	shown := "" // "key: is not …" when the value is a secret's or not found
+	switch val.(type) {
+	case []any:
+		shown = "a list "
+	case map[string]any:
+		shown = "a map "
+	default:
+		if found && t != reflect.TypeFor[Secret]() {
+			shown = fmt.Sprintf("%q ", fmt.Sprint(val))
+		}
 	}
-	return goType
+	p := &Problem{Key: key, Message: cause.Error(), Fix: "give a value of the type shown in config/hookmail.example.yaml"}
+	if t == nil {
+		return p
+	}
+	switch k := t.Kind(); {
+	case t == reflect.TypeFor[time.Duration]():
+		p.Message, p.Fix = shown+"is not a valid duration", `write it like "30s", "5m" or "1h"`
+	case k >= reflect.Int && k <= reflect.Uint64:
+		p.Message, p.Fix = shown+"is not a valid whole number", "write it in digits, like 10"
+	case k == reflect.Float32 || k == reflect.Float64:
+		p.Message, p.Fix = shown+"is not a valid number", "write it like 10 or 0.5"
+	case k == reflect.Bool:
+		p.Message, p.Fix = shown+"is not a valid boolean", "write true or false"
+	case k == reflect.String:
+		p.Message, p.Fix = shown+"is not a single value", `write one value, in quotes, like "…"`
+		// The default routes are an example of a value, not of every route's.
+		if def, ok := lookup(defaultSettings(), key); ok && fmt.Sprint(def) != "" && t != reflect.TypeFor[Secret]() && !strings.HasPrefix(key, "routes") {
+			p.Fix = fmt.Sprintf("write one value, in quotes, like %q", fmt.Sprint(def))
+		}
+	case k == reflect.Slice:
+		p.Message, p.Fix = shown+"is not a list", `write it in brackets, like ["a", "b"], or as "- " lines`
+	case k == reflect.Struct || k == reflect.Map:
+		p.Message, p.Fix = shown+"is not a map of keys", "write it as config/hookmail.example.yaml shows"
+	}
+	return p
+}
+
+// keyParts splits a key as mapstructure names it, routes[0].match[type],
+// into routes, [0], match, [type].
+var keyParts = regexp.MustCompile(`\[[^\]]*\]|[^.\[\]]+`)
+
+// fieldType is the Go type of the Config field at key, nil when there is
+// none.
+func fieldType(key string) reflect.Type {
+	t := reflect.TypeFor[Config]()
+	for _, part := range keyParts.FindAllString(key, -1) {
+		for t.Kind() == reflect.Pointer {
+			t = t.Elem()
+		}
+		switch {
+		case strings.HasPrefix(part, "["):
+			if t.Kind() != reflect.Slice && t.Kind() != reflect.Map {
+				return nil
+			}
+			t = t.Elem()
+		case t.Kind() == reflect.Struct:
+			f, ok := fieldTagged(t, part)
+			if !ok {
+				return nil
+			}
+			t = f.Type
+		default:
+			return nil
+		}
+	}
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	return t
+}
+
+func fieldTagged(t reflect.Type, name string) (reflect.StructField, bool) {
+	for f := range t.Fields() {
+		if strings.Split(f.Tag.Get("mapstructure"), ",")[0] == name {
+			return f, true
+		}
+	}
+	return reflect.StructField{}, false
+}
+
+// lookup finds the value at key in viper's settings. mapstructure decodes
+// a lone value where a list belongs as a list of one and names it [0], so
+// a [0] that is not there names the value itself.
+func lookup(settings map[string]any, key string) (any, bool) {
+	var cur any = settings
+	for _, part := range keyParts.FindAllString(key, -1) {
+		name := strings.TrimSuffix(strings.TrimPrefix(part, "["), "]")
+		var next any
+		found := false
+		switch c := cur.(type) {
+		case map[string]any:
+			next, found = c[name]
+		case []any:
+			if i, err := strconv.Atoi(name); err == nil && i >= 0 && i < len(c) {
+				next, found = c[i], true
+			}
+		}
+		switch {
+		case found:
+			cur = next
+		case part != "[0]":
+			return nil, false
+		}
+	}
+	return cur, true
+}
+
+// defaultSettings are the built-in defaults as viper holds them.
+func defaultSettings() map[string]any {
+	v := viper.New()
+	v.SetConfigType("yaml")
+	if err := v.ReadConfig(bytes.NewReader(defaultsYAML)); err != nil {
+		return nil
+	}
+	return v.AllSettings()
 }
 
 func joinKey(parent, child string) string {

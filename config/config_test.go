@@ -6,11 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
+	"net/http"
 	"os"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -50,10 +54,13 @@ func mustLoad(t *testing.T, path string, getenv func(string) string) *Config {
 
 // --- 1. the example config ---------------------------------------------------
 
+// TestExampleLoadsAndValidates: the example is valid but for its
+// placeholder secret, which must be replaced.
 func TestExampleLoadsAndValidates(t *testing.T) {
 	cfg := mustLoad(t, examplePath, noEnv)
-	if err := cfg.Validate(); err != nil {
-		t.Fatalf("example does not validate:\n%v", err)
+	const refused = "webhook.secrets[0]: " + placeholder + "; set your gateway's own secret (its webhook settings show it)"
+	if err := cfg.Validate(); err == nil || err.Error() != refused {
+		t.Fatalf("example validates to\n%v\nwant\n%s", err, refused)
 	}
 	if w := cfg.Warnings(); len(w) != 0 {
 		t.Errorf("example has warnings: %q", w)
@@ -139,65 +146,109 @@ func TestExampleDocumentsEveryKey(t *testing.T) {
 	}
 }
 
+// TestExampleHasNoStaleStatements: statements the example once made that
+// the code has outgrown.
+func TestExampleHasNoStaleStatements(t *testing.T) {
+	example, err := os.ReadFile(examplePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, stale := range []string{
+		"no SMTP delivery yet",                   // serve delivers by SMTP when smtp.host is set
+		"must be signed with",                    // the gateway sends the secret itself
+		"events and dead letters stored",         // digests count in spool.max_bytes too
+		"How long one delivery attempt may take", // smtp.timeout bounds the dial and each message
+	} {
+		if strings.Contains(string(example), stale) {
+			t.Errorf("the example still says %q", stale)
+		}
+	}
+}
+
 // --- 2. bad files --------------------------------------------------------------
 
 const (
-	fixUnknown = "remove it or correct its spelling (config/hookmail.example.yaml lists every key)"
-	fixType    = "give a value of the type shown in config/hookmail.example.yaml"
-	fixAddress = `write it as "name@example.com" or "Name <name@example.com>"`
-	fixDur     = `write it like "30s", "5m" or "1h"`
-	noSecret   = "webhook.secrets: no secret is set, so no gateway could be let in; set the secret your gateway sends (its webhook settings show it), e.g. HOOKMAIL_WEBHOOK_SECRETS=..."
+	fixUnknown  = "remove it or correct its spelling (config/hookmail.example.yaml lists every key)"
+	fixInt      = "write it in digits, like 10"
+	fixAddress  = `write it as "name@example.com" or "Name <name@example.com>"`
+	fixDur      = `write it like "30s", "5m" or "1h"`
+	fixPath     = `write it like "/webhook" or "/hooks/sms-gateway"`
+	placeholder = "is a placeholder from hookmail's example config, deploy files or README, not a secret"
+	noSecret    = "webhook.secrets: no secret is set, so no gateway could be let in; set the secret your gateway sends (its webhook settings show it), e.g. HOOKMAIL_WEBHOOK_SECRETS=..."
 )
 
 func TestBadFiles(t *testing.T) {
 	tests := []struct {
 		file string
-		// loadErr is Load's exact error; when it is empty Load must succeed
-		// and validateErr is Validate's exact error, one problem a line.
-		loadErr     string
-		validateErr []string
+		// want is LoadValid's exact error, one problem a line: those of
+		// decoding first (the first line names the file), then Validate's.
+		want []string
 	}{
-		{file: "unknown_top_key.yaml", loadErr: "testdata/unknown_top_key.yaml: smpt: unknown key; " + fixUnknown},
-		{file: "unknown_nested_key.yaml", loadErr: "testdata/unknown_nested_key.yaml: smtp.hots: unknown key; " + fixUnknown},
-		{file: "unknown_route_key.yaml", loadErr: "testdata/unknown_route_key.yaml: routes[0].too: unknown key; " + fixUnknown},
-		{file: "wrong_type.yaml", loadErr: "testdata/wrong_type.yaml: smtp.workers: \"many\" is not a valid whole number; " + fixType},
-		{file: "invalid_yaml.yaml", loadErr: "testdata/invalid_yaml.yaml: not valid YAML: While parsing config: yaml: line 2: did not find expected key"},
-		{file: "bad_tls.yaml", validateErr: []string{
+		{file: "unknown_top_key.yaml", want: []string{"testdata/unknown_top_key.yaml: smpt: unknown key; " + fixUnknown}},
+		{file: "unknown_nested_key.yaml", want: []string{"testdata/unknown_nested_key.yaml: smtp.hots: unknown key; " + fixUnknown}},
+		// The route's recipients were under the misspelt key, so it has none.
+		{file: "unknown_route_key.yaml", want: []string{
+			"testdata/unknown_route_key.yaml: routes[0].too: unknown key; " + fixUnknown,
+			`routes[0]: route "everything-else" has no recipient; add an address to its to, cc or bcc, or set drop: true to never email its events`,
+		}},
+		// smtp.workers did not decode, so Validate does not also call it 0.
+		{file: "wrong_type.yaml", want: []string{"testdata/wrong_type.yaml: smtp.workers: \"many\" is not a valid whole number; " + fixInt}},
+		{file: "invalid_yaml.yaml", want: []string{"testdata/invalid_yaml.yaml: not valid YAML: While parsing config: yaml: line 2: did not find expected key"}},
+		{file: "bad_tls.yaml", want: []string{
 			`smtp.tls: "ssl" is not a TLS mode; use starttls (port 587), tls (implicit TLS, port 465) or none`,
 		}},
-		{file: "clear_credentials_off_loopback.yaml", validateErr: []string{
+		{file: "clear_credentials_off_loopback.yaml", want: []string{
 			`smtp.tls: none would send smtp.username's credentials in clear to "mail.example.com", which is not a loopback address; use starttls (port 587) or tls (port 465), or relay through a server on 127.0.0.1, ::1 or localhost`,
 		}},
-		{file: "password_and_file.yaml", validateErr: []string{
+		{file: "password_and_file.yaml", want: []string{
 			"smtp.password: is set together with smtp.password_file; set only one of them",
 		}},
-		{file: "bad_address.yaml", validateErr: []string{
+		{file: "bad_address.yaml", want: []string{
 			`routes[0].to[0]: "ops at example dot com" is not an email address (mail: no angle-addr); ` + fixAddress,
 		}},
-		{file: "duplicate_route_names.yaml", validateErr: []string{
+		{file: "duplicate_route_names.yaml", want: []string{
 			`routes[1].name: "sms" is also the name of routes[0]; give every route a unique name`,
 		}},
-		{file: "route_without_recipients.yaml", validateErr: []string{
+		{file: "route_without_recipients.yaml", want: []string{
 			`routes[0]: route "sms" has no recipient; add an address to its to, cc or bcc, or set drop: true to never email its events`,
 		}},
-		{file: "bad_durations.yaml", validateErr: []string{
+		{file: "bad_durations.yaml", want: []string{
 			"smtp.timeout: must be a positive duration, got 0s; " + fixDur,
 			"retry.initial: must be a positive duration, got -5s; " + fixDur,
 		}},
-		{file: "retry_initial_over_max.yaml", validateErr: []string{
+		{file: "retry_initial_over_max.yaml", want: []string{
 			"retry.initial: 2h0m0s is longer than retry.max (1h0m0s); make retry.initial shorter than retry.max",
 		}},
-		{file: "bad_timezone.yaml", validateErr: []string{
+		{file: "bad_timezone.yaml", want: []string{
 			`timezone: "Mars/Olympus_Mons" is not a known time zone; use an IANA name like "UTC", "Europe/Berlin" or "Asia/Manila"`,
 		}},
-		{file: "no_secrets.yaml", validateErr: []string{noSecret}},
-		{file: "bad_regex.yaml", validateErr: []string{
+		{file: "no_secrets.yaml", want: []string{noSecret}},
+		{file: "webhook_path_under_metrics.yaml", want: []string{
+			`webhook.path: "/metrics/" is taken by hookmail's own endpoint /metrics; choose another path, e.g. "/webhook"`,
+		}},
+		{file: "webhook_path_with_space.yaml", want: []string{
+			`webhook.path: "/web hook" holds a character other than letters, digits, "-", ".", "_", "~" and "/"; ` + fixPath,
+		}},
+		{file: "webhook_path_pattern.yaml", want: []string{
+			`webhook.path: "/a/{$}" holds a character other than letters, digits, "-", ".", "_", "~" and "/"; ` + fixPath,
+		}},
+		{file: "rate_limit_nan.yaml", want: []string{
+			"webhook.rate_limit: NaN is not a number of requests; set requests per second per client IP, e.g. 10, or 0 for no limit",
+		}},
+		{file: "rate_limit_inf.yaml", want: []string{
+			"webhook.rate_limit: +Inf is not a number of requests; set requests per second per client IP, e.g. 10, or 0 for no limit",
+		}},
+		{file: "bad_regex.yaml", want: []string{
 			"routes[0].match.message: route \"drop-otp\": \"(?i)\\\\bOTP(\" is not a regular expression (error parsing regexp: missing closing ): `(?i)\\bOTP(`); write it in Go (RE2) syntax, e.g. \"(?i)\\\\bOTP\\\\b\"; escape a literal . + ( with \\\\",
 			"routes[1].match.sim: route \"sim2\": \"/^[2-/\" is not a regular expression (error parsing regexp: missing closing ]: `[2-`); write it in Go (RE2) syntax, e.g. \"(?i)\\\\bOTP\\\\b\"; escape a literal . + ( with \\\\",
 			"routes[2].subject: route \"everything-else\": the subject template does not parse (template: subject:1: unclosed action); write it like \"SMS from {{.Get \\\"phone\\\"}}\"",
 		}},
-		// Several problems in one file: Validate lists every one at once.
-		{file: "many_problems.yaml", validateErr: []string{
+		// Several problems in one file, of decoding and of validation: every
+		// one at once, and none twice.
+		{file: "many_problems.yaml", want: []string{
+			`testdata/many_problems.yaml: retry.lifetime: "3d" is not a valid duration; ` + fixDur,
+			"smtp.hots: unknown key; " + fixUnknown,
+			`smtp.timeout: "2x" is not a valid duration; ` + fixDur,
 			`timezone: "Nowhere/Special" is not a known time zone; use an IANA name like "UTC", "Europe/Berlin" or "Asia/Manila"`,
 			`log.level: "loud" is not a level; use one of debug, info, warn, error`,
 			`webhook.path: "webhook" does not start with /; write it like "/webhook"`,
@@ -213,42 +264,64 @@ func TestBadFiles(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(strings.TrimSuffix(tt.file, ".yaml"), func(t *testing.T) {
-			cfg, err := Load("testdata/"+tt.file, noEnv)
-			if tt.loadErr != "" {
-				if err == nil {
-					t.Fatalf("Load succeeded, want error\n%s", tt.loadErr)
-				}
-				if cfg != nil {
-					t.Errorf("Load returned a config along with its error")
-				}
-				if err.Error() != tt.loadErr {
-					t.Fatalf("Load error\n got: %s\nwant: %s", err, tt.loadErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatalf("Load: %v", err)
-			}
-			err = cfg.Validate()
+			cfg, err := LoadValid("testdata/"+tt.file, noEnv)
 			if err == nil {
-				t.Fatalf("Validate succeeded, want\n%s", strings.Join(tt.validateErr, "\n"))
+				t.Fatalf("LoadValid succeeded, want\n%s", strings.Join(tt.want, "\n"))
 			}
-			if got, want := err.Error(), strings.Join(tt.validateErr, "\n"); got != want {
-				t.Fatalf("Validate error\n got:\n%s\nwant:\n%s", got, want)
+			if cfg != nil {
+				t.Errorf("LoadValid returned a config along with its error")
 			}
-			// Each line is its own *Problem naming a key and a fix.
-			ps := problems(t, err)
-			if len(ps) != len(tt.validateErr) {
-				t.Fatalf("Validate joined %d problems, want %d", len(ps), len(tt.validateErr))
+			if got, want := err.Error(), strings.Join(tt.want, "\n"); got != want {
+				t.Fatalf("LoadValid error\n got:\n%s\nwant:\n%s", got, want)
 			}
-			for _, e := range ps {
-				var p *Problem
-				if !errors.As(e, &p) || p.Key == "" || p.Fix == "" {
-					t.Errorf("problem %q is not a *Problem with a key and a fix", e)
+			// Each line is its own *Problem naming a key and a fix (but a
+			// file that is not YAML at all).
+			if tt.file != "invalid_yaml.yaml" {
+				ps := Problems(err)
+				if len(ps) != len(tt.want) {
+					t.Fatalf("LoadValid joined %d problems, want %d", len(ps), len(tt.want))
+				}
+				for _, p := range ps {
+					if p.Key == "" || p.Fix == "" {
+						t.Errorf("problem %q has no key or no fix", p)
+					}
 				}
 			}
 			if strings.Contains(err.Error(), "hunter2") {
-				t.Errorf("Validate error quotes the SMTP password: %s", err)
+				t.Errorf("the error quotes the SMTP password: %s", err)
+			}
+		})
+	}
+}
+
+// TestDecodeProblems: a value that does not decode is reported with its
+// key, the value quoted (a secret's never) and how to write it.
+func TestDecodeProblems(t *testing.T) {
+	tests := []struct {
+		name, yaml string
+		want       string
+	}{
+		{"duration", "smtp:\n  timeout: 2x\n", `smtp.timeout: "2x" is not a valid duration; ` + fixDur},
+		{"day duration", "routes:\n  - name: r\n    to: [a@example.com]\n    digest: { every: 1d }\n", `routes[0].digest.every: "1d" is not a valid duration; ` + fixDur},
+		{"whole number", "webhook:\n  max_body_bytes: 1MB\n", `webhook.max_body_bytes: "1MB" is not a valid whole number; ` + fixInt},
+		{"number", "webhook:\n  rate_limit: fast\n", `webhook.rate_limit: "fast" is not a valid number; write it like 10 or 0.5`},
+		{"boolean", "webhook:\n  unescape_html: maybe\n", `webhook.unescape_html: "maybe" is not a valid boolean; write true or false`},
+		{"list for a single value", "listen: [\":8080\", \":8081\"]\n", `listen: a list is not a single value; write one value, in quotes, like ":8080"`},
+		// mapstructure takes a lone value for a list of one.
+		{"map for a list", "routes:\n  - name: r\n    to: { a: b }\n", `routes[0].to[0]: a map is not a single value; write one value, in quotes, like "…"`},
+		{"list for a map", "routes:\n  - name: r\n    to: [a@example.com]\n    match: [sms]\n", `routes[0].match[0]: "sms" is not a map of keys; write it as config/hookmail.example.yaml shows`},
+		{"scalar for a route", "routes:\n  - 5\n", `routes[0]: "5" is not a map of keys; write it as config/hookmail.example.yaml shows`},
+		{"secret never quoted", "webhook:\n  secrets: [[hunter2]]\n", `webhook.secrets[0]: a list is not a single value; write one value, in quotes, like "…"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "hookmail.yaml")
+			if err := os.WriteFile(path, []byte(tt.yaml), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, err := Load(path, noEnv)
+			if want := path + ": " + tt.want; err == nil || err.Error() != want {
+				t.Errorf("Load error\n got: %v\nwant: %s", err, want)
 			}
 		})
 	}
@@ -272,7 +345,7 @@ func TestLoadListsEveryProblemAtOnce(t *testing.T) {
 		"testdata/many_unknown_keys.yaml: routes[0].too: unknown key; " + fixUnknown,
 		"smpt: unknown key; " + fixUnknown,
 		"smtp.hots: unknown key; " + fixUnknown,
-		"smtp.workers: \"many\" is not a valid whole number; " + fixType,
+		"smtp.workers: \"many\" is not a valid whole number; " + fixInt,
 	}, "\n")
 	_, err := Load("testdata/many_unknown_keys.yaml", noEnv)
 	if err == nil {
@@ -419,7 +492,7 @@ func TestEnvOverrides(t *testing.T) {
 	})
 	t.Run("bad value", func(t *testing.T) {
 		_, err := Load("", envMap(map[string]string{"HOOKMAIL_SMTP_WORKERS": "lots"}))
-		want := "smtp.workers: \"lots\" is not a valid whole number; " + fixType
+		want := "smtp.workers: \"lots\" is not a valid whole number; " + fixInt
 		if err == nil || err.Error() != want {
 			t.Errorf("Load error\n got: %v\nwant: %s", err, want)
 		}
@@ -584,6 +657,107 @@ func TestWarnings(t *testing.T) {
 	if strings.Contains(strings.Join(got, ""), "short-secret") {
 		t.Errorf("warning quotes the secret")
 	}
+
+	// The README's quickstart secret is the gateway's published sample: it
+	// works, and says loudly that it is no secret.
+	cfg = Default()
+	cfg.Webhook.Secrets = []Secret{"0123456789abcdef0123456789abcdef01234567", "f50f6f32ff605baf44483fcecceaba83fc3f9362"}
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("Validate refuses the sample secret: %v", err)
+	}
+	want = "webhook.secrets[1]: is the sample secret published in the gateway's documentation and hookmail's README, so anyone can post webhooks with it; fine for a trial, but set your gateway's own secret before hookmail can be reached from elsewhere"
+	if got := cfg.Warnings(); !slices.Equal(got, []string{want}) {
+		t.Errorf("Warnings() = %q, want [%q]", got, want)
+	}
+}
+
+// TestPlaceholderCredentialsAreRefused reads every credential hookmail's
+// own files show (the example config, README.md, everything in deploy/):
+// each must be refused, naming its key and never quoting it, except the
+// gateway's published sample secret, which the quickstart uses and which
+// only warns, and the short values that show the list syntax. A new
+// placeholder in those files fails this test until it is refused too.
+func TestPlaceholderCredentialsAreRefused(t *testing.T) {
+	keys := map[string]string{
+		"HOOKMAIL_WEBHOOK_SECRETS": "webhook.secrets[0]",
+		"HOOKMAIL_SMTP_PASSWORD":   "smtp.password",
+		"HOOKMAIL_ADMIN_TOKEN":     "admin.token",
+	}
+	// What the files write after one of the keys: a quoted value, a <stand
+	// in>, a shell default ${VAR:-value}, or a word.
+	assignment := regexp.MustCompile(`(HOOKMAIL_(?:WEBHOOK_SECRETS|SMTP_PASSWORD|ADMIN_TOKEN))(?:=|: ?)("[^"]*"|<[^>]*>|\$\{[^}]*\}|[^\s` + "`" + `'")]*)`)
+	syntaxOnly := []string{"a", "b", "first", "second", "new", "old"}
+
+	type found struct{ env, value, where string }
+	var creds []found
+	files := []string{"../README.md", examplePath}
+	err := filepath.WalkDir("../deploy", func(path string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && !strings.HasSuffix(path, ".go") {
+			files = append(files, path)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, file := range files {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range assignment.FindAllStringSubmatch(string(b), -1) {
+			value := strings.Trim(m[2], `"`)
+			if strings.HasPrefix(value, "$") {
+				_, def, ok := strings.Cut(value, ":-")
+				if !ok {
+					continue // a shell variable, no value of its own
+				}
+				value = strings.TrimSuffix(def, "}")
+			}
+			for _, v := range strings.Split(value, ",") {
+				if m[1] == "HOOKMAIL_WEBHOOK_SECRETS" && slices.Contains(syntaxOnly, v) {
+					continue
+				}
+				creds = append(creds, found{m[1], v, file})
+			}
+		}
+	}
+	// The example's secret is a YAML value, not an assignment.
+	creds = append(creds, found{"HOOKMAIL_WEBHOOK_SECRETS", mustLoad(t, examplePath, noEnv).Webhook.Secrets[0].Reveal(), examplePath + " webhook.secrets"})
+	if len(creds) < 10 {
+		t.Fatalf("found only %d credentials in the files; is the pattern stale? %v", len(creds), creds)
+	}
+
+	for _, c := range creds {
+		t.Run(c.where+" "+c.env+"="+c.value, func(t *testing.T) {
+			cfg := mustLoad(t, "", envMap(map[string]string{
+				"HOOKMAIL_WEBHOOK_SECRETS": "0123456789abcdef0123456789abcdef01234567",
+				c.env:                      c.value,
+			}))
+			err := cfg.Validate()
+			if c.value == "f50f6f32ff605baf44483fcecceaba83fc3f9362" {
+				if err != nil {
+					t.Errorf("the quickstart's sample secret is refused: %v", err)
+				}
+				if w := strings.Join(cfg.Warnings(), "\n"); !strings.Contains(w, "sample secret published") {
+					t.Errorf("no warning about the sample secret: %q", w)
+				}
+				return
+			}
+			var hit *Problem
+			for _, p := range Problems(err) {
+				if p.Key == keys[c.env] && p.Message == placeholder {
+					hit = p
+				}
+			}
+			if hit == nil {
+				t.Fatalf("Validate() = %v, want %s refused as a placeholder", err, keys[c.env])
+			}
+			if strings.Contains(err.Error(), c.value) {
+				t.Errorf("the problem quotes the value: %s", err)
+			}
+		})
+	}
 }
 
 func TestValidateMore(t *testing.T) {
@@ -608,11 +782,21 @@ func TestValidateMore(t *testing.T) {
 		{"root webhook path", func(c *Config) { c.Webhook.Path = "/" },
 			`webhook.path: "/" would take every path, hookmail's own endpoints too; choose a path of its own, e.g. "/webhook"`},
 		{"reserved webhook path", func(c *Config) { c.Webhook.Path = "/metrics" },
-			`webhook.path: "/metrics" is taken by hookmail's own endpoint; choose another path, e.g. "/webhook"`},
+			`webhook.path: "/metrics" is taken by hookmail's own endpoint /metrics; choose another path, e.g. "/webhook"`},
+		{"webhook path below a reserved one", func(c *Config) { c.Webhook.Path = "/healthz/gateway" },
+			`webhook.path: "/healthz/gateway" is taken by hookmail's own endpoint /healthz; choose another path, e.g. "/webhook"`},
+		{"webhook path with a double slash", func(c *Config) { c.Webhook.Path = "/hooks//sms" },
+			`webhook.path: "/hooks//sms" is not a clean path (no //, /./ or /../); write it as "/hooks/sms"`},
+		{"webhook path with dot-dot", func(c *Config) { c.Webhook.Path = "/hooks/../metrics/" },
+			`webhook.path: "/hooks/../metrics/" is not a clean path (no //, /./ or /../); write it as "/metrics"`},
+		{"negative infinite rate limit", func(c *Config) { c.Webhook.RateLimit = math.Inf(-1) },
+			"webhook.rate_limit: -Inf is not a number of requests; set requests per second per client IP, e.g. 10, or 0 for no limit"},
 		{"blank secret", func(c *Config) { c.Webhook.Secrets = append(c.Webhook.Secrets, "  ") },
 			"webhook.secrets[1]: is empty; remove it or set the gateway's secret"},
 		{"max body", func(c *Config) { c.Webhook.MaxBodyBytes = 0 },
 			"webhook.max_body_bytes: must be positive, got 0; set a limit in bytes, e.g. 1048576"},
+		{"max body over 2 MiB", func(c *Config) { c.Webhook.MaxBodyBytes = 10 << 20 },
+			"webhook.max_body_bytes: 10485760 is over 2097152, past which an event could make an email over the 10 MB mail servers take; set at most 2097152 (2 MiB); the gateway's own bodies are a few KiB"},
 		{"no spool dir", func(c *Config) { c.Spool.Dir = "" },
 			"spool.dir: is empty; set the directory the durable queue lives in, e.g. ./data"},
 		{"nowhere to deliver", func(c *Config) { c.Outbox.Dir = "" },
@@ -729,5 +913,109 @@ func TestDurationWithoutUnitIsAnError(t *testing.T) {
 	want := `smtp.timeout: 30ns is shorter than a millisecond; is the unit missing?; write it with a unit, like "30s", "5m" or "1h"`
 	if err := cfg.Validate(); err == nil || err.Error() != want {
 		t.Fatalf("Validate = %v\nwant %s", err, want)
+	}
+}
+
+// TestLoadRefusesWhatIsNotAConfigFile: a --config naming a device, a FIFO,
+// a directory or a huge file is refused at once, before it is read: a read
+// of /dev/zero would fill memory, and of a FIFO wait forever for a writer.
+func TestLoadRefusesWhatIsNotAConfigFile(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo.yaml")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	big := filepath.Join(dir, "big.yaml")
+	// Valid YAML, so only its size is wrong with it.
+	if err := os.WriteFile(big, []byte(strings.Repeat("# a comment line of a config file\n", 40000)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const fix = "; point --config (or HOOKMAIL_CONFIG) at the YAML file"
+	tests := []struct {
+		name, path, want string
+	}{
+		{"device", "/dev/zero", "config file /dev/zero: is a device, not a regular file" + fix},
+		{"fifo", fifo, "config file " + fifo + ": is a named pipe (FIFO), not a regular file" + fix},
+		{"directory", dir, "config file " + dir + ": is a directory, not a file" + fix},
+		{"too large", big, "config file " + big + ": is larger than 1 MiB, the most it may hold" + fix},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := Load(tt.path, noEnv)
+			if err == nil || err.Error() != tt.want {
+				t.Fatalf("Load error\n got: %v\nwant: %s", err, tt.want)
+			}
+			if cfg != nil {
+				t.Error("Load returned a config")
+			}
+		})
+	}
+}
+
+// TestAcceptedWebhookPathsServe: every webhook.path Validate accepts can be
+// registered the way relay.(*Relay).Handler registers it (p and p+"/" beside
+// hookmail's own endpoints) without http.ServeMux panicking: what check
+// accepts, serve runs.
+func TestAcceptedWebhookPathsServe(t *testing.T) {
+	tests := []struct {
+		path   string
+		accept bool
+	}{
+		{"/webhook", true},
+		{"/webhook/", true},
+		{"/hooks/sms-gateway", true},
+		{"/Hooks/v1.2/sms_gateway~x/", true},
+		{"/metricsx", true},
+		{"/healthz-gateway", true},
+		{"/metrics", false},
+		{"/metrics/", false},
+		{"/metrics/x", false},
+		{"/readyz/", false},
+		{"/", false},
+		{"//", false},
+		{"webhook", false},
+		{"/web hook", false},
+		{"/a/{$}", false},
+		{"/a/{x}", false},
+		{"/a/{x...}", false},
+		{"GET /webhook", false},
+		{"/webhook//", false},
+		{"/a//b", false},
+		{"/a/./b", false},
+		{"/a/../b", false},
+		{"/a/..", false},
+		{"/%2e%2e/x", false},
+		{`/hook\x`, false},
+		{"/hook?x=1", false},
+		{"/hook#x", false},
+		{"/hook\n", false},
+		{"/héllo", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.path, func(t *testing.T) {
+			cfg := Default()
+			cfg.Webhook.Secrets = []Secret{"0123456789abcdef0123456789abcdef01234567"}
+			cfg.Webhook.Path = tt.path
+			err := cfg.Validate()
+			if accepted := err == nil; accepted != tt.accept {
+				t.Errorf("Validate() = %v, want accepted %v", err, tt.accept)
+			}
+			if err != nil {
+				return
+			}
+			defer func() {
+				if p := recover(); p != nil {
+					t.Fatalf("Validate accepted %q, but registering it panics: %v", tt.path, p)
+				}
+			}()
+			h := http.NotFoundHandler()
+			mux := http.NewServeMux()
+			p := strings.TrimSuffix(tt.path, "/")
+			mux.Handle(p, h)
+			mux.Handle(p+"/", h)
+			for _, own := range []string{"/healthz", "/readyz", "/metrics", "/"} {
+				mux.Handle(own, h)
+			}
+		})
 	}
 }

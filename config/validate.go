@@ -3,9 +3,11 @@ package config
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/mail"
 	"os"
+	"path"
 	"regexp"
 	"slices"
 	"strconv"
@@ -52,11 +54,43 @@ func (c *Config) Warnings() []string {
 		warns = append(warns, "routes: no catch-all route (one without match); an event no route takes goes to the dead letters with reason \"no route\"")
 	}
 	for i, s := range c.Webhook.Secrets {
-		if s != "" && len(s.Reveal()) < 16 {
+		switch {
+		case s.Reveal() == SampleSecret:
+			warns = append(warns, fmt.Sprintf("webhook.secrets[%d]: is the sample secret published in the gateway's documentation and hookmail's README, so anyone can post webhooks with it; fine for a trial, but set your gateway's own secret before hookmail can be reached from elsewhere", i))
+		case s != "" && len(s.Reveal()) < 16:
 			warns = append(warns, fmt.Sprintf("webhook.secrets[%d]: shorter than 16 characters; use a long random value (the gateway's own are 40 hex characters)", i))
 		}
 	}
 	return warns
+}
+
+// SampleSecret is the webhook secret in the gateway's public documentation.
+// The README's quickstart uses it, so it is accepted, with a warning.
+const SampleSecret = "f50f6f32ff605baf44483fcecceaba83fc3f9362"
+
+// placeholders are the stand-in credentials of hookmail's own example
+// config, deploy files and README. A config holding one was copied without
+// its secret filled in, and each is public.
+var placeholders = []string{
+	"9f2c4e6a8b0d1f3e5a7c9b1d3f5e7a9c0b2d4f6e",      // config/hookmail.example.yaml
+	"replace-with-the-gateways-40-character-secret", // deploy/kubernetes/secret.yaml
+	"replace-with-the-smtp-password",                // deploy/kubernetes/secret.yaml
+	"the-16-letter-app-password",                    // README.md, Gmail
+}
+
+const placeholderMsg = "is a placeholder from hookmail's example config, deploy files or README, not a secret"
+
+// isPlaceholder reports whether s is one of placeholders, or a stand-in
+// left as written: "..." or "<the mail server password>".
+func isPlaceholder(s Secret) bool {
+	v := strings.TrimSpace(s.Reveal())
+	switch {
+	case v == "":
+		return false
+	case slices.Contains(placeholders, v), strings.Trim(v, ".…") == "":
+		return true
+	}
+	return len(v) > 2 && strings.HasPrefix(v, "<") && strings.HasSuffix(v, ">")
 }
 
 func (c *Config) hasCatchAll() bool {
@@ -133,26 +167,58 @@ func (c *Config) validateServer(v *validator) {
 	}
 }
 
+// ownPaths are the endpoints hookmail serves beside the webhook; the
+// webhook's path may be neither one of them nor below one.
+var ownPaths = []string{"/healthz", "/readyz", "/metrics"}
+
+// webhookPathChars are the characters a webhook.path may hold: RFC 3986's
+// unreserved ones and "/". Anything else could be read by http.ServeMux as
+// a pattern (a space before a method, {wildcards}) or be escaped on the wire.
+var webhookPathChars = regexp.MustCompile(`^[A-Za-z0-9._~/-]*$`)
+
+// webhookPath accepts what the webhook handler can be registered on, both
+// as p and p+"/", without http.ServeMux panicking or redirecting.
+func (v *validator) webhookPath(p string) {
+	const key = "webhook.path"
+	trimmed := strings.TrimSuffix(p, "/")
+	switch {
+	case !strings.HasPrefix(p, "/"):
+		v.add(key, fmt.Sprintf("%q does not start with /", p), `write it like "/webhook"`)
+	case strings.Trim(p, "/") == "":
+		v.add(key, fmt.Sprintf("%q would take every path, hookmail's own endpoints too", p), `choose a path of its own, e.g. "/webhook"`)
+	case !webhookPathChars.MatchString(p):
+		v.add(key, fmt.Sprintf(`%q holds a character other than letters, digits, "-", ".", "_", "~" and "/"`, p), `write it like "/webhook" or "/hooks/sms-gateway"`)
+	case path.Clean(trimmed) != trimmed:
+		v.add(key, fmt.Sprintf("%q is not a clean path (no //, /./ or /../)", p), fmt.Sprintf("write it as %q", path.Clean(trimmed)))
+	default:
+		for _, own := range ownPaths {
+			if trimmed == own || strings.HasPrefix(trimmed, own+"/") {
+				v.add(key, fmt.Sprintf("%q is taken by hookmail's own endpoint %s", p, own), `choose another path, e.g. "/webhook"`)
+			}
+		}
+	}
+}
+
 func (c *Config) validateWebhook(v *validator) {
 	w := c.Webhook
-	switch {
-	case !strings.HasPrefix(w.Path, "/"):
-		v.add("webhook.path", fmt.Sprintf("%q does not start with /", w.Path), `write it like "/webhook"`)
-	case strings.Trim(w.Path, "/") == "":
-		v.add("webhook.path", fmt.Sprintf("%q would take every path, hookmail's own endpoints too", w.Path), `choose a path of its own, e.g. "/webhook"`)
-	case w.Path == "/healthz" || w.Path == "/readyz" || w.Path == "/metrics":
-		v.add("webhook.path", fmt.Sprintf("%q is taken by hookmail's own endpoint", w.Path), `choose another path, e.g. "/webhook"`)
-	}
+	v.webhookPath(w.Path)
 	if len(w.Secrets) == 0 {
 		v.add("webhook.secrets", "no secret is set, so no gateway could be let in", "set the secret your gateway sends (its webhook settings show it), e.g. HOOKMAIL_WEBHOOK_SECRETS=...")
 	}
 	for i, s := range w.Secrets {
-		if strings.TrimSpace(s.Reveal()) == "" {
-			v.add(fmt.Sprintf("webhook.secrets[%d]", i), "is empty", "remove it or set the gateway's secret")
+		switch key := fmt.Sprintf("webhook.secrets[%d]", i); {
+		case strings.TrimSpace(s.Reveal()) == "":
+			v.add(key, "is empty", "remove it or set the gateway's secret")
+		case isPlaceholder(s):
+			v.add(key, placeholderMsg, "set your gateway's own secret (its webhook settings show it)")
 		}
 	}
-	if w.MaxBodyBytes <= 0 {
+	switch {
+	case w.MaxBodyBytes <= 0:
 		v.add("webhook.max_body_bytes", fmt.Sprintf("must be positive, got %d", w.MaxBodyBytes), "set a limit in bytes, e.g. 1048576")
+	case w.MaxBodyBytes > MaxWebhookBodyBytes:
+		v.add("webhook.max_body_bytes", fmt.Sprintf("%d is over %d, past which an event could make an email over the 10 MB mail servers take", w.MaxBodyBytes, MaxWebhookBodyBytes),
+			"set at most 2097152 (2 MiB); the gateway's own bodies are a few KiB")
 	}
 }
 
@@ -161,7 +227,10 @@ func (c *Config) validateQueue(v *validator) {
 	if w.MaxConcurrent < 1 || w.MaxConcurrent > 100000 {
 		v.add("webhook.max_concurrent", fmt.Sprintf("%d is out of range", w.MaxConcurrent), "use a number from 1 to 100000, e.g. 256")
 	}
-	if w.RateLimit < 0 {
+	if math.IsNaN(w.RateLimit) || math.IsInf(w.RateLimit, 0) {
+		// NaN compares false with everything, so it would turn the limit off.
+		v.add("webhook.rate_limit", fmt.Sprintf("%g is not a number of requests", w.RateLimit), "set requests per second per client IP, e.g. 10, or 0 for no limit")
+	} else if w.RateLimit < 0 {
 		v.add("webhook.rate_limit", fmt.Sprintf("must not be negative, got %g", w.RateLimit), "set requests per second per client IP, or 0 for no limit")
 	}
 	if w.RateLimit > 0 && w.RateBurst < 1 {
@@ -185,6 +254,9 @@ func (c *Config) validateQueue(v *validator) {
 		v.add("dedup.window", fmt.Sprintf("must not be negative, got %s", c.Dedup.Window), `write it like "24h", or "0" to turn it off`)
 	} else if c.Dedup.Window > 0 && c.Dedup.Window < time.Millisecond {
 		v.add("dedup.window", fmt.Sprintf("%s is shorter than a millisecond; is the unit missing?", c.Dedup.Window), `write it with a unit, like "24h"`)
+	}
+	if isPlaceholder(c.Admin.Token) {
+		v.add("admin.token", placeholderMsg, "set a long random token, e.g. the output of: openssl rand -hex 32")
 	}
 	if sock, ok := c.AdminSocket(); ok {
 		switch {
@@ -240,6 +312,9 @@ func (c *Config) validateSMTP(v *validator) {
 	case TLSStartTLS, TLSImplicit, TLSNone:
 	default:
 		v.add("smtp.tls", fmt.Sprintf("%q is not a TLS mode", s.TLS), "use starttls (port 587), tls (implicit TLS, port 465) or none")
+	}
+	if isPlaceholder(s.Password) {
+		v.add("smtp.password", placeholderMsg, "set the mail server's password, e.g. in HOOKMAIL_SMTP_PASSWORD or smtp.password_file")
 	}
 	if s.Password != "" && s.PasswordFile != "" {
 		v.add("smtp.password", "is set together with smtp.password_file", "set only one of them")

@@ -350,10 +350,7 @@ func checkEnv(t *testing.T, where string, vars map[string]string) {
 // does, with env as the whole environment.
 func loadConfig(t *testing.T, where, path string, env map[string]string) *config.Config {
 	t.Helper()
-	cfg, err := config.Load(path, func(k string) string { return env[k] })
-	if err == nil {
-		err = cfg.Validate()
-	}
+	cfg, err := config.LoadValid(path, func(k string) string { return env[k] })
 	if err != nil {
 		t.Fatalf("%s: hookmail would not start:\n%v", where, err)
 	}

@@ -107,9 +107,9 @@ const (
 	MaxDepth = 8
 	// MaxFieldBytes bounds one field's value as it arrives (after percent
 	// decoding). The longest real texts (a WhatsApp message of some 65,000
-	// characters, 4 bytes each at worst, HTML-escaped by the gateway) fit,
-	// while the email a field renders into (a text and an HTML part, each
-	// quoted-printable) stays under the 10 MB many mail servers accept.
+	// characters, 4 bytes each at worst, HTML-escaped by the gateway) fit.
+	// The email an event renders into stays within MaxEmailBytes whatever
+	// its fields: past it Render falls back to plain text.
 	MaxFieldBytes = 512 << 10
 	// MaxNameBytes bounds a data field's name (a.b.c once nested). Real
 	// names are short words; the bound matters for JSON, where every value

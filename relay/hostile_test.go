@@ -102,6 +102,9 @@ func checkEmail(t *testing.T, msg *Message, want emailWant) *email {
 	if len(want.cc) > 0 {
 		wantNames = append(wantNames, "Cc")
 	}
+	if msg.Plain != "" {
+		wantNames = append(wantNames, "Content-Transfer-Encoding") // one part, no multipart
+	}
 	for name, vs := range m.Header {
 		if !slices.Contains(wantNames, name) {
 			t.Errorf("unexpected header %s: %q", name, vs)
@@ -182,6 +185,21 @@ func checkEmail(t *testing.T, msg *Message, want emailWant) *email {
 	}
 
 	mediaType, params, err := mime.ParseMediaType(m.Header.Get("Content-Type"))
+	if msg.Plain != "" {
+		// The plain fallback: one base64 text part.
+		if err != nil || mediaType != "text/plain" || params["charset"] != "UTF-8" || m.Header.Get("Content-Transfer-Encoding") != "base64" {
+			t.Fatalf("plain fallback: Content-Type %q, Content-Transfer-Encoding %q; want base64 text/plain; charset=UTF-8", m.Header.Get("Content-Type"), m.Header.Get("Content-Transfer-Encoding"))
+		}
+		b, err := io.ReadAll(base64.NewDecoder(base64.StdEncoding, m.Body))
+		if err != nil {
+			t.Fatalf("plain fallback body: %v", err)
+		}
+		e.text = string(b)
+		if !strings.Contains(e.text, msg.Plain) {
+			t.Errorf("plain fallback does not say why (%q)", msg.Plain)
+		}
+		return e
+	}
 	if err != nil || mediaType != "multipart/alternative" || params["boundary"] == "" {
 		t.Fatalf("Content-Type = %q (%v), want multipart/alternative with a boundary", m.Header.Get("Content-Type"), err)
 	}

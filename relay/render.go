@@ -1,7 +1,6 @@
 package relay
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -10,18 +9,13 @@ import (
 	"io"
 	"io/fs"
 	"net/mail"
-	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	texttemplate "text/template"
 	"time"
-	"unicode"
 	"unicode/utf8"
-
-	"github.com/nyaruka/phonenumbers"
 
 	"github.com/hookmail/hookmail/config"
 	"github.com/hookmail/hookmail/templates"
@@ -45,6 +39,9 @@ type Renderer struct {
 	sets map[string]*templateSet
 	// subjects are the routes' own subject templates, by route name.
 	subjects map[string]*texttemplate.Template
+	// timeout bounds each render, DefaultRenderTimeout but in tests; see
+	// execute for what happens to a template still running then.
+	timeout time.Duration
 }
 
 type templateSet struct {
@@ -77,24 +74,31 @@ func (v *View) Get(name string) string { return v.Data[name] }
 
 // NewRenderer parses the embedded templates, each overridden by a file of
 // the same name in overrideDir when that is set. A template that does not
-// parse is an error naming its file and line.
+// parse is an error naming its file and line; one that is not a regular
+// file of at most 1 MiB, or not valid UTF-8, an error naming the file.
 //
 // Each of routes' own subject templates is parsed, and each template set a
 // route names (template: NAME) is read from overrideDir; any that does not
 // parse or exist is an error naming the route.
+//
+// Every template is then rendered once on a sample event (see trial), with
+// DefaultRenderTimeout per render.
 func NewRenderer(overrideDir string, loc *time.Location, routes ...config.Route) (*Renderer, error) {
-	var dir fs.FS
-	if overrideDir != "" {
-		dir = os.DirFS(overrideDir)
-	}
+	return newRenderer(overrideDir, loc, DefaultRenderTimeout, routes)
+}
+
+func newRenderer(overrideDir string, loc *time.Location, timeout time.Duration, routes []config.Route) (*Renderer, error) {
 	read := func(name string) (string, error) {
-		if dir != nil {
-			b, err := fs.ReadFile(dir, name)
-			if err == nil {
+		if overrideDir != "" && fs.ValidPath(name) {
+			path := filepath.Join(overrideDir, name)
+			b, err := config.ReadRegularFile(path, maxTemplateFileBytes)
+			switch {
+			case err == nil && !utf8.Valid(b):
+				return "", fmt.Errorf("template %s: is not valid UTF-8; save it as UTF-8", path)
+			case err == nil:
 				return string(b), nil
-			}
-			if !os.IsNotExist(err) {
-				return "", fmt.Errorf("template %s: %w", filepath.Join(overrideDir, name), err)
+			case !errors.Is(err, fs.ErrNotExist):
+				return "", fmt.Errorf("template %s: %w", path, err)
 			}
 		}
 		b, err := fs.ReadFile(templates.FS, name)
@@ -115,7 +119,7 @@ func NewRenderer(overrideDir string, loc *time.Location, routes ...config.Route)
 	if err != nil {
 		return nil, err
 	}
-	r := &Renderer{loc: loc, sets: map[string]*templateSet{}, subjects: map[string]*texttemplate.Template{}}
+	r := &Renderer{loc: loc, sets: map[string]*templateSet{}, subjects: map[string]*texttemplate.Template{}, timeout: timeout}
 	names := slices.Concat(KnownTypes, []string{GenericTemplate, DigestTemplate})
 	for _, rt := range routes {
 		if rt.Template != "" && !slices.Contains(names, rt.Template) {
@@ -161,7 +165,8 @@ func NewRenderer(overrideDir string, loc *time.Location, routes ...config.Route)
 
 // trial renders a sample event of every type once, so a template that
 // parses but cannot run (a misspelled method, a missing block, an HTML
-// escaping error) stops start-up instead of dead-lettering every event.
+// escaping error, a loop past the render timeout, output past an email's
+// size) stops start-up, or a reload, instead of failing every event.
 func (r *Renderer) trial() error {
 	route := &config.Route{Name: "trial", To: []string{"trial@example.com"}}
 	for typ := range r.sets {
@@ -173,116 +178,22 @@ func (r *Renderer) trial() error {
 			data[name] = "1"
 		}
 		ev := &Event{ID: "trial", Type: typ, Data: data, Received: time.Unix(0, 0)}
-		if _, err := r.Render(ev, route, "trial@example.com"); err != nil {
-			return fmt.Errorf("%s templates do not render: %w", typ, errors.Unwrap(err))
+		if _, err := r.render(ev, route, "trial@example.com"); err != nil {
+			return fmt.Errorf("%s templates do not render: %w", typ, err)
 		}
 	}
 	trialEv := &Event{ID: "trial", Type: TypeSMS, Data: map[string]string{"phone": "1", "message": "1"}, Received: time.Unix(0, 0)}
-	if _, err := r.RenderDigest([]DigestEntry{{Event: *trialEv}}, route, "trial@example.com"); err != nil {
-		return fmt.Errorf("digest templates do not render: %w", errors.Unwrap(err))
+	if _, err := r.renderDigest([]DigestEntry{{Event: *trialEv}}, route, "trial@example.com"); err != nil {
+		return fmt.Errorf("digest templates do not render: %w", err)
 	}
 	for name, t := range r.subjects {
 		view := &View{ID: "trial", Type: TypeSMS, Route: name, Time: time.Unix(0, 0), Data: map[string]string{"phone": "1"}}
-		if err := t.Execute(io.Discard, view); err != nil {
+		_, err := r.execute(t.Name(), time.Now().Add(r.timeout), maxSubjectOutput, func(w io.Writer) error { return t.Execute(w, view) })
+		if err != nil && !errors.Is(err, errTooLarge) {
 			return fmt.Errorf("route %q: subject does not render: %w", name, err)
 		}
 	}
 	return nil
-}
-
-var sharedFuncs = map[string]any{
-	"date":     func(t time.Time) string { return t.Format("Mon, 2 Jan 2006 15:04:05 MST") },
-	"dateIn":   dateIn,
-	"phone":    formatPhone,
-	"lines":    splitLines,
-	"truncate": truncate,
-	"oneline":  oneLine,
-	"facts":    facts,
-	"add":      func(a, b int) int { return a + b },
-}
-
-var textFuncs = texttemplate.FuncMap(sharedFuncs)
-var htmlFuncs = htmltemplate.FuncMap(sharedFuncs)
-
-var newlines = regexp.MustCompile(`\r\n|\r|\n`)
-
-// dateIn formats t with a Go layout in the named zone: dateIn
-// "Europe/Berlin" "2006-01-02 15:04" .Time. An unknown zone keeps t's own.
-func dateIn(zone, layout string, t time.Time) string {
-	if loc := zoneNamed(zone); loc != nil {
-		t = t.In(loc)
-	}
-	return t.Format(layout)
-}
-
-// zones caches time.LoadLocation, which reads the zone's file on every
-// call: a template calls dateIn once per email.
-var zones sync.Map // zone name → *time.Location, nil for an unknown zone
-
-func zoneNamed(name string) *time.Location {
-	if loc, ok := zones.Load(name); ok {
-		return loc.(*time.Location)
-	}
-	loc, err := time.LoadLocation(name)
-	if err != nil {
-		loc = nil
-	}
-	zones.Store(name, loc)
-	return loc
-}
-
-// formatPhone writes an international number the way people read it
-// (+63 976 071 3666), with libphonenumber's rules for its country. Anything
-// else (a WhatsApp group id, a short code, a name) comes back unchanged.
-func formatPhone(s string) string {
-	if !strings.HasPrefix(s, "+") {
-		return s
-	}
-	n, err := phonenumbers.Parse(s, "")
-	if err != nil || !phonenumbers.IsPossibleNumber(n) {
-		return s
-	}
-	return phonenumbers.Format(n, phonenumbers.INTERNATIONAL)
-}
-
-// splitLines lets HTML templates put a <br> between lines while
-// html/template still escapes each line.
-func splitLines(s string) []string { return newlines.Split(s, -1) }
-
-// truncate shortens s to n runes, marking the cut with an ellipsis.
-func truncate(n int, s string) string {
-	if utf8.RuneCountInString(s) <= n {
-		return s
-	}
-	return string([]rune(s)[:max(n-1, 0)]) + "…"
-}
-
-// oneLine folds all white space and control characters into single
-// spaces, so a field fits a subject line.
-func oneLine(s string) string {
-	return strings.Join(strings.FieldsFunc(s, func(r rune) bool {
-		return unicode.IsSpace(r) || unicode.IsControl(r)
-	}), " ")
-}
-
-// subjectLine makes a rendered subject template one readable header line,
-// whatever the fields held: valid UTF-8 (the decoder repairs payloads, but
-// an override template or `hookmail render --field` may not), no line
-// breaks or other control characters, at most maxSubjectRunes.
-func subjectLine(s string) string {
-	return truncate(maxSubjectRunes, oneLine(strings.ToValidUTF8(s, "\uFFFD")))
-}
-
-// facts pairs labels with values, leaving out empty values:
-// facts "From" .phone "SIM" .sim.
-func facts(kv ...string) []Field {
-	var out []Field
-	for i := 0; i+1 < len(kv); i += 2 {
-		if kv[i+1] != "" {
-			out = append(out, Field{Name: kv[i], Value: kv[i+1]})
-		}
-	}
-	return out
 }
 
 var labels = map[string]string{
@@ -292,36 +203,56 @@ var labels = map[string]string{
 	TypeNotification: "Notification",
 }
 
-// Render builds the email for ev on route.
+// Render builds the email for ev on route. Every error is permanent: the
+// same event renders the same way on every attempt.
+//
+// An email is never over MaxEmailBytes. When the templates would make a
+// bigger one, write past their output limit or run past the render
+// timeout, Render falls back to the plain rendering (see plain): every
+// field once, in a text part alone, after a note saying why; the Message's
+// Plain field says so too. Within the decoder's limits on a webhook body
+// that always fits (TestPlainFallbackFitsTheWorstEvent).
 func (r *Renderer) Render(ev *Event, route *config.Route, from string) (*Message, error) {
+	msg, err := r.render(ev, route, from)
+	var bound *boundError
+	switch {
+	case errors.As(err, &bound):
+		msg, err = r.plain(msg, ev, route, bound.Error())
+	case err == nil:
+		var raw []byte
+		if raw, err = msg.Encode(); err == nil && len(raw) > MaxEmailBytes {
+			msg, err = r.plain(msg, ev, route, fmt.Sprintf("the email would be %d bytes, more than the %d an email may hold", len(raw), MaxEmailBytes))
+		}
+	}
+	if err != nil {
+		return nil, PermanentErr(err)
+	}
+	return msg, nil
+}
+
+// render is Render without the fallback, with the templates' own errors,
+// for the trial. On an error of the templates the message holds what they
+// wrote before it.
+func (r *Renderer) render(ev *Event, route *config.Route, from string) (*Message, error) {
 	set, ok := r.sets[ev.Type]
 	if !ok {
 		set = r.sets[GenericTemplate]
 	}
 	if route.Template != "" {
 		if set, ok = r.sets[route.Template]; !ok {
-			return nil, PermanentErr(fmt.Errorf("route %q: no template set %q", route.Name, route.Template))
+			return nil, fmt.Errorf("route %q: no template set %q", route.Name, route.Template)
 		}
 	}
-	subjectTmpl := set.subject
 	if t, ok := r.subjects[route.Name]; ok && route.Subject != "" {
-		subjectTmpl = t
+		withSubject := *set
+		withSubject.subject = t
+		set = &withSubject
 	}
 	threadID := ""
 	if route.Threaded() {
 		threadID = ThreadID(ev, from)
 	}
-	view := r.view(ev, route, threadID != "")
-	var subject, text, html bytes.Buffer
-	if err := subjectTmpl.Execute(&subject, view); err != nil {
-		return nil, PermanentErr(fmt.Errorf("render subject: %w", err))
-	}
-	if err := set.text.Execute(&text, view); err != nil {
-		return nil, PermanentErr(fmt.Errorf("render text: %w", err))
-	}
-	if err := set.html.ExecuteTemplate(&html, layoutFile, view); err != nil {
-		return nil, PermanentErr(fmt.Errorf("render html: %w", err))
-	}
+	out, err := r.run(set, r.view(ev, route, threadID != ""))
 	return &Message{
 		EventID:   ev.ID,
 		Route:     route.Name,
@@ -330,14 +261,14 @@ func (r *Renderer) Render(ev *Event, route *config.Route, from string) (*Message
 		To:        route.To,
 		Cc:        route.Cc,
 		Bcc:       route.Bcc,
-		Subject:   subjectLine(subject.String()),
-		Text:      text.String(),
-		HTML:      html.String(),
+		Subject:   subjectLine(out.subject),
+		Text:      out.text,
+		HTML:      out.html,
 		Date:      ev.Time(),
 		MessageID: MessageID(ev.ID, route.Name, from),
 		ThreadID:  threadID,
 		ReplyTo:   route.ReplyTo,
-	}, nil
+	}, err
 }
 
 // view is what an event's templates see.
@@ -362,7 +293,9 @@ func (r *Renderer) view(ev *Event, route *config.Route, thread bool) *View {
 
 // conversation names the conversation an event belongs to: the same type
 // and phone (a WhatsApp chat: account and contact), the same USSD code, the
-// same app for notifications. Empty when the event names none.
+// same app for notifications. Empty when the event names none. A threaded
+// subject (View.Thread) may show only these fields: one that changes within
+// a conversation would split its thread in mail clients that match subjects.
 func conversation(ev *Event) string {
 	d := ev.Data
 	switch ev.Type {

@@ -1,9 +1,9 @@
 package relay
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -61,7 +61,30 @@ func (v *View) Text() string {
 // RenderDigest builds one email listing entries in order, for route. Its
 // Message-ID is derived from the events it lists, so resending the same
 // digest after a crash is recognisable and a different one never shares it.
+// Every error is permanent. A digest whose HTML part would take it over
+// MaxEmailBytes goes as its text part alone (see plainDigest).
 func (r *Renderer) RenderDigest(entries []DigestEntry, route *config.Route, from string) (*Message, error) {
+	msg, err := r.renderDigest(entries, route, from)
+	var bound *boundError
+	switch {
+	case errors.As(err, &bound) && msg.Text != "":
+		msg, err = plainDigest(msg, bound.Error())
+	case err == nil:
+		var raw []byte
+		if raw, err = msg.Encode(); err == nil && len(raw) > MaxEmailBytes {
+			msg, err = plainDigest(msg, fmt.Sprintf("with its HTML part the email would be %d bytes, more than the %d an email may hold", len(raw), MaxEmailBytes))
+		}
+	}
+	if err != nil {
+		return nil, PermanentErr(err)
+	}
+	return msg, nil
+}
+
+// renderDigest is RenderDigest without the fallback, with the templates'
+// own errors, for the trial. On an error of the templates the message
+// holds the parts they finished before it.
+func (r *Renderer) renderDigest(entries []DigestEntry, route *config.Route, from string) (*Message, error) {
 	if len(entries) == 0 {
 		return nil, fmt.Errorf("digest of route %q: no events", route.Name)
 	}
@@ -82,16 +105,9 @@ func (r *Renderer) RenderDigest(entries []DigestEntry, route *config.Route, from
 	if len(sources) == 1 {
 		dv.Source = dv.Events[0].Who()
 	}
-	set := r.sets[DigestTemplate]
-	var subject, text, html bytes.Buffer
-	if err := set.subject.Execute(&subject, dv); err != nil {
-		return nil, PermanentErr(fmt.Errorf("render digest subject: %w", err))
-	}
-	if err := set.text.Execute(&text, dv); err != nil {
-		return nil, PermanentErr(fmt.Errorf("render digest text: %w", err))
-	}
-	if err := set.html.ExecuteTemplate(&html, layoutFile, dv); err != nil {
-		return nil, PermanentErr(fmt.Errorf("render digest html: %w", err))
+	out, err := r.run(r.sets[DigestTemplate], dv)
+	if err != nil {
+		err = fmt.Errorf("digest: %w", err)
 	}
 	return &Message{
 		EventID:   dv.ID,
@@ -102,12 +118,12 @@ func (r *Renderer) RenderDigest(entries []DigestEntry, route *config.Route, from
 		Cc:        route.Cc,
 		Bcc:       route.Bcc,
 		ReplyTo:   route.ReplyTo,
-		Subject:   subjectLine(subject.String()),
-		Text:      text.String(),
-		HTML:      html.String(),
+		Subject:   subjectLine(out.subject),
+		Text:      out.text,
+		HTML:      out.html,
 		Date:      entries[len(entries)-1].Event.Time(),
 		MessageID: MessageID("digest."+digestID(entries), route.Name, from),
-	}, nil
+	}, err
 }
 
 // digestID names a digest by the events it lists.

@@ -27,7 +27,12 @@ type Message struct {
 	Bcc     []string // envelope only, never a header
 	Subject string
 	Text    string
-	HTML    string
+	// HTML is empty in the plain fallback, which has a text part only.
+	HTML string
+	// Plain, when set, says why this is the plain fallback instead of what
+	// the templates make: every field of the event once, in a text part
+	// (see Renderer.Render).
+	Plain string
 	// Date is the event's own time.
 	Date time.Time
 	// MessageID is deterministic per event and route (without the angle
@@ -61,7 +66,8 @@ type Sender interface {
 
 // Build turns m into a go-mail message: From, To, Cc, Subject, Date,
 // Message-ID, and a UTF-8 multipart/alternative body, text first and HTML
-// last so clients prefer the HTML. Bcc goes only to the envelope.
+// last so clients prefer the HTML (the plain fallback has the text part
+// alone). Bcc goes only to the envelope.
 func (m *Message) Build() (*mail.Msg, error) {
 	msg := mail.NewMsg(mail.WithNoDefaultUserAgent())
 	if err := msg.From(m.From); err != nil {
@@ -96,8 +102,16 @@ func (m *Message) Build() (*mail.Msg, error) {
 	}
 	msg.SetUserAgent("hookmail")
 	msg.SetGenHeader("X-Hookmail-Event", m.EventID)
-	msg.SetBodyString(mail.TypeTextPlain, m.Text)
-	msg.AddAlternativeString(mail.TypeTextHTML, m.HTML)
+	if m.Plain != "" {
+		// base64, whose size is known before encoding (4/3, plus a line
+		// break every 76), where quoted-printable triples non-ASCII text.
+		msg.SetBodyString(mail.TypeTextPlain, m.Text, mail.WithPartEncoding(mail.EncodingB64))
+	} else {
+		msg.SetBodyString(mail.TypeTextPlain, m.Text)
+	}
+	if m.HTML != "" {
+		msg.AddAlternativeString(mail.TypeTextHTML, m.HTML)
+	}
 	return msg, nil
 }
 

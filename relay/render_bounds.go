@@ -1,0 +1,193 @@
+package relay
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/hookmail/hookmail/config"
+)
+
+// Bounds on rendering. An override template can loop ({{range 1000000000}},
+// nested ranges) or write without end, and a hostile event can make even
+// the default templates write more than a mail server takes; unbounded,
+// either would hang start-up, a reload or a worker, or fill memory.
+const (
+	// MaxEmailBytes is the most an encoded email may hold: 10 MB, which
+	// many mail servers accept and which README.md promises.
+	MaxEmailBytes = 10_000_000
+	// DefaultRenderTimeout bounds one render, its templates together.
+	DefaultRenderTimeout = 10 * time.Second
+	// maxSubjectOutput bounds what a subject template writes. A longer
+	// subject is cut, not refused: subjectLine keeps far less of it.
+	maxSubjectOutput = 16 << 10
+	// maxTemplateFileBytes bounds a template file in templates.dir.
+	maxTemplateFileBytes = 1 << 20
+)
+
+// The bounds an execution can hit; a boundError wraps one.
+var (
+	errTooLarge = errors.New("output over its limit")
+	errTimedOut = errors.New("render timed out")
+)
+
+// boundError is a template execution a bound stopped. Its text names the
+// template file; Go gives no line for either bound.
+type boundError struct {
+	file, msg string
+	err       error // errTooLarge or errTimedOut
+}
+
+func (e *boundError) Error() string { return e.file + ": " + e.msg }
+func (e *boundError) Unwrap() error { return e.err }
+
+// limitWriter keeps up to limit bytes and fails the write that would go
+// past them: text/template and html/template stop executing at the first
+// write error, so runaway output ends there.
+type limitWriter struct {
+	buf   strings.Builder
+	limit int
+}
+
+func (w *limitWriter) Write(p []byte) (int, error) {
+	room := w.limit - w.buf.Len()
+	if len(p) <= room {
+		return w.buf.Write(p)
+	}
+	w.buf.Write(p[:room])
+	return room, errTooLarge
+}
+
+// execute runs exec into a limitWriter of limit bytes, in a goroutine of its
+// own, and waits for it until deadline.
+//
+// Go cannot stop a goroutine from outside, and text/template takes no
+// context, so an execution still running at the deadline is abandoned, not
+// stopped: it runs on in the background to its end (never, for a loop that
+// has none), one CPU busy meanwhile, while execute returns the timeout at
+// once. Its output is dropped when it ends. The trial render at start-up
+// and reload runs every template once, so a template that loops on any
+// event is refused there before it can pile up goroutines.
+func (r *Renderer) execute(file string, deadline time.Time, limit int, exec func(io.Writer) error) (string, error) {
+	type result struct {
+		out string
+		err error
+	}
+	done := make(chan result, 1) // buffered: an abandoned execution can still end
+	go func() {
+		w := &limitWriter{limit: limit}
+		err := exec(w)
+		done <- result{w.buf.String(), err}
+	}()
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	select {
+	case res := <-done:
+		if errors.Is(res.err, errTooLarge) {
+			return res.out, &boundError{file, fmt.Sprintf("writes more than %d bytes, more than an email may hold", limit), errTooLarge}
+		}
+		return res.out, res.err
+	case <-timer.C:
+		return "", &boundError{file, fmt.Sprintf("did not finish rendering within %s; does it loop? It runs on in the background until it ends", r.timeout), errTimedOut}
+	}
+}
+
+// rendered is what one render's three templates wrote.
+type rendered struct{ subject, text, html string }
+
+// run executes a subject, a text and an HTML template (inside the layout)
+// on data: within r.timeout for the three together, and within
+// MaxEmailBytes for the text and HTML together. On an error it returns the
+// parts that finished before it.
+func (r *Renderer) run(set *templateSet, data any) (rendered, error) {
+	deadline := time.Now().Add(r.timeout)
+	var out rendered
+	var err error
+	out.subject, err = r.execute(set.subject.Name(), deadline, maxSubjectOutput, func(w io.Writer) error {
+		return set.subject.Execute(w, data)
+	})
+	if err != nil && !errors.Is(err, errTooLarge) {
+		return out, fmt.Errorf("render subject: %w", err)
+	}
+	out.text, err = r.execute(set.text.Name(), deadline, MaxEmailBytes, func(w io.Writer) error {
+		return set.text.Execute(w, data)
+	})
+	if err != nil {
+		return rendered{subject: out.subject}, fmt.Errorf("render text: %w", err)
+	}
+	out.html, err = r.execute(set.html.Name()+" (in "+layoutFile+")", deadline, MaxEmailBytes-len(out.text), func(w io.Writer) error {
+		return set.html.ExecuteTemplate(w, layoutFile, data)
+	})
+	if err != nil {
+		out.html = "" // only parts that finished are kept
+		return out, fmt.Errorf("render html: %w", err)
+	}
+	return out, nil
+}
+
+// plain turns msg, the email ev's templates made or began, into the plain
+// fallback: the same headers (the subject too, when its template finished,
+// so a thread stays one), and a text part that lists every field of ev
+// once, after a note saying why. It is built without templates, so it
+// cannot loop, and its size is the event's plus a few hundred bytes, which
+// base64 (see Message.Build) makes 4/3 and a little: for the largest event
+// a webhook can bring (webhook.max_body_bytes of at most
+// config.MaxWebhookBodyBytes, tripled at worst by the repair of invalid
+// UTF-8, and MaxFields names) that is under MaxEmailBytes.
+func (r *Renderer) plain(msg *Message, ev *Event, route *config.Route, why string) (*Message, error) {
+	view := r.view(ev, route, msg.ThreadID != "")
+	p := *msg
+	p.raw = nil
+	p.HTML = ""
+	p.Plain = why
+	if p.Subject == "" {
+		p.Subject = subjectLine(view.Label + " event" + prefixed(" from ", ev.Data["phone"]))
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "hookmail could not make this email with its templates (%s),\n", why)
+	b.WriteString("so here is every field of the event, each once, as plain text.\n\n")
+	fmt.Fprintf(&b, "Type:     %s\nReceived: %s\nEvent:    %s (route %s)\n\n", oneLine(ev.Type), view.Time.Format(dateLayout), ev.ID, route.Name)
+	for _, f := range view.Fields {
+		fmt.Fprintf(&b, "%s: %s\n", f.Name, f.Value)
+	}
+	p.Text = b.String()
+	raw, err := p.Encode()
+	if err != nil {
+		return nil, err
+	}
+	if len(raw) > MaxEmailBytes {
+		return nil, fmt.Errorf("event %s: even as plain text its email would be %d bytes, more than the %d an email may hold", ev.ID, len(raw), MaxEmailBytes)
+	}
+	return &p, nil
+}
+
+// prefixed is prefix+s folded to one line, or "" when s is empty.
+func prefixed(prefix, s string) string {
+	if s = oneLine(s); s == "" {
+		return ""
+	}
+	return prefix + s
+}
+
+// plainDigest is a digest's own text part alone, after a note saying why,
+// for a digest whose HTML part would take it over MaxEmailBytes. A digest
+// lists its events in a few hundred bytes each (the templates cut each
+// text to 300 characters), so only a large digest.max_events comes here;
+// one too large even so is an error that says to lower it.
+func plainDigest(msg *Message, why string) (*Message, error) {
+	p := *msg
+	p.raw = nil
+	p.HTML = ""
+	p.Plain = why
+	p.Text = fmt.Sprintf("hookmail sends this digest as plain text only (%s).\n\n", why) + msg.Text
+	raw, err := p.Encode()
+	if err != nil {
+		return nil, err
+	}
+	if len(raw) > MaxEmailBytes {
+		return nil, fmt.Errorf("digest of route %q: even as plain text its email would be %d bytes, more than the %d an email may hold; lower the route's digest.max_events", msg.Route, len(raw), MaxEmailBytes)
+	}
+	return &p, nil
+}
