@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -200,6 +201,11 @@ func exportedMetrics(t *testing.T) map[string]bool {
 	t.Cleanup(func() { spool.Close() })
 	reg := &describingRegistry{Registry: prometheus.NewRegistry()}
 	relay.NewMetrics(reg, spool)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	relay.NewConnLimiter(ln, 1, 1, reg).Close()
 	smtp := config.Default().SMTP
 	smtp.Host = "127.0.0.1" // building the sender dials nothing
 	sender, err := relay.NewSMTPSender(smtp, slog.New(slog.DiscardHandler), reg)
