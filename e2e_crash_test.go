@@ -15,11 +15,11 @@ import (
 
 	"github.com/emersion/go-smtp"
 
-	"github.com/hookmail/hookmail/relay/relaytest"
+	"github.com/hookmail/hookmail/relay/smtp/smtptest"
 )
 
-// sinkEnv configures hookmail for a relaytest.Sink: plain SMTP, quick retries.
-func sinkEnv(t *testing.T, sink *relaytest.Sink, spool string) []string {
+// sinkEnv configures hookmail for a smtptest.Sink: plain SMTP, quick retries.
+func sinkEnv(t *testing.T, sink *smtptest.Sink, spool string) []string {
 	t.Helper()
 	_, port, _ := strings.Cut(sink.Addr, ":")
 	return []string{
@@ -56,7 +56,7 @@ func webhookOutcome(url string, senderID int) (status, eventID string, err error
 
 // deliveries counts the sink's emails per hookmail event id (the
 // Message-ID is hookmail.<event id>.<route>@domain).
-func deliveries(sink *relaytest.Sink) map[string]int {
+func deliveries(sink *smtptest.Sink) map[string]int {
 	out := map[string]int{}
 	for mid, n := range sink.Counts() {
 		rest, ok := strings.CutPrefix(strings.Trim(mid, "<>"), "hookmail.")
@@ -75,7 +75,7 @@ func deliveries(sink *relaytest.Sink) map[string]int {
 // before the kill (its ack was not yet on disk).
 func TestE2ECrashUnderLoad(t *testing.T) {
 	const total, clients = 3000, 32
-	sink := relaytest.NewSink(t)
+	sink := smtptest.NewSink(t)
 	spool := t.TempDir()
 	env := sinkEnv(t, sink, spool)
 	hm := startHookmail(t, env)
@@ -196,7 +196,7 @@ func TestE2ESMTPOutage(t *testing.T) {
 		}
 		phase = d
 	}
-	sink := relaytest.NewSink(t)
+	sink := smtptest.NewSink(t)
 	sink.Refuse(&smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "try again later"})
 	spool := t.TempDir()
 	env := append(sinkEnv(t, sink, spool), "HOOKMAIL_RETRY_LIFETIME=1h")

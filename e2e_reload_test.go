@@ -12,13 +12,14 @@ import (
 	"time"
 
 	"github.com/hookmail/hookmail/relay/relaytest"
+	"github.com/hookmail/hookmail/relay/smtp/smtptest"
 )
 
 // TestE2EReload changes the routes and a template while events flow: by
 // file change, then by SIGHUP; then a broken template is refused and the
 // config in force keeps working. No event is lost or sent twice.
 func TestE2EReload(t *testing.T) {
-	sink := relaytest.NewSink(t)
+	sink := smtptest.NewSink(t)
 	dir := t.TempDir()
 	tmpl := filepath.Join(dir, "templates")
 	if err := os.Mkdir(tmpl, 0o700); err != nil {
@@ -156,7 +157,7 @@ func TestSIGTERMDuringHungStartUp(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(tmpl, "sms.text.tmpl"), []byte(loopingTemplate), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &relaytest.LogBuffer{}
 	cmd := exec.Command(os.Args[0], "serve", "--listen", "127.0.0.1:0")
 	cmd.Env = append(os.Environ(), runMainEnv+"=1", "HOOKMAIL_WEBHOOK_SECRETS="+testSecret,
 		"HOOKMAIL_SPOOL_DIR="+t.TempDir(), "HOOKMAIL_OUTBOX_DIR="+t.TempDir(), "HOOKMAIL_TEMPLATES_DIR="+tmpl)

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hookmail/hookmail/relay/relaytest"
+	"github.com/hookmail/hookmail/relay/smtp/smtptest"
 )
 
 // recorder keeps every HTTP response hookmail gave, headers included.
@@ -95,7 +95,7 @@ func leaks(t *testing.T, secrets []string, outputs map[string]string) {
 // secret and the SMTP password: zero hits. A second instance with a wrong
 // SMTP password shows that the AUTH failure is logged without it.
 func TestE2ESecretsNeverLeak(t *testing.T) {
-	cert := relaytest.NewCert(t)
+	cert := smtptest.NewCert(t)
 	mp := newMailpit(t, cert)
 	mp.start()
 	env := append(e2eEnv(t, mp, cert, t.TempDir()), "HOOKMAIL_LOG_LEVEL=debug")

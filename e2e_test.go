@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/hookmail/hookmail/relay/relaytest"
+	"github.com/hookmail/hookmail/relay/smtp/smtptest"
 )
 
 // The test binary doubles as hookmail, so the end-to-end tests can run it as
@@ -69,7 +70,7 @@ func findMailpit(t *testing.T) string {
 	return ""
 }
 
-func newMailpit(t *testing.T, cert relaytest.Cert) *mailpit {
+func newMailpit(t *testing.T, cert smtptest.Cert) *mailpit {
 	t.Helper()
 	dir := t.TempDir()
 	auth := filepath.Join(dir, "auth")
@@ -158,12 +159,12 @@ func waitUntil(t *testing.T, what string, limit time.Duration, cond func() bool)
 type hookmailProc struct {
 	cmd  *exec.Cmd
 	url  string
-	logs *syncBuffer
+	logs *relaytest.LogBuffer
 }
 
 func startHookmail(t *testing.T, env []string) *hookmailProc {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &relaytest.LogBuffer{}
 	cmd := exec.Command(os.Args[0], "serve", "--listen", "127.0.0.1:0")
 	// The admin endpoint is a socket in the test's own spool.dir, so tests
 	// and a hookmail of the developer's own never collide.
@@ -198,7 +199,7 @@ func (p *hookmailProc) post(t *testing.T, body string) {
 	}
 }
 
-func e2eEnv(t *testing.T, mp *mailpit, cert relaytest.Cert, spool string) []string {
+func e2eEnv(t *testing.T, mp *mailpit, cert smtptest.Cert, spool string) []string {
 	t.Helper()
 	return []string{
 		"HOOKMAIL_WEBHOOK_SECRETS=" + testSecret,
@@ -246,7 +247,7 @@ var wireBodies = map[string]string{
 // unknown type, and a real Mailpit over STARTTLS + AUTH shows each email
 // once, with the route's To/Cc, the subject, and a text and an HTML part.
 func TestE2EMailpit(t *testing.T) {
-	cert := relaytest.NewCert(t)
+	cert := smtptest.NewCert(t)
 	mp := newMailpit(t, cert)
 	mp.start()
 	hm := startHookmail(t, e2eEnv(t, mp, cert, t.TempDir()))
@@ -288,7 +289,7 @@ func TestE2EMailpit(t *testing.T) {
 // is SIGKILLed; Mailpit and then hookmail start again; all 50 arrive, each
 // exactly once by Message-ID.
 func TestE2EOutageAndKill(t *testing.T) {
-	cert := relaytest.NewCert(t)
+	cert := smtptest.NewCert(t)
 	mp := newMailpit(t, cert)
 	spool := t.TempDir()
 	env := e2eEnv(t, mp, cert, spool)

@@ -16,30 +16,12 @@ import (
 	"time"
 
 	"github.com/hookmail/hookmail/relay/relaytest"
+	"github.com/hookmail/hookmail/relay/smtp/smtptest"
 )
 
 const testSecret = "f50f6f32ff605baf44483fcecceaba83fc3f9362"
 
 const smsBody = "secret=" + testSecret + "&type=sms&data%5Bid%5D=2&data%5Brid%5D=10593&data%5Bsim%5D=1&data%5Bdevice%5D=00000000-0000-0000-d57d-f30cb6a89289&data%5Bphone%5D=%2B639760713666&data%5Bmessage%5D=Hello+World%21&data%5Btimestamp%5D=1645684231"
-
-// syncBuffer is a bytes.Buffer safe for the server's log writes and the
-// test's reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func envFunc(vars map[string]string) func(string) string {
 	return func(k string) string { return vars[k] }
@@ -49,13 +31,13 @@ var listenRe = regexp.MustCompile(`msg="hookmail listening" addr=(\S+)`)
 
 // startServe runs `hookmail serve --listen 127.0.0.1:0` in-process and
 // returns its base URL once /healthz answers.
-func startServe(t *testing.T, env map[string]string) (url string, logs *syncBuffer, stop func() error) {
+func startServe(t *testing.T, env map[string]string) (url string, logs *relaytest.LogBuffer, stop func() error) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	logs = &syncBuffer{}
+	logs = &relaytest.LogBuffer{}
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"serve", "--listen", "127.0.0.1:0"}, envFunc(env), io.Discard, logs)
+		done <- run(ctx, []string{"serve", "--listen", "127.0.0.1:0"}, envFunc(env), nil, io.Discard, logs)
 	}()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -134,7 +116,7 @@ func TestServeAcceptsAndWritesOut(t *testing.T) {
 
 func TestServeRefusesInvalidConfig(t *testing.T) {
 	var stderr bytes.Buffer
-	err := run(t.Context(), []string{"serve"}, envFunc(map[string]string{"HOOKMAIL_SMTP_TLS": "startls"}), io.Discard, &stderr)
+	err := run(t.Context(), []string{"serve"}, envFunc(map[string]string{"HOOKMAIL_SMTP_TLS": "startls"}), nil, io.Discard, &stderr)
 	if err == nil {
 		t.Fatal("serve started without a secret and with a bad smtp.tls")
 	}
@@ -148,7 +130,7 @@ func TestServeRefusesInvalidConfig(t *testing.T) {
 func TestCheckMasksSecrets(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	env := envFunc(map[string]string{"HOOKMAIL_WEBHOOK_SECRETS": testSecret, "HOOKMAIL_SMTP_PASSWORD": "hunter2-smtp-password"})
-	if err := run(t.Context(), []string{"check"}, env, &stdout, &stderr); err != nil {
+	if err := run(t.Context(), []string{"check"}, env, nil, &stdout, &stderr); err != nil {
 		t.Fatalf("check: %v\n%s", err, stderr.String())
 	}
 	out := stdout.String() + stderr.String()
@@ -166,7 +148,7 @@ func TestCheckUsesConfigFileFromEnv(t *testing.T) {
 		t.Fatal(err)
 	}
 	var stderr bytes.Buffer
-	err := run(t.Context(), []string{"check"}, envFunc(map[string]string{"HOOKMAIL_CONFIG": path}), io.Discard, &stderr)
+	err := run(t.Context(), []string{"check"}, envFunc(map[string]string{"HOOKMAIL_CONFIG": path}), nil, io.Discard, &stderr)
 	if err == nil || !strings.Contains(stderr.String(), "smtp.hots: unknown key") {
 		t.Fatalf("err = %v, stderr:\n%s", err, stderr.String())
 	}
@@ -178,7 +160,7 @@ func TestCheckRefusesCredentialsInClear(t *testing.T) {
 	var stderr bytes.Buffer
 	env := envFunc(map[string]string{"HOOKMAIL_WEBHOOK_SECRETS": testSecret, "HOOKMAIL_SMTP_HOST": "mail.example.com",
 		"HOOKMAIL_SMTP_PORT": "25", "HOOKMAIL_SMTP_TLS": "none", "HOOKMAIL_SMTP_USERNAME": "hookmail"})
-	err := run(t.Context(), []string{"check"}, env, io.Discard, &stderr)
+	err := run(t.Context(), []string{"check"}, env, nil, io.Discard, &stderr)
 	if err == nil || !strings.Contains(stderr.String(), `smtp.tls: none would send smtp.username's credentials in clear to "mail.example.com"`) {
 		t.Fatalf("err = %v, stderr:\n%s", err, stderr.String())
 	}
@@ -186,12 +168,12 @@ func TestCheckRefusesCredentialsInClear(t *testing.T) {
 
 // TestSendTestToSeveralAddresses: --to repeats, one RCPT each, one email.
 func TestSendTestToSeveralAddresses(t *testing.T) {
-	sink := relaytest.NewSink(t)
+	sink := smtptest.NewSink(t)
 	host, port, _ := strings.Cut(sink.Addr, ":")
 	env := envFunc(map[string]string{"HOOKMAIL_WEBHOOK_SECRETS": testSecret, "HOOKMAIL_SMTP_HOST": host,
 		"HOOKMAIL_SMTP_PORT": port, "HOOKMAIL_SMTP_TLS": "none"})
 	var stdout bytes.Buffer
-	if err := run(t.Context(), []string{"send-test", "--to", "a@example.com", "--to", "b@example.com"}, env, &stdout, io.Discard); err != nil {
+	if err := run(t.Context(), []string{"send-test", "--to", "a@example.com", "--to", "b@example.com"}, env, nil, &stdout, io.Discard); err != nil {
 		t.Fatalf("send-test: %v\n%s", err, stdout.String())
 	}
 	for _, want := range []string{"C: RCPT TO:<a@example.com>", "C: RCPT TO:<b@example.com>", "the server accepted the test email"} {
@@ -221,7 +203,7 @@ func TestRenderPrintsEML(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var stdout bytes.Buffer
-			if err := run(t.Context(), tt.args, envFunc(nil), &stdout, io.Discard); err != nil {
+			if err := run(t.Context(), tt.args, envFunc(nil), nil, &stdout, io.Discard); err != nil {
 				t.Fatal(err)
 			}
 			for _, want := range tt.want {
@@ -231,14 +213,14 @@ func TestRenderPrintsEML(t *testing.T) {
 			}
 		})
 	}
-	if err := run(t.Context(), []string{"render", "--field", "x=1"}, envFunc(nil), io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "no event type") {
+	if err := run(t.Context(), []string{"render", "--field", "x=1"}, envFunc(nil), nil, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "no event type") {
 		t.Errorf("render without a type: %v", err)
 	}
 }
 
 func TestVersion(t *testing.T) {
 	var stdout bytes.Buffer
-	if err := run(t.Context(), []string{"version"}, envFunc(nil), &stdout, io.Discard); err != nil {
+	if err := run(t.Context(), []string{"version"}, envFunc(nil), nil, &stdout, io.Discard); err != nil {
 		t.Fatal(err)
 	}
 	if !regexp.MustCompile(`^hookmail \S+ \(commit \S+, go1\.\d+`).MatchString(stdout.String()) {
@@ -283,7 +265,7 @@ func TestRouteCommand(t *testing.T) {
 		{[]string{"--type", "ussd"}, []string{"route default: email"}},
 	} {
 		var out bytes.Buffer
-		if err := run(t.Context(), append([]string{"route", "--config", p}, tc.args...), envFunc(nil), &out, io.Discard); err != nil {
+		if err := run(t.Context(), append([]string{"route", "--config", p}, tc.args...), envFunc(nil), nil, &out, io.Discard); err != nil {
 			t.Fatal(err)
 		}
 		for _, w := range tc.want {
@@ -297,7 +279,7 @@ func TestRouteCommand(t *testing.T) {
 func TestTemplatesExampleRenders(t *testing.T) {
 	var out bytes.Buffer
 	env := envFunc(map[string]string{"HOOKMAIL_TEMPLATES_DIR": "config/templates-example"})
-	if err := run(t.Context(), []string{"render", "--type", "sms", "--field", "sim=2", "--field", "phone=+1555"}, env, &out, io.Discard); err != nil {
+	if err := run(t.Context(), []string{"render", "--type", "sms", "--field", "sim=2", "--field", "phone=+1555"}, env, nil, &out, io.Discard); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(out.String(), "Subject: SMS to SIM 2 from +1555") {
@@ -334,7 +316,7 @@ func TestServeNamesATakenListenAddress(t *testing.T) {
 		"HOOKMAIL_SPOOL_DIR":       filepath.Join(dir, "data"),
 		"HOOKMAIL_OUTBOX_DIR":      filepath.Join(dir, "outbox"),
 	}
-	err = run(t.Context(), []string{"serve", "--listen", ln.Addr().String()}, envFunc(env), io.Discard, io.Discard)
+	err = run(t.Context(), []string{"serve", "--listen", ln.Addr().String()}, envFunc(env), nil, io.Discard, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "address already in use") || !strings.Contains(err.Error(), "set listen") {
 		t.Fatalf("serve on a taken port: %v; want an error naming listen and the fix", err)
 	}
@@ -387,7 +369,7 @@ func TestCheckReportsEveryProblemAtOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	var stderr bytes.Buffer
-	err := run(t.Context(), []string{"check", "--config", path}, envFunc(map[string]string{"HOOKMAIL_WEBHOOK_SECRETS": "0123456789abcdef0123456789abcdef01234567"}), io.Discard, &stderr)
+	err := run(t.Context(), []string{"check", "--config", path}, envFunc(map[string]string{"HOOKMAIL_WEBHOOK_SECRETS": "0123456789abcdef0123456789abcdef01234567"}), nil, io.Discard, &stderr)
 	if err == nil {
 		t.Fatal("check accepted the config")
 	}

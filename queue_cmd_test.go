@@ -14,13 +14,15 @@ import (
 	"time"
 
 	"github.com/hookmail/hookmail/relay"
+	"github.com/hookmail/hookmail/relay/admin"
+	"github.com/hookmail/hookmail/relay/spool"
 )
 
 // TestQueueCommandsOnStoppedSpool runs the queue commands through run, on
 // the spool of a hookmail that is not running (admin endpoint off).
 func TestQueueCommandsOnStoppedSpool(t *testing.T) {
 	dir := t.TempDir()
-	s, err := relay.OpenSpool(dir, time.Now)
+	s, err := spool.Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,8 +33,8 @@ func TestQueueCommandsOnStoppedSpool(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	it, _ := s.Lease(t.Context())
-	if err := s.Bury(t.Context(), it, "permanent error: 550 no such user"); err != nil {
+	l, _ := s.Lease(t.Context())
+	if err := s.Bury(t.Context(), l, "permanent error: 550 no such user", relay.Progress{Attempts: 1}); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
@@ -43,11 +45,11 @@ func TestQueueCommandsOnStoppedSpool(t *testing.T) {
 	hm := func(args ...string) (string, error) {
 		stdout.Reset()
 		stderr.Reset()
-		err := run(t.Context(), args, func(k string) string { return env[k] }, &stdout, &stderr)
+		err := run(t.Context(), args, func(k string) string { return env[k] }, nil, &stdout, &stderr)
 		return stdout.String() + stderr.String(), err
 	}
 	_, err = hm("queue", "stats", "--json")
-	var st relay.Stats
+	var st admin.StatsView
 	if err != nil || json.Unmarshal(stdout.Bytes(), &st) != nil || st.Depth != 2 || st.Dead != 1 {
 		t.Fatalf("stats: %v\n%s", err, stdout.String())
 	}
@@ -92,7 +94,7 @@ func TestQueueCommandsNeverCreateASpool(t *testing.T) {
 		{"queue", "retry", "--all-dead"}, {"queue", "drop", "x", "--yes"},
 	} {
 		var out bytes.Buffer
-		err := run(t.Context(), args, func(k string) string { return env[k] }, &out, &out)
+		err := run(t.Context(), args, func(k string) string { return env[k] }, nil, &out, &out)
 		if err == nil || !strings.Contains(err.Error(), "--config") || !strings.Contains(err.Error(), "spool.dir") || !strings.Contains(err.Error(), filepath.Join(dir, "spool.db")) {
 			t.Errorf("%v: %v\n%s; want an error naming --config, spool.dir and the file", args, err, out.String())
 		}
@@ -120,7 +122,7 @@ func TestQueueCommandsThroughTheSocket(t *testing.T) {
 		t.Fatalf("admin socket %s: %v %v, want a socket with mode 0600", sock, fi.Mode(), err)
 	}
 	var out bytes.Buffer
-	if err := run(t.Context(), []string{"queue", "stats"}, func(k string) string { return env[k] }, &out, &out); err != nil {
+	if err := run(t.Context(), []string{"queue", "stats"}, func(k string) string { return env[k] }, nil, &out, &out); err != nil {
 		t.Fatalf("stats: %v\n%s", err, out.String())
 	}
 	if !strings.Contains(out.String(), "admin socket "+sock) {

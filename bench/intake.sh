@@ -59,8 +59,7 @@ say "# git: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(gi
 say "# load: $TOOL, $THREADS threads, $CONNS connections, warm-up $WARMUP, run $DURATION, loopback; pinned: $PIN"
 say "# work dir: $WORK"
 
-(cd "$ROOT" && go build -o "$WORK/hookmail" . && go build -o "$WORK/baseline" ./bench/baseline &&
-	go build -o "$WORK/spoolstat" ./bench/spoolstat) ||
+(cd "$ROOT" && go build -o "$WORK/hookmail" . && go build -o "$WORK/baseline" ./bench/baseline) ||
 	die "build failed"
 
 printf '%s' "$BODY" >"$WORK/body.txt"
@@ -194,9 +193,9 @@ stop "$HPID"
 STOP_S=$((SECONDS - stop_start))
 WRITTEN=$(outbox_count "$WORK/outbox")
 # What the spool still holds, read from the file once hookmail has exited.
-SPOOL=$("$WORK/spoolstat" "$WORK/spool") || SPOOL="depth=? dead=?"
-Q_DEPTH=$(sed -E 's/.*depth=([^ ]+).*/\1/' <<<"$SPOOL")
-Q_DEAD=$(sed -E 's/.*dead=([^ ]+).*/\1/' <<<"$SPOOL")
+SPOOL=$(env -u HOOKMAIL_CONFIG HOOKMAIL_SPOOL_DIR="$WORK/spool" "$WORK/hookmail" queue stats --json 2>/dev/null) || SPOOL='{"depth":"?","dead":"?"}'
+Q_DEPTH=$(sed -nE 's/.*"depth": *"?([^",]+)"?.*/\1/p' <<<"$SPOOL")
+Q_DEAD=$(sed -nE 's/.*"dead": *"?([^",]+)"?.*/\1/p' <<<"$SPOOL")
 grep -q 'msg=stopped' "$HLOG" && STOPPED=graceful || STOPPED="NOT graceful (SIGKILL after ${STOP_TIMEOUT}s)"
 SENT_AFTER_TERM=$(awk '/msg="shutting down"/ {f=1} f && /msg="email sent"/ {n++} END {print n+0}' "$HLOG")
 say "stopped with SIGTERM in ${STOP_S}s: exit $STOP_RC, $STOPPED; $SENT_AFTER_TERM emails written after SIGTERM"

@@ -94,7 +94,7 @@ func TestExampleLoadsAndValidates(t *testing.T) {
 	}
 
 	// Apart from the secret and the routes, the example shows the defaults.
-	def := Default()
+	def := defaults(t)
 	cfg.Webhook.Secrets, def.Webhook.Secrets = nil, nil
 	cfg.Routes, def.Routes = nil, nil
 	if !reflect.DeepEqual(cfg, def) {
@@ -451,7 +451,7 @@ func TestEnvOverrides(t *testing.T) {
 	})
 	t.Run("file sets only webhook.path", func(t *testing.T) {
 		cfg := mustLoad(t, "testdata/only_webhook_path.yaml", noEnv)
-		want := Default()
+		want := defaults(t)
 		want.Webhook.Path = "/hooks/sms-gateway"
 		if !reflect.DeepEqual(cfg, want) {
 			t.Errorf("got\n%s\nwant\n%s", cfg.YAML(), want.YAML())
@@ -468,7 +468,7 @@ func TestEnvOverrides(t *testing.T) {
 	})
 	t.Run("routes has no env form", func(t *testing.T) {
 		cfg := mustLoad(t, "", envMap(map[string]string{"HOOKMAIL_ROUTES": "x"}))
-		if !reflect.DeepEqual(cfg.Routes, Default().Routes) {
+		if !reflect.DeepEqual(cfg.Routes, defaults(t).Routes) {
 			t.Errorf("routes = %+v, want the defaults", cfg.Routes)
 		}
 	})
@@ -486,8 +486,8 @@ func TestEnvOverrides(t *testing.T) {
 	})
 	t.Run("nil getenv reads no environment", func(t *testing.T) {
 		cfg := mustLoad(t, "", nil)
-		if !reflect.DeepEqual(cfg, Default()) {
-			t.Errorf("Load(\"\", nil) differs from Default()")
+		if !reflect.DeepEqual(cfg, defaults(t)) {
+			t.Errorf("Load(\"\", nil) differs from defaults(t)")
 		}
 	})
 	t.Run("bad value", func(t *testing.T) {
@@ -523,7 +523,7 @@ func TestSecretMasking(t *testing.T) {
 		t.Errorf("empty secret String() = %q, want empty", got)
 	}
 
-	cfg := Default()
+	cfg := defaults(t)
 	cfg.SMTP.Password = s
 	cfg.Webhook.Secrets = []Secret{s, s + "-2"}
 
@@ -603,10 +603,10 @@ func TestSecretMasking(t *testing.T) {
 // --- 5. defaults and warnings ---------------------------------------------
 
 func TestDefaultValidatesExceptForTheSecret(t *testing.T) {
-	err := Default().Validate()
+	err := defaults(t).Validate()
 	ps := problems(t, err)
 	if len(ps) != 1 {
-		t.Fatalf("Default().Validate() gave %d problems, want only the missing secret:\n%v", len(ps), err)
+		t.Fatalf("defaults(t).Validate() gave %d problems, want only the missing secret:\n%v", len(ps), err)
 	}
 	var p *Problem
 	if !errors.As(ps[0], &p) {
@@ -616,13 +616,13 @@ func TestDefaultValidatesExceptForTheSecret(t *testing.T) {
 		t.Errorf("got %q (key %q), want\n%s", err, p.Key, noSecret)
 	}
 
-	cfg := Default()
+	cfg := defaults(t)
 	cfg.Webhook.Secrets = []Secret{"0123456789abcdef0123456789abcdef01234567"}
 	if err := cfg.Validate(); err != nil {
-		t.Errorf("Default() with a secret: %v", err)
+		t.Errorf("defaults(t) with a secret: %v", err)
 	}
 	if w := cfg.Warnings(); len(w) != 0 {
-		t.Errorf("Default() with a secret warns: %q", w)
+		t.Errorf("defaults(t) with a secret warns: %q", w)
 	}
 	if cfg.Location() != time.UTC {
 		t.Errorf("Location() = %v, want UTC", cfg.Location())
@@ -632,7 +632,7 @@ func TestDefaultValidatesExceptForTheSecret(t *testing.T) {
 func TestWarnings(t *testing.T) {
 	const noCatchAll = `routes: no catch-all route (one without match); an event no route takes goes to the dead letters with reason "no route"`
 
-	cfg := Default()
+	cfg := defaults(t)
 	cfg.Webhook.Secrets = []Secret{"0123456789abcdef0123456789abcdef01234567"}
 	cfg.Routes = []Route{{Name: "sms", Match: map[string]string{"type": "sms"}, To: []string{"sms@example.com"}}}
 	if err := cfg.Validate(); err != nil {
@@ -647,7 +647,7 @@ func TestWarnings(t *testing.T) {
 		t.Errorf("no routes: Warnings() = %q, want [%q]", got, noCatchAll)
 	}
 
-	cfg = Default()
+	cfg = defaults(t)
 	cfg.Webhook.Secrets = []Secret{"0123456789abcdef0123456789abcdef01234567", "short-secret"}
 	want := "webhook.secrets[1]: shorter than 16 characters; use a long random value (the gateway's own are 40 hex characters)"
 	got := cfg.Warnings()
@@ -660,7 +660,7 @@ func TestWarnings(t *testing.T) {
 
 	// The README's quickstart secret is the gateway's published sample: it
 	// works, and says loudly that it is no secret.
-	cfg = Default()
+	cfg = defaults(t)
 	cfg.Webhook.Secrets = []Secret{"0123456789abcdef0123456789abcdef01234567", "f50f6f32ff605baf44483fcecceaba83fc3f9362"}
 	if err := cfg.Validate(); err != nil {
 		t.Errorf("Validate refuses the sample secret: %v", err)
@@ -762,7 +762,7 @@ func TestPlaceholderCredentialsAreRefused(t *testing.T) {
 
 func TestValidateMore(t *testing.T) {
 	base := func() *Config {
-		cfg := Default()
+		cfg := defaults(t)
 		cfg.Webhook.Secrets = []Secret{"0123456789abcdef0123456789abcdef01234567"}
 		return cfg
 	}
@@ -883,7 +883,7 @@ func TestProblemError(t *testing.T) {
 }
 
 func TestLocation(t *testing.T) {
-	cfg := Default()
+	cfg := defaults(t)
 	cfg.Timezone = "Asia/Manila"
 	if got := cfg.Location().String(); got != "Asia/Manila" {
 		t.Errorf("Location() = %s", got)
@@ -907,7 +907,7 @@ func TestSecretsListTrimsSpaces(t *testing.T) {
 }
 
 func TestDurationWithoutUnitIsAnError(t *testing.T) {
-	cfg := Default()
+	cfg := defaults(t)
 	cfg.Webhook.Secrets = []Secret{"0123456789abcdef0123"}
 	cfg.SMTP.Timeout = 30 // what "timeout: 30" decodes to
 	want := `smtp.timeout: 30ns is shorter than a millisecond; is the unit missing?; write it with a unit, like "30s", "5m" or "1h"`
@@ -993,7 +993,7 @@ func TestAcceptedWebhookPathsServe(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.path, func(t *testing.T) {
-			cfg := Default()
+			cfg := defaults(t)
 			cfg.Webhook.Secrets = []Secret{"0123456789abcdef0123456789abcdef01234567"}
 			cfg.Webhook.Path = tt.path
 			err := cfg.Validate()
@@ -1018,4 +1018,15 @@ func TestAcceptedWebhookPathsServe(t *testing.T) {
 			}
 		})
 	}
+}
+
+// defaults is the built-in configuration, as configtest.Default gives it
+// to other packages' tests.
+func defaults(t testing.TB) *Config {
+	t.Helper()
+	cfg, err := load(nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
 }

@@ -16,6 +16,12 @@ import (
 	"time"
 )
 
+// MaxWebhookBodyBytes is the largest webhook.max_body_bytes: a body up to
+// it, decoded into an event, still makes an email under the 10 MB mail
+// servers take (relay.MaxEmailBytes), even listed field by field as plain
+// text, base64-encoded, after the repair of invalid UTF-8 tripled it.
+const MaxWebhookBodyBytes = 2 << 20
+
 // Problem is one thing wrong with a config: the key, what is wrong, and how
 // to fix it. It never quotes a secret's value.
 type Problem struct {
@@ -33,10 +39,24 @@ func (p *Problem) Error() string {
 
 // Validate reports every problem in the config at once, joined, each a
 // *Problem naming the key and the fix. It returns nil for a usable config.
-func (c *Config) Validate() error {
+func (c *Config) Validate() error { return c.ValidateFor(Serve) }
+
+// Use says what a config is loaded for.
+type Use int
+
+const (
+	// Serve needs every setting: serve, check and reloads.
+	Serve Use = iota
+	// Tools are the commands that receive no webhook (render, route,
+	// send-test, queue): they need no webhook secret.
+	Tools
+)
+
+// ValidateFor is Validate for what the config is used for.
+func (c *Config) ValidateFor(use Use) error {
 	var v validator
 	c.validateServer(&v)
-	c.validateWebhook(&v)
+	c.validateWebhook(&v, use)
 	c.validateQueue(&v)
 	c.validateSMTP(&v)
 	c.validateRetry(&v)
@@ -199,19 +219,11 @@ func (v *validator) webhookPath(p string) {
 	}
 }
 
-func (c *Config) validateWebhook(v *validator) {
+func (c *Config) validateWebhook(v *validator, use Use) {
 	w := c.Webhook
 	v.webhookPath(w.Path)
-	if len(w.Secrets) == 0 {
-		v.add("webhook.secrets", "no secret is set, so no gateway could be let in", "set the secret your gateway sends (its webhook settings show it), e.g. HOOKMAIL_WEBHOOK_SECRETS=...")
-	}
-	for i, s := range w.Secrets {
-		switch key := fmt.Sprintf("webhook.secrets[%d]", i); {
-		case strings.TrimSpace(s.Reveal()) == "":
-			v.add(key, "is empty", "remove it or set the gateway's secret")
-		case isPlaceholder(s):
-			v.add(key, placeholderMsg, "set your gateway's own secret (its webhook settings show it)")
-		}
+	if use == Serve {
+		c.validateSecrets(v)
 	}
 	switch {
 	case w.MaxBodyBytes <= 0:
@@ -219,6 +231,21 @@ func (c *Config) validateWebhook(v *validator) {
 	case w.MaxBodyBytes > MaxWebhookBodyBytes:
 		v.add("webhook.max_body_bytes", fmt.Sprintf("%d is over %d, past which an event could make an email over the 10 MB mail servers take", w.MaxBodyBytes, MaxWebhookBodyBytes),
 			"set at most 2097152 (2 MiB); the gateway's own bodies are a few KiB")
+	}
+}
+
+// validateSecrets checks the secrets the receiver lets gateways in with.
+func (c *Config) validateSecrets(v *validator) {
+	if len(c.Webhook.Secrets) == 0 {
+		v.add("webhook.secrets", "no secret is set, so no gateway could be let in", "set the secret your gateway sends (its webhook settings show it), e.g. HOOKMAIL_WEBHOOK_SECRETS=...")
+	}
+	for i, s := range c.Webhook.Secrets {
+		switch key := fmt.Sprintf("webhook.secrets[%d]", i); {
+		case strings.TrimSpace(s.Reveal()) == "":
+			v.add(key, "is empty", "remove it or set the gateway's secret")
+		case isPlaceholder(s):
+			v.add(key, placeholderMsg, "set your gateway's own secret (its webhook settings show it)")
+		}
 	}
 }
 

@@ -14,7 +14,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/hookmail/hookmail/config"
+	"github.com/hookmail/hookmail/config/configtest"
 )
 
 // instruction is one Dockerfile instruction, continuation lines joined.
@@ -125,7 +125,7 @@ func TestDockerfile(t *testing.T) {
 	if !slices.ContainsFunc(final.args("COPY"), func(a string) bool { return strings.HasSuffix(a, " "+argv[0]) }) {
 		t.Errorf("ENTRYPOINT runs %s, which no COPY puts there", argv[0])
 	}
-	_, port, _ := net.SplitHostPort(config.Default().Listen)
+	_, port, _ := net.SplitHostPort(configtest.Default(t).Listen)
 	if expose := final.args("EXPOSE"); !slices.Contains(expose, port) {
 		t.Errorf("EXPOSE %v; want hookmail's default port %s", expose, port)
 	}

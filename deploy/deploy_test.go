@@ -2,10 +2,10 @@ package deploy
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,7 +20,9 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/hookmail/hookmail/config"
-	"github.com/hookmail/hookmail/relay"
+	"github.com/hookmail/hookmail/config/configtest"
+	"github.com/hookmail/hookmail/relay/app"
+	"github.com/hookmail/hookmail/relay/relaytest"
 )
 
 // promtoolInstall is how .ci/run installs promtool.
@@ -190,48 +192,39 @@ func checkPromQL(t *testing.T, promtool string, exprs []string) {
 	runTool(t, promtool, "check", "rules", f)
 }
 
-// exportedMetrics returns every metric name hookmail's registry exposes, as
-// PromQL sees them: histograms also as _bucket, _sum and _count.
+// exportedMetrics returns every metric name hookmail exposes, as PromQL
+// sees them (histograms also as _bucket, _sum and _count): hookmail serve
+// runs, on a registry that records what is registered, until it listens.
 func exportedMetrics(t *testing.T) map[string]bool {
 	t.Helper()
-	spool, err := relay.OpenSpool(t.TempDir(), time.Now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { spool.Close() })
-	reg := &describingRegistry{Registry: prometheus.NewRegistry()}
-	relay.NewMetrics(reg, spool)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	relay.NewConnLimiter(ln, 1, 1, reg).Close()
-	smtp := config.Default().SMTP
-	smtp.Host = "127.0.0.1" // building the sender dials nothing
-	sender, err := relay.NewSMTPSender(smtp, slog.New(slog.DiscardHandler), reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	families, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The whole relay, for what relay.New registers beyond NewMetrics (the
-	// config-reload gauges).
-	cfg := config.Default()
+	cfg := configtest.Default(t)
+	cfg.Listen, cfg.Admin.Listen = "127.0.0.1:0", "off"
+	cfg.Spool.Dir = t.TempDir()
 	cfg.Webhook.Secrets = []config.Secret{"deploy-test-secret-0123456789"}
+	cfg.SMTP.Host = "127.0.0.1" // the SMTP metrics; starting dials nothing
 	// A digest route, so the per-route digest series exist.
 	cfg.Routes = append(cfg.Routes, config.Route{Name: "digest", To: []string{"a@example.com"},
 		Digest: &config.Digest{Every: time.Hour, MaxEvents: 10}})
-	whole := prometheus.NewRegistry()
-	if _, err := relay.New(cfg, slog.New(slog.DiscardHandler), whole, spool, sender); err != nil {
-		t.Fatal(err)
+	reg := &describingRegistry{Registry: prometheus.NewRegistry()}
+	logs := &relaytest.LogBuffer{}
+	ctx, stop := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() {
+		done <- app.Serve(ctx, app.Options{Config: cfg, Log: slog.New(slog.NewTextHandler(logs, nil)), Registry: reg})
+	}()
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(logs.String(), "hookmail listening"); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("hookmail did not start:\n%s", logs)
+		}
 	}
-	more, err := whole.Gather()
+	families, err := reg.Gather()
+	stop()
 	if err != nil {
 		t.Fatal(err)
 	}
-	families = append(families, more...)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
 	names := map[string]bool{}
 	for _, f := range families {
 		names[f.GetName()] = true
@@ -317,7 +310,7 @@ func TestMetricNamesExist(t *testing.T) {
 func knownEnv(t *testing.T) map[string]bool {
 	t.Helper()
 	var tree map[string]any
-	if err := yaml.Unmarshal([]byte(config.Default().YAML()), &tree); err != nil {
+	if err := yaml.Unmarshal([]byte(configtest.Default(t).YAML()), &tree); err != nil {
 		t.Fatal(err)
 	}
 	env := map[string]bool{"HOOKMAIL_CONFIG": true}

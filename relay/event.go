@@ -1,14 +1,7 @@
 package relay
 
 import (
-	"bytes"
-	"errors"
-	"fmt"
-	"html"
-	"io"
-	"mime"
-	"mime/multipart"
-	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -22,25 +15,24 @@ import (
 type Event struct {
 	// ID is hookmail's own id, time-ordered (UUIDv7); it is the 200 reply's
 	// id and the base of the email's Message-ID.
-	ID string `json:"id"`
+	ID string
 	// Source names the sender the event came from ("gateway" for the
 	// platform the README describes under "What the gateway sends").
-	Source string `json:"source"`
+	Source string
 	// Type is the normalised event type: sms, whatsapp, ussd, notification,
 	// or whatever else the sender named.
-	Type string `json:"type"`
+	Type string
 	// Data holds the sender's data fields. Nested keys are joined with ".".
-	Data map[string]string `json:"data"`
+	Data map[string]string
 	// Received is when hookmail accepted the event.
-	Received time.Time `json:"received"`
+	Received time.Time
 	// DedupKey identifies the sender's event across deliveries (source,
 	// type and the sender's own id); empty when the sender gave no id. A
-	// queue stores one event per key within its dedup window (JetStream's
-	// Nats-Msg-Id plays the same part). It is used at Enqueue only and never
-	// stored with the event or shown: it hashes the sender's secret with
-	// values an operator can see, so a shown key would let anyone who reads
-	// it test guesses of a short secret offline.
-	DedupKey string `json:"-"`
+	// queue stores one event per key within its dedup window. It is used at
+	// Enqueue only and never stored with the event or shown: it hashes the
+	// sender's secret with values an operator can see, so a shown key would
+	// let anyone who reads it test guesses of a short secret offline.
+	DedupKey string
 }
 
 // Well-known event types.
@@ -77,220 +69,6 @@ func (e *Event) Time() time.Time {
 // in some zone, and the Date header would then not parse as RFC 5322.
 const maxTimestamp = 253402214400
 
-// Payload is a decoded webhook body before it becomes an Event: the secret
-// still to be checked, the raw type and the data fields.
-type Payload struct {
-	Secret string
-	Type   string
-	Data   map[string]string
-}
-
-// DecodeOptions tune how a body is decoded.
-type DecodeOptions struct {
-	// UnescapeHTML undoes the gateway's htmlspecialchars once.
-	UnescapeHTML bool
-}
-
-// Limits on the shape of a body. webhook.max_body_bytes bounds its size, but
-// a body within it can still be shaped to cost far more than its size to
-// decode, store and render, or to render into an email no mail server takes.
-// A body over any of these is refused whole (413, naming the limit) before
-// anything of it is queued. The platform's own bodies are far inside them.
-const (
-	// MaxFields bounds the values in one body: each key=value pair of a form
-	// (a repeated key counts every time), each part of a multipart body, each
-	// JSON value below the top-level object. The platform sends at most 9;
-	// PHP's own cap on input variables (max_input_vars) is also 1000.
-	MaxFields = 1000
-	// MaxDepth bounds how deep field names nest: data[a] is 1 level,
-	// data[a][b] 2; in JSON each object or array inside "data" is one more.
-	MaxDepth = 8
-	// MaxFieldBytes bounds one field's value as it arrives (after percent
-	// decoding). The longest real texts (a WhatsApp message of some 65,000
-	// characters, 4 bytes each at worst, HTML-escaped by the gateway) fit.
-	// The email an event renders into stays within MaxEmailBytes whatever
-	// its fields: past it Render falls back to plain text.
-	MaxFieldBytes = 512 << 10
-	// MaxNameBytes bounds a data field's name (a.b.c once nested). Real
-	// names are short words; the bound matters for JSON, where every value
-	// inside an object repeats the object's name in its own, so a long name
-	// above many values would cost its length once per value.
-	MaxNameBytes = 256
-	// MaxTypeBytes bounds the event type, which every log line about the
-	// event carries; real types are one short word.
-	MaxTypeBytes = 64
-)
-
-// Decode errors, each with its own HTTP status in the receiver. The three
-// limit errors (413) carry a text that names the limit and never quotes the
-// body, so the receiver shows it to the client as is.
-var (
-	ErrUnsupportedMediaType = errors.New("unsupported content type")
-	ErrMalformed            = errors.New("malformed body")
-	ErrTooManyFields        = errors.New("too many fields")
-	ErrFieldTooLarge        = errors.New("field too large")
-	ErrNestedTooDeep        = errors.New("field nested too deep")
-)
-
-var (
-	errTooManyFields = fmt.Errorf("%w: a body may carry at most %d", ErrTooManyFields, MaxFields)
-	errFieldTooLarge = fmt.Errorf("%w: a value may hold at most %d bytes", ErrFieldTooLarge, MaxFieldBytes)
-	errNameTooLarge  = fmt.Errorf("%w: a field name may hold at most %d bytes", ErrFieldTooLarge, MaxNameBytes)
-	errTypeTooLarge  = fmt.Errorf("%w: type may hold at most %d bytes", ErrFieldTooLarge, MaxTypeBytes)
-	errNestedTooDeep = fmt.Errorf("%w: field names may nest at most %d levels", ErrNestedTooDeep, MaxDepth)
-)
-
-// isLimit reports whether err is a body over one of the limits above.
-func isLimit(err error) bool {
-	return errors.Is(err, ErrTooManyFields) || errors.Is(err, ErrFieldTooLarge) || errors.Is(err, ErrNestedTooDeep)
-}
-
-// DecodePayload reads a webhook body of the given Content-Type: PHP-style
-// form (data[id]=…, brackets escaped or not), multipart form, or JSON of the
-// same shape. Invalid UTF-8 is repaired, never rejected. A body over one of
-// the limits above is ErrTooManyFields, ErrFieldTooLarge or ErrNestedTooDeep.
-func DecodePayload(contentType string, body io.Reader, opts DecodeOptions) (*Payload, error) {
-	mediaType, params, err := mime.ParseMediaType(contentType)
-	if err != nil && contentType != "" {
-		return nil, fmt.Errorf("%w: content type %q does not parse", ErrUnsupportedMediaType, contentType)
-	}
-	var p *Payload
-	switch mediaType {
-	case "application/x-www-form-urlencoded":
-		p, err = decodeForm(body)
-	case "multipart/form-data":
-		p, err = decodeMultipart(body, params["boundary"])
-	case "application/json", "text/json":
-		p, err = decodeJSON(body)
-	default:
-		return nil, fmt.Errorf("%w: send application/x-www-form-urlencoded, multipart/form-data or application/json", ErrUnsupportedMediaType)
-	}
-	if err != nil {
-		return nil, err
-	}
-	p.clean(opts.UnescapeHTML)
-	if len(p.Type) > MaxTypeBytes { // after the repair, which may lengthen it
-		return nil, errTypeTooLarge
-	}
-	return p, nil
-}
-
-func decodeForm(body io.Reader) (*Payload, error) {
-	b, err := io.ReadAll(body)
-	if err != nil {
-		return nil, err
-	}
-	// Counted the way url.ParseQuery counts, before it allocates a value
-	// for each pair; its own cap (10,000, GODEBUG urlmaxqueryparams) would
-	// only fail as a malformed body.
-	if bytes.Count(b, []byte("&"))+1 > MaxFields {
-		return nil, errTooManyFields
-	}
-	vals, err := url.ParseQuery(string(b))
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
-	}
-	return payloadFromValues(vals)
-}
-
-// decodeMultipart reads the parts one by one rather than with ReadForm, so
-// the limits hold as each part arrives: ReadForm would buffer up to its own
-// caps (1,000 parts, 10 MB of values beyond maxMemory) and then report
-// any of them as the same ErrMessageTooLarge.
-func decodeMultipart(body io.Reader, boundary string) (*Payload, error) {
-	if boundary == "" {
-		return nil, fmt.Errorf("%w: multipart body without a boundary", ErrMalformed)
-	}
-	mr := multipart.NewReader(body, boundary)
-	vals := url.Values{}
-	for n := 0; ; n++ {
-		part, err := mr.NextPart()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			// %w twice: the receiver still sees an *http.MaxBytesError (413) inside.
-			return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
-		}
-		if n == MaxFields {
-			return nil, errTooManyFields
-		}
-		name := part.FormName()
-		if name == "" || part.FileName() != "" {
-			continue // not a field; NextPart skips what is left of it
-		}
-		v, err := io.ReadAll(io.LimitReader(part, MaxFieldBytes+1))
-		if err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
-		}
-		if len(v) > MaxFieldBytes {
-			return nil, errFieldTooLarge
-		}
-		vals[name] = append(vals[name], string(v))
-	}
-	return payloadFromValues(vals)
-}
-
-// payloadFromValues maps PHP's http_build_query keys: data[id] is the data
-// field id, data[a][b] is a.b. A repeated key keeps its last value, as PHP
-// does, except secret: the first decides.
-func payloadFromValues(vals url.Values) (*Payload, error) {
-	p := &Payload{Data: map[string]string{}}
-	for key, vs := range vals {
-		for _, v := range vs {
-			if len(v) > MaxFieldBytes {
-				return nil, errFieldTooLarge
-			}
-		}
-		if len(vs) == 0 {
-			continue
-		}
-		val := vs[len(vs)-1]
-		switch {
-		case key == "secret":
-			// The first, as readBody checks it before the rest arrives.
-			p.Secret = vs[0]
-		case key == "type":
-			p.Type = val
-		case strings.HasPrefix(key, "data[") && strings.HasSuffix(key, "]"):
-			inner := key[len("data[") : len(key)-1]
-			if strings.Count(inner, "][")+1 > MaxDepth {
-				return nil, errNestedTooDeep
-			}
-			if len(inner) > MaxNameBytes {
-				return nil, errNameTooLarge
-			}
-			if name := strings.ReplaceAll(inner, "][", "."); name != "" {
-				p.Data[name] = val
-			}
-		}
-	}
-	return p, nil
-}
-
-// clean repairs invalid UTF-8, drops NUL bytes, and undoes the gateway's
-// HTML escaping once.
-func (p *Payload) clean(unescape bool) {
-	fix := func(s string) string {
-		s = strings.ToValidUTF8(s, "\uFFFD")
-		return strings.ReplaceAll(s, "\x00", "")
-	}
-	p.Type = fix(p.Type)
-	// A fresh map: re-inserting repaired keys into the map being ranged over
-	// could visit a value twice and unescape it twice.
-	data := make(map[string]string, len(p.Data))
-	for k, v := range p.Data {
-		v = fix(v)
-		if unescape {
-			v = html.UnescapeString(v)
-		}
-		if k = fix(k); k != "" {
-			data[k] = v
-		}
-	}
-	p.Data = data
-}
-
 // FieldNames returns the data field names in a stable order: the order a
 // sender of this type puts them on the wire, then the rest alphabetically.
 func (e *Event) FieldNames() []string {
@@ -313,6 +91,19 @@ func (e *Event) FieldNames() []string {
 		return names[i] < names[j]
 	})
 	return names
+}
+
+// TypeLabel bounds an event type for metric labels and the like: a sender
+// chooses the type, so an unknown one counts as "other" rather than growing
+// the label's values forever, and none as "none".
+func TypeLabel(t string) string {
+	if slices.Contains(KnownTypes, t) {
+		return t
+	}
+	if t == "" {
+		return "none"
+	}
+	return "other"
 }
 
 // fieldOrder is the field order of each known type, as the README's "What the gateway sends" lists it.

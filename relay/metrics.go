@@ -7,63 +7,59 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/hookmail/hookmail/config"
 )
 
-// Results of a webhook request, the result label of
-// hookmail_events_received_total.
-const (
-	ResultQueued       = "queued"
-	ResultUnauthorized = "unauthorized"
-	ResultInvalid      = "invalid"
-	ResultTooLarge     = "too_large"
-	ResultUnsupported  = "unsupported"
-	ResultUnavailable  = "unavailable"
-	ResultQueueFull    = "queue_full"
-	ResultDuplicate    = "duplicate"
-	ResultRateLimited  = "rate_limited"
-	ResultBusy         = "busy"
-)
-
-// results lists every result label value.
-var results = []string{ResultQueued, ResultDuplicate, ResultUnauthorized, ResultInvalid, ResultTooLarge,
-	ResultUnsupported, ResultUnavailable, ResultQueueFull, ResultRateLimited, ResultBusy}
-
-// Metrics are hookmail's own Prometheus metrics.
+// Metrics are the delivery pipeline's Prometheus metrics.
 type Metrics struct {
-	received   *prometheus.CounterVec
-	sent       *prometheus.CounterVec
-	failed     *prometheus.CounterVec
-	deliveries *prometheus.HistogramVec
-	dropped    *prometheus.CounterVec
+	sent          *prometheus.CounterVec
+	failed        *prometheus.CounterVec
+	deliveries    *prometheus.HistogramVec
+	dropped       *prometheus.CounterVec
+	digestSize    *prometheus.HistogramVec
+	digestWait    *prometheus.HistogramVec
+	digestPending *prometheus.GaugeVec
 }
 
-// NewMetrics registers hookmail's metrics on reg, and the queue gauges read
-// from queue at each scrape (the same numbers the queue commands show).
+// NewMetrics registers the pipeline's metrics on reg, and the queue gauges
+// read from queue at each scrape (the same numbers the queue commands
+// show).
 func NewMetrics(reg prometheus.Registerer, queue Queue) *Metrics {
 	f := promauto.With(reg)
 	m := &Metrics{
-		received: f.NewCounterVec(prometheus.CounterOpts{
-			Name: "hookmail_events_received_total",
-			Help: "Webhook requests by event type and result (queued, duplicate, unauthorized, invalid, too_large, unsupported, unavailable, queue_full, rate_limited, busy).",
-		}, []string{"type", "result"}),
 		sent: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "hookmail_emails_sent_total",
 			Help: "Emails delivered, by event type.",
 		}, []string{"type"}),
 		failed: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "hookmail_emails_failed_total",
-			Help: "Failed delivery attempts by event type and reason (temporary: retried; permanent: dead-lettered).",
+			Help: "Failed delivery attempts by event type and reason (temporary: retried; permanent: dead-lettered; config: the SMTP setup needs fixing).",
 		}, []string{"type", "reason"}),
 		deliveries: f.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "hookmail_delivery_duration_seconds",
 			Help:    "Time from taking an event off the queue to its outcome, by outcome.",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
 		}, []string{"outcome"}),
+		dropped: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "hookmail_events_dropped_total",
+			Help: "Events a route with drop: true took and did not email, by route.",
+		}, []string{"route"}),
+		digestSize: f.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "hookmail_digest_size_events",
+			Help:    "Events listed in each digest email sent, by route.",
+			Buckets: []float64{1, 5, 10, 25, 50, 100, 200, 500, 1000, 5000, 10000},
+		}, []string{"route"}),
+		digestWait: f.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "hookmail_digest_wait_seconds",
+			Help:    "How long a digest's oldest event waited for the digest email, by route.",
+			Buckets: []float64{1, 10, 60, 300, 900, 1800, 3600, 7200, 21600, 86400},
+		}, []string{"route"}),
+		digestPending: f.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "hookmail_digest_pending_events",
+			Help: "Events collected for a route's next digest, not yet sent.",
+		}, []string{"route"}),
 	}
-	m.dropped = f.NewCounterVec(prometheus.CounterOpts{
-		Name: "hookmail_events_dropped_total",
-		Help: "Events a route with drop: true took and did not email, by route.",
-	}, []string{"route"})
 	m.initSeries()
 	reg.MustRegister(&queueCollector{queue: queue})
 	return m
@@ -73,11 +69,7 @@ func NewMetrics(reg prometheus.Registerer, queue Queue) *Metrics {
 // see a 0 from the first scrape rather than a missing series until the first
 // event of each kind.
 func (m *Metrics) initSeries() {
-	types := append(slices.Clone(KnownTypes), "other", "none")
-	for _, t := range types {
-		for _, r := range results {
-			m.received.WithLabelValues(t, r)
-		}
+	for _, t := range append(slices.Clone(KnownTypes), "other", "none") {
 		m.sent.WithLabelValues(t)
 		for _, c := range []ErrorClass{Temporary, Permanent, Config} {
 			m.failed.WithLabelValues(t, c.String())
@@ -88,16 +80,19 @@ func (m *Metrics) initSeries() {
 	}
 }
 
-// typeLabel bounds the type label's values: a sender chooses the type, so
-// an unknown one counts as "other" rather than growing the series forever.
-func typeLabel(t string) string {
-	if slices.Contains(KnownTypes, t) {
-		return t
+// initRouteSeries creates the per-route series of cfg's routes at zero, so
+// alerts and dashboards see them before the first digest or drop.
+func (m *Metrics) initRouteSeries(cfg *config.Config) {
+	for _, rt := range cfg.Routes {
+		if rt.Digest != nil {
+			m.digestSize.WithLabelValues(rt.Name)
+			m.digestWait.WithLabelValues(rt.Name)
+			m.digestPending.WithLabelValues(rt.Name)
+		}
+		if rt.Drop {
+			m.dropped.WithLabelValues(rt.Name)
+		}
 	}
-	if t == "" {
-		return "none"
-	}
-	return "other"
 }
 
 var (

@@ -3,154 +3,117 @@ package relay
 import (
 	"context"
 	"errors"
-	"slices"
 	"time"
-
-	"github.com/hookmail/hookmail/config"
 )
 
-// Queue is where accepted events wait for delivery. The receiver only
-// enqueues; workers lease, then settle each lease with exactly one of Ack,
-// Retry or Bury. The embedded bbolt Spool implements it; a shared backend
-// (NATS JetStream: publish, fetch, ack, nak with delay, term) fits the same
-// calls, so neither the receiver nor the workers change with the backend.
+// Queue is where accepted events wait for delivery: the embedded spool
+// (relay/spool) or a database table that several hookmail instances share.
+// The receiver only enqueues; workers lease, then settle each lease with
+// exactly one of Ack, Retry or Bury. The contract is shaped so that a table
+// with FOR UPDATE SKIP LOCKED meets it as well as one bbolt file does (as
+// River's and Oban's job tables do):
+//
+//   - A lease has an expiry. The worker extends it while it sends; a lease
+//     not extended (its worker hung, or its instance died) returns the item
+//     to the queue by itself, and settling a lease that expired fails with
+//     ErrLeaseLost.
+//   - Retry and Bury take the attempt's Progress, which the backend stores
+//     with the state change in one write: nothing the worker learned is
+//     written back piecemeal.
+//   - How writes are batched (group commits, acks that linger for others)
+//     is the backend's business; the worker calls each method once per
+//     outcome.
+//
+// relay/queuetest holds the conformance suite every backend passes.
 type Queue interface {
-	// Enqueue stores ev durably and returns only once it would survive a
-	// crash. An error means the event was not accepted.
+	// Enqueue stores ev durably, due now, and returns only once it would
+	// survive a crash. An error means the event was not accepted: a
+	// *DuplicateError names the event first stored with ev.DedupKey within
+	// the dedup window; ErrQueueFull wraps a text naming the limit reached.
 	Enqueue(ctx context.Context, ev *Event) error
-	// Lease blocks until an item is due, then hands it to this caller alone
-	// until it is settled. It returns ctx's error when ctx ends.
-	Lease(ctx context.Context) (*Item, error)
-	// Ack removes a delivered item.
-	Ack(ctx context.Context, it *Item) error
-	// Retry puts the item back, due again at next, recording its Attempts
-	// and the error.
-	Retry(ctx context.Context, it *Item, next time.Time, cause error) error
-	// Bury moves the item to the dead letters with the reason it failed.
-	Bury(ctx context.Context, it *Item, reason string) error
+	// Lease blocks until an item is due, then hands it to this caller
+	// alone until the lease is settled or expires. It returns ctx's error
+	// when ctx ends, and ErrQueueClosed once the queue is closed.
+	Lease(ctx context.Context) (*Lease, error)
+	// Extend pushes the lease's expiry a lease timeout further from now.
+	Extend(ctx context.Context, l *Lease) error
+	// Ack removes the delivered item. The backend may commit it after
+	// returning, together with others (a crash in between makes the item
+	// due again, and its email is sent again with the same Message-ID),
+	// but Close waits for every accepted ack.
+	Ack(ctx context.Context, l *Lease) error
+	// Retry records the failed attempt's progress and makes the item due
+	// again at next.
+	Retry(ctx context.Context, l *Lease, next time.Time, p Progress) error
+	// Bury records the progress and moves the item to the dead letters,
+	// with the reason it will not be delivered.
+	Bury(ctx context.Context, l *Lease, reason string, p Progress) error
 	// Stats reports what the queue holds now.
 	Stats(ctx context.Context) (Stats, error)
-	// Ready reports whether the queue can accept events now.
+	// Ready reports whether the queue accepts events now, and why not.
 	Ready(ctx context.Context) error
-	// Close releases the queue; leased items not settled are due again on
-	// the next start.
+	// Close releases this instance's hold on the queue. Leases it still
+	// holds expire as any other: their items are due again after the lease
+	// timeout, to this instance when it opens again or to another one.
 	Close() error
 }
 
-// Item is an event in the queue with its delivery history.
-type Item struct {
-	Event Event `json:"event"`
-	// Attempts counts the delivery attempts made so far; the worker counts
-	// each attempt before it settles the item.
-	Attempts int `json:"attempts"`
-	// NextAttempt is when the item is due.
-	NextAttempt time.Time `json:"next_attempt"`
-	// LastError is the last attempt's error, for operators.
-	LastError string `json:"last_error,omitempty"`
-	// DeadReason says why a dead letter was buried.
-	DeadReason string `json:"dead_reason,omitempty"`
-	// Died is when the item was buried.
-	Died time.Time `json:"died,omitzero"`
-	// Delivered names the routes already served (emailed, or dropped) on
-	// earlier attempts, so a retry emails only the routes still owed.
-	Delivered []string `json:"delivered,omitempty"`
-	// Refused holds the routes that refused the event for good (a 5xx, an
-	// address or template error), with the reason: they are not tried
-	// again, and once no route is owed a retry the event is buried.
-	Refused map[string]string `json:"refused,omitempty"`
-	// Owed holds, by route, the recipients a server deferred (4xx) while it
-	// took the email for the route's others: the retry sends to them only.
-	Owed map[string][]string `json:"owed,omitempty"`
-	// Requeued is when an operator last put the item back in the queue; its
-	// retry.lifetime counts from then rather than from Event.Received.
-	Requeued time.Time `json:"requeued,omitzero"`
-	// History lists what happened to the item, oldest first, at most
-	// maxHistory entries (the earliest dropped first).
-	History []Attempt `json:"history,omitempty"`
-	// State is where the item is now. It is filled in when the item is
-	// read for an operator, not stored.
-	State State `json:"state,omitempty"`
+// Lease is a worker's hold on one item.
+type Lease struct {
+	// Item is the item as it was stored when it was leased.
+	Item Item
+	// Token tells this lease from any later lease of the same item.
+	Token string
+	// Expires is when the item returns to the queue unless the lease is
+	// extended or settled.
+	Expires time.Time
 }
 
-// Attempt is one entry of an item's history: a failed delivery attempt, a
-// burial, or an operator's action.
-type Attempt struct {
-	At   time.Time `json:"at"`
-	What string    `json:"what"`
+// Progress is what delivery attempts have found out about an item: Retry
+// and Bury store it with the item's new state.
+type Progress struct {
+	// Attempts counts the delivery attempts so far, this one included.
+	Attempts int
+	// Delivered names the routes served (emailed, collected or dropped).
+	Delivered []string
+	// Refused holds the routes that refused the event for good, with why.
+	Refused map[string]string
+	// Owed holds, by route, the recipients a server deferred (4xx) while
+	// it took the email for the route's others.
+	Owed map[string][]string
+	// LastError is the attempt's error, for operators.
+	LastError string
+	// History is what the attempt adds to the item's history.
+	History []Attempt
 }
 
-// maxHistory bounds an item's history, so an event retried for days does
-// not grow without end.
-const maxHistory = 20
-
-// LifetimeStart is when the item's retry.lifetime began: when it was
-// received, or when an operator last requeued it.
-func (it *Item) LifetimeStart() time.Time {
-	if it.Requeued.After(it.Event.Received) {
-		return it.Requeued
-	}
-	return it.Event.Received
-}
-
-func (it *Item) record(at time.Time, what string) {
-	it.History = append(it.History, Attempt{At: at, What: what})
-	if n := len(it.History); n > maxHistory {
-		it.History = slices.Delete(it.History, 0, n-maxHistory)
-	}
-}
-
-// State is where an item is in a queue.
-type State string
-
-// The states an item can be in.
-const (
-	StateWaiting    State = "waiting"    // due now or at NextAttempt
-	StateDelivering State = "delivering" // leased by a worker now
-	StateDead       State = "dead"       // in the dead letters
-)
+// DefaultLeaseTimeout is how long a lease lasts unless extended. A worker
+// extends it every third of that while it sends, so a killed instance's
+// items are due again after at most this long.
+const DefaultLeaseTimeout = 30 * time.Second
 
 // Stats is a snapshot of a queue.
 type Stats struct {
 	// Depth counts events waiting for delivery, leased ones included.
-	Depth int `json:"depth"`
+	Depth int
 	// Delivering counts the leased events, being delivered now.
-	Delivering int `json:"delivering"`
+	Delivering int
 	// Oldest is when the oldest waiting event was received; zero when empty.
-	Oldest time.Time `json:"oldest,omitzero"`
+	Oldest time.Time
 	// Dead counts dead letters.
-	Dead int `json:"dead"`
-	// Bytes is the size of the stored events and dead letters.
-	Bytes int64 `json:"bytes"`
-	// ByType counts waiting events and dead letters by event type (known
-	// types, "other" and "none", as the metrics label them).
-	ByType map[string]TypeCount `json:"by_type,omitempty"`
+	Dead int
+	// Bytes is the size of what the queue stores: events, dead letters and
+	// events collected for digests.
+	Bytes int64
+	// ByType counts waiting events and dead letters by event type, as the
+	// events name it (the metrics fold unknown types into "other").
+	ByType map[string]TypeCount
 }
 
 // TypeCount is Stats' count for one event type.
 type TypeCount struct {
-	Waiting int `json:"waiting"`
-	Dead    int `json:"dead"`
-}
-
-// Inspector is the operator's view of a queue: what `hookmail queue` and the
-// admin endpoint list, show and change. Every change goes through the queue's
-// own writer, so it is safe while workers deliver.
-type Inspector interface {
-	// List returns the items in state, at most limit (0: all):
-	// StateWaiting lists waiting and delivering items in the order they are
-	// due, StateDead the dead letters in the order they were received.
-	List(ctx context.Context, state State, limit int) ([]Item, error)
-	// Get returns one item, waiting or dead, with its State set.
-	Get(ctx context.Context, id string) (*Item, error)
-	// Requeue makes a waiting or dead item due now.
-	Requeue(ctx context.Context, id string) error
-	// RequeueDead makes every dead letter due now and returns how many.
-	RequeueDead(ctx context.Context) (int, error)
-	// Drop deletes a waiting or dead item for good. An item being delivered
-	// cannot be dropped.
-	Drop(ctx context.Context, id string) error
-	// Stats is the same snapshot the metrics read.
-	Stats(ctx context.Context) (Stats, error)
+	Waiting int
+	Dead    int
 }
 
 // ErrQueueClosed is returned by a queue that has been closed.
@@ -167,6 +130,11 @@ var ErrNotFound = errors.New("no such event in the queue")
 // delivering it now.
 var ErrBusy = errors.New("the event is being delivered now; try again in a moment")
 
+// ErrLeaseLost is returned when a lease is extended or settled after it
+// expired (another worker may hold the item now) or after an operator
+// changed the item.
+var ErrLeaseLost = errors.New("the lease expired or was taken over")
+
 // DuplicateError is returned by Enqueue for an event whose DedupKey the
 // queue has seen within its dedup window: the event is not stored again.
 type DuplicateError struct {
@@ -175,37 +143,3 @@ type DuplicateError struct {
 }
 
 func (e *DuplicateError) Error() string { return "duplicate of event " + e.ID }
-
-// DigestStore keeps the events digest routes collect until their digest
-// email goes out. Collected events are durable: a digest in progress
-// survives a restart. The Spool implements it in its own file.
-type DigestStore interface {
-	// Collect adds ev to route's digest, with where the digest goes;
-	// adding the same event twice keeps one copy, so a redelivery after a
-	// crash does not list it twice.
-	Collect(ctx context.Context, route *config.Route, ev *Event) error
-	// Digest returns up to limit of route's collected events, oldest
-	// first, and how many there are in all.
-	Digest(ctx context.Context, route string, limit int) ([]DigestEntry, int, error)
-	// DigestRoutes names every route with collected events, including
-	// routes the config no longer has.
-	DigestRoutes(ctx context.Context) ([]string, error)
-	// Forget removes the given events from route's digest once its email
-	// has gone out.
-	Forget(ctx context.Context, route string, ids []string) error
-	// BuryDigest moves the given events of route's digest to the dead
-	// letters with reason, when the digest cannot be delivered.
-	BuryDigest(ctx context.Context, route string, ids []string, reason string) error
-}
-
-// DigestEntry is one collected event, when it was collected, and where its
-// digest goes (kept with it, so the events still reach someone when a
-// reload renames or removes the route).
-type DigestEntry struct {
-	Event     Event     `json:"event"`
-	Collected time.Time `json:"collected"`
-	To        []string  `json:"to,omitempty"`
-	Cc        []string  `json:"cc,omitempty"`
-	Bcc       []string  `json:"bcc,omitempty"`
-	ReplyTo   string    `json:"reply_to,omitempty"`
-}

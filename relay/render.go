@@ -256,7 +256,6 @@ func (r *Renderer) render(ev *Event, route *config.Route, from string) (*Message
 	return &Message{
 		EventID:   ev.ID,
 		Route:     route.Name,
-		Type:      ev.Type,
 		From:      from,
 		To:        route.To,
 		Cc:        route.Cc,

@@ -148,7 +148,7 @@ func (r *Renderer) plain(msg *Message, ev *Event, route *config.Route, why strin
 	var b strings.Builder
 	fmt.Fprintf(&b, "hookmail could not make this email with its templates (%s),\n", why)
 	b.WriteString("so here is every field of the event, each once, as plain text.\n\n")
-	fmt.Fprintf(&b, "Type:     %s\nReceived: %s\nEvent:    %s (route %s)\n\n", oneLine(ev.Type), view.Time.Format(dateLayout), ev.ID, route.Name)
+	fmt.Fprintf(&b, "Type:     %s\nReceived: %s\nEvent:    %s (route %s)\n\n", OneLine(ev.Type), view.Time.Format(dateLayout), ev.ID, route.Name)
 	for _, f := range view.Fields {
 		fmt.Fprintf(&b, "%s: %s\n", f.Name, f.Value)
 	}
@@ -165,7 +165,7 @@ func (r *Renderer) plain(msg *Message, ev *Event, route *config.Route, why strin
 
 // prefixed is prefix+s folded to one line, or "" when s is empty.
 func prefixed(prefix, s string) string {
-	if s = oneLine(s); s == "" {
+	if s = OneLine(s); s == "" {
 		return ""
 	}
 	return prefix + s

@@ -118,10 +118,10 @@ func TestEventThatHangsItsTemplateFallsBack(t *testing.T) {
 	if msg.Subject != "SMS from +14155552671" {
 		t.Errorf("subject %q, want the one the subject template made", msg.Subject)
 	}
-	e := checkEmail(t, msg, emailWant{from: "h@example.com", to: route.To, eventID: "a", messageID: MessageID("a", "r", "h@example.com")})
+	e := CheckEmail(t, msg, EmailWant{From: "h@example.com", To: route.To, EventID: "a", MessageID: MessageID("a", "r", "h@example.com")})
 	for _, want := range []string{"message: hang\n", "phone: +14155552671\n"} {
-		if !strings.Contains(e.text, want) {
-			t.Errorf("fallback text lacks %q:\n%s", want, e.text)
+		if !strings.Contains(e.Text, want) {
+			t.Errorf("fallback text lacks %q:\n%s", want, e.Text)
 		}
 	}
 	msg, err = r.Render(&Event{ID: "b", Type: TypeSMS, Data: map[string]string{"message": "hi"}}, route, "h@example.com")

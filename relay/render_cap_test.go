@@ -1,4 +1,4 @@
-package relay
+package relay_test
 
 import (
 	"fmt"
@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/hookmail/hookmail/config"
+	"github.com/hookmail/hookmail/relay"
+	"github.com/hookmail/hookmail/relay/webhook"
 )
 
 // repeatTo repeats unit to n bytes at most.
@@ -20,7 +22,7 @@ func repeatTo(unit string, n int) string { return strings.Repeat(unit, n/len(uni
 // The encoded email must stay within MaxEmailBytes, falling back to plain
 // text where it has to, and keep every field whole.
 func TestHostileEventEmailFitsTheCap(t *testing.T) {
-	r, err := NewRenderer("", time.UTC)
+	r, err := relay.NewRenderer("", time.UTC)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,11 +61,11 @@ func TestHostileEventEmailFitsTheCap(t *testing.T) {
 			if len(tt.body) > 1<<20 {
 				t.Fatalf("body of %d bytes, over the default webhook.max_body_bytes", len(tt.body))
 			}
-			p, err := DecodePayload(tt.ct, strings.NewReader(tt.body), DecodeOptions{UnescapeHTML: true})
+			p, err := webhook.DecodePayload(tt.ct, strings.NewReader(tt.body), webhook.DecodeOptions{UnescapeHTML: true})
 			if err != nil {
 				t.Fatal(err)
 			}
-			ev := &Event{ID: "01900000-0000-7000-8000-000000000001", Source: SourceGateway, Type: p.Type, Data: p.Data, Received: time.Unix(0, 0)}
+			ev := &relay.Event{ID: "01900000-0000-7000-8000-000000000001", Source: webhook.SourceGateway, Type: p.Type, Data: p.Data, Received: time.Unix(0, 0)}
 			msg, err := r.Render(ev, route, "hookmail <h@example.com>")
 			if err != nil {
 				t.Fatal(err)
@@ -72,25 +74,25 @@ func TestHostileEventEmailFitsTheCap(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(raw) > MaxEmailBytes {
-				t.Errorf("email of %d bytes, over MaxEmailBytes (%d)", len(raw), MaxEmailBytes)
+			if len(raw) > relay.MaxEmailBytes {
+				t.Errorf("email of %d bytes, over MaxEmailBytes (%d)", len(raw), relay.MaxEmailBytes)
 			}
 			if got := msg.Plain != ""; got != tt.wantPlain {
 				t.Errorf("plain fallback %v (%q), want %v", got, msg.Plain, tt.wantPlain)
 			}
-			e := checkEmail(t, msg, emailWant{from: "h@example.com", to: route.To, cc: route.Cc, eventID: ev.ID,
-				messageID: MessageID(ev.ID, route.Name, "hookmail <h@example.com>"), date: ev.Time()})
+			e := relay.CheckEmail(t, msg, relay.EmailWant{From: "h@example.com", To: route.To, Cc: route.Cc, EventID: ev.ID,
+				MessageID: relay.MessageID(ev.ID, route.Name, "hookmail <h@example.com>"), Date: ev.Time()})
 			if !tt.wantPlain {
-				if !strings.Contains(e.text, ev.Data["message"]) {
+				if !strings.Contains(e.Text, ev.Data["message"]) {
 					t.Error("the text part lacks the message")
 				}
 				return
 			}
-			if !strings.HasPrefix(e.text, "hookmail could not make this email with its templates (") {
-				t.Errorf("the fallback does not start with why:\n%.300s", e.text)
+			if !strings.HasPrefix(e.Text, "hookmail could not make this email with its templates (") {
+				t.Errorf("the fallback does not start with why:\n%.300s", e.Text)
 			}
 			for name, value := range ev.Data {
-				if !strings.Contains(e.text, "\n"+name+": "+value+"\n") {
+				if !strings.Contains(e.Text, "\n"+name+": "+value+"\n") {
 					t.Errorf("the text part lacks the %s field (%d bytes)", name, len(value))
 				}
 			}
@@ -102,31 +104,34 @@ func TestHostileEventEmailFitsTheCap(t *testing.T) {
 // config.MaxWebhookBodyBytes can bring, bounded from above: values of three
 // times the body (the JSON decoder turns each invalid byte into a
 // three-byte U+FFFD; the form decoder's repair at most doubles a value),
-// each field three times MaxFieldBytes, and MaxFields names of three times
-// MaxNameBytes.
+// each field three times webhook.MaxFieldBytes, and webhook.MaxFields names
+// of three times webhook.MaxNameBytes.
 // Its plain fallback still fits in MaxEmailBytes, so Render never has to
 // refuse an event from a webhook.
 func TestPlainFallbackFitsTheWorstEvent(t *testing.T) {
-	r, err := NewRenderer("", time.UTC)
+	r, err := relay.NewRenderer("", time.UTC)
 	if err != nil {
 		t.Fatal(err)
 	}
 	data := map[string]string{}
-	name := func(i int) string { n := fmt.Sprintf("%04d", i); return n + repeatTo("é", 3*MaxNameBytes-len(n)) }
+	name := func(i int) string {
+		n := fmt.Sprintf("%04d", i)
+		return n + repeatTo("é", 3*webhook.MaxNameBytes-len(n))
+	}
 	values := 3 * config.MaxWebhookBodyBytes
 	for i, big := range []string{"phone", "message", "device", "sim"} {
-		v := repeatTo(`"😀`, min(3*MaxFieldBytes, values))
+		v := repeatTo(`"😀`, min(3*webhook.MaxFieldBytes, values))
 		values -= len(v)
 		data[big] = v
 		delete(data, name(i))
 	}
-	for i := len(data); i < MaxFields; i++ {
+	for i := len(data); i < webhook.MaxFields; i++ {
 		data[name(i)] = ""
 	}
-	if len(data) != MaxFields || values > 3*MaxFieldBytes {
+	if len(data) != webhook.MaxFields || values > 3*webhook.MaxFieldBytes {
 		t.Fatalf("built %d fields, %d bytes of values left over", len(data), values)
 	}
-	ev := &Event{ID: "01900000-0000-7000-8000-000000000001", Type: TypeSMS, Data: data, Received: time.Unix(0, 0)}
+	ev := &relay.Event{ID: "01900000-0000-7000-8000-000000000001", Type: relay.TypeSMS, Data: data, Received: time.Unix(0, 0)}
 	route := &config.Route{Name: "everything", To: []string{"Operations <ops@example.com>", "support@example.com"}, Cc: []string{"lead@example.com"}, ReplyTo: "support@example.com"}
 	msg, err := r.Render(ev, route, "hookmail <hookmail@relay.example>")
 	if err != nil {
@@ -136,24 +141,24 @@ func TestPlainFallbackFitsTheWorstEvent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if msg.Plain == "" || len(raw) > MaxEmailBytes {
-		t.Fatalf("plain %q, email of %d bytes; want the plain fallback within %d", msg.Plain, len(raw), MaxEmailBytes)
+	if msg.Plain == "" || len(raw) > relay.MaxEmailBytes {
+		t.Fatalf("plain %q, email of %d bytes; want the plain fallback within %d", msg.Plain, len(raw), relay.MaxEmailBytes)
 	}
-	t.Logf("the worst event's email: %d bytes, %d under the cap", len(raw), MaxEmailBytes-len(raw))
+	t.Logf("the worst event's email: %d bytes, %d under the cap", len(raw), relay.MaxEmailBytes-len(raw))
 }
 
 // TestDigestOverTheCapGoesAsText: a digest of many events whose HTML part
 // would take it over MaxEmailBytes goes as its text part alone, every
 // event listed.
 func TestDigestOverTheCapGoesAsText(t *testing.T) {
-	r, err := NewRenderer("", time.UTC)
+	r, err := relay.NewRenderer("", time.UTC)
 	if err != nil {
 		t.Fatal(err)
 	}
 	const n = 5000
-	entries := make([]DigestEntry, n)
+	entries := make([]relay.DigestEntry, n)
 	for i := range entries {
-		entries[i].Event = Event{ID: fmt.Sprintf("ev-%04d", i), Type: TypeSMS, Received: time.Unix(int64(i), 0),
+		entries[i].Event = relay.Event{ID: fmt.Sprintf("ev-%04d", i), Type: relay.TypeSMS, Received: time.Unix(int64(i), 0),
 			Data: map[string]string{"phone": repeatTo(`"`, 100), "message": repeatTo(`"`, 400)}}
 	}
 	route := &config.Route{Name: "digest", To: []string{"a@example.com"}}
@@ -165,11 +170,11 @@ func TestDigestOverTheCapGoesAsText(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if msg.Plain == "" || msg.HTML != "" || len(raw) > MaxEmailBytes {
-		t.Fatalf("plain %q, HTML %d bytes, email %d bytes; want the text part alone within %d", msg.Plain, len(msg.HTML), len(raw), MaxEmailBytes)
+	if msg.Plain == "" || msg.HTML != "" || len(raw) > relay.MaxEmailBytes {
+		t.Fatalf("plain %q, HTML %d bytes, email %d bytes; want the text part alone within %d", msg.Plain, len(msg.HTML), len(raw), relay.MaxEmailBytes)
 	}
-	e := checkEmail(t, msg, emailWant{from: "h@example.com", to: route.To, eventID: msg.EventID, messageID: msg.MessageID})
-	if !strings.Contains(e.text, fmt.Sprintf("\n%d. ", n)) {
+	e := relay.CheckEmail(t, msg, relay.EmailWant{From: "h@example.com", To: route.To, EventID: msg.EventID, MessageID: msg.MessageID})
+	if !strings.Contains(e.Text, fmt.Sprintf("\n%d. ", n)) {
 		t.Errorf("the text part does not list event %d", n)
 	}
 }

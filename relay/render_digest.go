@@ -112,7 +112,6 @@ func (r *Renderer) renderDigest(entries []DigestEntry, route *config.Route, from
 	return &Message{
 		EventID:   dv.ID,
 		Route:     route.Name,
-		Type:      DigestTemplate,
 		From:      from,
 		To:        route.To,
 		Cc:        route.Cc,

@@ -23,8 +23,8 @@ var sharedFuncs = map[string]any{
 	"dateIn":   dateIn,
 	"phone":    formatPhone,
 	"lines":    splitLines,
-	"truncate": truncate,
-	"oneline":  oneLine,
+	"truncate": Truncate,
+	"oneline":  OneLine,
 	"facts":    facts,
 	"add":      func(a, b int) int { return a + b },
 }
@@ -80,18 +80,18 @@ func formatPhone(s string) string {
 // html/template still escapes each line.
 func splitLines(s string) []string { return newlines.Split(s, -1) }
 
-// truncate shortens s to n runes, marking the cut with an ellipsis.
-func truncate(n int, s string) string {
+// Truncate shortens s to n runes, marking the cut with an ellipsis.
+func Truncate(n int, s string) string {
 	if utf8.RuneCountInString(s) <= n {
 		return s
 	}
 	return string([]rune(s)[:max(n-1, 0)]) + "…"
 }
 
-// oneLine folds all white space and control characters into single
+// OneLine folds all white space and control characters into single
 // spaces and drops the invisible ones that could spoof (see isSpoofer), so
 // a field fits a subject or a label's line and reads as what it is.
-func oneLine(s string) string {
+func OneLine(s string) string {
 	return strings.Join(strings.FieldsFunc(stripSpoofers(s), func(r rune) bool {
 		return unicode.IsSpace(r) || unicode.IsControl(r)
 	}), " ")
@@ -136,7 +136,7 @@ func stripSpoofers(s string) string {
 // an override template or `hookmail render --field` may not), no line
 // breaks, control or spoofing characters, at most maxSubjectRunes.
 func subjectLine(s string) string {
-	return truncate(maxSubjectRunes, oneLine(strings.ToValidUTF8(s, "\uFFFD")))
+	return Truncate(maxSubjectRunes, OneLine(strings.ToValidUTF8(s, "\uFFFD")))
 }
 
 // facts pairs labels with values, leaving out empty values and the

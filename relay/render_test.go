@@ -2,83 +2,18 @@ package relay
 
 import (
 	"bytes"
-	"flag"
+	htmltemplate "html/template"
 	"net/mail"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/hookmail/hookmail/config"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files under testdata/golden")
-
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	path := filepath.Join("testdata", "golden", name)
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test ./relay -update to create it)", err)
-	}
-	if got != string(want) {
-		t.Errorf("%s differs from the golden file (go test ./relay -update rewrites it):\n--- got\n%s\n--- want\n%s", name, got, want)
-	}
-}
-
-func manila(t *testing.T) *time.Location {
-	t.Helper()
-	loc, err := time.LoadLocation("Asia/Manila")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return loc
-}
-
-// renderFile decodes a wire body and renders it on route as the relay would.
-func renderFile(t *testing.T, r *Renderer, file string, route *config.Route) *Message {
-	t.Helper()
-	p, err := DecodePayload(formType, bytes.NewReader(readTestdata(t, file)), DecodeOptions{UnescapeHTML: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ev := &Event{ID: "01900000-0000-7000-8000-000000000001", Source: SourceGateway, Type: NormalizeType(p.Type), Data: p.Data, Received: time.Unix(1645684300, 0)}
-	msg, err := r.Render(ev, route, "hookmail <hookmail@relay.example>")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return msg
-}
-
-func TestRenderGolden(t *testing.T) {
-	r, err := NewRenderer("", manila(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	route := &config.Route{Name: "everything", To: []string{"you@example.com"}}
-	for _, file := range []string{"sms.form", "whatsapp.form", "ussd.form", "notifications.form", "telegram.form", "hostile.form"} {
-		t.Run(file, func(t *testing.T) {
-			msg := renderFile(t, r, file, route)
-			base := strings.TrimSuffix(file, ".form")
-			golden(t, base+".subject", msg.Subject+"\n")
-			golden(t, base+".txt", msg.Text)
-			golden(t, base+".html", msg.HTML)
-			if !msg.Date.Equal(time.Unix(1645684231, 0)) {
-				t.Errorf("Date = %v, want the event's timestamp", msg.Date)
-			}
-		})
-	}
-}
 
 func TestRenderEscapesHTMLAndKeepsText(t *testing.T) {
 	r, err := NewRenderer("", time.UTC)
@@ -133,32 +68,6 @@ func TestRenderTruncatesLongSubjects(t *testing.T) {
 	}
 }
 
-func TestTemplateOverrides(t *testing.T) {
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "sms.subject.tmpl"), []byte(`Text from {{.Get "phone"}}`), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	r, err := NewRenderer(dir, time.UTC)
-	if err != nil {
-		t.Fatal(err)
-	}
-	msg := renderFile(t, r, "sms.form", &config.Route{Name: "r", To: []string{"a@example.com"}})
-	if msg.Subject != "Text from +639760713666" {
-		t.Errorf("subject = %q, want the override's", msg.Subject)
-	}
-	if !strings.Contains(msg.Text, "Hello World!") {
-		t.Error("files not overridden must keep the embedded default")
-	}
-
-	if err := os.WriteFile(filepath.Join(dir, "ussd.html.tmpl"), []byte("{{define \"title\"}}ok{{end}}\n\n{{if}}"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	_, err = NewRenderer(dir, time.UTC)
-	if err == nil || !strings.Contains(err.Error(), "ussd.html.tmpl:3") {
-		t.Errorf("broken override: err = %v, want it to name ussd.html.tmpl:3", err)
-	}
-}
-
 func TestMessageIDIsStablePerEventAndRoute(t *testing.T) {
 	a := MessageID("01900000-0000-7000-8000-000000000001", "sales team", "hookmail <h@relay.example>")
 	if a != "hookmail.01900000-0000-7000-8000-000000000001.sales-team@relay.example" {
@@ -202,5 +111,37 @@ func TestTemplateHelpers(t *testing.T) {
 	}
 	if got := dateIn("Nowhere/Else", "15:04", at); got != "06:30" {
 		t.Errorf("dateIn with an unknown zone = %q", got)
+	}
+}
+
+// TestHTMLFuncsReturnNoTrustedTypes: html/template escapes every field
+// only because no helper hands it a value marked safe. A helper returning
+// template.HTML (or JS, URL, CSS, ...) would put payload text into the
+// HTML part unescaped.
+func TestHTMLFuncsReturnNoTrustedTypes(t *testing.T) {
+	trusted := []reflect.Type{
+		reflect.TypeFor[htmltemplate.HTML](), reflect.TypeFor[htmltemplate.HTMLAttr](), reflect.TypeFor[htmltemplate.JS](),
+		reflect.TypeFor[htmltemplate.JSStr](), reflect.TypeFor[htmltemplate.URL](), reflect.TypeFor[htmltemplate.CSS](),
+		reflect.TypeFor[htmltemplate.Srcset](),
+	}
+	var check func(name string, typ reflect.Type)
+	check = func(name string, typ reflect.Type) {
+		if slices.Contains(trusted, typ) {
+			t.Errorf("template func %s returns %v, which html/template does not escape", name, typ)
+		}
+		switch typ.Kind() {
+		case reflect.Slice, reflect.Array, reflect.Pointer, reflect.Map:
+			check(name, typ.Elem())
+		case reflect.Struct:
+			for f := range typ.Fields() {
+				check(name, f.Type)
+			}
+		}
+	}
+	for name, fn := range htmlFuncs {
+		typ := reflect.TypeOf(fn)
+		for out := range typ.Outs() {
+			check(name, out)
+		}
 	}
 }

@@ -18,8 +18,6 @@ type Message struct {
 	// EventID and Route say where the message came from, for logs.
 	EventID string
 	Route   string
-	// Type is the event type, for metrics.
-	Type string
 
 	From    string
 	To      []string
@@ -59,10 +57,26 @@ type Message struct {
 	Receipt string
 }
 
-// Sender delivers a rendered message. Errors are classified by Classify.
+// Sender delivers a rendered message. Errors are classified by Classify;
+// a message delivered to some recipients and deferred (4xx) for the others
+// is a *PartialError.
 type Sender interface {
 	Send(ctx context.Context, m *Message) error
 }
+
+// PartialError is a message the server took for some recipients and
+// refused for now (4xx) for the others, listed in Later: the retry sends it
+// to those only.
+type PartialError struct {
+	Later []string
+	Err   error
+}
+
+func (e *PartialError) Error() string {
+	return fmt.Sprintf("sent, but %d recipient(s) refused for now: %v", len(e.Later), e.Err)
+}
+
+func (e *PartialError) Unwrap() error { return e.Err }
 
 // Build turns m into a go-mail message: From, To, Cc, Subject, Date,
 // Message-ID, and a UTF-8 multipart/alternative body, text first and HTML
@@ -172,3 +186,7 @@ func (m *Message) WriteEML(w io.Writer) error {
 	_, err = w.Write(raw)
 	return err
 }
+
+// SafeID makes s safe in a Message-ID or a file name: each run of other
+// characters than letters, digits, ".", "_" and "-" becomes one "-".
+func SafeID(s string) string { return unsafeIDChars.ReplaceAllString(s, "-") }

@@ -9,7 +9,12 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/hookmail/hookmail/config"
 )
 
 // ReasonNoRoute is the dead-letter reason of an event no route takes.
@@ -19,52 +24,92 @@ const ReasonNoRoute = "no route"
 // the queue; the SMTP sender's own smtp.timeout is shorter.
 const sendTimeout = 5 * time.Minute
 
-// Run starts the delivery workers and blocks until ctx ends. Each worker
-// then finishes the email in hand (its attempt runs on a context that the
-// shutdown does not cancel) and settles it before Run returns.
-func (r *Relay) Run(ctx context.Context) error {
-	var wg sync.WaitGroup
-	for range r.cfg.SMTP.Workers {
-		wg.Go(func() { r.work(ctx) })
+// Rules is the part of the config a reload swaps at once: routes,
+// templates, smtp.from and retry. Workers read it once per event, so each
+// event sees the old rules or the new ones, never a mix.
+type Rules struct {
+	// Config is the config the rules were built from.
+	Config   *config.Config
+	Router   *Router
+	Renderer *Renderer
+}
+
+// NewRules parses cfg's templates and compiles its routes. A template that
+// does not parse or render is an error naming its file.
+func NewRules(cfg *config.Config) (*Rules, error) {
+	renderer, err := NewRenderer(cfg.Templates.Dir, cfg.Location(), cfg.Routes...)
+	if err != nil {
+		return nil, fmt.Errorf("templates: %w", err)
 	}
-	wg.Go(func() { r.runDigests(ctx) })
+	return &Rules{Config: cfg, Router: NewRouter(cfg.Routes), Renderer: renderer}, nil
+}
+
+// Workers take events off the queue and deliver them: route, render,
+// send, and settle each lease. They also send the digests.
+type Workers struct {
+	queue   Queue
+	digests DigestStore
+	sender  Sender
+	log     *slog.Logger
+	metrics *Metrics
+	rules   atomic.Pointer[Rules]
+	count   int
+	now     func() time.Time
+
+	failures failureLog // the delivery failure last logged
+}
+
+// NewWorkers builds smtp.workers workers on queue. digests may be nil when
+// no route digests (Run checks). Their metrics, the queue's gauges among
+// them, are registered on reg.
+func NewWorkers(rules *Rules, queue Queue, digests DigestStore, sender Sender, log *slog.Logger, reg prometheus.Registerer) *Workers {
+	w := &Workers{
+		queue:   queue,
+		digests: digests,
+		sender:  sender,
+		log:     log,
+		metrics: NewMetrics(reg, queue),
+		count:   rules.Config.SMTP.Workers,
+		now:     time.Now,
+	}
+	w.SetRules(rules)
+	return w
+}
+
+// SetRules swaps in a reload's rules.
+func (w *Workers) SetRules(r *Rules) {
+	w.rules.Store(r)
+	w.metrics.initRouteSeries(r.Config)
+}
+
+// Rules returns the rules in force.
+func (w *Workers) Rules() *Rules { return w.rules.Load() }
+
+// Run delivers until ctx ends. Each worker then finishes the email in hand
+// (its attempt runs on a context that the shutdown does not cancel) and
+// settles it before Run returns.
+func (w *Workers) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for range w.count {
+		wg.Go(func() { w.work(ctx) })
+	}
+	if w.digests != nil {
+		wg.Go(func() { w.runDigests(ctx) })
+	}
 	wg.Wait()
-	r.acks.Wait() // every sent email recorded before the queue closes
 	return nil
 }
 
-// ackSlotsPerWorker bounds the acks in flight per worker. Two were too few:
-// on a slow disk (a commit takes 2-25 ms here) a fast mail server then
-// waited on fsync, since a commit carried at most two acks per worker. With
-// a remote server an ack commits long before the next email is sent, so the
-// bound matters only at loopback speed. Each ack in flight at a crash is an
-// email sent twice, so the bound stays small.
-const ackSlotsPerWorker = 16
-
-// ack records a sent email without holding up the worker: the worker takes
-// its next event while the ack waits for the spool's next group commit. An
-// email whose ack is lost in a crash is sent again with the same Message-ID,
-// never lost.
-func (r *Relay) ack(ctx context.Context, it *Item, log *slog.Logger) {
-	r.ackSlots <- struct{}{}
-	r.acks.Go(func() {
-		defer func() { <-r.ackSlots }()
-		if err := r.queue.Ack(ctx, it); err != nil {
-			log.Error("email sent but the queue did not record it; the queue offers it again later and it is resent with the same Message-ID", "err", err)
-		}
-	})
-}
-
-func (r *Relay) work(ctx context.Context) {
+func (w *Workers) work(ctx context.Context) {
 	// Checked before every lease: on shutdown a worker stops after the email
-	// in hand, leaving a backlog in the spool rather than draining it.
+	// in hand, leaving a backlog in the queue rather than draining it.
 	for ctx.Err() == nil {
-		it, err := r.queue.Lease(ctx)
+		l, err := w.queue.Lease(ctx)
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, ErrQueueClosed) {
 				return
 			}
-			r.log.Error("cannot read the queue; retrying in 1s", "err", err)
+			w.log.Error("cannot read the queue; retrying in 1s", "err", err)
 			select {
 			case <-ctx.Done():
 				return
@@ -73,23 +118,49 @@ func (r *Relay) work(ctx context.Context) {
 			continue
 		}
 		attemptCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sendTimeout)
-		r.deliver(attemptCtx, it)
+		stop := w.keep(attemptCtx, l)
+		w.deliver(attemptCtx, l)
+		stop()
 		cancel()
 	}
 }
 
-// deliver makes one attempt at it and settles the lease: Ack once every
-// route that takes it has its email (or dropped it), Bury on a permanent
-// error or past retry.lifetime, Retry otherwise. Routes already served on an
-// earlier attempt (it.Delivered) are not emailed again.
-func (r *Relay) deliver(ctx context.Context, it *Item) {
-	start := r.now()
-	ev := &it.Event
-	base := r.log.With("id", ev.ID, "type", ev.Type, "attempt", it.Attempts+1)
-	l := r.live.Load()
-	routes := l.router.Routes(ev)
+// keep extends l every third of its lease while the attempt lasts, so a
+// slow mail server never makes the lease expire under the worker.
+func (w *Workers) keep(ctx context.Context, l *Lease) (stop func()) {
+	every := max(time.Until(l.Expires)/3, 10*time.Millisecond)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				if err := w.queue.Extend(ctx, l); err != nil {
+					w.log.Warn("cannot extend the lease; the event may be delivered twice", "id", l.Item.Event.ID, "err", err)
+				}
+			}
+		}
+	})
+	return func() { close(done); wg.Wait() }
+}
+
+// deliver makes one attempt at the leased item and settles the lease: Ack
+// once every route that takes it has its email (or dropped it), Bury on a
+// permanent error or past retry.lifetime, Retry otherwise. Routes already
+// served on an earlier attempt (Delivered) are not emailed again.
+func (w *Workers) deliver(ctx context.Context, lease *Lease) {
+	start := w.now()
+	ev := &lease.Item.Event
+	it := lease.Item.Progress() // what this attempt adds to
+	base := w.log.With("id", ev.ID, "type", ev.Type, "attempt", it.Attempts+1)
+	l := w.rules.Load()
+	routes := l.Router.Routes(ev)
 	if len(routes) == 0 {
-		r.bury(ctx, it, ReasonNoRoute, start)
+		w.bury(ctx, lease, ReasonNoRoute, it, start)
 		return
 	}
 	names := make([]string, len(routes))
@@ -108,7 +179,7 @@ func (r *Relay) deliver(ctx context.Context, it *Item) {
 		}
 		rlog := base.With("route", route.Name)
 		if route.Drop {
-			r.metrics.dropped.WithLabelValues(route.Name).Inc()
+			w.metrics.dropped.WithLabelValues(route.Name).Inc()
 			rlog.Info("event dropped by its route; no email")
 			it.Delivered = append(it.Delivered, route.Name)
 			continue
@@ -116,12 +187,12 @@ func (r *Relay) deliver(ctx context.Context, it *Item) {
 		var msg *Message
 		var rerr error
 		if route.Digest != nil {
-			if rerr = r.collect(ctx, route, ev); rerr != nil {
+			if rerr = w.collect(ctx, route, ev); rerr != nil {
 				rerr = fmt.Errorf("collect for the digest: %w", rerr)
 			}
-		} else if msg, rerr = l.renderer.Render(ev, route, l.cfg.SMTP.From); rerr == nil {
+		} else if msg, rerr = l.Renderer.Render(ev, route, l.Config.SMTP.From); rerr == nil {
 			msg.Envelope = it.Owed[route.Name]
-			rerr = r.sender.Send(ctx, msg)
+			rerr = w.sender.Send(ctx, msg)
 		}
 		var partial *PartialError
 		if errors.As(rerr, &partial) {
@@ -129,7 +200,7 @@ func (r *Relay) deliver(ctx context.Context, it *Item) {
 				it.Owed = map[string][]string{}
 			}
 			it.Owed[route.Name] = partial.Later
-			r.metrics.sent.WithLabelValues(typeLabel(ev.Type)).Inc()
+			w.metrics.sent.WithLabelValues(TypeLabel(ev.Type)).Inc()
 			rlog.Info("email sent to some recipients; the others deferred it, so it is retried for them", "message_id", msg.MessageID, "reply", msg.Receipt, "deferred", len(partial.Later))
 		}
 		if rerr != nil {
@@ -137,7 +208,7 @@ func (r *Relay) deliver(ctx context.Context, it *Item) {
 				rerr = fmt.Errorf("route %s: %w", route.Name, rerr)
 			}
 			class := Classify(rerr)
-			r.metrics.failed.WithLabelValues(typeLabel(ev.Type), class.String()).Inc()
+			w.metrics.failed.WithLabelValues(TypeLabel(ev.Type), class.String()).Inc()
 			if class == Permanent {
 				if it.Refused == nil {
 					it.Refused = map[string]string{}
@@ -157,8 +228,8 @@ func (r *Relay) deliver(ctx context.Context, it *Item) {
 			rlog.Debug("collected for the route's digest")
 			continue
 		}
-		r.failures.clear()
-		r.metrics.sent.WithLabelValues(typeLabel(ev.Type)).Inc()
+		w.failures.clear()
+		w.metrics.sent.WithLabelValues(TypeLabel(ev.Type)).Inc()
 		rlog.Info("email sent", "message_id", msg.MessageID, "reply", msg.Receipt)
 	}
 	// Only the routes that take the event now count: a refusal by a route a
@@ -170,8 +241,10 @@ func (r *Relay) deliver(ctx context.Context, it *Item) {
 		}
 	}
 	if err == nil && len(reasons) == 0 {
-		r.ack(context.WithoutCancel(ctx), it, log)
-		r.metrics.deliveries.WithLabelValues("sent").Observe(r.now().Sub(start).Seconds())
+		if err := w.queue.Ack(ctx, lease); err != nil {
+			log.Error("email sent but the queue did not record it; the queue offers it again later and it is resent with the same Message-ID", "err", err)
+		}
+		w.metrics.deliveries.WithLabelValues("sent").Observe(w.now().Sub(start).Seconds())
 		return
 	}
 	if err == nil {
@@ -179,47 +252,49 @@ func (r *Relay) deliver(ctx context.Context, it *Item) {
 		slices.Sort(reasons)
 		it.LastError = reasons[0]
 		log.Error("delivery failed permanently; moved to the dead letters", "err", strings.Join(reasons, "; "))
-		r.bury(ctx, it, "permanent error: "+strings.Join(reasons, "; "), start)
+		w.bury(ctx, lease, "permanent error: "+strings.Join(reasons, "; "), it, start)
 		return
 	}
 	class := Classify(err)
 	it.LastError = err.Error()
-	retry := l.cfg.Retry
+	retry := l.Config.Retry
 	// A config error waits for its fix however long that takes: its events
 	// never run out of retry.lifetime into the dead letters.
-	deadline := it.LifetimeStart().Add(retry.Lifetime)
-	if class != Config && !r.now().Before(deadline) {
+	deadline := lease.Item.LifetimeStart().Add(retry.Lifetime)
+	if class != Config && !w.now().Before(deadline) {
 		log.Error("delivery kept failing for retry.lifetime; moved to the dead letters", "err", err, "lifetime", retry.Lifetime)
-		r.bury(ctx, it, fmt.Sprintf("retry.lifetime (%s) exceeded: %v", retry.Lifetime, err), start)
+		w.bury(ctx, lease, fmt.Sprintf("retry.lifetime (%s) exceeded: %v", retry.Lifetime, err), it, start)
 		return
 	}
-	next := r.now().Add(Backoff(retry.Initial, retry.Max, it.Attempts-1))
+	next := w.now().Add(Backoff(retry.Initial, retry.Max, it.Attempts-1))
 	if class != Config && next.After(deadline) {
 		next = deadline // one last attempt when the lifetime ends
 	}
 	switch {
-	case !r.failures.changed(class.String() + ": " + err.Error()):
+	case !w.failures.changed(class.String() + ": " + err.Error()):
 		log.Debug("delivery failed again; will retry", "err", err, "next_attempt", next.Format(time.RFC3339))
 	case class == Config:
 		log.Error("delivery failed: the SMTP setup needs fixing (config error); events stay queued and are retried", "err", err, "fix", Hint(err), "next_attempt", next.Format(time.RFC3339))
 	default:
 		log.Warn("delivery failed; will retry", "err", err, "next_attempt", next.Format(time.RFC3339))
 	}
-	if err := r.queue.Retry(ctx, it, next, err); err != nil {
+	it.History = append(it.History, Attempt{At: w.now(), What: fmt.Sprintf("attempt %d failed: %s", it.Attempts, err)})
+	if err := w.queue.Retry(ctx, lease, next, it); err != nil {
 		log.Error("cannot reschedule; the queue keeps the event and offers it again later", "err", err)
 	}
-	r.metrics.deliveries.WithLabelValues("retry").Observe(r.now().Sub(start).Seconds())
+	w.metrics.deliveries.WithLabelValues("retry").Observe(w.now().Sub(start).Seconds())
 }
 
-func (r *Relay) bury(ctx context.Context, it *Item, reason string, start time.Time) {
-	if err := r.queue.Bury(ctx, it, reason); err != nil {
-		r.log.Error("cannot move the event to the dead letters; the queue keeps it and offers it again later", "id", it.Event.ID, "err", err)
+func (w *Workers) bury(ctx context.Context, lease *Lease, reason string, p Progress, start time.Time) {
+	ev := &lease.Item.Event
+	if err := w.queue.Bury(ctx, lease, reason, p); err != nil {
+		w.log.Error("cannot move the event to the dead letters; the queue keeps it and offers it again later", "id", ev.ID, "err", err)
 		return
 	}
 	if reason == ReasonNoRoute {
-		r.log.Warn("no route takes this event; moved to the dead letters", "id", it.Event.ID, "type", it.Event.Type)
+		w.log.Warn("no route takes this event; moved to the dead letters", "id", ev.ID, "type", ev.Type)
 	}
-	r.metrics.deliveries.WithLabelValues("dead").Observe(r.now().Sub(start).Seconds())
+	w.metrics.deliveries.WithLabelValues("dead").Observe(w.now().Sub(start).Seconds())
 }
 
 // failureLog keeps, for the whole process and in memory only, the cause

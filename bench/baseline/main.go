@@ -16,6 +16,8 @@ import (
 	"os/signal"
 	"syscall"
 	"time"
+
+	"github.com/hookmail/hookmail/relay/app"
 )
 
 func main() {
@@ -44,16 +46,7 @@ func main() {
 		log.Error("listen", "err", err)
 		os.Exit(1)
 	}
-	// Same timeouts as hookmail serve.
-	srv := &http.Server{
-		Handler:           mux,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
+	srv := app.NewHTTPServer(mux, log) // hookmail serve's own timeouts
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	log.Info("baseline listening", "addr", ln.Addr().String())

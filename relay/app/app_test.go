@@ -1,0 +1,219 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/hookmail/hookmail/config"
+	"github.com/hookmail/hookmail/config/configtest"
+	"github.com/hookmail/hookmail/relay"
+	"github.com/hookmail/hookmail/relay/memqueue"
+	"github.com/hookmail/hookmail/relay/outbox"
+	"github.com/hookmail/hookmail/relay/relaytest"
+)
+
+const testSecret = configtest.Secret
+
+const formType = "application/x-www-form-urlencoded"
+
+func testConfig(t testing.TB) *config.Config { return configtest.Config(t) }
+
+// testEnv is hookmail wired as Serve wires it, on a spool in a temp dir
+// and the outbox, without listeners: h serves what the webhook port does.
+type testEnv struct {
+	cfg     *config.Config
+	backend *Backend
+	s       *server
+	h       http.Handler
+	logs    *relaytest.LogBuffer
+}
+
+func newTestEnv(t testing.TB, cfg *config.Config, sender relay.Sender) *testEnv {
+	t.Helper()
+	logs := &relaytest.LogBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	backend, err := OpenBackend(cfg, log, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { backend.Close() })
+	if sender == nil {
+		if sender, err = outbox.New(cfg.Outbox.Dir); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rules, err := relay.NewRules(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newServer(Options{Config: cfg, Log: log}, prometheus.NewRegistry(), rules, backend, sender)
+	return &testEnv{cfg: cfg, backend: backend, s: s, h: s.handler(backend.Queue), logs: logs}
+}
+
+func (env *testEnv) post(t *testing.T, body string) *httptest.ResponseRecorder {
+	t.Helper()
+	req := httptest.NewRequest(http.MethodPost, "/webhook", strings.NewReader(body))
+	req.Header.Set("Content-Type", formType)
+	rec := httptest.NewRecorder()
+	env.h.ServeHTTP(rec, req)
+	return rec
+}
+
+// run runs the workers until the returned stop is called.
+func (env *testEnv) run(t *testing.T) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = env.s.workers.Run(ctx) }()
+	return func() { cancel(); <-done }
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+func TestHealthAndMetricsEndpoints(t *testing.T) {
+	env := newTestEnv(t, testConfig(t), nil)
+	srv := httptest.NewServer(env.h)
+	defer srv.Close()
+	for path, want := range map[string]string{"/healthz": `"ok"`, "/readyz": `"ready"`, "/metrics": "hookmail_queue_depth 0"} {
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(body), want) {
+			t.Errorf("%s: %d %s, want 200 containing %s", path, resp.StatusCode, body, want)
+		}
+	}
+	problems, err := testutil.GatherAndLint(env.s.reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("metric lint: %s: %s", p.Metric, p.Text)
+	}
+}
+
+// TestWebhookPaths: the webhook answers on its path and with a trailing
+// slash, and never redirects: a gateway would follow a 301 with a GET that
+// has no body, and the event would be lost.
+func TestWebhookPaths(t *testing.T) {
+	env := newTestEnv(t, testConfig(t), nil)
+	body := "secret=" + testSecret + "&type=sms"
+	for path, want := range map[string]int{
+		"/webhook":       200,
+		"/webhook/":      200,
+		"//webhook":      404,
+		"/x/../webhook":  404,
+		"/webhook/extra": 404,
+		"/other":         404,
+	} {
+		req := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(body))
+		req.URL.Path = path
+		req.Header.Set("Content-Type", formType)
+		rec := httptest.NewRecorder()
+		env.h.ServeHTTP(rec, req)
+		if rec.Code != want || rec.Header().Get("Location") != "" {
+			t.Errorf("POST %s: %d (Location %q), want %d and no redirect", path, rec.Code, rec.Header().Get("Location"), want)
+		}
+	}
+}
+
+// countingQueue counts the calls that /readyz and /metrics make.
+type countingQueue struct {
+	relay.Queue
+	ready, stats atomic.Int64
+}
+
+func (q *countingQueue) Ready(ctx context.Context) error {
+	q.ready.Add(1)
+	return q.Queue.Ready(ctx)
+}
+
+func (q *countingQueue) Stats(ctx context.Context) (relay.Stats, error) {
+	q.stats.Add(1)
+	return q.Queue.Stats(ctx)
+}
+
+// TestProbeFloodsAreCached: a flood of /readyz and /metrics makes at most
+// one readiness probe (a write and an fsync) and one gathering per second.
+func TestProbeFloodsAreCached(t *testing.T) {
+	cfg := testConfig(t)
+	env := newTestEnv(t, cfg, nil)
+	q := &countingQueue{Queue: env.backend.Queue}
+	env.backend.Queue = q
+	rules, _ := relay.NewRules(cfg)
+	ob, _ := outbox.New(cfg.Outbox.Dir)
+	s := newServer(Options{Config: cfg, Log: slog.New(slog.DiscardHandler)}, prometheus.NewRegistry(), rules, env.backend, ob)
+	h := s.handler(q)
+	start := time.Now()
+	for range 300 {
+		for _, path := range []string{"/readyz", "/metrics"} {
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+			if rec.Code != http.StatusOK {
+				t.Fatalf("%s: %d", path, rec.Code)
+			}
+		}
+	}
+	allowed := int64(time.Since(start)/replyCacheTTL) + 1
+	if n := q.ready.Load(); n > allowed {
+		t.Errorf("300 /readyz made %d readiness probes, want at most %d", n, allowed)
+	}
+	if n := q.stats.Load(); n > allowed {
+		t.Errorf("300 /metrics gathered the queue %d times, want at most %d", n, allowed)
+	}
+}
+
+// TestReadyzWhenQueueFull: ready means the queue accepts writes now, so a
+// spool at spool.max_events is not ready, and says why.
+func TestReadyzWhenQueueFull(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Spool.MaxEvents = 1
+	env := newTestEnv(t, cfg, nil)
+	if rec := env.post(t, "secret="+testSecret+"&type=sms&data[message]=one"); rec.Code != http.StatusOK {
+		t.Fatalf("first event: %d", rec.Code)
+	}
+	rec := httptest.NewRecorder()
+	env.h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+	if rec.Code != http.StatusServiceUnavailable || !bytes.Contains(rec.Body.Bytes(), []byte("spool.max_events")) {
+		t.Errorf("/readyz with the spool full: %d %s; want 503 naming spool.max_events", rec.Code, rec.Body)
+	}
+}
+
+// TestDigestRouteNeedsADigestStore: a backend that keeps no digests
+// refuses a digest route at start, naming the route, rather than failing
+// every event it takes.
+func TestDigestRouteNeedsADigestStore(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Routes[0].Digest = &config.Digest{Every: time.Hour}
+	b := &Backend{}
+	err := b.Check(cfg)
+	var p *config.Problem
+	if !errors.As(err, &p) || p.Key != "routes[0].digest" {
+		t.Fatalf("check: %v, want a problem with routes[0].digest", err)
+	}
+	b.Digests = memqueue.Open(memqueue.NewStore())
+	if err := b.Check(cfg); err != nil {
+		t.Errorf("with a digest store: %v", err)
+	}
+}

@@ -1,0 +1,100 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"syscall"
+
+	"github.com/hookmail/hookmail/config"
+	"github.com/hookmail/hookmail/relay"
+	"github.com/hookmail/hookmail/relay/admin"
+	"github.com/hookmail/hookmail/relay/spool"
+)
+
+// Backend is an open queue backend: the queue the receiver and workers
+// use, the operator's view of it, and the store of collected digests.
+type Backend struct {
+	Queue     relay.Queue
+	Inspector relay.Inspector
+	Digests   relay.DigestStore
+	// Where names it for logs and the queue commands.
+	Where string
+	Close func() error
+}
+
+// OpenBackend opens the queue backend cfg describes: the spool in
+// spool.dir. With mustExist it never creates one (the queue commands work
+// on a spool hookmail made, never on a new empty one).
+func OpenBackend(cfg *config.Config, log *slog.Logger, mustExist bool) (*Backend, error) {
+	opts := []spool.Option{
+		spool.WithLogger(log),
+		spool.WithLimits(cfg.Spool.MaxEvents, cfg.Spool.MaxBytes),
+		spool.WithDedupWindow(cfg.Dedup.Window),
+	}
+	if mustExist {
+		opts = append(opts, spool.MustExist())
+	}
+	s, err := spool.Open(cfg.Spool.Dir, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return &Backend{Queue: s, Inspector: s, Digests: s, Where: "spool file " + s.Path(), Close: s.Close}, nil
+}
+
+// Check refuses a config the backend cannot serve: a digest route on a
+// backend that keeps no digests is a config error at start (or reload),
+// not a failure of every event the route takes.
+func (b *Backend) Check(cfg *config.Config) error {
+	if b.Digests != nil {
+		return nil
+	}
+	for i, rt := range cfg.Routes {
+		if rt.Digest != nil {
+			return &config.Problem{Key: fmt.Sprintf("routes[%d].digest", i),
+				Message: fmt.Sprintf("route %q digests, and this queue backend keeps no digests", rt.Name),
+				Fix:     "remove digest from the route, or use a backend that keeps them"}
+		}
+	}
+	return nil
+}
+
+// ConnectQueue reaches the queue of the hookmail cfg describes, for the
+// queue commands: its admin endpoint when it runs, else its queue opened
+// here. It never creates a spool: a missing one is an error naming --config
+// and spool.dir, since the command was most likely run with another config
+// or from another directory than hookmail.
+func ConnectQueue(ctx context.Context, cfg *config.Config, log *slog.Logger) (admin.Queue, error) {
+	var apiErr error
+	if cfg.Admin.Enabled() {
+		c := admin.NewClient(cfg)
+		_, err := c.Stats(ctx)
+		switch {
+		case err == nil:
+			return c, nil
+		case errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, fs.ErrNotExist):
+			apiErr = err // hookmail is not running: the spool file is free
+		default:
+			return nil, err
+		}
+	}
+	b, err := OpenBackend(cfg, log, true)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("%w: is this the config hookmail runs with? Give the same --config (or $HOOKMAIL_CONFIG), and run from hookmail's working directory when spool.dir (%q) is relative", err, cfg.Spool.Dir)
+	case errors.Is(err, fs.ErrPermission):
+		return nil, fmt.Errorf("%w: only the user hookmail runs as (or root) may use the queue commands; run them as that user, e.g. with sudo -u", err)
+	case err != nil && apiErr == nil:
+		return nil, fmt.Errorf("%w (admin.listen is off, so a running hookmail cannot be reached; set it, or stop hookmail first)", err)
+	case err != nil:
+		return nil, fmt.Errorf("%w; and hookmail's admin endpoint does not answer: %v", err, apiErr)
+	}
+	rules, err := relay.NewRules(cfg)
+	if err != nil {
+		b.Close()
+		return nil, err
+	}
+	return &admin.Local{Inspector: b.Inspector, Rules: rules, Place: b.Where + " (hookmail is not running)", Closer: b.Close}, nil
+}

@@ -1,0 +1,49 @@
+package relay
+
+import (
+	"context"
+	"time"
+
+	"github.com/hookmail/hookmail/config"
+)
+
+// DigestStore keeps the events digest routes collect until their digest
+// email goes out. Collected events are durable: a digest in progress
+// survives a restart. A backend that several instances share lets one
+// instance at a time send a route's digest (ClaimDigest), so each window
+// gives one email.
+type DigestStore interface {
+	// Collect adds ev to route's digest, with where the digest goes;
+	// adding the same event twice keeps one copy, so a redelivery after a
+	// crash does not list it twice.
+	Collect(ctx context.Context, route *config.Route, ev *Event) error
+	// ClaimDigest lets this instance alone send route's digest for up to
+	// ttl, or until ReleaseDigest; it reports false while another holds it.
+	ClaimDigest(ctx context.Context, route string, ttl time.Duration) (bool, error)
+	// ReleaseDigest gives up this instance's claim on route's digest.
+	ReleaseDigest(ctx context.Context, route string) error
+	// Digest returns up to limit of route's collected events, oldest
+	// first, and how many there are in all.
+	Digest(ctx context.Context, route string, limit int) ([]DigestEntry, int, error)
+	// DigestRoutes names every route with collected events, including
+	// routes the config no longer has.
+	DigestRoutes(ctx context.Context) ([]string, error)
+	// Forget removes the given events from route's digest once its email
+	// has gone out.
+	Forget(ctx context.Context, route string, ids []string) error
+	// BuryDigest moves the given events of route's digest to the dead
+	// letters with reason, when the digest cannot be delivered.
+	BuryDigest(ctx context.Context, route string, ids []string, reason string) error
+}
+
+// DigestEntry is one collected event, when it was collected, and where its
+// digest goes (kept with it, so the events still reach someone when a
+// reload renames or removes the route).
+type DigestEntry struct {
+	Event     Event
+	Collected time.Time
+	To        []string
+	Cc        []string
+	Bcc       []string
+	ReplyTo   string
+}

@@ -1,0 +1,16 @@
+package relay
+
+import (
+	"context"
+	"time"
+)
+
+// Exports for the external tests (package relay_test), which need the
+// seams (webhook, memqueue, outbox) that the core's own tests cannot import.
+
+// Deliver makes one attempt at the leased item and settles its lease, as a
+// running worker does, for a test that leases the item itself.
+func (w *Workers) Deliver(ctx context.Context, l *Lease) { w.deliver(ctx, l) }
+
+// SetClock replaces the workers' clock; call it before Run.
+func (w *Workers) SetClock(now func() time.Time) { w.now = now }

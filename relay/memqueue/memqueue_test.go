@@ -1,0 +1,24 @@
+package memqueue_test
+
+import (
+	"testing"
+
+	"github.com/hookmail/hookmail/relay/memqueue"
+	"github.com/hookmail/hookmail/relay/queuetest"
+)
+
+func TestConformance(t *testing.T) {
+	queuetest.Run(t, func(t *testing.T) queuetest.Harness {
+		store := memqueue.NewStore()
+		return queuetest.Harness{
+			Shared: true,
+			Open: func(o queuetest.Options) queuetest.Backend {
+				opts := []memqueue.Option{memqueue.WithDedupWindow(o.DedupWindow), memqueue.WithMaxEvents(o.MaxEvents)}
+				if o.LeaseTimeout > 0 {
+					opts = append(opts, memqueue.WithLeaseTimeout(o.LeaseTimeout))
+				}
+				return memqueue.Open(store, opts...)
+			},
+		}
+	})
+}

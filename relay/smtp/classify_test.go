@@ -1,0 +1,124 @@
+package smtp
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/textproto"
+	"strings"
+	"testing"
+
+	"github.com/wneessen/go-mail"
+
+	"github.com/hookmail/hookmail/relay"
+)
+
+func TestClassify(t *testing.T) {
+	reply := func(code int, msg string) error {
+		return fmt.Errorf("smtp RCPT: %w", &textproto.Error{Code: code, Msg: msg})
+	}
+	tests := []struct {
+		name string
+		err  error
+		want relay.ErrorClass
+	}{
+		{"451 greylisting", reply(451, "4.7.1 greylisted, try again"), relay.Temporary},
+		{"421 service closing", reply(421, "4.3.2 shutting down"), relay.Temporary},
+		{"452 mailbox full", reply(452, "4.2.2 over quota"), relay.Temporary},
+		{"550 no such user", reply(550, "5.1.1 user unknown"), relay.Permanent},
+		{"552 at DATA", reply(552, "5.3.4 message too big"), relay.Permanent},
+		{"554 without enhanced code", reply(554, "rejected"), relay.Permanent},
+		{"Gmail daily limit 5.4.5", reply(550, "5.4.5 Daily user sending quota exceeded."), relay.Temporary},
+		{"535 bad credentials", reply(535, "5.7.8 Username and Password not accepted"), relay.Config},
+		{"535 without enhanced code", reply(535, "authentication failed"), relay.Config},
+		{"policy 5.7.1 is permanent", reply(554, "5.7.1 Relay access denied"), relay.Permanent},
+		{"Gmail web login required", reply(534, "5.7.14 Please log in via your web browser"), relay.Config},
+		{"auth required", reply(530, "5.7.0 Authentication required"), relay.Config},
+		{"throttled, not a login problem", reply(421, "4.7.0 Try again later, closing connection."), relay.Temporary},
+		{"policy refusal of one message", reply(550, "5.7.0 Message rejected as spam"), relay.Permanent},
+		{"M365 basic auth disabled", reply(535, "5.7.139 Authentication unsuccessful"), relay.Config},
+		{"connection refused", &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")}, relay.Temporary},
+		{"timeout", context.DeadlineExceeded, relay.Temporary},
+		{"connection lost mid-DATA", fmt.Errorf("smtp DATA: %w", io.ErrUnexpectedEOF), relay.Temporary},
+		// What no retry fixes until smtp.* or the server is: config errors.
+		{"certificate not trusted", &tls.CertificateVerificationError{Err: errors.New("unknown authority")}, relay.Config},
+		{"host does not resolve", dialErr(&net.DNSError{Err: "no such host", Name: "smtp.example.invalid", IsNotFound: true}), relay.Config},
+		{"DNS timeout", dialErr(&net.DNSError{Err: "i/o timeout", Name: "smtp.example.com", IsTimeout: true}), relay.Temporary},
+		{"STARTTLS not offered", errors.New(`smtp connect h:587: STARTTLS mode set to: "TLSMandatory", but target host does not support STARTTLS`), relay.Config},
+		{"454 to STARTTLS", &startTLSError{err: &textproto.Error{Code: 454, Msg: "4.7.0 TLS not available due to local problem"}}, relay.Config},
+		{"502 to STARTTLS is not permanent", &startTLSError{err: &textproto.Error{Code: 502, Msg: "5.5.1 not implemented"}}, relay.Config},
+		{"454 elsewhere is temporary", reply(454, "4.3.0 try again later"), relay.Temporary},
+		{"auto finds no mechanism", fmt.Errorf("smtp connect: %w", mail.ErrNoSupportedAuthDiscovered), relay.Config},
+		{"smtp.auth not offered", fmt.Errorf("smtp connect: %w", mail.ErrCramMD5AuthNotSupported), relay.Config},
+		{"no AUTH offered (go-mail)", errors.New("smtp connect h:25: server does not support SMTP AUTH"), relay.Config},
+		{"no AUTH offered (clearLogin)", fmt.Errorf("smtp connect: %w", errNoAuthOffered), relay.Config},
+		{"5xx before any message", &connectError{host: "h", port: 25, err: &textproto.Error{Code: 554, Msg: "5.7.1 blocked"}}, relay.Config},
+		{"421 before any message", &connectError{host: "h", port: 25, err: &textproto.Error{Code: 421, Msg: "4.3.2 busy"}}, relay.Temporary},
+		{"504 to AUTH", &connectError{host: "h", port: 25, err: fmt.Errorf("SMTP AUTH failed: %w", &textproto.Error{Code: 504, Msg: "5.5.4 unrecognized"})}, relay.Config},
+		{"template error", relay.PermanentErr(errors.New("render html: bad")), relay.Permanent},
+		{"outbox disk full", errors.New("outbox: write: no space left on device"), relay.Temporary},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := classify(tt.err); got != tt.want {
+				t.Errorf("classify(%v) = %s, want %s", tt.err, got, tt.want)
+			}
+		})
+	}
+}
+
+func dialErr(err error) error {
+	return fmt.Errorf("smtp connect: %w", &net.OpError{Op: "dial", Net: "tcp", Err: err})
+}
+
+// TestHint: every config error has a hint naming the key to fix; a 454 to
+// STARTTLS does not blame the password; other errors have none.
+func TestHint(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want string // in the hint; "" for no hint
+	}{
+		{"certificate", &tls.CertificateVerificationError{Err: errors.New("unknown authority")}, "smtp.ca_file"},
+		{"no such host", dialErr(&net.DNSError{Err: "no such host", Name: "smtp.example.invalid", IsNotFound: true}), `smtp.host "smtp.example.invalid" does not resolve`},
+		{"no STARTTLS", errors.New(`STARTTLS mode set to: "TLSMandatory", but target host does not support STARTTLS`), "smtp.tls: tls"},
+		{"454 to STARTTLS", &startTLSError{err: &textproto.Error{Code: 454, Msg: "4.7.0 TLS not available due to local problem"}}, "cannot start TLS"},
+		{"no common mechanism", mail.ErrNoSupportedAuthDiscovered, "smtp.auth"},
+		{"no AUTH", errNoAuthOffered, "smtp.username"},
+		{"login refused", &textproto.Error{Code: 535, Msg: "5.7.8 Username and Password not accepted"}, "smtp.password"},
+		{"greylisting", &textproto.Error{Code: 451, Msg: "4.7.1 try again"}, ""},
+		{"no such user", &textproto.Error{Code: 550, Msg: "5.1.1 user unknown"}, ""},
+		{"DNS timeout", dialErr(&net.DNSError{Err: "i/o timeout", Name: "smtp.example.com", IsTimeout: true}), ""},
+		{"connection refused", dialErr(errors.New("connection refused")), ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			hint := hint(tt.err)
+			if tt.want == "" {
+				if hint != "" {
+					t.Errorf("hint(%v) = %q, want none", tt.err, hint)
+				}
+				return
+			}
+			if !strings.Contains(hint, tt.want) || !strings.Contains(hint, "smtp.") {
+				t.Errorf("hint(%v) = %q, want it to name the key (%q)", tt.err, hint, tt.want)
+			}
+			if tt.name == "454 to STARTTLS" && strings.Contains(hint, "smtp.password") {
+				t.Errorf("a 454 to STARTTLS blames the password: %q", hint)
+			}
+		})
+	}
+}
+
+func TestSMTPReply(t *testing.T) {
+	code, enhanced := SMTPReply(fmt.Errorf("wrapped: %w", &textproto.Error{Code: 550, Msg: "5.1.1 <x@example.com>: user unknown"}))
+	if code != 550 || enhanced != "5.1.1" {
+		t.Errorf("SMTPReply = %d %q, want 550 5.1.1", code, enhanced)
+	}
+	if code, enhanced := SMTPReply(errors.New("dial tcp: refused")); code != 0 || enhanced != "" {
+		t.Errorf("SMTPReply of a network error = %d %q, want 0 \"\"", code, enhanced)
+	}
+}

@@ -1,0 +1,175 @@
+package spool
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/hookmail/hookmail/config"
+	"github.com/hookmail/hookmail/relay"
+)
+
+// digestKey is a collected event's key: route name, NUL, event id (which
+// is time-ordered), so one route's entries are contiguous and oldest first.
+func digestKey(route, id string) []byte {
+	return append(append([]byte(route), 0), id...)
+}
+
+func decodeDigest(raw []byte) (relay.DigestEntry, error) {
+	var r digestRecord
+	if err := json.Unmarshal(raw, &r); err != nil {
+		return relay.DigestEntry{}, err
+	}
+	return relay.DigestEntry{Event: r.Event.event(), Collected: r.Collected, To: r.To, Cc: r.Cc, Bcc: r.Bcc, ReplyTo: r.ReplyTo}, nil
+}
+
+// Collect stores ev in route's digest. The key is the event's own id, so
+// collecting it again keeps the first copy.
+func (s *Spool) Collect(_ context.Context, rt *config.Route, ev *relay.Event) error {
+	raw, err := json.Marshal(digestRecord{Event: toEventRecord(ev), Collected: s.now(), To: rt.To, Cc: rt.Cc, Bcc: rt.Bcc, ReplyTo: rt.ReplyTo})
+	if err != nil {
+		return err
+	}
+	var stored bool
+	err = s.update(func(tx *bolt.Tx) error {
+		b, k := tx.Bucket(bucketDigests), digestKey(rt.Name, ev.ID)
+		if stored = b.Get(k) == nil; !stored {
+			return nil // collected before a crash; keep the first copy
+		}
+		return b.Put(k, raw)
+	})
+	if err == nil && stored {
+		s.bytes.Add(int64(len(raw))) // collected events count in spool.max_bytes
+	}
+	return err
+}
+
+// ClaimDigest claims route's digest for this process. One process holds
+// the spool, so the claim only keeps two callers of this process apart.
+func (s *Spool) ClaimDigest(_ context.Context, route string, ttl time.Duration) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	if until, ok := s.claims[route]; ok && now.Before(until) {
+		return false, nil
+	}
+	s.claims[route] = now.Add(ttl)
+	return true, nil
+}
+
+// ReleaseDigest gives up the claim on route's digest.
+func (s *Spool) ReleaseDigest(_ context.Context, route string) error {
+	s.mu.Lock()
+	delete(s.claims, route)
+	s.mu.Unlock()
+	return nil
+}
+
+// Digest reads route's collected events, oldest first.
+func (s *Spool) Digest(_ context.Context, route string, limit int) ([]relay.DigestEntry, int, error) {
+	var out []relay.DigestEntry
+	n := 0
+	prefix := digestKey(route, "")
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketDigests).Cursor()
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			n++
+			if limit > 0 && len(out) >= limit {
+				continue
+			}
+			e, err := decodeDigest(v)
+			if err != nil {
+				return recordError(string(k), err)
+			}
+			out = append(out, e)
+		}
+		return nil
+	})
+	return out, n, err
+}
+
+// DigestRoutes lists the route names with collected events.
+func (s *Spool) DigestRoutes(context.Context) ([]string, error) {
+	var routes []string
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketDigests).Cursor()
+		for k, _ := c.First(); k != nil; {
+			route, _, _ := bytes.Cut(k, []byte{0})
+			routes = append(routes, string(route))
+			// Skip past this route's entries: its name, then NUL+1.
+			k, _ = c.Seek(append(append([]byte(nil), route...), 1))
+		}
+		return nil
+	})
+	return routes, err
+}
+
+// BuryDigest moves the given entries of route's digest to the dead letters.
+func (s *Spool) BuryDigest(_ context.Context, route string, ids []string, reason string) error {
+	var added int64
+	var types []string
+	now := s.now()
+	err := s.update(func(tx *bolt.Tx) error {
+		added, types = 0, types[:0]
+		b := tx.Bucket(bucketDigests)
+		for _, id := range ids {
+			k := digestKey(route, id)
+			v := b.Get(k)
+			if v == nil {
+				continue
+			}
+			e, err := decodeDigest(v)
+			if err != nil {
+				return recordError(string(k), err)
+			}
+			it := &relay.Item{Event: e.Event, Attempts: 1, NextAttempt: now, LastError: reason, DeadReason: reason, Died: now}
+			it.Record(now, "moved to the dead letters from route "+route+"'s digest: "+reason)
+			raw, err := encodeItem(it)
+			if err != nil {
+				return err
+			}
+			if err := tx.Bucket(bucketDead).Put([]byte(e.Event.ID), raw); err != nil {
+				return err
+			}
+			if err := b.Delete(k); err != nil {
+				return err
+			}
+			added += int64(len(raw)) - int64(len(v))
+			types = append(types, e.Event.Type)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	s.bytes.Add(added)
+	s.dead.Add(int64(len(types)))
+	for _, t := range types {
+		s.counts.add(t, 0, 1)
+	}
+	return nil
+}
+
+// Forget deletes the given entries of route's digest.
+func (s *Spool) Forget(_ context.Context, route string, ids []string) error {
+	var freed int64
+	err := s.update(func(tx *bolt.Tx) error {
+		freed = 0
+		b := tx.Bucket(bucketDigests)
+		for _, id := range ids {
+			k := digestKey(route, id)
+			freed += int64(len(b.Get(k)))
+			if err := b.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err == nil {
+		s.bytes.Add(-freed)
+	}
+	return err
+}

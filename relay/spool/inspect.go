@@ -1,0 +1,243 @@
+package spool
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/hookmail/hookmail/relay"
+)
+
+// List returns a page of waiting (and delivering) items in due order, or of
+// dead letters in id order, which is the order they were received. The
+// cursor is the last listed item's key in its bucket (due, or dead).
+func (s *Spool) List(_ context.Context, f relay.Filter) (relay.Page, error) {
+	after, err := decodeCursor(f.After)
+	if err != nil {
+		return relay.Page{}, err
+	}
+	var page struct {
+		relay.Page
+		lastKey []byte
+	}
+	err = s.db.View(func(tx *bolt.Tx) error {
+		bucket, state := bucketDue, relay.StateWaiting
+		if f.State == relay.StateDead {
+			bucket, state = bucketDead, relay.StateDead
+		}
+		c := tx.Bucket(bucket).Cursor()
+		k, v := c.First()
+		if after != nil {
+			if k, v = c.Seek(after); k != nil && bytes.Equal(k, after) {
+				k, v = c.Next()
+			}
+		}
+		for ; k != nil; k, v = c.Next() {
+			raw, id := v, string(k)
+			if state == relay.StateWaiting {
+				id = string(k[8:])
+				if raw = tx.Bucket(bucketEvents).Get(k[8:]); raw == nil {
+					continue
+				}
+			}
+			it, err := decodeItem(raw, state)
+			if err != nil {
+				return recordError(id, err)
+			}
+			if !f.Matches(it) {
+				continue
+			}
+			if f.Limit > 0 && len(page.Items) == f.Limit {
+				page.Next = encodeCursor(page.lastKey) // there is more
+				return nil
+			}
+			if state == relay.StateWaiting && s.delivering(id) {
+				it.State = relay.StateDelivering
+			}
+			page.Items = append(page.Items, *it)
+			page.lastKey = append(page.lastKey[:0], k...)
+		}
+		return nil
+	})
+	return page.Page, err
+}
+
+func encodeCursor(key []byte) string { return base64.RawURLEncoding.EncodeToString(key) }
+
+func decodeCursor(c string) ([]byte, error) {
+	if c == "" {
+		return nil, nil
+	}
+	k, err := base64.RawURLEncoding.DecodeString(c)
+	if err != nil {
+		return nil, fmt.Errorf("spool: the cursor %q is not one a listing gave", c)
+	}
+	return k, nil
+}
+
+// Get returns the waiting or dead item id.
+func (s *Spool) Get(_ context.Context, id string) (*relay.Item, error) {
+	var it *relay.Item
+	err := s.db.View(func(tx *bolt.Tx) error {
+		raw, st := tx.Bucket(bucketEvents).Get([]byte(id)), relay.StateWaiting
+		if raw == nil {
+			raw, st = tx.Bucket(bucketDead).Get([]byte(id)), relay.StateDead
+		}
+		if raw == nil {
+			return fmt.Errorf("%w: %s", relay.ErrNotFound, id)
+		}
+		var err error
+		if it, err = decodeItem(raw, st); err != nil {
+			return recordError(id, err)
+		}
+		return nil
+	})
+	if err == nil && it.State == relay.StateWaiting && s.delivering(id) {
+		it.State = relay.StateDelivering
+	}
+	return it, err
+}
+
+// Requeue makes a waiting or dead item due now; a dead letter goes back to
+// the queue with a fresh retry.lifetime.
+func (s *Spool) Requeue(_ context.Context, id string) error {
+	token, ok := s.hold(id)
+	if !ok {
+		return fmt.Errorf("%w (%s)", relay.ErrBusy, id)
+	}
+	defer s.release(id, token)
+	n, err := s.requeue(func(*bolt.Tx) ([][]byte, error) { return [][]byte{[]byte(id)}, nil }, true)
+	if err == nil && n == 0 {
+		err = fmt.Errorf("%w: %s", relay.ErrNotFound, id)
+	}
+	return err
+}
+
+// RequeueDead makes every dead letter of f's type due now.
+func (s *Spool) RequeueDead(_ context.Context, f relay.Filter) (int, error) {
+	return s.requeue(func(tx *bolt.Tx) ([][]byte, error) {
+		var ids [][]byte
+		err := tx.Bucket(bucketDead).ForEach(func(k, raw []byte) error {
+			if f.Type != "" {
+				it, err := decodeItem(raw, relay.StateDead)
+				if err != nil {
+					return recordError(string(k), err)
+				}
+				if !f.Matches(it) {
+					return nil
+				}
+			}
+			ids = append(ids, append([]byte(nil), k...))
+			return nil
+		})
+		return ids, err
+	}, false)
+}
+
+// requeue moves the items ids picks to due-now, in one commit. A waiting
+// item is only rescheduled when waiting is true, and its caller holds it.
+func (s *Spool) requeue(ids func(*bolt.Tx) ([][]byte, error), waiting bool) (int, error) {
+	type change struct {
+		typ       string
+		fromDead  bool
+		sizeDelta int64
+	}
+	var changes []change
+	now := s.now()
+	err := s.update(func(tx *bolt.Tx) error {
+		changes = changes[:0]
+		list, err := ids(tx)
+		if err != nil {
+			return err
+		}
+		for _, id := range list {
+			it, before, err := removeDead(tx, string(id))
+			fromDead := it != nil
+			switch {
+			case err != nil:
+				return err
+			case fromDead:
+				// A fresh start for the routes that refused it (the operator
+				// fixed them); routes that got it keep it, so are not emailed
+				// again.
+				it.DeadReason, it.Died, it.Refused, it.LastError = "", time.Time{}, nil, ""
+			case !waiting:
+				continue
+			default: // a waiting item, which the caller holds
+				if it, before, err = removeItem(tx, string(id)); errors.Is(err, relay.ErrNotFound) {
+					continue
+				} else if err != nil {
+					return err
+				}
+			}
+			it.NextAttempt, it.Requeued = now, now
+			it.Record(now, "requeued by an operator")
+			n, err := putItem(tx, it)
+			if err != nil {
+				return err
+			}
+			changes = append(changes, change{it.Event.Type, fromDead, int64(n - before)})
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	for _, c := range changes {
+		s.bytes.Add(c.sizeDelta)
+		if c.fromDead {
+			s.depth.Add(1)
+			s.dead.Add(-1)
+			s.counts.add(c.typ, 1, -1)
+		}
+	}
+	if len(changes) > 0 {
+		s.signal()
+	}
+	return len(changes), nil
+}
+
+// Drop deletes a waiting or dead item for good. It holds the item while it
+// writes, so no worker can take the item between the check and the commit
+// and send an email the operator was told was dropped.
+func (s *Spool) Drop(_ context.Context, id string) error {
+	token, ok := s.hold(id)
+	if !ok {
+		return fmt.Errorf("%w (%s)", relay.ErrBusy, id)
+	}
+	defer s.release(id, token)
+	var typ string
+	var size int64
+	var dead bool
+	err := s.update(func(tx *bolt.Tx) error {
+		it, n, err := removeDead(tx, id)
+		dead = it != nil
+		if err == nil && !dead {
+			it, n, err = removeItem(tx, id)
+		}
+		if errors.Is(err, relay.ErrNotFound) {
+			return failed(fmt.Errorf("%w: %s", relay.ErrNotFound, id))
+		} else if err != nil {
+			return err
+		}
+		typ, size = it.Event.Type, int64(n)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	s.bytes.Add(-size)
+	if dead {
+		s.dead.Add(-1)
+		s.counts.add(typ, 0, -1)
+	} else {
+		s.depth.Add(-1)
+		s.counts.add(typ, -1, 0)
+	}
+	return nil
+}

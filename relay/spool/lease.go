@@ -1,0 +1,179 @@
+package spool
+
+import (
+	"context"
+	"encoding/binary"
+	"strconv"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/hookmail/hookmail/relay"
+)
+
+// lease is the spool's record of a hold on an item: a worker's, or an
+// operator's while their change commits.
+type lease struct {
+	token   string
+	expires time.Time
+}
+
+// Lease returns the earliest due item no lease holds.
+func (s *Spool) Lease(ctx context.Context) (*relay.Lease, error) {
+	for {
+		select {
+		case <-s.closing:
+			return nil, relay.ErrQueueClosed
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		default:
+		}
+		l, wait, wake, err := s.next()
+		if err != nil || l != nil {
+			return l, err
+		}
+		if err := s.wait(ctx, wait, wake); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// wait sleeps until wake fires, d passes (d == 0: no deadline), or the
+// spool or ctx ends.
+func (s *Spool) wait(ctx context.Context, d time.Duration, wake <-chan struct{}) error {
+	var timer <-chan time.Time
+	if d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		timer = t.C
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.closing:
+		return relay.ErrQueueClosed
+	case <-wake:
+	case <-timer:
+	}
+	return nil
+}
+
+// next leases the earliest due item no lease holds; otherwise it says how
+// long until an item is due or a lease expires (0: nothing waits), and the
+// channel that signals new work.
+func (s *Spool) next() (*relay.Lease, time.Duration, <-chan struct{}, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	var found *relay.Item
+	var wait time.Duration
+	sooner := func(d time.Duration) {
+		if wait == 0 || d < wait {
+			wait = max(d, time.Millisecond)
+		}
+	}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketDue).Cursor()
+		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			id := string(k[8:])
+			if l, ok := s.leases[id]; ok && now.Before(l.expires) {
+				sooner(l.expires.Sub(now))
+				continue
+			}
+			if at := time.Unix(0, int64(binary.BigEndian.Uint64(k[:8]))); at.After(now) {
+				sooner(at.Sub(now))
+				return nil
+			}
+			raw := tx.Bucket(bucketEvents).Get([]byte(id))
+			if raw == nil {
+				continue // an index entry without its event: nothing to send
+			}
+			it, err := decodeItem(raw, relay.StateDelivering)
+			if err != nil {
+				return recordError(id, err)
+			}
+			found = it
+			return nil
+		}
+		return nil
+	})
+	if err != nil || found == nil {
+		return nil, wait, s.wake, err
+	}
+	l := &relay.Lease{Item: *found, Token: s.newToken(), Expires: now.Add(s.opts.leaseTimeout)}
+	s.leases[found.Event.ID] = lease{token: l.Token, expires: l.Expires}
+	return l, 0, nil, nil
+}
+
+func (s *Spool) newToken() string { return strconv.FormatUint(s.tokens.Add(1), 10) }
+
+// Extend pushes l's expiry a lease timeout from now.
+func (s *Spool) Extend(_ context.Context, l *relay.Lease) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur, ok := s.leases[l.Item.Event.ID]
+	if !ok || cur.token != l.Token {
+		return relay.ErrLeaseLost
+	}
+	cur.expires = s.now().Add(s.opts.leaseTimeout)
+	s.leases[l.Item.Event.ID] = cur
+	l.Expires = cur.expires
+	return nil
+}
+
+// own checks, inside a write, that token still holds id, and keeps it held
+// until the write's outcome is known, however long the commit takes.
+func (s *Spool) own(id, token string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur, ok := s.leases[id]
+	if !ok || cur.token != token {
+		return relay.ErrLeaseLost
+	}
+	cur.expires = s.now().Add(s.opts.leaseTimeout)
+	s.leases[id] = cur
+	return nil
+}
+
+// release ends the hold token has on id, if it still has it.
+func (s *Spool) release(id, token string) {
+	s.mu.Lock()
+	if s.leases[id].token == token {
+		delete(s.leases, id)
+	}
+	s.mu.Unlock()
+}
+
+// hold leases id for an operator's change, unless a worker holds it now.
+func (s *Spool) hold(id string) (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	if l, ok := s.leases[id]; ok && now.Before(l.expires) {
+		return "", false
+	}
+	token := s.newToken()
+	s.leases[id] = lease{token: token, expires: now.Add(s.opts.leaseTimeout)}
+	return token, true
+}
+
+// delivering reports whether a lease holds id now.
+func (s *Spool) delivering(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l, ok := s.leases[id]
+	return ok && s.now().Before(l.expires)
+}
+
+// leased counts the items leases hold now.
+func (s *Spool) leased() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now, n := s.now(), 0
+	for _, l := range s.leases {
+		if now.Before(l.expires) {
+			n++
+		}
+	}
+	return n
+}

@@ -1,0 +1,93 @@
+package spool
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/hookmail/hookmail/relay"
+)
+
+// The records below are how the spool file stores items: JSON, in the
+// shape every spool file written since the first hookmail has. They are
+// the spool's own, apart from relay.Item (what the workers use) and from
+// the admin API's view, so each can change without the others.
+
+type eventRecord struct {
+	ID       string            `json:"id"`
+	Source   string            `json:"source"`
+	Type     string            `json:"type"`
+	Data     map[string]string `json:"data"`
+	Received time.Time         `json:"received"`
+}
+
+type attemptRecord struct {
+	At   time.Time `json:"at"`
+	What string    `json:"what"`
+}
+
+type itemRecord struct {
+	Event       eventRecord         `json:"event"`
+	Attempts    int                 `json:"attempts"`
+	NextAttempt time.Time           `json:"next_attempt"`
+	LastError   string              `json:"last_error,omitempty"`
+	DeadReason  string              `json:"dead_reason,omitempty"`
+	Died        time.Time           `json:"died,omitzero"`
+	Delivered   []string            `json:"delivered,omitempty"`
+	Refused     map[string]string   `json:"refused,omitempty"`
+	Owed        map[string][]string `json:"owed,omitempty"`
+	Requeued    time.Time           `json:"requeued,omitzero"`
+	History     []attemptRecord     `json:"history,omitempty"`
+}
+
+type digestRecord struct {
+	Event     eventRecord `json:"event"`
+	Collected time.Time   `json:"collected"`
+	To        []string    `json:"to,omitempty"`
+	Cc        []string    `json:"cc,omitempty"`
+	Bcc       []string    `json:"bcc,omitempty"`
+	ReplyTo   string      `json:"reply_to,omitempty"`
+}
+
+func toEventRecord(ev *relay.Event) eventRecord {
+	return eventRecord{ID: ev.ID, Source: ev.Source, Type: ev.Type, Data: ev.Data, Received: ev.Received}
+}
+
+func (r *eventRecord) event() relay.Event {
+	return relay.Event{ID: r.ID, Source: r.Source, Type: r.Type, Data: r.Data, Received: r.Received}
+}
+
+func toRecord(it *relay.Item) *itemRecord {
+	r := &itemRecord{
+		Event: toEventRecord(&it.Event), Attempts: it.Attempts, NextAttempt: it.NextAttempt,
+		LastError: it.LastError, DeadReason: it.DeadReason, Died: it.Died,
+		Delivered: it.Delivered, Refused: it.Refused, Owed: it.Owed, Requeued: it.Requeued,
+	}
+	for _, h := range it.History {
+		r.History = append(r.History, attemptRecord{At: h.At, What: h.What})
+	}
+	return r
+}
+
+func (r *itemRecord) item(state relay.State) *relay.Item {
+	it := &relay.Item{
+		Event: r.Event.event(), Attempts: r.Attempts, NextAttempt: r.NextAttempt,
+		LastError: r.LastError, DeadReason: r.DeadReason, Died: r.Died,
+		Delivered: r.Delivered, Refused: r.Refused, Owed: r.Owed, Requeued: r.Requeued, State: state,
+	}
+	for _, h := range r.History {
+		it.History = append(it.History, relay.Attempt{At: h.At, What: h.What})
+	}
+	return it
+}
+
+// decodeItem reads a stored item record.
+func decodeItem(raw []byte, state relay.State) (*relay.Item, error) {
+	var r itemRecord
+	if err := json.Unmarshal(raw, &r); err != nil {
+		return nil, err
+	}
+	return r.item(state), nil
+}
+
+// encodeItem writes it as a stored record.
+func encodeItem(it *relay.Item) ([]byte, error) { return json.Marshal(toRecord(it)) }

@@ -1,0 +1,240 @@
+// Package spool is hookmail's embedded queue backend: one bbolt file in
+// spool.dir holds the waiting events, the dead letters, the dedup keys and
+// the events collected for digests. It implements relay.Queue,
+// relay.Inspector and relay.DigestStore for one hookmail process, which
+// holds the file locked.
+package spool
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+
+	"github.com/hookmail/hookmail/relay"
+)
+
+// Spool is the embedded durable queue.
+//
+// Writes go through one writer goroutine that packs every write waiting at
+// the moment into one transaction and one fsync (group commit). Unlike
+// bbolt's DB.Batch it waits for no timer: a lone request commits at once,
+// and under load each commit takes everything that queued up during the
+// last one. Only acks linger, briefly, for company (see Ack).
+type Spool struct {
+	db   *bolt.DB
+	path string
+	opts options
+
+	writes   chan writeOp
+	ackSlots chan struct{}
+	closing  chan struct{}
+	loopDone chan struct{}
+	closed   sync.Once
+	sweeps   sync.WaitGroup
+
+	mu     sync.Mutex
+	leases map[string]lease     // by event id
+	claims map[string]time.Time // digest claims: route → until
+	wake   chan struct{}        // closed and replaced when something new is due
+	tokens atomic.Uint64
+
+	// depth, dead and bytes are counted once at open, then kept by each
+	// committed write, so a scrape never walks a large backlog.
+	depth, dead, bytes atomic.Int64
+	counts             typeCounts
+
+	// writeErr is the error of the last commit when it failed (disk full,
+	// read-only, I/O error); Ready reports it until a write succeeds again.
+	writeErr atomic.Pointer[error]
+}
+
+// Option sets one of Open's options.
+type Option func(*options)
+
+type options struct {
+	now          func() time.Time
+	log          *slog.Logger
+	mustExist    bool
+	maxEvents    int
+	maxBytes     int64
+	dedupWindow  time.Duration
+	leaseTimeout time.Duration
+}
+
+// WithClock sets the clock (default time.Now).
+func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
+
+// WithLogger sets where the spool reports what no caller waits for: an ack
+// that could not be written (default: discarded).
+func WithLogger(log *slog.Logger) Option { return func(o *options) { o.log = log } }
+
+// MustExist makes Open fail with an error matching fs.ErrNotExist when
+// there is no spool file yet, instead of creating one: the queue commands
+// work on a spool hookmail made, never on a new empty one.
+func MustExist() Option { return func(o *options) { o.mustExist = true } }
+
+// WithLimits makes Enqueue refuse events (relay.ErrQueueFull) while the
+// spool holds maxEvents waiting events or maxBytes of events, dead letters
+// and collected digests; 0 is no limit.
+func WithLimits(maxEvents int, maxBytes int64) Option {
+	return func(o *options) { o.maxEvents, o.maxBytes = maxEvents, maxBytes }
+}
+
+// WithDedupWindow makes Enqueue store one event per DedupKey within window
+// (0: no deduplication). The keys are kept in the spool, so the window
+// holds across restarts.
+func WithDedupWindow(window time.Duration) Option {
+	return func(o *options) { o.dedupWindow = window }
+}
+
+// WithLeaseTimeout sets how long a lease lasts unless extended (default
+// relay.DefaultLeaseTimeout).
+func WithLeaseTimeout(d time.Duration) Option { return func(o *options) { o.leaseTimeout = d } }
+
+var (
+	_ relay.Queue       = (*Spool)(nil)
+	_ relay.Inspector   = (*Spool)(nil)
+	_ relay.DigestStore = (*Spool)(nil)
+)
+
+// Buckets: events holds every waiting item by id; due indexes them by next
+// attempt (8-byte big-endian Unix nanoseconds, then the id) so Lease reads
+// the earliest first; dead holds the dead letters by id; dedup maps a
+// hashed DedupKey to its expiry and event id, and dedupexp indexes those by
+// expiry; digests holds digest routes' collected events by route, NUL and
+// event id.
+var (
+	bucketEvents   = []byte("events")
+	bucketDue      = []byte("due")
+	bucketDead     = []byte("dead")
+	bucketMeta     = []byte("meta")
+	bucketDedup    = []byte("dedup")
+	bucketDedupExp = []byte("dedupexp")
+	bucketDigests  = []byte("digests")
+)
+
+// File is the name of the spool's database file in spool.dir.
+const File = "spool.db"
+
+// Open opens (or creates) the spool in dir. It fails fast, with a reason,
+// when another hookmail holds the file or the file is damaged.
+func Open(dir string, opts ...Option) (s *Spool, err error) {
+	o := options{now: time.Now, log: slog.New(slog.DiscardHandler), leaseTimeout: relay.DefaultLeaseTimeout}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	path := filepath.Join(dir, File)
+	if abs, err := filepath.Abs(path); err == nil {
+		path = abs
+	}
+	if o.mustExist {
+		if _, err := os.Stat(path); err != nil {
+			return nil, fmt.Errorf("spool: %w", err)
+		}
+	} else if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("spool: cannot create %s: %w", dir, err)
+	}
+	// bbolt panics on some kinds of damage it meets while reading; at open
+	// that is a damaged file, reported as such, not a crash.
+	defer func() {
+		if p := recover(); p != nil {
+			s, err = nil, damaged(path, p)
+		}
+	}()
+	if err := precheck(path); err != nil {
+		return nil, err
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout:        2 * time.Second,
+		NoFreelistSync: true, // rebuilt at open; saves a write per commit
+		FreelistType:   bolt.FreelistMapType,
+	})
+	if err != nil {
+		return nil, openError(path, err)
+	}
+	var c openCounts
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketEvents, bucketDue, bucketDead, bucketMeta, bucketDedup, bucketDedupExp, bucketDigests} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return c.scan(tx)
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("spool: cannot initialise %s: %w", path, err)
+	}
+	s = &Spool{
+		db:       db,
+		path:     path,
+		opts:     o,
+		writes:   make(chan writeOp),
+		ackSlots: make(chan struct{}, maxAcksInFlight),
+		closing:  make(chan struct{}),
+		loopDone: make(chan struct{}),
+		leases:   map[string]lease{},
+		claims:   map[string]time.Time{},
+		wake:     make(chan struct{}),
+		counts:   typeCounts{m: c.types.m},
+	}
+	s.depth.Store(int64(c.depth))
+	s.dead.Store(int64(c.dead))
+	s.bytes.Store(c.bytes)
+	go s.writeLoop()
+	if o.dedupWindow > 0 {
+		s.sweeps.Go(s.sweepDedup)
+	}
+	return s, nil
+}
+
+// openError explains why bbolt could not open path.
+func openError(path string, err error) error {
+	switch {
+	case errors.Is(err, bolterrors.ErrTimeout):
+		return fmt.Errorf("spool: %s is locked by another process (is another hookmail running on this spool.dir?)", path)
+	case errors.Is(err, bolterrors.ErrInvalid), errors.Is(err, bolterrors.ErrChecksum), errors.Is(err, bolterrors.ErrVersionMismatch):
+		return damaged(path, err)
+	}
+	return fmt.Errorf("spool: cannot open %s: %w", path, err)
+}
+
+// damaged is the error for a spool file that cannot be read, with what to
+// do about it.
+func damaged(path string, cause any) error {
+	return fmt.Errorf("spool: %s is damaged (%v); stop hookmail, move the file aside to start with an empty spool, and keep it for recovery", path, cause)
+}
+
+// Path is the spool file's absolute path.
+func (s *Spool) Path() string { return s.path }
+
+// Close stops the writer and closes the file. Writes in flight, acks
+// included, are committed first; later ones get relay.ErrQueueClosed.
+func (s *Spool) Close() error {
+	var err error
+	s.closed.Do(func() {
+		close(s.closing)
+		s.sweeps.Wait()
+		<-s.loopDone
+		err = s.db.Close()
+	})
+	return err
+}
+
+func (s *Spool) now() time.Time { return s.opts.now() }
+
+// signal wakes the leasers waiting for something due.
+func (s *Spool) signal() {
+	s.mu.Lock()
+	close(s.wake)
+	s.wake = make(chan struct{})
+	s.mu.Unlock()
+}

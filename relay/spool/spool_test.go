@@ -1,0 +1,388 @@
+package spool
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/hookmail/hookmail/config"
+	"github.com/hookmail/hookmail/relay"
+)
+
+func openTestSpool(t *testing.T, dir string, opts ...Option) *Spool {
+	t.Helper()
+	s, err := Open(dir, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func testEvent(id string) *relay.Event {
+	return &relay.Event{ID: id, Source: "gateway", Type: "sms", Data: map[string]string{"id": id}, Received: time.Now()}
+}
+
+// testClock is a settable clock for spools.
+type testClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *testClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *testClock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+func dedupEvent(id, senderID string) *relay.Event {
+	ev := testEvent(id)
+	ev.Data["id"] = senderID
+	if senderID != "" {
+		sum := sha256.Sum256([]byte(ev.Type + "\x00" + senderID))
+		ev.DedupKey = hex.EncodeToString(sum[:])
+	}
+	return ev
+}
+
+// TestReadsSpoolsOfEarlierVersions: a record as every earlier hookmail
+// wrote it (with the dedup key and state it no longer stores) is read back
+// whole, so an upgrade finds its queue as it left it.
+func TestReadsSpoolsOfEarlierVersions(t *testing.T) {
+	dir := t.TempDir()
+	s := openTestSpool(t, dir)
+	old := `{"event":{"id":"01900000-0000-7000-8000-000000000001","source":"gateway","type":"sms","data":{"phone":"+15550001111","message":"hi"},` +
+		`"received":"2026-03-01T12:00:00Z","dedup_key":"abc"},"attempts":2,"next_attempt":"2026-03-01T12:05:00Z","last_error":"451 later",` +
+		`"delivered":["ops"],"owed":{"team":["late@example.com"]},"history":[{"at":"2026-03-01T12:01:00Z","what":"attempt 1 failed: 451 later"}],"state":"waiting"}`
+	id := "01900000-0000-7000-8000-000000000001"
+	err := s.update(func(tx *bolt.Tx) error {
+		return putRaw(tx, id, time.Date(2026, 3, 1, 12, 5, 0, 0, time.UTC), []byte(old))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s = openTestSpool(t, dir)
+	it, err := s.Get(t.Context(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if it.Event.Data["message"] != "hi" || it.Attempts != 2 || it.LastError != "451 later" || it.Delivered[0] != "ops" ||
+		it.Owed["team"][0] != "late@example.com" || len(it.History) != 1 || it.State != relay.StateWaiting {
+		t.Errorf("read back %+v", it)
+	}
+	if st, _ := s.Stats(t.Context()); st.Depth != 1 || st.ByType["sms"].Waiting != 1 {
+		t.Errorf("counted %+v", st)
+	}
+}
+
+func TestSpoolReportsLockedAndDamagedFiles(t *testing.T) {
+	dir := t.TempDir()
+	openTestSpool(t, dir)
+	if _, err := Open(dir); err == nil || !strings.Contains(err.Error(), "locked by another process") {
+		t.Errorf("second open: %v, want a locked error", err)
+	}
+	damaged := t.TempDir()
+	if err := os.WriteFile(filepath.Join(damaged, File), []byte(strings.Repeat("not a database ", 1000)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(damaged); err == nil || !strings.Contains(err.Error(), "is damaged") {
+		t.Errorf("damaged open: %v, want a damaged error", err)
+	}
+}
+
+func TestSpoolGroupCommitUnderConcurrency(t *testing.T) {
+	ctx := t.Context()
+	s := openTestSpool(t, t.TempDir())
+	var wg sync.WaitGroup
+	errs := make(chan error, 200)
+	for i := range 200 {
+		wg.Go(func() { errs <- s.Enqueue(ctx, testEvent(fmt.Sprintf("c%03d", i))) })
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err := s.Stats(ctx)
+	if err != nil || st.Depth != 200 {
+		t.Fatalf("depth = %d, %v; want 200", st.Depth, err)
+	}
+}
+
+// TestFailedAckIsNotRetriedInATightLoop: when an ack cannot be written,
+// the item stays leased until the lease expires instead of coming straight
+// back (which would resend the same email again and again), and the
+// failure is logged.
+func TestFailedAckIsNotRetriedInATightLoop(t *testing.T) {
+	ctx := t.Context()
+	s := openTestSpool(t, t.TempDir(), WithLeaseTimeout(time.Hour))
+	if err := s.Enqueue(ctx, testEvent("a")); err != nil {
+		t.Fatal(err)
+	}
+	l, err := s.Lease(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Make the ack's write fail: the record vanishes, its due entry stays.
+	if err := s.update(func(tx *bolt.Tx) error { return tx.Bucket(bucketEvents).Delete([]byte("a")) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Ack(ctx, l); err != nil {
+		t.Fatal(err) // handed to the writer; its failure comes after
+	}
+	time.Sleep(50 * time.Millisecond)
+	if !s.delivering("a") {
+		t.Fatal("the lease was released after a failed ack, so the item would come straight back")
+	}
+	if s.writeErr.Load() != nil {
+		t.Error("a write's own failure was taken for the disk's")
+	}
+}
+
+func TestSpoolDedupWithinWindowAcrossRestart(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	clock := &testClock{now: time.Unix(1_700_000_000, 0)}
+	s, err := Open(dir, WithClock(clock.Now), WithDedupWindow(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Enqueue(ctx, dedupEvent("e1", "42")); err != nil {
+		t.Fatal(err)
+	}
+	var dup *relay.DuplicateError
+	if err := s.Enqueue(ctx, dedupEvent("e2", "42")); !errors.As(err, &dup) || dup.ID != "e1" {
+		t.Fatalf("second enqueue of sender id 42 = %v, want duplicate of e1", err)
+	}
+	// Another sender id, and an event without one, are stored.
+	if err := s.Enqueue(ctx, dedupEvent("e3", "43")); err != nil {
+		t.Fatal(err)
+	}
+	noID := dedupEvent("e4", "")
+	for range 2 {
+		if err := s.Enqueue(ctx, noID); err != nil {
+			t.Fatalf("event without an id: %v", err)
+		}
+		noID = dedupEvent("e5", "")
+	}
+	s.Close()
+
+	// The window holds across a restart...
+	clock.Add(59 * time.Minute)
+	s, err = Open(dir, WithClock(clock.Now), WithDedupWindow(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Enqueue(ctx, dedupEvent("e6", "42")); !errors.As(err, &dup) {
+		t.Fatalf("after restart, within the window: %v, want duplicate", err)
+	}
+	// ...and ends with it.
+	clock.Add(2 * time.Minute)
+	if err := s.Enqueue(ctx, dedupEvent("e7", "42")); err != nil {
+		t.Fatalf("after the window: %v, want stored", err)
+	}
+	st, _ := s.Stats(ctx)
+	if st.Depth != 5 {
+		t.Errorf("depth %d, want 5 (e1, e3, e4, e5, e7)", st.Depth)
+	}
+}
+
+func TestSpoolDedupSweepDeletesExpiredKeys(t *testing.T) {
+	clock := &testClock{now: time.Unix(1_700_000_000, 0)}
+	dir := t.TempDir()
+	s, err := Open(dir, WithClock(clock.Now), WithDedupWindow(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for i, id := range []string{"1", "2", "3"} {
+		if err := s.Enqueue(t.Context(), dedupEvent("e"+id, id)); err != nil {
+			t.Fatal(i, err)
+		}
+	}
+	count := func() (n int) {
+		_ = s.db.View(func(tx *bolt.Tx) error {
+			n = tx.Bucket(bucketDedup).Stats().KeyN + tx.Bucket(bucketDedupExp).Stats().KeyN
+			return nil
+		})
+		return n
+	}
+	if n := count(); n != 6 {
+		t.Fatalf("%d dedup records, want 6", n)
+	}
+	clock.Add(2 * time.Minute)
+	s.Close() // stops the sweeper; a fresh open sweeps at once
+	s, err = Open(dir, WithClock(clock.Now), WithDedupWindow(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for count() != 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := count(); n != 0 {
+		t.Errorf("%d dedup records left after the window, want 0", n)
+	}
+}
+
+// TestDropHoldsTheLeaseUntilCommitted: between Drop's write and its commit,
+// a worker must not lease the item (it would email an event the operator
+// was told was dropped).
+func TestDropHoldsTheLeaseUntilCommitted(t *testing.T) {
+	ctx := t.Context()
+	s := openTestSpool(t, t.TempDir())
+	if err := s.Enqueue(ctx, testEvent("victim")); err != nil {
+		t.Fatal(err)
+	}
+	// Hold the committer, queue Drop and then a second blocker behind it,
+	// so Drop's write runs in a batch that stays open.
+	gate0, gate1 := make(chan struct{}), make(chan struct{})
+	go s.update(func(*bolt.Tx) error { <-gate0; return nil })
+	time.Sleep(20 * time.Millisecond)
+	dropped := make(chan error, 1)
+	go func() { dropped <- s.Drop(ctx, "victim") }()
+	time.Sleep(20 * time.Millisecond)
+	go s.update(func(*bolt.Tx) error { <-gate1; return nil })
+	time.Sleep(20 * time.Millisecond)
+	close(gate0)
+	time.Sleep(20 * time.Millisecond) // Drop's write has run; the batch waits on gate1
+
+	leaseCtx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	if l, err := s.Lease(leaseCtx); err == nil {
+		t.Errorf("leased %s while its drop was being committed", l.Item.Event.ID)
+	}
+	close(gate1)
+	if err := <-dropped; err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := s.Stats(ctx); st.Depth != 0 {
+		t.Errorf("depth %d after the drop", st.Depth)
+	}
+}
+
+// TestOpenSpoolDamaged damages a spool file in several ways: each open
+// fails with a message naming the file, or opens a spool that still works;
+// none panics.
+func TestOpenSpoolDamaged(t *testing.T) {
+	src := t.TempDir()
+	s := openTestSpool(t, src)
+	for i := range 200 {
+		if err := s.Enqueue(t.Context(), testEvent(fmt.Sprintf("ev-%03d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Close()
+	orig, err := os.ReadFile(filepath.Join(src, File))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pageSize := 4096
+	garble := func(b []byte, from, n int) []byte {
+		for i := from; i < from+n && i < len(b); i++ {
+			b[i] = byte(i*7 + 13)
+		}
+		return b
+	}
+	for _, tc := range []struct {
+		name   string
+		damage func([]byte) []byte
+	}{
+		{"empty", func([]byte) []byte { return nil }},
+		{"truncated to 100 bytes", func(b []byte) []byte { return b[:100] }},
+		{"truncated to half", func(b []byte) []byte { return b[:len(b)/2] }},
+		{"both meta pages garbled", func(b []byte) []byte { return garble(b, 0, 2*pageSize) }},
+		{"first meta page garbled", func(b []byte) []byte { return garble(b, 0, pageSize) }},
+		{"data pages garbled", func(b []byte) []byte { return garble(b, 4*pageSize, len(b)) }},
+		{"one data page garbled", func(b []byte) []byte { return garble(b, 5*pageSize, pageSize) }},
+		{"not a spool at all", func([]byte) []byte { return []byte(strings.Repeat("hello, world\n", 5000)) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			b := tc.damage(append([]byte(nil), orig...))
+			if err := os.WriteFile(filepath.Join(dir, File), b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			s, err := Open(dir)
+			if err != nil {
+				if !strings.Contains(err.Error(), filepath.Join(dir, File)) {
+					t.Errorf("error does not name the file: %v", err)
+				}
+				t.Logf("refused: %v", err)
+				return
+			}
+			defer s.Close()
+			// Opened (the damage missed what open reads): it must still work.
+			if _, err := s.Stats(t.Context()); err != nil {
+				t.Logf("opened, stats: %v", err)
+			}
+		})
+	}
+}
+
+// TestDigestBytesCount: collected events count in the spool's bytes (so
+// spool.max_bytes bounds them), and a fresh count at open agrees, also
+// after some are forgotten (their digest went out) and some buried.
+func TestDigestBytesCount(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	route := &config.Route{Name: "facebook-digest", To: []string{"me@example.com"}, Digest: &config.Digest{Every: time.Hour, MaxEvents: 50}}
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		ev := testEvent(fmt.Sprintf("ev-%02d", i))
+		ev.Type, ev.Data = "notification", map[string]string{"id": fmt.Sprint(i), "package": "com.facebook.katana", "title": "Facebook", "content": fmt.Sprintf("comment number %d", i)}
+		if err := s.Collect(ctx, route, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, n, err := s.Digest(ctx, route.Name, 0); err != nil || n != 10 {
+		t.Fatalf("digest holds %d events (%v), want 10", n, err)
+	}
+	kept, _ := s.Stats(ctx)
+	if kept.Depth != 0 || kept.Bytes == 0 {
+		t.Fatalf("stats with 10 collected: %+v, want bytes counted", kept)
+	}
+	s.Close()
+	s, err = Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh, _ := s.Stats(ctx)
+	if fresh.Bytes != kept.Bytes {
+		t.Errorf("bytes kept %d, counted at open %d", kept.Bytes, fresh.Bytes)
+	}
+	entries, _, _ := s.Digest(ctx, route.Name, 0)
+	ids := []string{entries[0].Event.ID, entries[1].Event.ID}
+	if err := s.Forget(ctx, route.Name, ids[:1]); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.BuryDigest(ctx, route.Name, ids[1:], "test"); err != nil {
+		t.Fatal(err)
+	}
+	after, _ := s.Stats(ctx)
+	s.Close()
+	s2 := openTestSpool(t, dir)
+	again, _ := s2.Stats(ctx)
+	if after.Bytes != again.Bytes || again.Dead != 1 {
+		t.Errorf("after forget and bury: kept %+v, counted %+v", after, again)
+	}
+}

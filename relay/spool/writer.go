@@ -1,0 +1,147 @@
+package spool
+
+import (
+	"errors"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/hookmail/hookmail/relay"
+)
+
+// maxBatch bounds one group commit, so one transaction stays small.
+const maxBatch = 1024
+
+// Acks linger up to ackLinger for other writes to join them: a worker does
+// not wait for its ack, so one commit can remove many delivered items,
+// whose records sit next to each other (ids are time-ordered), instead of
+// one commit and one fsync each. Any other write ends the linger at once.
+// An ack lost in a crash is an email sent again, so the linger stays short
+// and at most maxAcksInFlight acks wait at a time.
+const (
+	ackLinger       = 2 * time.Millisecond
+	maxAcksInFlight = 256
+)
+
+// writeOp is one write for the writer: fn runs in the shared transaction,
+// then done (when set) gets the outcome, and after (when set) runs with it
+// in the writer's goroutine.
+type writeOp struct {
+	fn     func(*bolt.Tx) error
+	done   chan error
+	after  func(error)
+	linger bool
+}
+
+// update runs fn in a shared write transaction and returns once it is
+// committed and fsynced. fn may run more than once, so it must not have
+// side effects outside tx.
+func (s *Spool) update(fn func(*bolt.Tx) error) error {
+	op := writeOp{fn: fn, done: make(chan error, 1)}
+	if err := s.submit(op); err != nil {
+		return err
+	}
+	// The writer has the op; wait for its outcome even if the caller's
+	// context ends, since returning early could report a stored event as lost.
+	return <-op.done
+}
+
+func (s *Spool) submit(op writeOp) error {
+	select {
+	case s.writes <- op:
+		return nil
+	case <-s.closing:
+		return relay.ErrQueueClosed
+	}
+}
+
+// writeLoop commits the writes as they come, in batches, until the spool
+// closes; then it commits what was handed to it and stops.
+func (s *Spool) writeLoop() {
+	defer close(s.loopDone)
+	for {
+		var first writeOp
+		select {
+		case first = <-s.writes:
+		case <-s.closing:
+			return
+		}
+		batch := []writeOp{first}
+		var linger <-chan time.Time
+		var timer *time.Timer
+		if first.linger {
+			timer = time.NewTimer(ackLinger)
+			linger = timer.C
+		}
+	gather:
+		for len(batch) < maxBatch {
+			if linger == nil {
+				select {
+				case op := <-s.writes:
+					batch = append(batch, op)
+				default:
+					break gather
+				}
+				continue
+			}
+			select {
+			case op := <-s.writes:
+				batch = append(batch, op)
+				if !op.linger {
+					linger = nil // someone waits: commit what is there now
+				}
+			case <-linger:
+				break gather
+			}
+		}
+		if timer != nil {
+			timer.Stop()
+		}
+		s.commit(batch)
+	}
+}
+
+// errOpFailed marks a batch whose own functions failed, not its commit.
+var errOpFailed = errors.New("an operation in the batch failed")
+
+func (s *Spool) commit(batch []writeOp) {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		for _, op := range batch {
+			if err := op.fn(tx); err != nil {
+				return errOpFailed
+			}
+		}
+		return nil
+	})
+	if errors.Is(err, errOpFailed) {
+		// One op failed: run each alone so the others still commit.
+		for _, op := range batch {
+			err := s.db.Update(op.fn)
+			var own *opFailure
+			if err != nil && !errors.As(err, &own) && s.writeErr.Load() == nil {
+				// Not the op's own failure: maybe the disk's. Ready's probe
+				// tells; it clears the error once a write commits.
+				s.writeErr.Store(&err)
+			}
+			s.finish(op, err)
+		}
+		return
+	}
+	if err != nil {
+		s.writeErr.Store(&err)
+	} else if s.writeErr.Load() != nil {
+		s.writeErr.Store(nil)
+	}
+	for _, op := range batch {
+		s.finish(op, err)
+	}
+}
+
+func (s *Spool) finish(op writeOp, err error) {
+	if op.after != nil {
+		op.after(err)
+	}
+	if op.done != nil {
+		op.done <- err
+	}
+}

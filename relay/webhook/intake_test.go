@@ -1,0 +1,188 @@
+package webhook
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// serveLimited serves h on 127.0.0.1:0 behind a ConnLimiter, as serve does.
+func serveLimited(t *testing.T, h http.Handler, total, perIP int) (addr string, lim *ConnLimiter) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lim = NewConnLimiter(ln, total, perIP, prometheus.NewRegistry())
+	srv := &http.Server{Handler: h, ConnState: lim.ConnState, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(lim) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return ln.Addr().String(), lim
+}
+
+// dialFrom opens a connection to addr from the loopback address src.
+func dialFrom(t *testing.T, src, addr string) net.Conn {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// roundTrip sends one GET on c and reports whether an answer came back.
+func roundTrip(c net.Conn) bool {
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(c, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		return false
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		return false
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+func TestConnLimiterPerIP(t *testing.T) {
+	addr, _ := serveLimited(t, okHandler, 100, 2)
+	a, b := dialFrom(t, "127.0.0.3", addr), dialFrom(t, "127.0.0.3", addr)
+	if !roundTrip(a) || !roundTrip(b) {
+		t.Fatal("the first two connections of one IP were not served")
+	}
+	if roundTrip(dialFrom(t, "127.0.0.3", addr)) {
+		t.Error("a third connection from the same IP was served; want it closed (max_connections_per_ip 2)")
+	}
+	if !roundTrip(dialFrom(t, "127.0.0.4", addr)) {
+		t.Error("another IP's connection was not served")
+	}
+	a.Close()
+	time.Sleep(50 * time.Millisecond) // the server notices the close
+	if !roundTrip(dialFrom(t, "127.0.0.3", addr)) {
+		t.Error("after one closed, a new connection from the IP was not served")
+	}
+}
+
+// TestConnLimiterMakesRoomFromIdle: at max_connections, an idle keep-alive
+// connection is closed so a new client gets in.
+func TestConnLimiterMakesRoomFromIdle(t *testing.T) {
+	addr, _ := serveLimited(t, okHandler, 2, 0)
+	for range 2 {
+		if !roundTrip(dialFrom(t, "127.0.0.1", addr)) { // each stays open, idle
+			t.Fatal("not served")
+		}
+	}
+	if !roundTrip(dialFrom(t, "127.0.0.1", addr)) {
+		t.Error("a third client was not served while two idle connections held every place")
+	}
+}
+
+// TestWrongSecretRefusedBeforeTheBody: a form body whose secret field is
+// wrong is answered 401 as soon as that field has arrived, without waiting
+// for the rest, and the connection is closed.
+func TestWrongSecretRefusedBeforeTheBody(t *testing.T) {
+	env := newTestEnv(t, testConfig(t))
+	addr, _ := serveLimited(t, env.rc.Handler(), 100, 0)
+	c := dialFrom(t, "127.0.0.1", addr)
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	_, err := io.WriteString(c, "POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100000\r\n\r\nsecret=wrong-secret&type=sms")
+	if err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("no answer before the body ended: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized || !resp.Close {
+		t.Errorf("answer %d (close %v), want 401 and the connection closed", resp.StatusCode, resp.Close)
+	}
+	if st, _ := env.queue.Stats(t.Context()); st.Depth != 0 {
+		t.Errorf("%d events stored", st.Depth)
+	}
+}
+
+func TestSlowBodyTimesOut(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Webhook.BodyTimeout = 200 * time.Millisecond
+	env := newTestEnv(t, cfg)
+	addr, _ := serveLimited(t, env.rc.Handler(), 100, 0)
+	c := dialFrom(t, "127.0.0.1", addr)
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	_, _ = io.WriteString(c, "POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\nsecret=")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("no answer: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestTimeout {
+		t.Errorf("answer %d, want 408", resp.StatusCode)
+	}
+}
+
+// TestRefusedWebhooksLogged: refusals are logged at WARN with the remote
+// address, status, result and type, never the secret; one line per client
+// and result per minute, the next one counting those in between.
+func TestRefusedWebhooksLogged(t *testing.T) {
+	env := newTestEnv(t, testConfig(t))
+	now := time.Unix(1_700_000_000, 0)
+	env.rc.Now = func() time.Time { return now }
+	h := env.rc.Handler()
+	send := func(ip, body string) int {
+		req := httptest.NewRequest(http.MethodPost, "/webhook", strings.NewReader(body))
+		req.Header.Set("Content-Type", formType)
+		req.RemoteAddr = ip + ":40000"
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec.Code
+	}
+	const wrong = "secret=the-wrong-secret-value&type=sms&data[id]=1"
+	for range 3 {
+		if code := send("192.0.2.7", wrong); code != http.StatusUnauthorized {
+			t.Fatalf("wrong secret: %d", code)
+		}
+	}
+	send("192.0.2.7", "secret="+testSecret) // no type: 400, its own line
+	send("192.0.2.8", wrong)                // another client: its own line
+	logs := env.logs.String()
+	lines := func(substr string) int {
+		n := 0
+		for _, l := range strings.Split(logs, "\n") {
+			if strings.Contains(l, "level=WARN") && strings.Contains(l, substr) {
+				n++
+			}
+		}
+		return n
+	}
+	if n := lines("remote=192.0.2.7 status=401 result=unauthorized"); n != 1 {
+		t.Errorf("%d WARN lines for 192.0.2.7's 401s, want 1:\n%s", n, logs)
+	}
+	if lines("remote=192.0.2.7 status=400 result=invalid") != 1 || lines("remote=192.0.2.8 status=401") != 1 {
+		t.Errorf("want one line for the 400 and one for the other client:\n%s", logs)
+	}
+	if !strings.Contains(logs, "type=sms") {
+		t.Errorf("the lines do not name the type:\n%s", logs)
+	}
+	now = now.Add(refusalLogEvery)
+	send("192.0.2.7", wrong)
+	if !strings.Contains(env.logs.String(), "not_logged_since=2") {
+		t.Errorf("a minute later, the line does not count the 2 refusals not logged:\n%s", env.logs)
+	}
+	if strings.Contains(env.logs.String(), "the-wrong-secret-value") || strings.Contains(env.logs.String(), testSecret) {
+		t.Error("a secret reached the log")
+	}
+}
+
+// okHandler answers 200 to everything.
+var okHandler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
