@@ -37,6 +37,7 @@ type Config struct {
 	Retry     Retry     `mapstructure:"retry" yaml:"retry"`
 	Routes    []Route   `mapstructure:"routes" yaml:"routes"`
 	Templates Templates `mapstructure:"templates" yaml:"templates"`
+	Shutdown  Shutdown  `mapstructure:"shutdown" yaml:"shutdown"`
 }
 
 // Log sets how hookmail logs.
@@ -222,6 +223,15 @@ func MatchPattern(key, value string) (string, bool) {
 // embedded email templates of the same name.
 type Templates struct {
 	Dir string `mapstructure:"dir" yaml:"dir"`
+}
+
+// Shutdown sets how hookmail stops on SIGTERM.
+type Shutdown struct {
+	// Drain is how long hookmail keeps taking webhooks after SIGTERM while
+	// /readyz already answers 503, so load balancers and Kubernetes stop
+	// sending before the port closes (0: close at once). The gateway never
+	// retries, so a webhook sent to a closed port is lost.
+	Drain time.Duration `mapstructure:"drain" yaml:"drain"`
 }
 
 // AuthMechanisms are the values of smtp.auth; auto lets the server's offer

@@ -215,6 +215,7 @@ func TestBadFiles(t *testing.T) {
 		{file: "bad_durations.yaml", want: []string{
 			"smtp.timeout: must be a positive duration, got 0s; " + fixDur,
 			"retry.initial: must be a positive duration, got -5s; " + fixDur,
+			`shutdown.drain: must not be negative, got -5s; write it like "5s", or "0" to stop taking webhooks at once on SIGTERM`,
 		}},
 		{file: "retry_initial_over_max.yaml", want: []string{
 			"retry.initial: 2h0m0s is longer than retry.max (1h0m0s); make retry.initial shorter than retry.max",
@@ -404,6 +405,14 @@ func TestEnvOverrides(t *testing.T) {
 		}
 		if cfg.Retry.Max != 2*time.Hour {
 			t.Errorf("retry.max = %s, want 2h", cfg.Retry.Max)
+		}
+	})
+	t.Run("shutdown.drain, and 0 turns it off", func(t *testing.T) {
+		for env, want := range map[string]time.Duration{"": 5 * time.Second, "30s": 30 * time.Second, "0": 0} {
+			cfg := mustLoad(t, "", envMap(map[string]string{"HOOKMAIL_SHUTDOWN_DRAIN": env}))
+			if cfg.Shutdown.Drain != want {
+				t.Errorf("HOOKMAIL_SHUTDOWN_DRAIN=%q: shutdown.drain = %s, want %s", env, cfg.Shutdown.Drain, want)
+			}
 		}
 	})
 	t.Run("bool and int64", func(t *testing.T) {
@@ -911,6 +920,12 @@ func TestDurationWithoutUnitIsAnError(t *testing.T) {
 	cfg.Webhook.Secrets = []Secret{"0123456789abcdef0123"}
 	cfg.SMTP.Timeout = 30 // what "timeout: 30" decodes to
 	want := `smtp.timeout: 30ns is shorter than a millisecond; is the unit missing?; write it with a unit, like "30s", "5m" or "1h"`
+	if err := cfg.Validate(); err == nil || err.Error() != want {
+		t.Fatalf("Validate = %v\nwant %s", err, want)
+	}
+	cfg.SMTP.Timeout = 30 * time.Second
+	cfg.Shutdown.Drain = 5 // "drain: 5"
+	want = `shutdown.drain: 5ns is shorter than a millisecond; is the unit missing?; write it with a unit, like "5s"`
 	if err := cfg.Validate(); err == nil || err.Error() != want {
 		t.Fatalf("Validate = %v\nwant %s", err, want)
 	}

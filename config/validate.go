@@ -64,7 +64,20 @@ func (c *Config) ValidateFor(use Use) error {
 	if c.Templates.Dir != "" {
 		v.dir("templates.dir", c.Templates.Dir)
 	}
+	c.validateShutdown(&v)
 	return errors.Join(v.problems...)
+}
+
+// validateShutdown checks shutdown.drain: 0 is allowed (no drain), a
+// negative one is not, and neither is a bare number, which decodes as
+// nanoseconds.
+func (c *Config) validateShutdown(v *validator) {
+	switch d := c.Shutdown.Drain; {
+	case d < 0:
+		v.add("shutdown.drain", fmt.Sprintf("must not be negative, got %s", d), `write it like "5s", or "0" to stop taking webhooks at once on SIGTERM`)
+	case d > 0 && d < time.Millisecond:
+		v.add("shutdown.drain", fmt.Sprintf("%s is shorter than a millisecond; is the unit missing?", d), `write it with a unit, like "5s"`)
+	}
 }
 
 // Warnings lists what is allowed but probably a mistake.
