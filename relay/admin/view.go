@@ -81,8 +81,8 @@ type TypeCountView struct {
 // it hashes the sender's secret with fields shown here.
 func ViewItem(it *relay.Item) ItemView {
 	v := ItemView{
-		Event:    EventView{ID: it.Event.ID, Source: it.Event.Source, Type: it.Event.Type, Data: it.Event.Data, Received: it.Event.Received},
-		State:    it.State, Attempts: it.Attempts, NextAttempt: it.NextAttempt,
+		Event: EventView{ID: it.Event.ID, Source: it.Event.Source, Type: it.Event.Type, Data: it.Event.Data, Received: it.Event.Received},
+		State: it.State, Attempts: it.Attempts, NextAttempt: it.NextAttempt,
 		LastError: it.LastError, DeadReason: it.DeadReason, Died: it.Died,
 		Delivered: it.Delivered, Refused: it.Refused, Owed: it.Owed, Requeued: it.Requeued,
 	}
@@ -107,8 +107,8 @@ func ViewStats(st relay.Stats) StatsView {
 // item is v back as a relay.Item, for the client.
 func (v *ItemView) item() relay.Item {
 	it := relay.Item{
-		Event:    relay.Event{ID: v.Event.ID, Source: v.Event.Source, Type: v.Event.Type, Data: v.Event.Data, Received: v.Event.Received},
-		State:    v.State, Attempts: v.Attempts, NextAttempt: v.NextAttempt,
+		Event: relay.Event{ID: v.Event.ID, Source: v.Event.Source, Type: v.Event.Type, Data: v.Event.Data, Received: v.Event.Received},
+		State: v.State, Attempts: v.Attempts, NextAttempt: v.NextAttempt,
 		LastError: v.LastError, DeadReason: v.DeadReason, Died: v.Died,
 		Delivered: v.Delivered, Refused: v.Refused, Owed: v.Owed, Requeued: v.Requeued,
 	}

@@ -40,4 +40,3 @@ func (set Secrets) match(presented string) int {
 	}
 	return idx
 }
-

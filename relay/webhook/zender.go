@@ -234,4 +234,3 @@ func (p *Payload) clean(unescape bool) {
 	}
 	p.Data = data
 }
-

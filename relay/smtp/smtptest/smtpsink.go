@@ -109,7 +109,7 @@ func (s *Sink) serve(ln net.Listener) {
 	srv.Domain = "sink.test"
 	srv.ReadTimeout, srv.WriteTimeout = 30*time.Second, 30*time.Second
 	srv.MaxMessageBytes = 10 << 20
-	srv.AllowInsecureAuth = s.cert == nil // with TLS, AUTH only after it
+	srv.AllowInsecureAuth = s.cert == nil     // with TLS, AUTH only after it
 	srv.ErrorLog = log.New(io.Discard, "", 0) // connections cut by a kill are expected here
 	switch {
 	case s.cert != nil:
