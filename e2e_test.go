@@ -162,13 +162,18 @@ type hookmailProc struct {
 	logs *relaytest.LogBuffer
 }
 
+// startHookmail starts `hookmail serve --listen 127.0.0.1:0` with env
+// added to the test's own, and waits until it listens. Unless env sets
+// HOOKMAIL_SHUTDOWN_DRAIN, hookmail stops on SIGTERM without a drain.
 func startHookmail(t *testing.T, env []string) *hookmailProc {
 	t.Helper()
 	logs := &relaytest.LogBuffer{}
 	cmd := exec.Command(os.Args[0], "serve", "--listen", "127.0.0.1:0")
 	// The admin endpoint is a socket in the test's own spool.dir, so tests
-	// and a hookmail of the developer's own never collide.
-	cmd.Env = append(os.Environ(), append(env, runMainEnv+"=1")...)
+	// and a hookmail of the developer's own never collide. Of a variable
+	// given twice, exec takes the last.
+	cmd.Env = append(os.Environ(), "HOOKMAIL_SHUTDOWN_DRAIN=0")
+	cmd.Env = append(cmd.Env, append(env, runMainEnv+"=1")...)
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"io/fs"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -30,9 +31,14 @@ func envFunc(vars map[string]string) func(string) string {
 var listenRe = regexp.MustCompile(`msg="hookmail listening" addr=(\S+)`)
 
 // startServe runs `hookmail serve --listen 127.0.0.1:0` in-process and
-// returns its base URL once /healthz answers.
+// returns its base URL once /healthz answers. Unless env sets
+// HOOKMAIL_SHUTDOWN_DRAIN, stop does not wait out a drain.
 func startServe(t *testing.T, env map[string]string) (url string, logs *relaytest.LogBuffer, stop func() error) {
 	t.Helper()
+	env = maps.Clone(env)
+	if _, ok := env["HOOKMAIL_SHUTDOWN_DRAIN"]; !ok {
+		env["HOOKMAIL_SHUTDOWN_DRAIN"] = "0"
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	logs = &relaytest.LogBuffer{}
 	done := make(chan error, 1)

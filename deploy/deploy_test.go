@@ -202,6 +202,7 @@ func exportedMetrics(t *testing.T) map[string]bool {
 	cfg.Spool.Dir = t.TempDir()
 	cfg.Webhook.Secrets = []config.Secret{"deploy-test-secret-0123456789"}
 	cfg.SMTP.Host = "127.0.0.1" // the SMTP metrics; starting dials nothing
+	cfg.Shutdown.Drain = 0      // stop at once once the metrics are read
 	// A digest route, so the per-route digest series exist.
 	cfg.Routes = append(cfg.Routes, config.Route{Name: "digest", To: []string{"a@example.com"},
 		Digest: &config.Digest{Every: time.Hour, MaxEvents: 10}})

@@ -63,12 +63,17 @@ type server struct {
 	workers *relay.Workers
 	secrets atomic.Pointer[webhook.Secrets]
 	reloads reloadMetrics
+	// drainFor is shutdown.drain as last loaded (it reloads: the value in
+	// force when SIGTERM comes counts); draining is set while it runs.
+	drainFor atomic.Int64
+	draining atomic.Bool
 }
 
-// Serve runs hookmail until ctx ends, then stops taking webhooks, lets
-// each worker finish the email in hand, and closes the queue: nothing it
-// accepted is lost. SIGTERM (ctx) stops it at once even while a start-up
-// step or a reload hangs.
+// Serve runs hookmail until ctx ends, then drains (shutdown.drain: /readyz
+// answers 503 while webhooks are still taken, so load balancers stop
+// sending), stops taking webhooks, lets each worker finish the email in
+// hand, and closes the queue: nothing it accepted is lost. SIGTERM (ctx)
+// stops it at once even while a start-up step or a reload hangs.
 func Serve(ctx context.Context, o Options) error {
 	cfg, log := o.Config, o.Log
 	for _, w := range cfg.Warnings() {
@@ -119,6 +124,7 @@ func newServer(o Options, reg Registry, rules *relay.Rules, backend *Backend, se
 	s := &server{opts: o, cfg: o.Config, log: o.Log, reg: reg, backend: backend, reloads: newReloadMetrics(reg)}
 	s.workers = relay.NewWorkers(rules, backend.Queue, backend.Digests, sender, o.Log, reg)
 	s.secrets.Store(ptr(webhook.NewSecrets(o.Config.Webhook.Secrets)))
+	s.drainFor.Store(int64(o.Config.Shutdown.Drain))
 	s.reloads.succeeded(time.Now())
 	return s
 }
@@ -170,6 +176,9 @@ func (s *server) run(ctx context.Context) error {
 		"queue", backend.Where, "delivery", delivery, "workers", cfg.SMTP.Workers, "version", s.opts.Version)
 
 	err = s.serveUntilDone(ctx, serveErr)
+	if err == nil {
+		err = s.drain(time.Duration(s.drainFor.Load()), serveErr)
+	}
 	// Reverse order: stop taking webhooks (letting in-flight ones be
 	// stored), then let each worker finish the email in hand; the caller
 	// closes the queue.

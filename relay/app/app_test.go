@@ -217,3 +217,50 @@ func TestDigestRouteNeedsADigestStore(t *testing.T) {
 		t.Errorf("with a digest store: %v", err)
 	}
 }
+
+// TestDrainingAnswers: during the drain /readyz answers 503 "shutting
+// down" at once, though a 200 was cached a moment before, while the
+// webhook is still stored and answered 200, closing its connection.
+func TestDrainingAnswers(t *testing.T) {
+	env := newTestEnv(t, testConfig(t), nil)
+	get := func(path string) *httptest.ResponseRecorder {
+		rec := httptest.NewRecorder()
+		env.h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+		return rec
+	}
+	if rec := get("/readyz"); rec.Code != http.StatusOK {
+		t.Fatalf("/readyz before the drain: %d %s", rec.Code, rec.Body)
+	}
+	env.s.draining.Store(true)
+	rec := get("/readyz")
+	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), `"error":"shutting down"`) {
+		t.Errorf("/readyz during the drain: %d %s; want 503 shutting down", rec.Code, rec.Body)
+	}
+	if rec := get("/healthz"); rec.Code != http.StatusOK {
+		t.Errorf("/healthz during the drain: %d; hookmail is still alive", rec.Code)
+	}
+	rec = env.post(t, "secret="+testSecret+"&type=sms&data[message]=during+the+drain")
+	if rec.Code != http.StatusOK || rec.Header().Get("Connection") != "close" {
+		t.Errorf("webhook during the drain: %d, Connection %q; want 200 and close", rec.Code, rec.Header().Get("Connection"))
+	}
+	if st, err := env.backend.Queue.Stats(t.Context()); err != nil || st.Depth != 1 {
+		t.Errorf("queue depth %d (%v) after a webhook during the drain, want 1", st.Depth, err)
+	}
+}
+
+// TestReloadTakesShutdownDrain: shutdown.drain reloads, so a new value
+// applies to the very restart that follows it.
+func TestReloadTakesShutdownDrain(t *testing.T) {
+	cfg := testConfig(t)
+	env := newTestEnv(t, cfg, nil)
+	next := *cfg
+	next.Shutdown.Drain = 42 * time.Second
+	env.s.opts.Load = func() (*config.Config, error) { return &next, nil }
+	env.s.reload("test")
+	if got := time.Duration(env.s.drainFor.Load()); got != 42*time.Second {
+		t.Errorf("drain after the reload: %s, want 42s", got)
+	}
+	if strings.Contains(env.logs.String(), "shutdown") {
+		t.Errorf("the reload names shutdown.drain as needing a restart:\n%s", env.logs)
+	}
+}

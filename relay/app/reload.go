@@ -40,7 +40,7 @@ func (m reloadMetrics) succeeded(at time.Time) {
 }
 
 // reload loads the config anew and swaps in its routes, templates, webhook
-// secrets, smtp.from and retry settings once they all build; a config that
+// secrets, smtp.from, retry settings and shutdown.drain once they all build; a config that
 // does not load, validate or render is logged with why, and the one in
 // force stays. Changed keys that only a restart applies are named in the
 // log.
@@ -60,6 +60,7 @@ func (s *server) reload(trigger string) {
 	}
 	s.workers.SetRules(rules)
 	s.secrets.Store(ptr(webhook.NewSecrets(next.Webhook.Secrets)))
+	s.drainFor.Store(int64(next.Shutdown.Drain))
 	s.reloads.succeeded(time.Now())
 	s.log.Info("config reloaded", "trigger", trigger)
 	if keys := restartKeys(s.cfg, next); len(keys) > 0 {
