@@ -64,9 +64,9 @@ type server struct {
 	secrets atomic.Pointer[webhook.Secrets]
 	reloads reloadMetrics
 	// drainFor is shutdown.drain as last loaded (it reloads: the value in
-	// force when SIGTERM comes counts); draining is set while it runs.
+	// force when SIGTERM comes counts); stopping is set from the drain on.
 	drainFor atomic.Int64
-	draining atomic.Bool
+	stopping atomic.Bool
 }
 
 // Serve runs hookmail until ctx ends, then drains (shutdown.drain: /readyz
@@ -147,9 +147,17 @@ func (s *server) run(ctx context.Context) error {
 		}
 	}
 	srv := NewHTTPServer(s.handler(backend.Queue), log)
-	srv.ConnState = conns.ConnState
+	busy := newBusyConns()
+	srv.ConnState = func(c net.Conn, state http.ConnState) {
+		conns.ConnState(c, state)
+		busy.ConnState(c, state)
+	}
 	serveErr := make(chan error, 2)
-	go func() { serveErr <- srv.Serve(conns) }()
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		serveErr <- srv.Serve(conns)
+	}()
 	if adminLn != nil {
 		adminSrv := NewHTTPServer(admin.NewHandler(backend.Inspector, s.workers.Rules, cfg.Admin.Token, log), log)
 		adminSrv.WriteTimeout = 2 * time.Minute // a long listing
@@ -179,13 +187,14 @@ func (s *server) run(ctx context.Context) error {
 	if err == nil {
 		err = s.drain(time.Duration(s.drainFor.Load()), serveErr)
 	}
-	// Reverse order: stop taking webhooks (letting in-flight ones be
-	// stored), then let each worker finish the email in hand; the caller
-	// closes the queue.
+	// Reverse order: stop taking webhooks (answering those accepted), then
+	// let each worker finish the email in hand; the caller closes the
+	// queue.
+	s.stopping.Store(true)
 	log.Info("shutting down")
 	shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
 	defer cancel()
-	if serr := srv.Shutdown(shutCtx); serr != nil {
+	if serr := closeWebhookPort(shutCtx, srv, conns, served, busy); serr != nil {
 		log.Error("http shutdown", "err", serr)
 	}
 	stopWork()

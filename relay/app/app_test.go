@@ -231,7 +231,7 @@ func TestDrainingAnswers(t *testing.T) {
 	if rec := get("/readyz"); rec.Code != http.StatusOK {
 		t.Fatalf("/readyz before the drain: %d %s", rec.Code, rec.Body)
 	}
-	env.s.draining.Store(true)
+	env.s.stopping.Store(true)
 	rec := get("/readyz")
 	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), `"error":"shutting down"`) {
 		t.Errorf("/readyz during the drain: %d %s; want 503 shutting down", rec.Code, rec.Body)

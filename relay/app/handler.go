@@ -15,7 +15,7 @@ import (
 )
 
 // handler serves every public route: the webhook, /healthz, /readyz and
-// /metrics. During the drain /readyz answers 503 and every answer closes
+// /metrics. From the drain on /readyz answers 503 and every answer closes
 // its connection.
 func (s *server) handler(q relay.Queue) http.Handler {
 	rc := &webhook.Receiver{
@@ -32,10 +32,10 @@ func (s *server) handler(q relay.Queue) http.Handler {
 	mux.Handle(p+"/", exact(p+"/", hook)) // gateways are often set up with a trailing slash
 	mux.Handle("/healthz", handleHealthz())
 	// A flood of probes or scrapes must not take what the webhooks need.
-	mux.Handle("/readyz", notReadyWhileDraining(&s.draining, cacheReplies(handleReadyz(q), replyCacheTTL, time.Now)))
+	mux.Handle("/readyz", notReadyWhileStopping(&s.stopping, cacheReplies(handleReadyz(q), replyCacheTTL, time.Now)))
 	mux.Handle("/metrics", cacheReplies(promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg}), replyCacheTTL, time.Now))
 	mux.Handle("/", http.NotFoundHandler())
-	return closeWhileDraining(&s.draining, neverRedirect(mux))
+	return closeWhileStopping(&s.stopping, neverRedirect(mux))
 }
 
 // neverRedirect answers 404 where ServeMux would redirect to a cleaned
