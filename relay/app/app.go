@@ -134,9 +134,9 @@ func (s *server) run(ctx context.Context) error {
 	cfg, log, backend := s.cfg, s.log, s.backend
 	// Both addresses are bound before either serves, so a taken admin port
 	// stops the start before any webhook is taken.
-	ln, err := net.Listen("tcp", cfg.Listen)
+	ln, from, err := webhookListener(cfg, log)
 	if err != nil {
-		return fmt.Errorf("listen: %w (set listen, or serve --listen, to a free address such as :8080; is another hookmail running?)", err)
+		return err
 	}
 	conns := webhook.NewConnLimiter(ln, cfg.Webhook.MaxConnections, cfg.Webhook.MaxConnectionsPerIP, s.reg)
 	var adminLn net.Listener
@@ -180,7 +180,7 @@ func (s *server) run(ctx context.Context) error {
 	if cfg.SMTP.Host != "" {
 		delivery = fmt.Sprintf("smtp %s:%d (%s)", cfg.SMTP.Host, cfg.SMTP.Port, cfg.SMTP.TLS)
 	}
-	log.Info("hookmail listening", "addr", ln.Addr().String(), "webhook", cfg.Webhook.Path,
+	log.Info("hookmail listening", "addr", ln.Addr().String(), "socket", from, "webhook", cfg.Webhook.Path,
 		"queue", backend.Where, "delivery", delivery, "workers", cfg.SMTP.Workers, "version", s.opts.Version)
 
 	err = s.serveUntilDone(ctx, serveErr)
