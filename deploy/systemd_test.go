@@ -3,14 +3,23 @@ package deploy
 import (
 	"bufio"
 	"debug/elf"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/hookmail/hookmail/config/configtest"
+	"github.com/hookmail/hookmail/relay/app"
 )
 
-const unitFile = "hookmail.service"
+const (
+	unitFile   = "hookmail.service"
+	socketFile = "hookmail.socket"
+)
 
 // unit is a systemd unit file: section, then key, then every value the key
 // is given (a key may repeat).
@@ -100,6 +109,67 @@ func TestSystemdUnit(t *testing.T) {
 	if got := u["Install"]["WantedBy"]; len(got) == 0 || got[0] != "multi-user.target" {
 		t.Errorf("[Install] WantedBy=%v; want multi-user.target", got)
 	}
+
+	// The socket is always there to be passed: a start binding listen
+	// itself would refuse connections on every restart.
+	for _, key := range []string{"Requires", "After"} {
+		if !slices.ContainsFunc(u["Unit"][key], func(v string) bool { return slices.Contains(strings.Fields(v), socketFile) }) {
+			t.Errorf("[Unit] %s=%v; want %s in it", key, u["Unit"][key], socketFile)
+		}
+	}
+	if got := u["Install"]["Also"]; !slices.Contains(got, socketFile) {
+		t.Errorf("[Install] Also=%v; want %s, so enabling the service enables its socket", got, socketFile)
+	}
+
+	// SIGKILL comes TimeoutStopSec after SIGTERM; by then hookmail must
+	// have drained, answered the webhooks in flight and let each worker
+	// finish the email in hand.
+	cfg := configtest.Default(t)
+	need := cfg.Shutdown.Drain + app.ShutdownTimeout + cfg.SMTP.Timeout
+	stop := svc["TimeoutStopSec"]
+	if got, err := time.ParseDuration(lastOr(stop, "")); err != nil || got < need {
+		t.Errorf("[Service] TimeoutStopSec=%v; want at least %s (shutdown.drain %s + %s + smtp.timeout %s)", stop, need, cfg.Shutdown.Drain, app.ShutdownTimeout, cfg.SMTP.Timeout)
+	}
+}
+
+// lastOr is a key's last value, or def when it has none.
+func lastOr(values []string, def string) string {
+	if len(values) == 0 {
+		return def
+	}
+	return values[len(values)-1]
+}
+
+// TestSystemdSocket checks the socket unit hookmail.service is started
+// with: one listening stream socket on hookmail's port, passed to the
+// service of its name, enabled with sockets.target.
+func TestSystemdSocket(t *testing.T) {
+	u := parseUnit(t, socketFile)
+	sock := u["Socket"]
+	listen := sock["ListenStream"]
+	if len(listen) != 1 {
+		t.Fatalf("[Socket] ListenStream=%v; want one: hookmail serves webhooks on one socket", listen)
+	}
+	_, port, _ := net.SplitHostPort(configtest.Default(t).Listen)
+	if got := listen[0][strings.LastIndex(listen[0], ":")+1:]; got != port {
+		t.Errorf("[Socket] ListenStream=%s; want hookmail's port %s, as the image and the manifests use", listen[0], port)
+	}
+	if a := lastOr(sock["Accept"], "no"); a != "no" {
+		t.Errorf("[Socket] Accept=%s; want no: hookmail accepts on the socket itself", a)
+	}
+	// A socket unit activates the service of its own name unless Service=
+	// says otherwise.
+	if svc := lastOr(sock["Service"], strings.TrimSuffix(socketFile, ".socket")+".service"); svc != unitFile {
+		t.Errorf("[Socket] activates %s; want %s", svc, unitFile)
+	}
+	// With one socket hookmail takes it whatever its name; with more, the
+	// webhook's must be named webhook.
+	if names := sock["FileDescriptorName"]; len(names) > 0 && lastOr(names, "") != "webhook" {
+		t.Errorf("[Socket] FileDescriptorName=%v; hookmail looks for webhook", names)
+	}
+	if got := u["Install"]["WantedBy"]; !slices.Contains(got, "sockets.target") {
+		t.Errorf("[Install] WantedBy=%v; want sockets.target", got)
+	}
 }
 
 // TestSystemdAnalyze has systemd verify the unit and rate its exposure. The
@@ -109,14 +179,20 @@ func TestSystemdUnit(t *testing.T) {
 func TestSystemdAnalyze(t *testing.T) {
 	analyze := findTool(t, "systemd-analyze", "")
 	bin := buildHookmail(t, "v0.0.0-unit", "")
+	dir := t.TempDir()
 	text := strings.ReplaceAll(readFile(t, unitFile), "/usr/local/bin/hookmail", bin)
-	copyPath := filepath.Join(t.TempDir(), unitFile)
+	copyPath := filepath.Join(dir, unitFile)
 	if err := os.WriteFile(copyPath, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The service requires the socket, which verify finds beside it.
+	socketPath := filepath.Join(dir, socketFile)
+	if err := os.WriteFile(socketPath, []byte(readFile(t, socketFile)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	// verify exits 0 on an unknown key or a bad value ("..., ignoring"), so
 	// any output at all is a failure.
-	if out := runTool(t, analyze, "verify", copyPath); strings.TrimSpace(out) != "" {
+	if out := runTool(t, analyze, "verify", copyPath, socketPath); strings.TrimSpace(out) != "" {
 		t.Errorf("systemd-analyze verify complains:\n%s", out)
 	}
 	// The exposure is printed from 0.0 (locked down) to 10.0 (exposed), but

@@ -49,9 +49,11 @@ type Registry interface {
 	prometheus.Gatherer
 }
 
-// shutdownTimeout bounds how long in-flight webhook requests may take to
-// finish after SIGTERM.
-const shutdownTimeout = 15 * time.Second
+// ShutdownTimeout bounds how long in-flight webhook requests may take to
+// be answered once the drain is over. A service manager's stop timeout must
+// allow shutdown.drain + ShutdownTimeout + smtp.timeout (the email in
+// hand) before it sends SIGKILL.
+const ShutdownTimeout = 15 * time.Second
 
 // server is one running hookmail.
 type server struct {
@@ -192,7 +194,7 @@ func (s *server) run(ctx context.Context) error {
 	// queue.
 	s.stopping.Store(true)
 	log.Info("shutting down")
-	shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+	shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ShutdownTimeout)
 	defer cancel()
 	if serr := closeWebhookPort(shutCtx, srv, conns, served, busy); serr != nil {
 		log.Error("http shutdown", "err", serr)
