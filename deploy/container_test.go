@@ -3,7 +3,9 @@ package deploy
 import (
 	"bufio"
 	"encoding/json"
+	"maps"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -261,5 +263,125 @@ func TestCompose(t *testing.T) {
 	cfg := loadConfig(t, "compose.yaml's hookmail", hostConfig, env)
 	if _, ok := c.Services[cfg.SMTP.Host]; !ok {
 		t.Errorf("smtp.host %q is no service of the compose file", cfg.SMTP.Host)
+	}
+}
+
+// composePostgresFile is the part of compose-postgres.yaml the test reads.
+type composePostgresFile struct {
+	Services map[string]struct {
+		Build struct {
+			Context    string `yaml:"context"`
+			Dockerfile string `yaml:"dockerfile"`
+		} `yaml:"build"`
+		Image       string            `yaml:"image"`
+		Command     []string          `yaml:"command"`
+		Environment map[string]string `yaml:"environment"`
+		Volumes     []string          `yaml:"volumes"`
+		Ports       []string          `yaml:"ports"`
+		DependsOn   map[string]struct {
+			Condition string `yaml:"condition"`
+		} `yaml:"depends_on"`
+		Healthcheck *struct {
+			Test []string `yaml:"test"`
+		} `yaml:"healthcheck"`
+	} `yaml:"services"`
+}
+
+// TestComposePostgres: two hookmail instances, each on its own localhost
+// port, share the Postgres service's database as their queue (the URL
+// names its host, user, password and database), start once it is healthy,
+// and deliver to Mailpit.
+func TestComposePostgres(t *testing.T) {
+	var c composePostgresFile
+	if err := yaml.Unmarshal([]byte(readFile(t, "compose-postgres.yaml")), &c); err != nil {
+		t.Fatal(err)
+	}
+	pg, ok := c.Services["postgres"]
+	if !ok || pg.Image != "postgres:15" {
+		t.Fatalf("postgres service %+v; want image postgres:15", pg)
+	}
+	if pg.Healthcheck == nil || !strings.Contains(strings.Join(pg.Healthcheck.Test, " "), "pg_isready") {
+		t.Error("postgres has no pg_isready healthcheck, so hookmail cannot wait until it takes connections")
+	}
+	pgEnv := map[string]string{}
+	for k, v := range pg.Environment {
+		pgEnv[k] = composeDefault.ReplaceAllString(v, "$1")
+	}
+	if mp := c.Services["mailpit"]; !strings.HasPrefix(mp.Image, "axllent/mailpit:") {
+		t.Errorf("mailpit image %q; want a pinned axllent/mailpit", mp.Image)
+	}
+	final := parseDockerfile(t, "Dockerfile")
+	imageEnv := final[len(final)-1].env()
+	hostPorts := map[string]string{}
+	var instances []string
+	for name, s := range c.Services {
+		for _, p := range s.Ports {
+			if !strings.HasPrefix(p, "127.0.0.1:") {
+				t.Errorf("%s publishes %s beyond localhost; a trial should not be reachable from the network", name, p)
+			}
+		}
+		if !strings.HasPrefix(name, "hookmail") {
+			continue
+		}
+		instances = append(instances, name)
+		if _, err := os.Stat(filepath.Join(s.Build.Context, s.Build.Dockerfile)); err != nil {
+			t.Errorf("%s build: %v", name, err)
+		}
+		if dep := s.DependsOn["postgres"]; dep.Condition != "service_healthy" {
+			t.Errorf("%s depends on postgres with condition %q; want service_healthy", name, dep.Condition)
+		}
+		checkEnv(t, "compose-postgres.yaml's "+name, s.Environment)
+		env := maps.Clone(imageEnv)
+		for k, v := range s.Environment {
+			env[k] = composeDefault.ReplaceAllString(v, "$1")
+		}
+		u, err := url.Parse(env["HOOKMAIL_QUEUE_POSTGRES_URL"])
+		if err != nil || u.Scheme != "postgres" {
+			t.Fatalf("%s: HOOKMAIL_QUEUE_POSTGRES_URL %q is not a postgres:// URL (%v)", name, env["HOOKMAIL_QUEUE_POSTGRES_URL"], err)
+		}
+		password, _ := u.User.Password()
+		if u.Hostname() != "postgres" || u.User.Username() != pgEnv["POSTGRES_USER"] || password != pgEnv["POSTGRES_PASSWORD"] || strings.TrimPrefix(u.Path, "/") != pgEnv["POSTGRES_DB"] {
+			t.Errorf("%s: the queue URL names host %s, user %s, database %s, which the postgres service (user %s, database %s) does not have, or another password",
+				name, u.Hostname(), u.User.Username(), u.Path, pgEnv["POSTGRES_USER"], pgEnv["POSTGRES_DB"])
+		}
+
+		i := slices.Index(s.Command, "--config")
+		if i < 0 || i+1 >= len(s.Command) {
+			t.Fatalf("%s command %v has no --config FILE", name, s.Command)
+		}
+		hostConfig := ""
+		for _, v := range s.Volumes {
+			if parts := strings.Split(v, ":"); len(parts) >= 2 && parts[1] == s.Command[i+1] {
+				hostConfig = parts[0]
+			}
+		}
+		if hostConfig == "" {
+			t.Fatalf("%s: --config %s is not mounted (volumes %v)", name, s.Command[i+1], s.Volumes)
+		}
+		var file struct {
+			Queue struct {
+				Backend string `yaml:"backend"`
+			} `yaml:"queue"`
+		}
+		if err := yaml.Unmarshal([]byte(readFile(t, hostConfig)), &file); err != nil || file.Queue.Backend != "postgres" {
+			t.Errorf("%s: %s's queue.backend is %q (%v); want postgres", name, hostConfig, file.Queue.Backend, err)
+		}
+		cfg := loadConfig(t, "compose-postgres.yaml's "+name, hostConfig, env)
+		if _, ok := c.Services[cfg.SMTP.Host]; !ok {
+			t.Errorf("%s: smtp.host %q is no service of the compose file", name, cfg.SMTP.Host)
+		}
+		_, port, _ := net.SplitHostPort(cfg.Listen)
+		if len(s.Ports) != 1 || !strings.HasSuffix(s.Ports[0], ":"+port) {
+			t.Errorf("%s publishes %v; want one port, to hookmail's %s", name, s.Ports, port)
+			continue
+		}
+		host := strings.TrimSuffix(s.Ports[0], ":"+port)
+		if other, taken := hostPorts[host]; taken {
+			t.Errorf("%s and %s both publish %s", name, other, host)
+		}
+		hostPorts[host] = name
+	}
+	if len(instances) < 2 {
+		t.Errorf("hookmail instances %v; want two sharing the queue", instances)
 	}
 }
