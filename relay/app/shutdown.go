@@ -31,7 +31,7 @@ func (s *server) drain(d time.Duration, serveErr <-chan error) error {
 	defer signal.Stop(again)
 	s.stopping.Store(true)
 	start := time.Now()
-	s.log.Info("draining: /readyz answers 503 while webhooks are still taken; the port closes after the drain (a second SIGTERM ends it now)", "drain", d)
+	s.log.Info("draining: /readyz answers 503 while webhooks are still taken; the port closes after the drain (a second SIGTERM or Ctrl-C ends it now)", "drain", d)
 	timer := time.NewTimer(d)
 	defer timer.Stop()
 	select {
