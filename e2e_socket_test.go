@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hookmail/hookmail/relay/relaytest"
 )
 
 // startActivated starts `hookmail serve` as systemd starts a socket-activated
@@ -24,7 +26,7 @@ import (
 // hookmail must not use.
 func startActivated(t *testing.T, sock *os.File, env []string) *hookmailProc {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &relaytest.LogBuffer{}
 	cmd := exec.Command("/bin/sh", "-c", `LISTEN_PID=$$ exec "$0" "$@"`, os.Args[0], "serve", "--listen", "127.0.0.1:0")
 	cmd.ExtraFiles = []*os.File{sock}
 	cmd.Env = append(os.Environ(), append(env, runMainEnv+"=1", "LISTEN_FDS=1", "LISTEN_FDNAMES=hookmail.socket")...)
