@@ -1,0 +1,186 @@
+package postgres
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/hookmail/hookmail/relay"
+)
+
+// Lease claims the earliest due item no unexpired lease holds. Idle, it
+// waits until the next item is due, a lease lapses, this instance stores
+// or settles something, a NOTIFY says another instance stored something,
+// or the poll interval passes, whichever comes first; polling alone finds
+// every event, LISTEN only makes it sooner.
+func (q *Queue) Lease(ctx context.Context) (*relay.Lease, error) {
+	for {
+		select {
+		case <-q.closing:
+			return nil, relay.ErrQueueClosed
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		default:
+		}
+		wake := q.wakeChan() // before looking, so a signal in between is not lost
+		l, wait, err := q.next(ctx)
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return nil, ctx.Err()
+		case err != nil:
+			return nil, q.fail(err)
+		case l != nil:
+			return l, nil
+		}
+		if wait <= 0 || wait > q.opts.poll {
+			wait = q.opts.poll
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-q.closing:
+			t.Stop()
+			return nil, relay.ErrQueueClosed
+		case <-wake:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+// next leases the earliest due item, or says how long until one is due or
+// a lease lapses (0: nothing waits).
+func (q *Queue) next(ctx context.Context) (*relay.Lease, time.Duration, error) {
+	ctx, cancel := q.bound(ctx)
+	defer cancel()
+	token := rand.Text()
+	// SKIP LOCKED passes over the rows other leasers are claiming at this
+	// moment, so leasers on every instance never wait for each other.
+	row := q.pool.QueryRow(ctx, `
+		WITH next AS (
+			SELECT id AS next_id FROM hookmail_events
+			WHERE NOT dead AND due <= `+nowNS+` AND NOT `+leased+`
+			ORDER BY due, id LIMIT 1
+			FOR UPDATE SKIP LOCKED)
+		UPDATE hookmail_events AS e SET lease_token = $1, lease_expires = now() + `+micros(2)+`
+		FROM next WHERE e.id = next.next_id
+		RETURNING `+itemColumns+`, lease_expires`, token, q.opts.leaseTimeout.Microseconds())
+	l := &relay.Lease{Token: token}
+	it, err := scanItem(leaseRow{row, &l.Expires})
+	if err == nil {
+		l.Item = *it
+		l.Item.State = relay.StateDelivering
+		return l, 0, nil
+	}
+	if !errors.Is(err, pgx.ErrNoRows) {
+		return nil, 0, err
+	}
+	var wait *int64
+	err = q.pool.QueryRow(ctx, `SELECT least(
+			(SELECT min(due) FROM hookmail_events WHERE NOT dead AND due > `+nowNS+`),
+			(SELECT (extract(epoch FROM min(lease_expires)) * 1000000000)::bigint FROM hookmail_events
+			 WHERE NOT dead AND lease_expires > now())
+		) - `+nowNS).Scan(&wait)
+	if err != nil || wait == nil {
+		return nil, 0, err
+	}
+	return nil, max(time.Duration(*wait), time.Millisecond), nil
+}
+
+// leaseRow scans a row of itemColumns followed by the lease's expiry.
+type leaseRow struct {
+	pgx.Row
+	expires *time.Time
+}
+
+func (r leaseRow) Scan(dest ...any) error { return r.Row.Scan(append(dest, r.expires)...) }
+
+// listenPing is how long the LISTEN connection may stay silent before it
+// is pinged, so a connection that died without a word is noticed.
+const listenPing = 30 * time.Second
+
+// listenLoop keeps a connection of its own listening on channel until ctx
+// ends, and wakes this instance's leasers at each notification. A lost
+// connection is made again, with backoff; meanwhile polling finds the new
+// events.
+func (q *Queue) listenLoop(ctx context.Context) {
+	backoff := time.Second
+	var lastErr string
+	down := false
+	up := func() {
+		if down {
+			q.opts.log.Info("postgres: listening for new events again")
+			down = false
+		}
+	}
+	for {
+		listening, err := q.listen(ctx, up)
+		if ctx.Err() != nil {
+			return
+		}
+		if listening {
+			backoff, lastErr = time.Second, ""
+		}
+		if msg := q.red.text(err.Error()); msg != lastErr {
+			q.opts.log.Warn("postgres: no LISTEN connection; new events are found by polling until it is back",
+				"poll", q.opts.poll, "err", msg)
+			lastErr = msg
+		}
+		down = true
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
+}
+
+// listen connects, listens (then calls up) and waits for notifications
+// until the connection fails; it reports whether it got as far as
+// listening.
+func (q *Queue) listen(ctx context.Context, up func()) (bool, error) {
+	cctx, cancel := context.WithTimeout(ctx, opTimeout)
+	conn, err := pgx.ConnectConfig(cctx, q.listenCfg.Copy())
+	if err == nil {
+		_, err = conn.Exec(cctx, "LISTEN "+channel)
+	}
+	cancel()
+	if conn != nil {
+		defer func() {
+			cctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			conn.Close(cctx)
+		}()
+	}
+	if err != nil {
+		return false, err
+	}
+	up()
+	q.signal() // events stored while no one listened
+	for {
+		wctx, cancel := context.WithTimeout(ctx, listenPing)
+		_, err := conn.WaitForNotification(wctx)
+		cancel()
+		switch {
+		case err == nil:
+			q.signal()
+		case ctx.Err() != nil:
+			return true, ctx.Err()
+		case errors.Is(err, context.DeadlineExceeded):
+			pctx, cancel := context.WithTimeout(ctx, opTimeout)
+			err = conn.Ping(pctx)
+			cancel()
+			if err != nil {
+				return true, err
+			}
+		default:
+			return true, err
+		}
+	}
+}

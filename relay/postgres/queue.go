@@ -1,0 +1,288 @@
+package postgres
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/hookmail/hookmail/relay"
+)
+
+// channel is the NOTIFY channel that says an event is due now.
+const channel = "hookmail_due"
+
+// Enqueue stores ev, due now, and its dedup key, in one transaction that
+// has committed when it returns. The key's row is written with the event,
+// so two instances given the same event at once store it once: the second
+// waits for the first's transaction and gets a *relay.DuplicateError.
+func (q *Queue) Enqueue(ctx context.Context, ev *relay.Event) error {
+	if q.isClosed() {
+		return relay.ErrQueueClosed
+	}
+	ctx, cancel := q.bound(ctx)
+	defer cancel()
+	if err := q.full(ctx); err != nil {
+		return err
+	}
+	var dupOf string
+	err := pgx.BeginFunc(ctx, q.pool, func(tx pgx.Tx) error {
+		if ev.DedupKey != "" && q.opts.dedupWindow > 0 {
+			first, err := q.remember(ctx, tx, ev.DedupKey, ev.ID)
+			if err != nil || first != "" {
+				dupOf = first
+				return err
+			}
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO hookmail_events (id, type, source, data, received, due)
+			VALUES ($1, $2, $3, $4::jsonb, $5, `+nowNS+`)`,
+			ev.ID, ev.Type, ev.Source, jsonText(ev.Data), ev.Received)
+		if err != nil {
+			return err
+		}
+		// Delivered at commit, to every instance listening.
+		_, err = tx.Exec(ctx, "SELECT pg_notify($1, '')", channel)
+		return err
+	})
+	switch {
+	case err != nil:
+		return q.fail(err)
+	case dupOf != "":
+		return &relay.DuplicateError{ID: dupOf}
+	}
+	q.counted(1)
+	q.signal()
+	return nil
+}
+
+// remember claims the dedup key for id within the window, or returns the
+// id of the event that holds it. An expired key is taken over in place.
+func (q *Queue) remember(ctx context.Context, tx pgx.Tx, key, id string) (string, error) {
+	h := sha256.Sum256([]byte(key))
+	for range 3 {
+		var first string
+		err := tx.QueryRow(ctx, `INSERT INTO hookmail_dedup AS d (key, event, expires) VALUES ($1, $2, now() + `+micros(3)+`)
+			ON CONFLICT (key) DO UPDATE SET event = excluded.event, expires = excluded.expires WHERE d.expires <= now()
+			RETURNING event`, h[:], id, q.opts.dedupWindow.Microseconds()).Scan(&first)
+		if err == nil {
+			return "", nil // the key is this event's now
+		} else if !errors.Is(err, pgx.ErrNoRows) {
+			return "", err
+		}
+		// Held, by a transaction that has committed (an INSERT waits for
+		// one that has not): read whose it is.
+		err = tx.QueryRow(ctx, "SELECT event FROM hookmail_dedup WHERE key = $1", h[:]).Scan(&first)
+		if err == nil {
+			return first, nil
+		} else if !errors.Is(err, pgx.ErrNoRows) {
+			return "", err
+		}
+		// It expired and was swept in between: claim it again.
+	}
+	return "", errors.New("the dedup key kept changing hands")
+}
+
+// recountEvery is how long a count of waiting events stands for the
+// maxEvents check while the queue is far below the limit.
+const recountEvery = time.Second
+
+// full reports whether maxEvents events wait. Counting a large backlog at
+// every webhook would be slow, so a count stands for recountEvery, plus
+// what this instance stored since, unless it comes within a tenth of the
+// limit: then every check counts.
+func (q *Queue) full(ctx context.Context) error {
+	max := q.opts.maxEvents
+	if max <= 0 {
+		return nil
+	}
+	q.mu.Lock()
+	n, at := q.depth, q.depthAt
+	q.mu.Unlock()
+	if time.Since(at) > recountEvery || n >= max-max/10 {
+		// Counting stops at the limit: what lies beyond it changes nothing.
+		err := q.pool.QueryRow(ctx, `SELECT count(*) FROM (SELECT FROM hookmail_events WHERE NOT dead LIMIT $1) AS w`, max).Scan(&n)
+		if err != nil {
+			return q.fail(err)
+		}
+		q.mu.Lock()
+		q.depth, q.depthAt = n, time.Now()
+		q.mu.Unlock()
+	}
+	if n >= max {
+		return fmt.Errorf("%w: %d events waiting, the spool.max_events limit", relay.ErrQueueFull, max)
+	}
+	return nil
+}
+
+// counted adds n to the standing count of waiting events.
+func (q *Queue) counted(n int) {
+	q.mu.Lock()
+	q.depth += n
+	q.mu.Unlock()
+}
+
+// recount has the next maxEvents check count anew.
+func (q *Queue) recount() {
+	q.mu.Lock()
+	q.depthAt = time.Time{}
+	q.mu.Unlock()
+}
+
+// Ack deletes the delivered item, if l still holds it.
+func (q *Queue) Ack(ctx context.Context, l *relay.Lease) error {
+	if q.isClosed() {
+		return relay.ErrQueueClosed
+	}
+	ctx, cancel := q.bound(ctx)
+	defer cancel()
+	tag, err := q.pool.Exec(ctx, "DELETE FROM hookmail_events WHERE id = $1 AND lease_token = $2 AND NOT dead",
+		l.Item.Event.ID, l.Token)
+	if err != nil {
+		return q.fail(err)
+	}
+	if tag.RowsAffected() == 0 {
+		return relay.ErrLeaseLost
+	}
+	q.counted(-1)
+	return nil
+}
+
+// Extend pushes l's expiry a lease timeout past the database's now, if l
+// still holds the item.
+func (q *Queue) Extend(ctx context.Context, l *relay.Lease) error {
+	if q.isClosed() {
+		return relay.ErrQueueClosed
+	}
+	ctx, cancel := q.bound(ctx)
+	defer cancel()
+	err := q.pool.QueryRow(ctx, `UPDATE hookmail_events SET lease_expires = now() + `+micros(3)+`
+		WHERE id = $1 AND lease_token = $2 AND NOT dead RETURNING lease_expires`,
+		l.Item.Event.ID, l.Token, q.opts.leaseTimeout.Microseconds()).Scan(&l.Expires)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return relay.ErrLeaseLost
+	}
+	return q.fail(err)
+}
+
+// progressSet are the assignments that store a relay.Progress from
+// parameters $3 to $8, as relay.Item.Apply does, and end the lease.
+var progressSet = `attempts = $3, delivered = $4::jsonb, refused = $5::jsonb, owed = $6::jsonb,
+	last_error = $7, history = ` + appendHistory(8) + `, lease_token = NULL, lease_expires = NULL`
+
+func progressArgs(l *relay.Lease, p relay.Progress, history []relay.Attempt) []any {
+	return []any{l.Item.Event.ID, l.Token, p.Attempts, jsonText(p.Delivered), jsonText(p.Refused), jsonText(p.Owed),
+		p.LastError, historyJSON(history)}
+}
+
+// Retry stores the attempt's progress and makes the item due at next, in
+// one statement, if l still holds it.
+func (q *Queue) Retry(ctx context.Context, l *relay.Lease, next time.Time, p relay.Progress) error {
+	args := append(progressArgs(l, p, p.History), next.UnixNano())
+	return q.settle(ctx, `UPDATE hookmail_events SET `+progressSet+`, due = $9
+		WHERE id = $1 AND lease_token = $2 AND NOT dead`, args)
+}
+
+// Bury stores the attempt's progress and moves the item to the dead
+// letters, in one statement, if l still holds it.
+func (q *Queue) Bury(ctx context.Context, l *relay.Lease, reason string, p relay.Progress) error {
+	died := time.Now()
+	history := append(p.History[:len(p.History):len(p.History)], relay.Attempt{At: died, What: "moved to the dead letters: " + reason})
+	args := append(progressArgs(l, p, history), reason, died)
+	if err := q.settle(ctx, `UPDATE hookmail_events SET `+progressSet+`, dead = true, dead_reason = $9, died = $10
+		WHERE id = $1 AND lease_token = $2 AND NOT dead`, args); err != nil {
+		return err
+	}
+	q.counted(-1)
+	return nil
+}
+
+// settle runs a Retry's or Bury's statement; no row changed means the
+// lease no longer holds the item.
+func (q *Queue) settle(ctx context.Context, sql string, args []any) error {
+	if q.isClosed() {
+		return relay.ErrQueueClosed
+	}
+	ctx, cancel := q.bound(ctx)
+	defer cancel()
+	tag, err := q.pool.Exec(ctx, sql, args...)
+	if err != nil {
+		return q.fail(err)
+	}
+	if tag.RowsAffected() == 0 {
+		return relay.ErrLeaseLost
+	}
+	q.signal() // a local leaser may now have something due sooner
+	return nil
+}
+
+// Stats counts by type and state in one pass over the events. Bytes is
+// the stored size of the events' and collected digests' rows
+// (pg_column_size), without indexes or space not yet vacuumed.
+func (q *Queue) Stats(ctx context.Context) (relay.Stats, error) {
+	if q.isClosed() {
+		return relay.Stats{}, relay.ErrQueueClosed
+	}
+	ctx, cancel := q.bound(ctx)
+	defer cancel()
+	rows, err := q.pool.Query(ctx, `
+		SELECT type, dead, count(*), count(*) FILTER (WHERE `+leased+`), min(received), sum(pg_column_size(e.*))::bigint
+		FROM hookmail_events AS e GROUP BY type, dead
+		UNION ALL
+		SELECT NULL, NULL, 0, 0, NULL, coalesce(sum(pg_column_size(d.*)), 0)::bigint FROM hookmail_digest_entries AS d`)
+	if err != nil {
+		return relay.Stats{}, q.fail(err)
+	}
+	st := relay.Stats{ByType: map[string]relay.TypeCount{}}
+	var typ *string
+	var dead *bool
+	var n, delivering int
+	var oldest *time.Time
+	var bytes int64
+	_, err = pgx.ForEachRow(rows, []any{&typ, &dead, &n, &delivering, &oldest, &bytes}, func() error {
+		st.Bytes += bytes
+		switch {
+		case typ == nil: // the digests' row
+		case *dead:
+			st.Dead += n
+			c := st.ByType[*typ]
+			c.Dead += n
+			st.ByType[*typ] = c
+		default:
+			st.Depth += n
+			st.Delivering += delivering
+			c := st.ByType[*typ]
+			c.Waiting += n
+			st.ByType[*typ] = c
+			if oldest != nil && (st.Oldest.IsZero() || oldest.Before(st.Oldest)) {
+				st.Oldest = *oldest
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return relay.Stats{}, q.fail(err)
+	}
+	return st, nil
+}
+
+// Ready asks the database whether it takes writes now (a standby after a
+// failover does not), and checks the maxEvents limit. An error says why:
+// the database's own words when it cannot be reached.
+func (q *Queue) Ready(ctx context.Context) error {
+	if q.isClosed() {
+		return relay.ErrQueueClosed
+	}
+	ctx, cancel := q.bound(ctx)
+	defer cancel()
+	var readOnly string
+	if err := q.pool.QueryRow(ctx, "SELECT current_setting('transaction_read_only')").Scan(&readOnly); err != nil {
+		return q.fail(err)
+	}
+	if readOnly == "on" {
+		return fmt.Errorf("postgres: %s is read-only (a standby, or default_transaction_read_only is on): point queue.postgres.url at the primary", q.where)
+	}
+	return q.full(ctx)
+}
