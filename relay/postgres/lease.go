@@ -56,12 +56,16 @@ func (q *Queue) Lease(ctx context.Context) (*relay.Lease, error) {
 // next leases the earliest due item, or says how long until one is due or
 // a lease lapses (0: nothing waits).
 func (q *Queue) next(ctx context.Context) (*relay.Lease, time.Duration, error) {
-	ctx, cancel := q.bound(ctx)
+	// The claim runs on a context of its own: were the caller's to end
+	// while the statement ran, the row could be claimed in the database
+	// with no one told, and sit idle until the lease lapsed. A claim that
+	// comes back after the caller gave up is handed back at once.
+	claimCtx, cancel := q.bound(context.WithoutCancel(ctx))
 	defer cancel()
 	token := rand.Text()
 	// SKIP LOCKED passes over the rows other leasers are claiming at this
 	// moment, so leasers on every instance never wait for each other.
-	row := q.pool.QueryRow(ctx, `
+	row := q.pool.QueryRow(claimCtx, `
 		WITH next AS (
 			SELECT id AS next_id FROM hookmail_events
 			WHERE NOT dead AND due <= `+nowNS+` AND NOT `+leased+`
@@ -72,14 +76,19 @@ func (q *Queue) next(ctx context.Context) (*relay.Lease, time.Duration, error) {
 		RETURNING `+itemColumns+`, lease_expires`, token, q.opts.leaseTimeout.Microseconds())
 	l := &relay.Lease{Token: token}
 	it, err := scanItem(leaseRow{row, &l.Expires})
-	if err == nil {
+	switch {
+	case err == nil && ctx.Err() != nil:
+		q.unclaim(l.Item.Event.ID, token)
+		return nil, 0, ctx.Err()
+	case err == nil:
 		l.Item = *it
 		l.Item.State = relay.StateDelivering
 		return l, 0, nil
-	}
-	if !errors.Is(err, pgx.ErrNoRows) {
+	case !errors.Is(err, pgx.ErrNoRows):
 		return nil, 0, err
 	}
+	ctx, cancel = q.bound(ctx)
+	defer cancel()
 	var wait *int64
 	err = q.pool.QueryRow(ctx, `SELECT least(
 			(SELECT min(due) FROM hookmail_events WHERE NOT dead AND due > `+nowNS+`),
@@ -90,6 +99,15 @@ func (q *Queue) next(ctx context.Context) (*relay.Lease, time.Duration, error) {
 		return nil, 0, err
 	}
 	return nil, max(time.Duration(*wait), time.Millisecond), nil
+}
+
+// unclaim ends a lease no caller took, so the item is due again now.
+func (q *Queue) unclaim(id, token string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	// Should this fail, the lease lapses by itself.
+	_, _ = q.pool.Exec(ctx, "UPDATE hookmail_events SET lease_token = NULL, lease_expires = NULL WHERE id = $1 AND lease_token = $2", id, token)
+	q.signal()
 }
 
 // leaseRow scans a row of itemColumns followed by the lease's expiry.
