@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/hookmail/hookmail/relay"
 )
@@ -270,7 +271,9 @@ func (q *Queue) Stats(ctx context.Context) (relay.Stats, error) {
 
 // Ready asks the database whether it takes writes now (a standby after a
 // failover does not), and checks the maxEvents limit. An error says why:
-// the database's own words when it cannot be reached.
+// the database's own words when it cannot be reached. A pooled connection
+// the database closed fails once; the question is asked again on a fresh
+// one, so the answer is about the database now.
 func (q *Queue) Ready(ctx context.Context) error {
 	if q.isClosed() {
 		return relay.ErrQueueClosed
@@ -278,7 +281,12 @@ func (q *Queue) Ready(ctx context.Context) error {
 	ctx, cancel := q.bound(ctx)
 	defer cancel()
 	var readOnly string
-	if err := q.pool.QueryRow(ctx, "SELECT current_setting('transaction_read_only')").Scan(&readOnly); err != nil {
+	err := q.pool.QueryRow(ctx, readOnlySQL).Scan(&readOnly)
+	var pgErr *pgconn.PgError
+	if err != nil && ctx.Err() == nil && !errors.As(err, &pgErr) {
+		err = q.pool.QueryRow(ctx, readOnlySQL).Scan(&readOnly)
+	}
+	if err != nil {
 		return q.fail(err)
 	}
 	if readOnly == "on" {
@@ -286,3 +294,5 @@ func (q *Queue) Ready(ctx context.Context) error {
 	}
 	return q.full(ctx)
 }
+
+const readOnlySQL = "SELECT current_setting('transaction_read_only')"
