@@ -1,0 +1,91 @@
+# Sourced by .ci/run (and usable by hand: `source .ci/postgres.sh &&
+# start_test_postgres`): starts a throwaway Postgres cluster for the tests of
+# relay/postgres and exports HOOKMAIL_TEST_POSTGRES_URL, an admin URL with a
+# password. The tests create a database and a role of their own in it for
+# each test. The cluster lives in a temp dir and is stopped and deleted on
+# exit.
+#
+# Postgres refuses to run as root, and CI runs as root: then the cluster runs
+# as the system user hookmail-ci, created when missing.
+
+# pg_bindir prints the newest installed Postgres' bin directory, installing
+# Debian's postgresql package first when there is none.
+pg_bindir() {
+	local dir
+	dir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+	if [ -z "$dir" ] && ! command -v initdb >/dev/null 2>&1; then
+		echo "== installing postgresql (apt-get)" >&2
+		apt-get update -qq >&2
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >&2
+		dir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+	fi
+	if [ -z "$dir" ]; then
+		dir=$(dirname "$(command -v initdb)")
+	fi
+	echo "$dir"
+}
+
+# as_pg_user runs a command as the cluster's user, from its directory.
+as_pg_user() {
+	if [ "$(id -u)" = 0 ]; then
+		(cd "$PG_TEST_DIR" && runuser -u hookmail-ci -- "$@")
+	else
+		(cd "$PG_TEST_DIR" && "$@")
+	fi
+}
+
+# free_port prints a TCP port on 127.0.0.1 that nothing listens on now.
+free_port() {
+	local port
+	for _ in $(seq 1 100); do
+		port=$((20000 + RANDOM % 40000))
+		if ! (: </dev/tcp/127.0.0.1/"$port") 2>/dev/null; then
+			echo "$port"
+			return 0
+		fi
+	done
+	echo "no free port found" >&2
+	return 1
+}
+
+start_test_postgres() {
+	local bindir password port
+	bindir=$(pg_bindir)
+	export PATH="$bindir:$PATH"
+	if [ "$(id -u)" = 0 ] && ! id hookmail-ci >/dev/null 2>&1; then
+		useradd --system --no-create-home --shell /usr/sbin/nologin hookmail-ci
+	fi
+	PG_TEST_DIR=$(mktemp -d /tmp/hookmail-pg.XXXXXX)
+	trap stop_test_postgres EXIT
+	password=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+	printf '%s\n' "$password" >"$PG_TEST_DIR/pwfile"
+	if [ "$(id -u)" = 0 ]; then
+		chown -R hookmail-ci "$PG_TEST_DIR"
+	fi
+	# Unix-socket connections are trusted (only the cluster's user can
+	# reach its socket directory); TCP ones need the password.
+	as_pg_user initdb -D "$PG_TEST_DIR/data" -U hookmail_admin --pwfile="$PG_TEST_DIR/pwfile" \
+		--auth-local=trust --auth-host=scram-sha-256 -E UTF8 --no-locale --no-sync >"$PG_TEST_DIR/initdb.log"
+	rm -f "$PG_TEST_DIR/pwfile"
+	# A port taken between the check and the start makes pg_ctl fail: try
+	# another.
+	for _ in 1 2 3 4 5; do
+		port=$(free_port)
+		if as_pg_user pg_ctl -D "$PG_TEST_DIR/data" -l "$PG_TEST_DIR/postgres.log" -w -t 60 \
+			-o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories=$PG_TEST_DIR -c max_connections=400 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
+			start >/dev/null; then
+			export HOOKMAIL_TEST_POSTGRES_URL="postgres://hookmail_admin:$password@127.0.0.1:$port/postgres?sslmode=disable"
+			echo "== postgres $(postgres --version | awk '{print $3}') on 127.0.0.1:$port (data in $PG_TEST_DIR)"
+			return 0
+		fi
+	done
+	cat "$PG_TEST_DIR/postgres.log" >&2
+	return 1
+}
+
+stop_test_postgres() {
+	if [ -n "${PG_TEST_DIR:-}" ] && [ -d "$PG_TEST_DIR" ]; then
+		as_pg_user pg_ctl -D "$PG_TEST_DIR/data" -m immediate stop >/dev/null 2>&1 || true
+		rm -rf "$PG_TEST_DIR"
+	fi
+}

@@ -1,0 +1,99 @@
+// Package pgtest gives each test a Postgres database of its own, on the
+// throwaway cluster HOOKMAIL_TEST_POSTGRES_URL names (an admin URL; .ci/run
+// starts one). Each database belongs to a new role that is no superuser and
+// may only create in the database's public schema, as hookmail's own user
+// would be.
+package pgtest
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// EnvURL is the variable that names the test cluster.
+const EnvURL = "HOOKMAIL_TEST_POSTGRES_URL"
+
+// AdminURL returns the test cluster's admin URL. Without one the test is
+// skipped, saying how to run it, or fails under CI (CI set), where a
+// skipped Postgres test would hide a broken setup.
+func AdminURL(t testing.TB) string {
+	t.Helper()
+	u := os.Getenv(EnvURL)
+	switch {
+	case u != "":
+		return u
+	case os.Getenv("CI") != "":
+		t.Fatalf("%s is not set: .ci/run starts a Postgres cluster and sets it", EnvURL)
+	default:
+		t.Skipf("%s is not set; to run the Postgres tests, start a throwaway cluster with "+
+			"`source .ci/postgres.sh && start_test_postgres` (it sets the variable), or set it to an admin URL of one", EnvURL)
+	}
+	return ""
+}
+
+// Database creates a database and a role owning nothing but the right to
+// create in its public schema, drops both when the test ends, and returns
+// the URL to reach it as that role, with the role's password.
+func Database(t testing.TB) string {
+	t.Helper()
+	admin := AdminURL(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	name := "hookmail_test_" + strings.ToLower(rand.Text()[:12])
+	password := "pw-" + rand.Text()
+	exec(t, ctx, admin,
+		fmt.Sprintf("CREATE ROLE %s LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD '%s'", name, password),
+		"CREATE DATABASE "+name)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		exec(t, ctx, admin, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)", "DROP ROLE IF EXISTS "+name)
+	})
+	exec(t, ctx, WithDatabase(t, admin, name, "", ""), "GRANT USAGE, CREATE ON SCHEMA public TO "+name)
+	return WithDatabase(t, admin, name, name, password)
+}
+
+// WithDatabase returns u naming database db, and user and password when
+// user is not empty.
+func WithDatabase(t testing.TB, u, db, user, password string) string {
+	t.Helper()
+	parsed, err := url.Parse(u)
+	if err != nil {
+		t.Fatalf("%s does not parse as a URL", EnvURL)
+	}
+	parsed.Path = "/" + db
+	if user != "" {
+		parsed.User = url.UserPassword(user, password)
+	}
+	return parsed.String()
+}
+
+// Exec runs statements on the database u names, as its user.
+func Exec(t testing.TB, u string, statements ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	exec(t, ctx, u, statements...)
+}
+
+func exec(t testing.TB, ctx context.Context, u string, statements ...string) {
+	t.Helper()
+	conn, err := pgx.Connect(ctx, u)
+	if err != nil {
+		t.Fatalf("connect to the test cluster: %v", err)
+	}
+	defer conn.Close(context.Background())
+	for _, s := range statements {
+		if _, err := conn.Exec(ctx, s); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+}

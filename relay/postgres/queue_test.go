@@ -1,0 +1,128 @@
+package postgres_test
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/hookmail/hookmail/config"
+	"github.com/hookmail/hookmail/relay"
+	"github.com/hookmail/hookmail/relay/postgres"
+	"github.com/hookmail/hookmail/relay/postgres/pgtest"
+)
+
+// TestHistoryCapped: the statement that stores a retry's progress keeps the
+// last relay.MaxHistory entries, as relay.Item.Record does.
+func TestHistoryCapped(t *testing.T) {
+	q := open(t, pgtest.Database(t))
+	defer q.Close()
+	ctx := t.Context()
+	ev := testEvent(1)
+	if err := q.Enqueue(ctx, ev); err != nil {
+		t.Fatal(err)
+	}
+	const attempts = relay.MaxHistory + 5
+	for i := 1; i <= attempts; i++ {
+		l := leaseWithin(t, q, 5*time.Second)
+		p := l.Item.Progress()
+		p.Attempts = i
+		p.History = []relay.Attempt{{At: time.Unix(int64(i), 0), What: fmt.Sprintf("attempt %d", i)}}
+		if err := q.Retry(ctx, l, time.Now(), p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	it, err := q.Get(ctx, ev.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(it.History) != relay.MaxHistory || it.Attempts != attempts {
+		t.Fatalf("%d history entries after %d attempts (%d recorded), want %d", len(it.History), attempts, it.Attempts, relay.MaxHistory)
+	}
+	for i, h := range it.History {
+		n := attempts - relay.MaxHistory + 1 + i
+		if h.What != fmt.Sprintf("attempt %d", n) || !h.At.Equal(time.Unix(int64(n), 0)) {
+			t.Errorf("history[%d] = %+v, want attempt %d, oldest first", i, h, n)
+		}
+	}
+}
+
+// TestOperatorEndsLapsedLease: requeueing or dropping an item whose lease
+// lapsed ends that lease: its worker can no longer settle the item.
+func TestOperatorEndsLapsedLease(t *testing.T) {
+	q := open(t, pgtest.Database(t), postgres.WithLeaseTimeout(100*time.Millisecond))
+	defer q.Close()
+	ctx := t.Context()
+	ev := testEvent(1)
+	if err := q.Enqueue(ctx, ev); err != nil {
+		t.Fatal(err)
+	}
+	l := leaseWithin(t, q, 5*time.Second)
+	if err := q.Requeue(ctx, ev.ID); !errors.Is(err, relay.ErrBusy) {
+		t.Fatalf("requeue under a lease: %v, want ErrBusy", err)
+	}
+	time.Sleep(150 * time.Millisecond)
+	if err := q.Requeue(ctx, ev.ID); err != nil {
+		t.Fatalf("requeue once the lease lapsed: %v", err)
+	}
+	for name, err := range map[string]error{
+		"extend": q.Extend(ctx, l),
+		"retry":  q.Retry(ctx, l, time.Now(), relay.Progress{}),
+		"bury":   q.Bury(ctx, l, "x", relay.Progress{}),
+		"ack":    q.Ack(ctx, l),
+	} {
+		if !errors.Is(err, relay.ErrLeaseLost) {
+			t.Errorf("%s after an operator requeued the item: %v, want ErrLeaseLost", name, err)
+		}
+	}
+	l = leaseWithin(t, q, 5*time.Second)
+	time.Sleep(150 * time.Millisecond)
+	if err := q.Drop(ctx, ev.ID); err != nil {
+		t.Fatalf("drop once the lease lapsed: %v", err)
+	}
+	if err := q.Ack(ctx, l); !errors.Is(err, relay.ErrLeaseLost) {
+		t.Errorf("ack after an operator dropped the item: %v, want ErrLeaseLost", err)
+	}
+}
+
+// TestBuryDigestNeverLoses: a digest's event that is still waiting in the
+// queue stays collected; one buried from two digests is one dead letter
+// with both burials in its history.
+func TestBuryDigestNeverLoses(t *testing.T) {
+	q := open(t, pgtest.Database(t))
+	defer q.Close()
+	ctx := t.Context()
+	waiting, twice := testEvent(1), testEvent(2)
+	if err := q.Enqueue(ctx, waiting); err != nil {
+		t.Fatal(err)
+	}
+	a, b := &config.Route{Name: "a", To: []string{"a@example.com"}}, &config.Route{Name: "b", To: []string{"b@example.com"}}
+	for _, c := range []struct {
+		rt *config.Route
+		ev *relay.Event
+	}{{a, waiting}, {a, twice}, {b, twice}} {
+		if err := q.Collect(ctx, c.rt, c.ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := q.BuryDigest(ctx, "a", []string{waiting.ID, twice.ID}, "refused by a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.BuryDigest(ctx, "b", []string{twice.ID}, "refused by b"); err != nil {
+		t.Fatal(err)
+	}
+	if entries, n, err := q.Digest(ctx, "a", 0); err != nil || n != 1 || entries[0].Event.ID != waiting.ID {
+		t.Errorf("route a's digest: %d entries %v, want the waiting event still collected", n, err)
+	}
+	if it, err := q.Get(ctx, waiting.ID); err != nil || it.State != relay.StateWaiting {
+		t.Errorf("the waiting event: %+v %v, want it waiting still", it, err)
+	}
+	it, err := q.Get(ctx, twice.ID)
+	if err != nil || it.State != relay.StateDead || it.DeadReason != "refused by b" || len(it.History) != 2 ||
+		it.History[0].What != "moved to the dead letters from route a's digest: refused by a" {
+		t.Errorf("the event buried twice: %+v %v", it, err)
+	}
+	if st, err := q.Stats(ctx); err != nil || st.Dead != 1 || st.Depth != 1 {
+		t.Errorf("stats %+v %v, want 1 waiting and 1 dead", st, err)
+	}
+}
