@@ -9,6 +9,7 @@ package config
 import (
 	"bytes"
 	_ "embed"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"time"
@@ -29,6 +30,7 @@ type Config struct {
 	Timezone  string    `mapstructure:"timezone" yaml:"timezone"`
 	Log       Log       `mapstructure:"log" yaml:"log"`
 	Webhook   Webhook   `mapstructure:"webhook" yaml:"webhook"`
+	Queue     Queue     `mapstructure:"queue" yaml:"queue"`
 	Spool     Spool     `mapstructure:"spool" yaml:"spool"`
 	Dedup     Dedup     `mapstructure:"dedup" yaml:"dedup"`
 	Admin     Admin     `mapstructure:"admin" yaml:"admin"`
@@ -68,6 +70,51 @@ type Webhook struct {
 	// per IP), so one client cannot hold what the others need.
 	MaxConnections      int `mapstructure:"max_connections" yaml:"max_connections"`
 	MaxConnectionsPerIP int `mapstructure:"max_connections_per_ip" yaml:"max_connections_per_ip"`
+}
+
+// Queue chooses where accepted events wait for delivery, and how long a
+// worker holds one.
+type Queue struct {
+	// Backend is BackendSpool (one file in spool.dir that one hookmail
+	// holds) or BackendPostgres (tables several hookmails share).
+	Backend string `mapstructure:"backend" yaml:"backend"`
+	// LeaseTimeout is how long a worker holds an event unless it extends
+	// its lease: after a worker hangs or its instance dies, the event is
+	// due again this long after the last extension.
+	LeaseTimeout time.Duration `mapstructure:"lease_timeout" yaml:"lease_timeout"`
+	Postgres     Postgres      `mapstructure:"postgres" yaml:"postgres"`
+}
+
+// The values of queue.backend.
+const (
+	BackendSpool    = "spool"
+	BackendPostgres = "postgres"
+)
+
+// Postgres configures the shared queue backend.
+type Postgres struct {
+	// URL is the database's connection URL (postgres://user:password@host/db)
+	// or key=value string; URLFile names a file that holds it instead.
+	URL     Secret `mapstructure:"url" yaml:"url"`
+	URLFile string `mapstructure:"url_file" yaml:"url_file"`
+	// Listen has idle workers woken by LISTEN/NOTIFY when another instance
+	// stores an event; off behind PgBouncer in transaction mode, which
+	// loses a LISTEN. Poll is how often idle workers look in any case.
+	Listen bool          `mapstructure:"listen" yaml:"listen"`
+	Poll   time.Duration `mapstructure:"poll" yaml:"poll"`
+}
+
+// ConnString returns queue.postgres.url, or the content of
+// queue.postgres.url_file without its trailing newline.
+func (p Postgres) ConnString() (string, error) {
+	if p.URLFile == "" {
+		return p.URL.Reveal(), nil
+	}
+	b, err := ReadRegularFile(p.URLFile, MaxFileBytes)
+	if err != nil {
+		return "", fmt.Errorf("queue.postgres.url_file: %w", err)
+	}
+	return strings.TrimRight(string(b), "\r\n"), nil
 }
 
 // Spool configures the embedded durable queue.

@@ -203,6 +203,23 @@ func TestBadFiles(t *testing.T) {
 		{file: "password_and_file.yaml", want: []string{
 			"smtp.password: is set together with smtp.password_file; set only one of them",
 		}},
+		{file: "queue_backend_unknown.yaml", want: []string{
+			`queue.backend: "mysql" is not a queue backend; use spool (one hookmail, the queue in a file in spool.dir) or postgres (several hookmails sharing a database)`,
+		}},
+		{file: "postgres_without_url.yaml", want: []string{
+			"queue.postgres.url: is empty, and queue.backend is postgres; set the database's URL, e.g. HOOKMAIL_QUEUE_POSTGRES_URL=postgres://hookmail:PASSWORD@db.example.com/hookmail, or queue.postgres.url_file",
+		}},
+		{file: "postgres_url_and_file.yaml", want: []string{
+			"queue.postgres.url: is set together with queue.postgres.url_file; set only one of them",
+		}},
+		// The value is not quoted: it holds the password.
+		{file: "postgres_url_not_url.yaml", want: []string{
+			"queue.postgres.url: is neither a postgres:// URL nor a key=value connection string; write it like postgres://hookmail:PASSWORD@db.example.com:5432/hookmail",
+		}},
+		{file: "bad_queue_durations.yaml", want: []string{
+			"queue.lease_timeout: must be a positive duration, got 0s; " + fixDur,
+			"queue.postgres.poll: must be a positive duration, got -1s; " + fixDur,
+		}},
 		{file: "bad_address.yaml", want: []string{
 			`routes[0].to[0]: "ops at example dot com" is not an email address (mail: no angle-addr); ` + fixAddress,
 		}},
@@ -424,6 +441,39 @@ func TestEnvOverrides(t *testing.T) {
 			t.Errorf("unescape_html=%v max_body_bytes=%d, want false 2048", cfg.Webhook.UnescapeHTML, cfg.Webhook.MaxBodyBytes)
 		}
 	})
+	t.Run("postgres queue", func(t *testing.T) {
+		cfg := mustLoad(t, "", envMap(map[string]string{
+			"HOOKMAIL_WEBHOOK_SECRETS":       "0123456789abcdef0123456789abcdef01234567",
+			"HOOKMAIL_QUEUE_BACKEND":         "postgres",
+			"HOOKMAIL_QUEUE_POSTGRES_URL":    "postgres://hookmail:pw-from-env@db/hookmail",
+			"HOOKMAIL_QUEUE_POSTGRES_LISTEN": "false",
+			"HOOKMAIL_QUEUE_POSTGRES_POLL":   "250ms",
+			"HOOKMAIL_QUEUE_LEASE_TIMEOUT":   "1m",
+		}))
+		q := cfg.Queue
+		if q.Backend != BackendPostgres || q.Postgres.Listen || q.Postgres.Poll != 250*time.Millisecond || q.LeaseTimeout != time.Minute {
+			t.Errorf("queue = %+v", q)
+		}
+		if url, err := q.Postgres.ConnString(); url != "postgres://hookmail:pw-from-env@db/hookmail" || err != nil {
+			t.Errorf("ConnString() = %q, %v", url, err)
+		}
+		if err := cfg.Validate(); err != nil {
+			t.Errorf("Validate: %v", err)
+		}
+		if strings.Contains(cfg.YAML(), "pw-from-env") {
+			t.Errorf("YAML() shows the database password")
+		}
+	})
+	t.Run("postgres url file", func(t *testing.T) {
+		cfg := mustLoad(t, "", envMap(map[string]string{"HOOKMAIL_QUEUE_POSTGRES_URL_FILE": "testdata/postgres_url.txt"}))
+		if url, err := cfg.Queue.Postgres.ConnString(); url != "postgres://hookmail:hunter2-from-the-file@db.example.com/hookmail" || err != nil {
+			t.Errorf("ConnString() = %q, %v, want the file's content without its newline", url, err)
+		}
+		cfg.Queue.Postgres.URLFile = "testdata"
+		if _, err := cfg.Queue.Postgres.ConnString(); err == nil || !strings.HasPrefix(err.Error(), "queue.postgres.url_file: ") {
+			t.Errorf("ConnString() of a directory: %v", err)
+		}
+	})
 	t.Run("env beats file, file beats defaults", func(t *testing.T) {
 		cfg := mustLoad(t, "testdata/file_overrides.yaml", envMap(map[string]string{
 			"HOOKMAIL_SMTP_PASSWORD":   "pw-from-env",
@@ -535,6 +585,7 @@ func TestSecretMasking(t *testing.T) {
 	cfg := defaults(t)
 	cfg.SMTP.Password = s
 	cfg.Webhook.Secrets = []Secret{s, s + "-2"}
+	cfg.Queue.Postgres.URL = s
 
 	outputs := map[string]string{
 		"String":      s.String(),
@@ -829,6 +880,11 @@ func TestValidateMore(t *testing.T) {
 		{"bad cc and bcc", func(c *Config) { c.Routes[0].Cc = []string{"x"}; c.Routes[0].Bcc = []string{"ok@example.com", "y"} },
 			`routes[0].cc[0]: "x" is not an email address (mail: missing '@' or angle-addr); ` + fixAddress + "\n" +
 				`routes[0].bcc[1]: "y" is not an email address (mail: missing '@' or angle-addr); ` + fixAddress},
+		{"postgres url copied from the README", func(c *Config) {
+			c.Queue.Backend, c.Queue.Postgres.URL = BackendPostgres, "postgres://hookmail:PASSWORD@db.example.com/hookmail"
+		}, "queue.postgres.url: " + placeholder + "; set the database's URL, e.g. in HOOKMAIL_QUEUE_POSTGRES_URL or queue.postgres.url_file"},
+		{"postgres url file missing", func(c *Config) { c.Queue.Postgres.URLFile = "testdata/nope.txt" },
+			`queue.postgres.url_file: "testdata/nope.txt" cannot be read (stat testdata/nope.txt: no such file or directory); create the file or correct the path`},
 		{"zero lifetime", func(c *Config) { c.Retry.Lifetime = 0 },
 			"retry.lifetime: must be a positive duration, got 0s; " + fixDur},
 		// Only "localhost" and loopback IPs count: a name that resolves to

@@ -58,6 +58,7 @@ func (c *Config) ValidateFor(use Use) error {
 	c.validateServer(&v)
 	c.validateWebhook(&v, use)
 	c.validateQueue(&v)
+	c.validateBackend(&v)
 	c.validateSMTP(&v)
 	c.validateRetry(&v)
 	c.validateRoutes(&v)
@@ -317,6 +318,35 @@ func (c *Config) validateQueue(v *validator) {
 		case a == c.Listen:
 			v.add("admin.listen", fmt.Sprintf("%q is also listen", a), "give the admin endpoint its own port")
 		}
+	}
+}
+
+func (c *Config) validateBackend(v *validator) {
+	q, pg := c.Queue, c.Queue.Postgres
+	switch q.Backend {
+	case BackendSpool, BackendPostgres:
+	default:
+		v.add("queue.backend", fmt.Sprintf("%q is not a queue backend", q.Backend),
+			"use spool (one hookmail, the queue in a file in spool.dir) or postgres (several hookmails sharing a database)")
+	}
+	v.positive("queue.lease_timeout", q.LeaseTimeout)
+	v.positive("queue.postgres.poll", pg.Poll)
+	if isPlaceholder(pg.URL) || strings.Contains(pg.URL.Reveal(), ":PASSWORD@") { // the README's and the example's
+		v.add("queue.postgres.url", placeholderMsg, "set the database's URL, e.g. in HOOKMAIL_QUEUE_POSTGRES_URL or queue.postgres.url_file")
+	}
+	switch url := strings.TrimSpace(pg.URL.Reveal()); {
+	case url != "" && pg.URLFile != "":
+		v.add("queue.postgres.url", "is set together with queue.postgres.url_file", "set only one of them")
+	case url == "" && pg.URLFile == "" && q.Backend == BackendPostgres:
+		v.add("queue.postgres.url", "is empty, and queue.backend is postgres",
+			"set the database's URL, e.g. HOOKMAIL_QUEUE_POSTGRES_URL=postgres://hookmail:PASSWORD@db.example.com/hookmail, or queue.postgres.url_file")
+	case url != "" && !strings.HasPrefix(url, "postgres://") && !strings.HasPrefix(url, "postgresql://") && !strings.Contains(url, "="):
+		// The value is not quoted: it may hold the password.
+		v.add("queue.postgres.url", "is neither a postgres:// URL nor a key=value connection string",
+			"write it like postgres://hookmail:PASSWORD@db.example.com:5432/hookmail")
+	}
+	if pg.URLFile != "" {
+		v.file("queue.postgres.url_file", pg.URLFile)
 	}
 }
 
