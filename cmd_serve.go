@@ -1,11 +1,13 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/mail"
 	"runtime"
 	"runtime/debug"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -48,12 +50,15 @@ func (c *cli) serveCmd() *cobra.Command {
 	return cmd
 }
 
+// checkTimeout bounds check's connecting to the queue's database.
+const checkTimeout = 10 * time.Second
+
 func (c *cli) checkCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "check",
 		Short: "Validate the config and print it, secrets masked",
 		Args:  cobra.NoArgs,
-		RunE: func(*cobra.Command, []string) error {
+		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := c.load(config.Serve)
 			if err != nil {
 				return err
@@ -61,6 +66,17 @@ func (c *cli) checkCmd() *cobra.Command {
 			fmt.Fprint(c.stdout, cfg.YAML())
 			for _, w := range cfg.Warnings() {
 				fmt.Fprintln(c.stderr, "warning:", w)
+			}
+			if cfg.Queue.Backend == config.BackendPostgres {
+				// The URL is checked by using it: connect, and read the
+				// schema's version, changing nothing.
+				ctx, cancel := context.WithTimeout(cmd.Context(), checkTimeout)
+				defer cancel()
+				schema, err := app.PostgresSchema(ctx, cfg)
+				if err != nil {
+					return fmt.Errorf("queue.postgres.url: %w", err)
+				}
+				fmt.Fprintln(c.stderr, schema)
 			}
 			fmt.Fprintln(c.stderr, "config is valid")
 			return nil

@@ -7,10 +7,12 @@ import (
 	"io/fs"
 	"log/slog"
 	"syscall"
+	"time"
 
 	"github.com/hookmail/hookmail/config"
 	"github.com/hookmail/hookmail/relay"
 	"github.com/hookmail/hookmail/relay/admin"
+	"github.com/hookmail/hookmail/relay/postgres"
 	"github.com/hookmail/hookmail/relay/spool"
 )
 
@@ -23,16 +25,24 @@ type Backend struct {
 	// Where names it for logs and the queue commands.
 	Where string
 	Close func() error
+	// Shared says that other hookmails may use the queue at the same time
+	// (a database), so the queue commands may work on it while they run.
+	Shared bool
 }
 
 // OpenBackend opens the queue backend cfg describes: the spool in
-// spool.dir. With mustExist it never creates one (the queue commands work
-// on a spool hookmail made, never on a new empty one).
+// spool.dir, or the Postgres queue queue.postgres.url names. With
+// mustExist it never creates one (the queue commands work on a queue
+// hookmail made, never on a new empty one).
 func OpenBackend(cfg *config.Config, log *slog.Logger, mustExist bool) (*Backend, error) {
+	if cfg.Queue.Backend == config.BackendPostgres {
+		return openPostgres(cfg, log, mustExist)
+	}
 	opts := []spool.Option{
 		spool.WithLogger(log),
 		spool.WithLimits(cfg.Spool.MaxEvents, cfg.Spool.MaxBytes),
 		spool.WithDedupWindow(cfg.Dedup.Window),
+		spool.WithLeaseTimeout(cfg.Queue.LeaseTimeout),
 	}
 	if mustExist {
 		opts = append(opts, spool.MustExist())
@@ -42,6 +52,59 @@ func OpenBackend(cfg *config.Config, log *slog.Logger, mustExist bool) (*Backend
 		return nil, err
 	}
 	return &Backend{Queue: s, Inspector: s, Digests: s, Where: "spool file " + s.Path(), Close: s.Close}, nil
+}
+
+// openTimeout bounds connecting to the database and migrating its schema
+// at start.
+const openTimeout = 30 * time.Second
+
+// openPostgres opens the shared queue, creating or migrating its tables
+// unless mustExist. spool.max_events bounds it as it does the spool;
+// spool.max_bytes does not (the database's size is its administrator's).
+func openPostgres(cfg *config.Config, log *slog.Logger, mustExist bool) (*Backend, error) {
+	url, err := cfg.Queue.Postgres.ConnString()
+	if err != nil {
+		return nil, err
+	}
+	pg := cfg.Queue.Postgres
+	opts := []postgres.Option{
+		postgres.WithLogger(log),
+		postgres.WithLeaseTimeout(cfg.Queue.LeaseTimeout),
+		postgres.WithDedupWindow(cfg.Dedup.Window),
+		postgres.WithMaxEvents(cfg.Spool.MaxEvents),
+		postgres.WithListen(pg.Listen),
+		postgres.WithPoll(pg.Poll),
+	}
+	if mustExist {
+		opts = append(opts, postgres.MustExist())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), openTimeout)
+	defer cancel()
+	q, err := postgres.Open(ctx, url, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return &Backend{Queue: q, Inspector: q, Digests: q, Where: q.Where(), Close: q.Close, Shared: true}, nil
+}
+
+// PostgresSchema connects to the database queue.postgres.url names and
+// says which schema version it has, changing nothing; for `hookmail
+// check`.
+func PostgresSchema(ctx context.Context, cfg *config.Config) (string, error) {
+	url, err := cfg.Queue.Postgres.ConnString()
+	if err != nil {
+		return "", err
+	}
+	v, where, err := postgres.ReadSchemaVersion(ctx, url)
+	switch {
+	case err != nil:
+		return "", err
+	case v == 0:
+		return fmt.Sprintf("%s: no hookmail queue yet; hookmail serve creates it (postgres schema version %d)", where, postgres.SchemaVersion()), nil
+	case v < postgres.SchemaVersion():
+		return fmt.Sprintf("%s: postgres schema version %d; hookmail serve migrates it to %d", where, v, postgres.SchemaVersion()), nil
+	}
+	return fmt.Sprintf("%s: postgres schema version %d", where, v), nil
 }
 
 // Check refuses a config the backend cannot serve: a digest route on a
@@ -82,6 +145,8 @@ func ConnectQueue(ctx context.Context, cfg *config.Config, log *slog.Logger) (ad
 	}
 	b, err := OpenBackend(cfg, log, true)
 	switch {
+	case err != nil && cfg.Queue.Backend == config.BackendPostgres:
+		return nil, err // it names the database and why; a running hookmail changes nothing here
 	case errors.Is(err, fs.ErrNotExist):
 		return nil, fmt.Errorf("%w: is this the config hookmail runs with? Give the same --config (or $HOOKMAIL_CONFIG), and run from hookmail's working directory when spool.dir (%q) is relative", err, cfg.Spool.Dir)
 	case errors.Is(err, fs.ErrPermission):
@@ -96,5 +161,9 @@ func ConnectQueue(ctx context.Context, cfg *config.Config, log *slog.Logger) (ad
 		b.Close()
 		return nil, err
 	}
-	return &admin.Local{Inspector: b.Inspector, Rules: rules, Place: b.Where + " (hookmail is not running)", Closer: b.Close}, nil
+	place := b.Where
+	if !b.Shared {
+		place += " (hookmail is not running)"
+	}
+	return &admin.Local{Inspector: b.Inspector, Rules: rules, Place: place, Closer: b.Close}, nil
 }

@@ -92,6 +92,10 @@ func restartKeys(started, cfg *config.Config) []string {
 	diff("webhook.max_connections_per_ip", started.Webhook.MaxConnectionsPerIP, cfg.Webhook.MaxConnectionsPerIP)
 	diff("spool", started.Spool, cfg.Spool)
 	diff("dedup", started.Dedup, cfg.Dedup)
+	sq, cq := started.Queue, cfg.Queue
+	diff("queue.postgres.url", sq.Postgres.URL == cq.Postgres.URL, true)
+	sq.Postgres.URL, cq.Postgres.URL = "", ""
+	diff("queue", sq, cq)
 	// Secrets print masked, so they are compared apart.
 	diff("admin", started.Admin.Listen, cfg.Admin.Listen)
 	diff("admin.token", started.Admin.Token == cfg.Admin.Token, true)

@@ -1,0 +1,104 @@
+package app
+
+import (
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hookmail/hookmail/config"
+	"github.com/hookmail/hookmail/config/configtest"
+	"github.com/hookmail/hookmail/relay/postgres"
+	"github.com/hookmail/hookmail/relay/postgres/pgtest"
+)
+
+// postgresConfig is testConfig on a database of the test's own.
+func postgresConfig(t *testing.T) *config.Config {
+	t.Helper()
+	cfg := testConfig(t)
+	cfg.Queue.Backend = config.BackendPostgres
+	cfg.Queue.Postgres.URL = config.Secret(pgtest.Database(t))
+	cfg.Queue.Postgres.Poll = 50 * time.Millisecond
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// TestPostgresBackend: with queue.backend postgres, a webhook is stored in
+// the database and delivered; the backend is named by host and database,
+// never with the password.
+func TestPostgresBackend(t *testing.T) {
+	cfg := postgresConfig(t)
+	u, _ := url.Parse(cfg.Queue.Postgres.URL.Reveal())
+	pw, _ := u.User.Password()
+	env := newTestEnv(t, cfg, nil)
+	if w := env.backend.Where; !strings.Contains(w, strings.TrimPrefix(u.Path, "/")) || !strings.Contains(w, u.Hostname()) || strings.Contains(w, pw) {
+		t.Errorf("Where = %q, want host and database, no password", w)
+	}
+	if _, ok := env.backend.Queue.(*postgres.Queue); !ok || env.backend.Digests == nil || !env.backend.Shared {
+		t.Fatalf("backend %T, digests %v, shared %v", env.backend.Queue, env.backend.Digests, env.backend.Shared)
+	}
+	srv := httptest.NewServer(env.h)
+	defer srv.Close()
+	if resp, err := http.Get(srv.URL + "/readyz"); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("readyz: %v %v", resp, err)
+	}
+	if rec := env.post(t, "secret="+testSecret+"&type=sms&data%5Bid%5D=7&data%5Bphone%5D=%2B15550001111&data%5Bmessage%5D=hi"); rec.Code != 200 {
+		t.Fatalf("webhook: %d %s", rec.Code, rec.Body)
+	}
+	stop := env.run(t)
+	defer stop()
+	waitFor(t, "the email in the outbox", func() bool {
+		files, _ := filepath.Glob(filepath.Join(cfg.Outbox.Dir, "*.eml"))
+		return len(files) == 1
+	})
+	waitFor(t, "an empty queue", func() bool {
+		st, err := env.backend.Queue.Stats(t.Context())
+		return err == nil && st.Depth == 0
+	})
+}
+
+// TestPostgresSchemaForCheck: check reads the schema's version without
+// creating it, and says why it cannot when the database is not there.
+func TestPostgresSchemaForCheck(t *testing.T) {
+	cfg := postgresConfig(t)
+	got, err := PostgresSchema(t.Context(), cfg)
+	if err != nil || !strings.HasSuffix(got, ": no hookmail queue yet; hookmail serve creates it (postgres schema version 1)") {
+		t.Errorf("before the first start: %q %v", got, err)
+	}
+	b, err := OpenBackend(cfg, slog.New(slog.DiscardHandler), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	if got, err := PostgresSchema(t.Context(), cfg); err != nil || !strings.HasSuffix(got, ": postgres schema version 1") {
+		t.Errorf("after: %q %v", got, err)
+	}
+	closed, _ := url.Parse(cfg.Queue.Postgres.URL.Reveal())
+	closed.Host = "127.0.0.1:1"
+	path := filepath.Join(t.TempDir(), "url")
+	if err := os.WriteFile(path, []byte(closed.String()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Queue.Postgres.URL, cfg.Queue.Postgres.URLFile = "", path
+	if _, err := PostgresSchema(t.Context(), cfg); err == nil || !strings.Contains(err.Error(), "connection refused") {
+		t.Errorf("a closed port: %v, want connection refused", err)
+	}
+}
+
+// TestRestartKeysQueue: a changed database URL is named without showing
+// either URL.
+func TestRestartKeysQueue(t *testing.T) {
+	a, b := configtest.Default(t), configtest.Default(t)
+	b.Queue.Postgres.URL = "postgres://hookmail:hunter2@db/hookmail"
+	b.Queue.LeaseTimeout = time.Minute
+	if got := strings.Join(restartKeys(a, b), ","); got != "queue,queue.postgres.url" {
+		t.Errorf("restart keys %q", got)
+	}
+}
