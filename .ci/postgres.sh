@@ -12,12 +12,15 @@
 # Debian's postgresql package first when there is none.
 pg_bindir() {
 	local dir
-	dir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+	dir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
 	if [ -z "$dir" ] && ! command -v initdb >/dev/null 2>&1; then
 		echo "== installing postgresql (apt-get)" >&2
+		# Only the binaries are wanted: no cluster of the package's own.
+		mkdir -p /etc/postgresql-common/createcluster.d
+		echo "create_main_cluster = false" >/etc/postgresql-common/createcluster.d/hookmail-ci.conf
 		apt-get update -qq >&2
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >&2
-		dir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+		dir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
 	fi
 	if [ -z "$dir" ]; then
 		dir=$(dirname "$(command -v initdb)")
