@@ -100,9 +100,9 @@ func PostgresSchema(ctx context.Context, cfg *config.Config) (string, error) {
 	case err != nil:
 		return "", err
 	case v == 0:
-		return fmt.Sprintf("%s: no hookmail queue yet; hookmail serve creates it (postgres schema version %d)", where, postgres.SchemaVersion()), nil
-	case v < postgres.SchemaVersion():
-		return fmt.Sprintf("%s: postgres schema version %d; hookmail serve migrates it to %d", where, v, postgres.SchemaVersion()), nil
+		return fmt.Sprintf("%s: no hookmail queue yet; hookmail serve creates it (postgres schema version %d)", where, postgres.KnownSchemaVersion()), nil
+	case v < postgres.KnownSchemaVersion():
+		return fmt.Sprintf("%s: postgres schema version %d; hookmail serve migrates it to %d", where, v, postgres.KnownSchemaVersion()), nil
 	}
 	return fmt.Sprintf("%s: postgres schema version %d", where, v), nil
 }

@@ -123,36 +123,3 @@ func (q *Queue) BuryDigest(ctx context.Context, route string, ids []string, reas
 		route, ids, reason, now, history)
 	return q.fail(err)
 }
-
-// sweepEvery is how often an instance deletes expired dedup keys, at most
-// sweepBatch a statement, so a sweep never holds locks for long.
-const (
-	sweepEvery = time.Minute
-	sweepBatch = 1000
-)
-
-// sweepLoop sweeps the dedup keys until ctx ends.
-func (q *Queue) sweepLoop(ctx context.Context) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(sweepEvery):
-		}
-		if err := q.sweepDedup(ctx); err != nil && ctx.Err() == nil {
-			q.opts.log.Warn("postgres: cannot delete expired dedup keys; trying again in a minute", "err", q.red.text(err.Error()))
-		}
-	}
-}
-
-// sweepDedup deletes the expired dedup keys, a batch at a time. Instances
-// sweeping at once skip each other's rows.
-func (q *Queue) sweepDedup(ctx context.Context) error {
-	for {
-		tag, err := q.pool.Exec(ctx, `DELETE FROM hookmail_dedup WHERE key IN (
-			SELECT key FROM hookmail_dedup WHERE expires <= now() ORDER BY expires LIMIT $1 FOR UPDATE SKIP LOCKED)`, sweepBatch)
-		if err != nil || tag.RowsAffected() < sweepBatch {
-			return err
-		}
-	}
-}

@@ -225,7 +225,7 @@ func ReadSchemaVersion(ctx context.Context, connString string) (int, string, err
 	if err != nil {
 		return 0, where, red.wrap(err)
 	}
-	if v > SchemaVersion() {
+	if v > KnownSchemaVersion() {
 		return v, where, fmt.Errorf("postgres: %w", newerError(v))
 	}
 	return v, where, nil

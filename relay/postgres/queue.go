@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"time"
@@ -59,33 +58,6 @@ func (q *Queue) Enqueue(ctx context.Context, ev *relay.Event) error {
 	return nil
 }
 
-// remember claims the dedup key for id within the window, or returns the
-// id of the event that holds it. An expired key is taken over in place.
-func (q *Queue) remember(ctx context.Context, tx pgx.Tx, key, id string) (string, error) {
-	h := sha256.Sum256([]byte(key))
-	for range 3 {
-		var first string
-		err := tx.QueryRow(ctx, `INSERT INTO hookmail_dedup AS d (key, event, expires) VALUES ($1, $2, now() + `+micros(3)+`)
-			ON CONFLICT (key) DO UPDATE SET event = excluded.event, expires = excluded.expires WHERE d.expires <= now()
-			RETURNING event`, h[:], id, q.opts.dedupWindow.Microseconds()).Scan(&first)
-		if err == nil {
-			return "", nil // the key is this event's now
-		} else if !errors.Is(err, pgx.ErrNoRows) {
-			return "", err
-		}
-		// Held, by a transaction that has committed (an INSERT waits for
-		// one that has not): read whose it is.
-		err = tx.QueryRow(ctx, "SELECT event FROM hookmail_dedup WHERE key = $1", h[:]).Scan(&first)
-		if err == nil {
-			return first, nil
-		} else if !errors.Is(err, pgx.ErrNoRows) {
-			return "", err
-		}
-		// It expired and was swept in between: claim it again.
-	}
-	return "", errors.New("the dedup key kept changing hands")
-}
-
 // recountEvery is how long a count of waiting events stands for the
 // maxEvents check while the queue is far below the limit.
 const recountEvery = time.Second
@@ -95,16 +67,16 @@ const recountEvery = time.Second
 // what this instance stored since, unless it comes within a tenth of the
 // limit: then every check counts.
 func (q *Queue) full(ctx context.Context) error {
-	max := q.opts.maxEvents
-	if max <= 0 {
+	limit := q.opts.maxEvents
+	if limit <= 0 {
 		return nil
 	}
 	q.mu.Lock()
 	n, at := q.depth, q.depthAt
 	q.mu.Unlock()
-	if time.Since(at) > recountEvery || n >= max-max/10 {
+	if time.Since(at) > recountEvery || n >= limit-limit/10 {
 		// Counting stops at the limit: what lies beyond it changes nothing.
-		err := q.pool.QueryRow(ctx, `SELECT count(*) FROM (SELECT FROM hookmail_events WHERE NOT dead LIMIT $1) AS w`, max).Scan(&n)
+		err := q.pool.QueryRow(ctx, `SELECT count(*) FROM (SELECT FROM hookmail_events WHERE NOT dead LIMIT $1) AS w`, limit).Scan(&n)
 		if err != nil {
 			return q.fail(err)
 		}
@@ -112,8 +84,8 @@ func (q *Queue) full(ctx context.Context) error {
 		q.depth, q.depthAt = n, time.Now()
 		q.mu.Unlock()
 	}
-	if n >= max {
-		return fmt.Errorf("%w: %d events waiting, the spool.max_events limit", relay.ErrQueueFull, max)
+	if n >= limit {
+		return fmt.Errorf("%w: %d events waiting, the spool.max_events limit", relay.ErrQueueFull, limit)
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -124,5 +125,48 @@ func TestBuryDigestNeverLoses(t *testing.T) {
 	}
 	if st, err := q.Stats(ctx); err != nil || st.Dead != 1 || st.Depth != 1 {
 		t.Errorf("stats %+v %v, want 1 waiting and 1 dead", st, err)
+	}
+}
+
+// TestDedupAtOnce: the same event posted to several instances at the same
+// moment is stored once; every other copy is a duplicate naming it.
+func TestDedupAtOnce(t *testing.T) {
+	url := pgtest.Database(t)
+	qs := []*postgres.Queue{open(t, url, postgres.WithDedupWindow(time.Hour)), open(t, url, postgres.WithDedupWindow(time.Hour))}
+	for _, q := range qs {
+		defer q.Close()
+	}
+	const copies = 12
+	errs := make([]error, copies)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range copies {
+		wg.Go(func() {
+			ev := testEvent(i)
+			ev.DedupKey = "gateway|sms|42"
+			<-start
+			errs[i] = qs[i%len(qs)].Enqueue(t.Context(), ev)
+		})
+	}
+	close(start)
+	wg.Wait()
+	var stored []string
+	dups := map[string]int{}
+	for i, err := range errs {
+		var dup *relay.DuplicateError
+		switch {
+		case err == nil:
+			stored = append(stored, testEvent(i).ID)
+		case errors.As(err, &dup):
+			dups[dup.ID]++
+		default:
+			t.Errorf("copy %d: %v", i, err)
+		}
+	}
+	if len(stored) != 1 || dups[stored[0]] != copies-1 {
+		t.Errorf("stored %v, duplicates naming %v; want one stored and %d duplicates naming it", stored, dups, copies-1)
+	}
+	if st, err := qs[0].Stats(t.Context()); err != nil || st.Depth != 1 {
+		t.Errorf("depth %d %v, want 1", st.Depth, err)
 	}
 }

@@ -61,9 +61,9 @@ func loadMigrations(fsys fs.FS) ([]migration, error) {
 	return ms, nil
 }
 
-// SchemaVersion is the newest schema version this hookmail knows and
+// KnownSchemaVersion is the newest schema version this hookmail knows and
 // creates.
-func SchemaVersion() int { return len(migrations) }
+func KnownSchemaVersion() int { return len(migrations) }
 
 // versionTable records each schema version applied, and when.
 const versionTable = "hookmail_schema_migrations"
@@ -95,7 +95,7 @@ var ErrSchemaMissing = errors.New("the database holds no hookmail queue")
 
 // newerError is the error for a schema a later hookmail migrated.
 func newerError(have int) error {
-	return fmt.Errorf("the database's queue schema is version %d, newer than this hookmail knows (%d): upgrade hookmail to the version that migrated it, or point queue.postgres.url at another database", have, SchemaVersion())
+	return fmt.Errorf("the database's queue schema is version %d, newer than this hookmail knows (%d): upgrade hookmail to the version that migrated it, or point queue.postgres.url at another database", have, KnownSchemaVersion())
 }
 
 // migrate brings the schema up to SchemaVersion in one transaction, under
@@ -118,14 +118,14 @@ func migrate(ctx context.Context, pool interface {
 	switch {
 	case err != nil:
 		return 0, err
-	case have > SchemaVersion():
+	case have > KnownSchemaVersion():
 		return have, newerError(have)
-	case have == SchemaVersion():
+	case have == KnownSchemaVersion():
 		return have, tx.Commit(ctx)
 	case mustExist && have == 0:
 		return 0, fmt.Errorf("%w (start hookmail serve with this queue.postgres.url to create it)", ErrSchemaMissing)
 	case mustExist:
-		return have, fmt.Errorf("the database's queue schema is version %d, older than this hookmail's (%d): start hookmail serve, which migrates it, first", have, SchemaVersion())
+		return have, fmt.Errorf("the database's queue schema is version %d, older than this hookmail's (%d): start hookmail serve, which migrates it, first", have, KnownSchemaVersion())
 	}
 	if have == 0 {
 		if _, err := tx.Exec(ctx, "CREATE TABLE IF NOT EXISTS "+versionTable+
@@ -141,5 +141,5 @@ func migrate(ctx context.Context, pool interface {
 			return 0, err
 		}
 	}
-	return SchemaVersion(), tx.Commit(ctx)
+	return KnownSchemaVersion(), tx.Commit(ctx)
 }

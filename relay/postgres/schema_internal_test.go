@@ -9,7 +9,7 @@ import (
 // TestMigrationFiles: the embedded files are numbered from 1 without a gap,
 // and a set that is not is refused naming the file.
 func TestMigrationFiles(t *testing.T) {
-	if len(migrations) == 0 || migrations[0].version != 1 || SchemaVersion() != len(migrations) {
+	if len(migrations) == 0 || migrations[0].version != 1 || KnownSchemaVersion() != len(migrations) {
 		t.Fatalf("embedded migrations %d, first %+v", len(migrations), migrations[0])
 	}
 	file := &fstest.MapFile{Data: []byte("SELECT 1;")}

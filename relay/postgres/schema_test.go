@@ -31,18 +31,18 @@ func TestSchemaConcurrentOpens(t *testing.T) {
 			t.Fatalf("open %d: %v", i, err)
 		}
 		defer qs[i].Close()
-		if v := qs[i].SchemaVersion(); v != postgres.SchemaVersion() {
-			t.Errorf("open %d left schema version %d, want %d", i, v, postgres.SchemaVersion())
+		if v := qs[i].SchemaVersion(); v != postgres.KnownSchemaVersion() {
+			t.Errorf("open %d left schema version %d, want %d", i, v, postgres.KnownSchemaVersion())
 		}
 	}
 	var applied int
 	var super bool
 	query(t, url, "SELECT count(*) FROM hookmail_schema_migrations", &applied)
 	query(t, url, "SELECT rolsuper FROM pg_roles WHERE rolname = current_user", &super)
-	if applied != postgres.SchemaVersion() || super {
-		t.Errorf("%d versions recorded, want %d; superuser %v, want false", applied, postgres.SchemaVersion(), super)
+	if applied != postgres.KnownSchemaVersion() || super {
+		t.Errorf("%d versions recorded, want %d; superuser %v, want false", applied, postgres.KnownSchemaVersion(), super)
 	}
-	if v, _, err := postgres.ReadSchemaVersion(t.Context(), url); v != postgres.SchemaVersion() || err != nil {
+	if v, _, err := postgres.ReadSchemaVersion(t.Context(), url); v != postgres.KnownSchemaVersion() || err != nil {
 		t.Errorf("ReadSchemaVersion: %d %v", v, err)
 	}
 }
@@ -52,10 +52,10 @@ func TestSchemaConcurrentOpens(t *testing.T) {
 func TestNewerSchemaRefused(t *testing.T) {
 	url := pgtest.Database(t)
 	open(t, url).Close()
-	newer := postgres.SchemaVersion() + 1
+	newer := postgres.KnownSchemaVersion() + 1
 	pgtest.Exec(t, url, fmt.Sprintf("INSERT INTO hookmail_schema_migrations (version, name) VALUES (%d, 'from_the_future')", newer))
 	want := fmt.Sprintf("the database's queue schema is version %d, newer than this hookmail knows (%d): "+
-		"upgrade hookmail to the version that migrated it, or point queue.postgres.url at another database", newer, postgres.SchemaVersion())
+		"upgrade hookmail to the version that migrated it, or point queue.postgres.url at another database", newer, postgres.KnownSchemaVersion())
 	_, err := postgres.Open(t.Context(), url)
 	if err == nil || !strings.HasPrefix(err.Error(), "postgres: cannot open the queue in postgres database ") || !strings.HasSuffix(err.Error(), want) {
 		t.Errorf("open a newer schema: %v\nwant it to end %q", err, want)
