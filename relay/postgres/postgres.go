@@ -106,7 +106,8 @@ func WithPoll(d time.Duration) Option { return func(o *options) { o.poll = d } }
 func MustExist() Option { return func(o *options) { o.mustExist = true } }
 
 // opTimeout bounds each of the workers' and the receiver's statements, so
-// none waits on an unreachable database for longer than TCP would.
+// none waits on a database that does not answer for as long as TCP's
+// retransmissions would (minutes): a webhook gets its 503 instead.
 const opTimeout = 15 * time.Second
 
 // defaultConnectTimeout bounds a connection attempt when the URL sets no
