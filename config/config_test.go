@@ -883,6 +883,9 @@ func TestValidateMore(t *testing.T) {
 		{"postgres url copied from the README", func(c *Config) {
 			c.Queue.Backend, c.Queue.Postgres.URL = BackendPostgres, "postgres://hookmail:PASSWORD@db.example.com/hookmail"
 		}, "queue.postgres.url: " + placeholder + "; set the database's URL, e.g. in HOOKMAIL_QUEUE_POSTGRES_URL or queue.postgres.url_file"},
+		{"postgres url copied from the Kubernetes secret", func(c *Config) {
+			c.Queue.Backend, c.Queue.Postgres.URL = BackendPostgres, "postgres://hookmail:replace-with-the-database-password@postgres.example.com:5432/hookmail?sslmode=verify-full"
+		}, "queue.postgres.url: " + placeholder + "; set the database's URL, e.g. in HOOKMAIL_QUEUE_POSTGRES_URL or queue.postgres.url_file"},
 		{"postgres url file missing", func(c *Config) { c.Queue.Postgres.URLFile = "testdata/nope.txt" },
 			`queue.postgres.url_file: "testdata/nope.txt" cannot be read (stat testdata/nope.txt: no such file or directory); create the file or correct the path`},
 		{"zero lifetime", func(c *Config) { c.Retry.Lifetime = 0 },

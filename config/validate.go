@@ -6,6 +6,7 @@ import (
 	"math"
 	"net"
 	"net/mail"
+	neturl "net/url"
 	"os"
 	"path"
 	"regexp"
@@ -110,6 +111,8 @@ var placeholders = []string{
 	"replace-with-the-gateways-40-character-secret", // deploy/kubernetes/secret.yaml
 	"replace-with-the-smtp-password",                // deploy/kubernetes/secret.yaml
 	"the-16-letter-app-password",                    // README.md, Gmail
+	"replace-with-the-database-password",            // deploy/kubernetes-postgres/secret.yaml, in the URL
+	"PASSWORD",                                      // README.md and the example config, in the URL
 }
 
 const placeholderMsg = "is a placeholder from hookmail's example config, deploy files or README, not a secret"
@@ -125,6 +128,16 @@ func isPlaceholder(s Secret) bool {
 		return true
 	}
 	return len(v) > 2 && strings.HasPrefix(v, "<") && strings.HasSuffix(v, ">")
+}
+
+// urlPassword is the password in a postgres:// URL, or "".
+func urlPassword(s string) string {
+	u, err := neturl.Parse(strings.TrimSpace(s))
+	if err != nil || u.User == nil {
+		return ""
+	}
+	p, _ := u.User.Password()
+	return p
 }
 
 func (c *Config) hasCatchAll() bool {
@@ -331,7 +344,7 @@ func (c *Config) validateBackend(v *validator) {
 	}
 	v.positive("queue.lease_timeout", q.LeaseTimeout)
 	v.positive("queue.postgres.poll", pg.Poll)
-	if isPlaceholder(pg.URL) || strings.Contains(pg.URL.Reveal(), ":PASSWORD@") { // the README's and the example's
+	if isPlaceholder(pg.URL) || isPlaceholder(Secret(urlPassword(pg.URL.Reveal()))) {
 		v.add("queue.postgres.url", placeholderMsg, "set the database's URL, e.g. in HOOKMAIL_QUEUE_POSTGRES_URL or queue.postgres.url_file")
 	}
 	switch url := strings.TrimSpace(pg.URL.Reveal()); {

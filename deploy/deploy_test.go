@@ -332,9 +332,6 @@ func knownEnv(t *testing.T) map[string]bool {
 	if !env["HOOKMAIL_SPOOL_DIR"] || !env["HOOKMAIL_SMTP_PASSWORD"] {
 		t.Fatalf("config keys not found in the default config: %v", env)
 	}
-	for _, name := range pendingQueueEnv {
-		env[name] = true
-	}
 	return env
 }
 
@@ -353,7 +350,7 @@ func checkEnv(t *testing.T, where string, vars map[string]string) {
 // does, with env as the whole environment.
 func loadConfig(t *testing.T, where, path string, env map[string]string) *config.Config {
 	t.Helper()
-	cfg, err := config.LoadValid(withoutPendingQueue(t, path), func(k string) string { return env[k] })
+	cfg, err := config.LoadValid(path, func(k string) string { return env[k] })
 	if err != nil {
 		t.Fatalf("%s: hookmail would not start:\n%v", where, err)
 	}
