@@ -5,6 +5,11 @@
 # each test. The cluster lives in a temp dir and is stopped and deleted on
 # exit.
 #
+# A test that stops and starts Postgres under hookmail starts a cluster of
+# its own with the same functions (relay/postgres/pgtest.NewCluster):
+# launch_test_postgres, then postgres_down and postgres_up, then
+# stop_test_postgres, each in a shell of its own with PG_TEST_DIR set.
+#
 # Postgres refuses to run as root, and CI runs as root: then the cluster runs
 # as the system user hookmail-ci, created when missing.
 
@@ -51,15 +56,31 @@ free_port() {
 	return 1
 }
 
-start_test_postgres() {
-	local bindir password port
+# pg_path puts the Postgres binaries on PATH.
+pg_path() {
+	local bindir
 	bindir=$(pg_bindir)
 	export PATH="$bindir:$PATH"
+}
+
+# start_test_postgres starts a cluster for this shell (launch_test_postgres),
+# stopped and deleted when the shell exits.
+start_test_postgres() {
+	trap stop_test_postgres EXIT
+	launch_test_postgres
+}
+
+# launch_test_postgres makes a cluster in a new temp dir (PG_TEST_DIR) and
+# starts it on 127.0.0.1 at a free port, exporting its admin URL as
+# HOOKMAIL_TEST_POSTGRES_URL. It outlives the shell: stop_test_postgres
+# stops and deletes it.
+launch_test_postgres() {
+	local password port
+	pg_path
 	if [ "$(id -u)" = 0 ] && ! id hookmail-ci >/dev/null 2>&1; then
 		useradd --system --no-create-home --shell /usr/sbin/nologin hookmail-ci
 	fi
 	PG_TEST_DIR=$(mktemp -d /tmp/hookmail-pg.XXXXXX)
-	trap stop_test_postgres EXIT
 	password=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
 	printf '%s\n' "$password" >"$PG_TEST_DIR/pwfile"
 	if [ "$(id -u)" = 0 ]; then
@@ -74,9 +95,7 @@ start_test_postgres() {
 	# another.
 	for _ in 1 2 3 4 5; do
 		port=$(free_port)
-		if as_pg_user pg_ctl -D "$PG_TEST_DIR/data" -l "$PG_TEST_DIR/postgres.log" -w -t 60 \
-			-o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories=$PG_TEST_DIR -c max_connections=400 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
-			start >/dev/null; then
+		if postgres_up "$port"; then
 			export HOOKMAIL_TEST_POSTGRES_URL="postgres://hookmail_admin:$password@127.0.0.1:$port/postgres?sslmode=disable"
 			echo "== postgres $(postgres --version | awk '{print $3}') on 127.0.0.1:$port (data in $PG_TEST_DIR)"
 			return 0
@@ -86,8 +105,30 @@ start_test_postgres() {
 	return 1
 }
 
+# postgres_up PORT starts the cluster in PG_TEST_DIR on 127.0.0.1:PORT and
+# waits until it takes connections. Durability is traded for speed
+# (fsync, synchronous_commit and full_page_writes off): a commit survives
+# postgres_down, which shuts down cleanly, but not a crash.
+postgres_up() {
+	pg_path
+	as_pg_user pg_ctl -D "$PG_TEST_DIR/data" -l "$PG_TEST_DIR/postgres.log" -w -t 60 \
+		-o "-c listen_addresses=127.0.0.1 -p $1 -c unix_socket_directories=$PG_TEST_DIR -c max_connections=400 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
+		start >/dev/null
+}
+
+# postgres_down stops the cluster in PG_TEST_DIR as a restart for an
+# upgrade does (fast: sessions are ended, commits are written out) and
+# keeps its data.
+postgres_down() {
+	pg_path
+	as_pg_user pg_ctl -D "$PG_TEST_DIR/data" -m fast -w -t 60 stop >/dev/null
+}
+
+# stop_test_postgres stops the cluster in PG_TEST_DIR at once and deletes
+# it.
 stop_test_postgres() {
 	if [ -n "${PG_TEST_DIR:-}" ] && [ -d "$PG_TEST_DIR" ]; then
+		pg_path
 		as_pg_user pg_ctl -D "$PG_TEST_DIR/data" -m immediate stop >/dev/null 2>&1 || true
 		rm -rf "$PG_TEST_DIR"
 	fi

@@ -44,7 +44,13 @@ func AdminURL(t testing.TB) string {
 // the URL to reach it as that role, with the role's password.
 func Database(t testing.TB) string {
 	t.Helper()
-	admin := AdminURL(t)
+	return DatabaseOn(t, AdminURL(t))
+}
+
+// DatabaseOn is Database on the cluster whose admin URL is admin, such as
+// a Cluster of the test's own.
+func DatabaseOn(t testing.TB, admin string) string {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	name := "hookmail_test_" + strings.ToLower(rand.Text()[:12])
