@@ -1,15 +1,10 @@
 package main
 
 import (
-	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"os"
-	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -33,25 +28,6 @@ func sinkEnv(t *testing.T, sink *smtptest.Sink, spool string) []string {
 		"HOOKMAIL_RETRY_INITIAL=100ms",
 		"HOOKMAIL_RETRY_MAX=1s",
 	}
-}
-
-// webhookOutcome posts one event and returns hookmail's answer, or an error
-// when no answer came (connection refused or cut by a kill).
-func webhookOutcome(url string, senderID int) (status, eventID string, err error) {
-	body := fmt.Sprintf("secret=%s&type=sms&data[id]=%d&data[phone]=%%2B1555%07d&data[message]=load+%d", testSecret, senderID, senderID, senderID)
-	resp, err := http.Post(url+"/webhook", "application/x-www-form-urlencoded", strings.NewReader(body))
-	if err != nil {
-		return "", "", err
-	}
-	defer resp.Body.Close()
-	var r struct{ Status, ID string }
-	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
-		return "", "", err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return strconv.Itoa(resp.StatusCode), "", nil
-	}
-	return r.Status, r.ID, nil
 }
 
 // deliveries counts the sink's emails per hookmail event id (the
@@ -79,64 +55,25 @@ func TestE2ECrashUnderLoad(t *testing.T) {
 	spool := t.TempDir()
 	env := sinkEnv(t, sink, spool)
 	hm := startHookmail(t, env)
-	var url atomic.Pointer[string]
-	url.Store(&hm.url)
-
-	var (
-		mu         sync.Mutex
-		accepted   = map[string]int{} // event id → sender id
-		dupAnswers int
-		noAnswer   int
-		next       atomic.Int64
-		answered   atomic.Int64
-		wg         sync.WaitGroup
-	)
-	deadline := time.Now().Add(2 * time.Minute)
-	for range clients {
-		wg.Go(func() {
-			for {
-				sid := int(next.Add(1))
-				if sid > total {
-					return
-				}
-				for time.Now().Before(deadline) {
-					status, id, err := webhookOutcome(*url.Load(), sid)
-					if err != nil {
-						mu.Lock()
-						noAnswer++
-						mu.Unlock()
-						time.Sleep(20 * time.Millisecond)
-						continue // no answer: the sender tries again
-					}
-					mu.Lock()
-					switch status {
-					case "queued":
-						accepted[id] = sid
-					case "duplicate":
-						dupAnswers++ // stored before the kill, answer lost
-					default:
-						t.Errorf("sender id %d: status %s", sid, status)
-					}
-					mu.Unlock()
-					answered.Add(1)
-					break
-				}
-			}
-		})
-	}
-	waitUntil(t, "half the events answered", time.Minute, func() bool { return answered.Load() >= total/2 })
+	load := newLoad(total, 2*time.Minute, hm.url)
+	t.Cleanup(load.stop)
+	load.start(clients)
+	waitUntil(t, "half the events answered", time.Minute, func() bool { return load.answered.Load() >= total/2 })
 	sentBeforeKill := len(sink.Counts())
 	if err := hm.cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
 	_ = hm.cmd.Wait()
 	hm2 := startHookmail(t, env)
-	url.Store(&hm2.url)
-	wg.Wait()
+	load.setTarget(0, hm2.url)
+	load.wait()
 
-	mu.Lock()
-	n := len(accepted)
-	mu.Unlock()
+	r := load.results()
+	accepted, dupAnswers, n := r.Accepted, r.Duplicates, len(r.Accepted)
+	if r.Unavailable+len(r.Refused)+r.GaveUp > 0 {
+		t.Errorf("%d answered 503, %v refused, %d given up; want every event answered 200: %q",
+			r.Unavailable, r.Refused, r.GaveUp, r.Failures)
+	}
 	waitUntil(t, "every accepted event delivered", 2*time.Minute, func() bool {
 		d := deliveries(sink)
 		for id := range accepted {
@@ -161,7 +98,7 @@ func TestE2ECrashUnderLoad(t *testing.T) {
 	t.Logf("crash under load: %d events posted by %d clients; SIGKILL after %d answers with %d emails sent; "+
 		"%d acknowledged (200 queued), %d answered duplicate after a retry, %d posts got no answer and were retried; "+
 		"%d delivered, %d delivered twice, %d lost, %d emails for events never acknowledged",
-		total, clients, total/2, sentBeforeKill, n, dupAnswers, noAnswer, n-lost, twice, lost, strays)
+		total, clients, total/2, sentBeforeKill, n, dupAnswers, r.NoAnswer, n-lost, twice, lost, strays)
 	if n+dupAnswers != total {
 		t.Errorf("%d queued + %d duplicate answers, want %d", n, dupAnswers, total)
 	}
