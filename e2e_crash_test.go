@@ -35,8 +35,7 @@ func sinkEnv(t *testing.T, sink *smtptest.Sink, spool string) []string {
 func deliveries(sink *smtptest.Sink) map[string]int {
 	out := map[string]int{}
 	for mid, n := range sink.Counts() {
-		rest, ok := strings.CutPrefix(strings.Trim(mid, "<>"), "hookmail.")
-		if id, _, ok2 := strings.Cut(rest, "."); ok && ok2 {
+		if id, ok := eventIDOf(mid); ok {
 			out[id] += n
 		}
 	}

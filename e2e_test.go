@@ -85,6 +85,7 @@ func newMailpit(t *testing.T, cert smtptest.Cert) *mailpit {
 		"--database", filepath.Join(dir, "mailpit.db"),
 		"--smtp-tls-cert", cert.CertFile, "--smtp-tls-key", cert.KeyFile, "--smtp-require-starttls",
 		"--smtp-auth-file", auth, "--smtp-disable-rdns", "--disable-version-check", "--quiet",
+		"--max", "0", // keep every message: by default Mailpit prunes all but 500 each minute
 	}
 	t.Cleanup(mp.stop)
 	return mp
@@ -119,17 +120,46 @@ type mailpitMessage struct {
 	ID        string
 	MessageID string
 	Subject   string
+	From      struct{ Address string }
 	To, Cc    []struct{ Address string }
+	// Created is when Mailpit took the message.
+	Created time.Time
 }
 
+// messages lists every message Mailpit holds, the newest first.
 func (mp *mailpit) messages() []mailpitMessage {
 	mp.t.Helper()
-	var list struct {
-		Total    int
-		Messages []mailpitMessage
-	}
-	getJSON(mp.t, mp.api+"/api/v1/messages?limit=500", &list)
+	var list struct{ Messages []mailpitMessage }
+	getJSON(mp.t, mp.api+"/api/v1/messages?limit=0", &list)
 	return list.Messages
+}
+
+// total counts the messages Mailpit holds, without listing them.
+func (mp *mailpit) total() int {
+	mp.t.Helper()
+	var list struct{ Total int }
+	getJSON(mp.t, mp.api+"/api/v1/messages?limit=1", &list)
+	return list.Total
+}
+
+// deliveries counts Mailpit's emails per hookmail event id.
+func (mp *mailpit) deliveries() map[string]int {
+	mp.t.Helper()
+	out := map[string]int{}
+	for _, m := range mp.messages() {
+		if id, ok := eventIDOf(m.MessageID); ok {
+			out[id]++
+		}
+	}
+	return out
+}
+
+// eventIDOf reads the hookmail event id out of a Message-ID,
+// <hookmail.<event id>.<route>@domain>.
+func eventIDOf(messageID string) (string, bool) {
+	rest, ok := strings.CutPrefix(strings.Trim(messageID, "<>"), "hookmail.")
+	id, _, ok2 := strings.Cut(rest, ".")
+	return id, ok && ok2
 }
 
 func getJSON(t *testing.T, url string, v any) {
