@@ -154,6 +154,19 @@ func (mp *mailpit) deliveries() map[string]int {
 	return out
 }
 
+// lastDelivered says when Mailpit took each hookmail event's email, the
+// last copy when there are several.
+func (mp *mailpit) lastDelivered() map[string]time.Time {
+	mp.t.Helper()
+	out := map[string]time.Time{}
+	for _, m := range mp.messages() {
+		if id, ok := eventIDOf(m.MessageID); ok && m.Created.After(out[id]) {
+			out[id] = m.Created
+		}
+	}
+	return out
+}
+
 // eventIDOf reads the hookmail event id out of a Message-ID,
 // <hookmail.<event id>.<route>@domain>.
 func eventIDOf(messageID string) (string, bool) {
@@ -255,15 +268,20 @@ func e2eEnv(t *testing.T, mp *mailpit, cert smtptest.Cert, spool string) []strin
 // writeRoutes gives sms its own route with a Cc; everything else the catch-all.
 func writeRoutes(t *testing.T) string {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "hookmail.yaml")
-	yaml := `routes:
+	return writeConfig(t, `routes:
   - name: sms
     match: { type: sms }
     to: ["sms@example.com"]
     cc: ["boss@example.com"]
   - name: everything-else
     to: ["all@example.com"]
-`
+`)
+}
+
+// writeConfig writes a config file holding yaml and returns its path.
+func writeConfig(t *testing.T, yaml string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "hookmail.yaml")
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}

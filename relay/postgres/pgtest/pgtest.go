@@ -103,3 +103,59 @@ func exec(t testing.TB, ctx context.Context, u string, statements ...string) {
 		}
 	}
 }
+
+// Lease is a lease on an event as relay/postgres stores it: the holder's
+// token ("" when none holds the event) and when it lapses unless extended.
+type Lease struct {
+	Token   string
+	Expires time.Time
+}
+
+// LeaseReader reads the leases on the events of a hookmail queue, on a
+// connection of its own. A test tells by them which events an instance
+// held when it died, as only the living extend their leases.
+type LeaseReader struct {
+	t    testing.TB
+	conn *pgx.Conn
+}
+
+// NewLeaseReader connects to the database u names; the connection is
+// closed when the test ends.
+func NewLeaseReader(t testing.TB, u string) *LeaseReader {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, u)
+	if err != nil {
+		t.Fatalf("connect to the test cluster: %v", err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return &LeaseReader{t: t, conn: conn}
+}
+
+// Read returns the leases on the events ids names, leased or not (an
+// event missing from the answer has left the queue), or without ids on
+// every leased event.
+func (r *LeaseReader) Read(ids ...string) map[string]Lease {
+	r.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	sql, args := "SELECT id, lease_token, lease_expires FROM hookmail_events WHERE NOT dead AND lease_token IS NOT NULL", []any{}
+	if len(ids) > 0 {
+		sql, args = "SELECT id, coalesce(lease_token, ''), coalesce(lease_expires, 'epoch') FROM hookmail_events WHERE NOT dead AND id = ANY($1)", []any{ids}
+	}
+	rows, err := r.conn.Query(ctx, sql, args...)
+	if err != nil {
+		r.t.Fatalf("read the leases: %v", err)
+	}
+	out := map[string]Lease{}
+	var id string
+	var l Lease
+	if _, err := pgx.ForEachRow(rows, []any{&id, &l.Token, &l.Expires}, func() error {
+		out[id] = l
+		return nil
+	}); err != nil {
+		r.t.Fatalf("read the leases: %v", err)
+	}
+	return out
+}
