@@ -208,6 +208,13 @@ func (l *webhookLoad) results() loadResults {
 	return r
 }
 
+// progress counts the events accepted and the 503s so far.
+func (l *webhookLoad) progress() (accepted, unavailable int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.res.Accepted), l.res.Unavailable
+}
+
 // failed counts the posts that got anything but a 200.
 func (r loadResults) failed() int {
 	n := r.NoAnswer + r.Unavailable + r.GaveUp
