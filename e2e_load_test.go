@@ -190,12 +190,15 @@ func (r *loadResults) fail(what string) {
 }
 
 // wait waits until the clients are done: total events settled, or stop.
-func (l *webhookLoad) wait() { l.wg.Wait() }
+func (l *webhookLoad) wait() {
+	l.wg.Wait()
+	l.client.CloseIdleConnections()
+}
 
 // stop has each client stop after the event in hand, and waits for them.
 func (l *webhookLoad) stop() {
 	l.stopping.Store(true)
-	l.wg.Wait()
+	l.wait()
 }
 
 // results returns what the clients saw so far.
