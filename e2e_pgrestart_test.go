@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -38,8 +39,8 @@ func TestPostgresRestartUnderLoad(t *testing.T) {
 	cert := smtptest.NewCert(t)
 	mp := newMailpit(t, cert)
 	mp.start()
-	env := append(pgEnv(t, mp, cert, db), "HOOKMAIL_SMTP_WORKERS=4")
-	_, urls := startHookmails(t, instances, func(int) []string { return append(env, "HOOKMAIL_SPOOL_DIR="+t.TempDir()) })
+	env := append(pgEnv(t, mp, cert, db), fmt.Sprintf("HOOKMAIL_SMTP_WORKERS=%d", workers))
+	_, urls := startPgHookmails(t, instances, env)
 	load := newLoad(0, 2*time.Minute, urls...)
 	t.Cleanup(load.stop)
 	load.start(clients)

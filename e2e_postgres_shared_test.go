@@ -26,7 +26,7 @@ func TestPostgresDedupAcrossInstances(t *testing.T) {
 	mp := newMailpit(t, cert)
 	mp.start()
 	env := pgEnv(t, mp, cert, db)
-	_, urls := startHookmails(t, 2, func(int) []string { return append(env, "HOOKMAIL_SPOOL_DIR="+t.TempDir()) })
+	_, urls := startPgHookmails(t, 2, env)
 	client := &http.Client{Timeout: 30 * time.Second}
 
 	accepted, dups := map[string]int{}, 0
@@ -104,7 +104,7 @@ func TestPostgresDigestAcrossInstances(t *testing.T) {
 	mp := newMailpit(t, cert)
 	mp.start()
 	env := append(pgEnv(t, mp, cert, db), "HOOKMAIL_CONFIG="+digestRoutes(t, window))
-	hms, urls := startHookmails(t, 3, func(int) []string { return append(env, "HOOKMAIL_SPOOL_DIR="+t.TempDir()) })
+	hms, urls := startPgHookmails(t, 3, env)
 
 	for w := range windows {
 		load := newLoad(perWindow, time.Minute, urls...)

@@ -15,8 +15,8 @@ import (
 // a dead instance's events come back soon.
 const pgLease = 2 * time.Second
 
-// pgEnv configures hookmail on the Postgres queue at dbURL, delivering to
-// mp, with an admin socket of its own (spool.dir).
+// pgEnv configures hookmails on the Postgres queue at dbURL, delivering
+// to mp; start each with startPgHookmail.
 func pgEnv(t *testing.T, mp *mailpit, cert smtptest.Cert, dbURL string) []string {
 	t.Helper()
 	return append(e2eEnv(t, mp, cert, t.TempDir()),
@@ -26,13 +26,20 @@ func pgEnv(t *testing.T, mp *mailpit, cert smtptest.Cert, dbURL string) []string
 	)
 }
 
-// startHookmails starts n hookmails, each with env(i), and returns them
-// and their URLs.
-func startHookmails(t *testing.T, n int, env func(i int) []string) ([]*hookmailProc, []string) {
+// startPgHookmail starts a hookmail with env and a spool.dir of its own,
+// where its admin socket is (the queue is in Postgres).
+func startPgHookmail(t *testing.T, env []string) *hookmailProc {
+	t.Helper()
+	return startHookmail(t, append(slices.Clip(env), "HOOKMAIL_SPOOL_DIR="+t.TempDir()))
+}
+
+// startPgHookmails starts n hookmails with env, and returns them and
+// their URLs.
+func startPgHookmails(t *testing.T, n int, env []string) ([]*hookmailProc, []string) {
 	t.Helper()
 	hms, urls := make([]*hookmailProc, n), make([]string, n)
 	for i := range n {
-		hms[i] = startHookmail(t, env(i))
+		hms[i] = startPgHookmail(t, env)
 		urls[i] = hms[i].url
 	}
 	return hms, urls
@@ -134,7 +141,7 @@ func TestPostgresCrashUnderLoad(t *testing.T) {
 	mp := newMailpit(t, cert)
 	mp.start()
 	env := pgEnv(t, mp, cert, db)
-	hms, urls := startHookmails(t, 3, func(int) []string { return append(env, "HOOKMAIL_SPOOL_DIR="+t.TempDir()) })
+	hms, urls := startPgHookmails(t, 3, env)
 	start := time.Now()
 	load := newLoad(total, 3*time.Minute, urls...)
 	t.Cleanup(load.stop)
@@ -150,7 +157,7 @@ func TestPostgresCrashUnderLoad(t *testing.T) {
 	killed := time.Now()
 	leases := reader.Read()
 	orphans := orphanedLeases(t, reader, leases, time.Minute)
-	hms[0] = startHookmail(t, append(env, "HOOKMAIL_SPOOL_DIR="+t.TempDir()))
+	hms[0] = startPgHookmail(t, env)
 	load.setTarget(0, hms[0].url)
 	restarted := time.Since(killed)
 	load.wait()

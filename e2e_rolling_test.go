@@ -30,8 +30,7 @@ func TestRollingRestartBehindHAProxy(t *testing.T) {
 		"HOOKMAIL_SHUTDOWN_DRAIN="+drain.String(),
 		// Behind a proxy every connection comes from its address.
 		"HOOKMAIL_WEBHOOK_MAX_CONNECTIONS_PER_IP=0")
-	instanceEnv := func(int) []string { return append(env, "HOOKMAIL_SPOOL_DIR="+t.TempDir()) }
-	hms, urls := startHookmails(t, instances, instanceEnv)
+	hms, urls := startPgHookmails(t, instances, env)
 	lb := startHAProxy(t, urls)
 
 	load := newLoad(0, 2*time.Minute, lb.url)
@@ -52,7 +51,7 @@ func TestRollingRestartBehindHAProxy(t *testing.T) {
 			t.Fatalf("%s exited with %v:\n%s", name, err, hms[i].logs)
 		}
 		exited := time.Since(sigterm)
-		hms[i] = startHookmail(t, instanceEnv(i))
+		hms[i] = startPgHookmail(t, env)
 		lb.setServer(name, hms[i].url)
 		started := time.Since(sigterm)
 		waitUntil(t, "haproxy to count "+name+" up again", 20*time.Second, func() bool { return lb.status(name) == "UP" })
