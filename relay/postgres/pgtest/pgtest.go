@@ -2,7 +2,9 @@
 // throwaway cluster HOOKMAIL_TEST_POSTGRES_URL names (an admin URL; .ci/run
 // starts one). Each database belongs to a new role that is no superuser and
 // may only create in the database's public schema, as hookmail's own user
-// would be.
+// would be. A test that stops and starts Postgres takes a cluster of its
+// own (NewCluster); one that must know which instance held which event
+// reads the queue's leases (LeaseReader).
 package pgtest
 
 import (
