@@ -78,7 +78,7 @@ func (q *Queue) next(ctx context.Context) (*relay.Lease, time.Duration, error) {
 	it, err := scanItem(leaseRow{row, &l.Expires})
 	switch {
 	case err == nil && ctx.Err() != nil:
-		q.unclaim(l.Item.Event.ID, token)
+		q.unclaim(it.Event.ID, token)
 		return nil, 0, ctx.Err()
 	case err == nil:
 		l.Item = *it
