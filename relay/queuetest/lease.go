@@ -24,15 +24,24 @@ func testLeaseExclusive(t *testing.T, h Harness) {
 	if h.Shared {
 		leasers = append(leasers, open(t, h, Options{}))
 	}
+	// The leasers go on until every event was leased or a deadline far
+	// beyond a slow machine's passes: a Lease that times out on a busy
+	// machine is no reason to stop while events wait.
+	deadline := time.Now().Add(30 * time.Second)
+	done := func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(got) == len(evs) || time.Now().After(deadline)
+	}
 	for i := range 8 {
 		lq := leasers[i%len(leasers)]
 		wg.Go(func() {
-			for {
+			for !done() {
 				ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
 				l, err := lq.Lease(ctx)
 				cancel()
 				if err != nil {
-					return
+					continue
 				}
 				mu.Lock()
 				got[l.Item.Event.ID]++
