@@ -42,11 +42,20 @@ as_pg_user() {
 	fi
 }
 
-# free_port prints a TCP port on 127.0.0.1 that nothing listens on now.
+# free_port prints a TCP port on 127.0.0.1 that nothing listens on now,
+# below the kernel's ephemeral range: a port in that range can be taken by
+# any outgoing connection's local end, such as a test's HTTP client's, while
+# a cluster is stopped, and then Postgres cannot start on it again.
 free_port() {
-	local port
+	local port low=32768 high
+	if [ -r /proc/sys/net/ipv4/ip_local_port_range ]; then
+		read -r low high </proc/sys/net/ipv4/ip_local_port_range
+	fi
+	if [ "$low" -le 11000 ]; then
+		low=60000 # an unusual range: any port will do
+	fi
 	for _ in $(seq 1 100); do
-		port=$((20000 + RANDOM % 40000))
+		port=$((10000 + RANDOM % (low - 10000)))
 		if ! (: </dev/tcp/127.0.0.1/"$port") 2>/dev/null; then
 			echo "$port"
 			return 0
@@ -101,7 +110,6 @@ launch_test_postgres() {
 			return 0
 		fi
 	done
-	cat "$PG_TEST_DIR/postgres.log" >&2
 	return 1
 }
 
@@ -109,11 +117,16 @@ launch_test_postgres() {
 # waits until it takes connections. Durability is traded for speed
 # (fsync, synchronous_commit and full_page_writes off): a commit survives
 # postgres_down, which shuts down cleanly, but not a crash.
+# When it fails, the end of Postgres' log says why, on stderr.
 postgres_up() {
 	pg_path
-	as_pg_user pg_ctl -D "$PG_TEST_DIR/data" -l "$PG_TEST_DIR/postgres.log" -w -t 60 \
+	if ! as_pg_user pg_ctl -D "$PG_TEST_DIR/data" -l "$PG_TEST_DIR/postgres.log" -w -t 60 \
 		-o "-c listen_addresses=127.0.0.1 -p $1 -c unix_socket_directories=$PG_TEST_DIR -c max_connections=400 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
-		start >/dev/null
+		start >/dev/null; then
+		echo "== postgres did not start on 127.0.0.1:$1; the end of its log:" >&2
+		tail -n 5 "$PG_TEST_DIR/postgres.log" >&2 || true
+		return 1
+	fi
 }
 
 # postgres_down stops the cluster in PG_TEST_DIR as a restart for an
