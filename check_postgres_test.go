@@ -2,10 +2,12 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"net/url"
 	"strings"
 	"testing"
 
+	"github.com/hookmail/hookmail/relay/postgres"
 	"github.com/hookmail/hookmail/relay/postgres/pgtest"
 )
 
@@ -22,7 +24,7 @@ func TestCheckConnectsToPostgres(t *testing.T) {
 		url, want string
 		fails     bool
 	}{
-		"reachable":   {dbURL, "no hookmail queue yet; hookmail serve creates it (postgres schema version 1)", false},
+		"reachable":   {dbURL, fmt.Sprintf("no hookmail queue yet; hookmail serve creates it (postgres schema version %d)", postgres.KnownSchemaVersion()), false},
 		"closed port": {closed.String(), "queue.postgres.url: postgres: failed to connect to", true},
 	} {
 		t.Run(name, func(t *testing.T) {

@@ -70,6 +70,9 @@ type Webhook struct {
 	// per IP), so one client cannot hold what the others need.
 	MaxConnections      int `mapstructure:"max_connections" yaml:"max_connections"`
 	MaxConnectionsPerIP int `mapstructure:"max_connections_per_ip" yaml:"max_connections_per_ip"`
+	// SourceList is webhook.sources: senders of other formats, or more
+	// than one gateway. Read the sources in force with Sources.
+	SourceList []Source `mapstructure:"sources" yaml:"sources"`
 }
 
 // Queue chooses where accepted events wait for delivery, and how long a

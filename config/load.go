@@ -121,7 +121,7 @@ func load(file []byte, getenv func(string) string) (*Config, error) {
 	}
 	if getenv != nil {
 		for _, key := range known {
-			if key == "routes" {
+			if key == "routes" || key == "webhook.sources" {
 				continue // a list of objects has no sensible env form
 			}
 			if val, ok := lookupEnv(getenv, key); ok {
@@ -135,6 +135,9 @@ func load(file []byte, getenv func(string) string) (*Config, error) {
 	// "a, b" from the environment means two secrets, not " b".
 	for i, sec := range cfg.Webhook.Secrets {
 		cfg.Webhook.Secrets[i] = Secret(strings.TrimSpace(sec.Reveal()))
+	}
+	if getenv != nil {
+		cfg.Webhook.applySourceEnv(getenv)
 	}
 	if decodeErr != nil {
 		return cfg, decodeProblems(decodeErr, v.AllSettings())

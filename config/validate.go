@@ -225,8 +225,10 @@ var webhookPathChars = regexp.MustCompile(`^[A-Za-z0-9._~/-]*$`)
 
 // webhookPath accepts what the webhook handler can be registered on, both
 // as p and p+"/", without http.ServeMux panicking or redirecting.
-func (v *validator) webhookPath(p string) {
-	const key = "webhook.path"
+func (v *validator) webhookPath(p string) { v.webhookPathAt("webhook.path", p) }
+
+// webhookPathAt is webhookPath for the path at key.
+func (v *validator) webhookPathAt(key, p string) {
 	trimmed := strings.TrimSuffix(p, "/")
 	switch {
 	case !strings.HasPrefix(p, "/"):
@@ -249,9 +251,10 @@ func (v *validator) webhookPath(p string) {
 func (c *Config) validateWebhook(v *validator, use Use) {
 	w := c.Webhook
 	v.webhookPath(w.Path)
-	if use == Serve {
+	if use == Serve && (len(w.SourceList) == 0 || len(w.Secrets) > 0) {
 		c.validateSecrets(v)
 	}
+	c.validateSources(v, use)
 	switch {
 	case w.MaxBodyBytes <= 0:
 		v.add("webhook.max_body_bytes", fmt.Sprintf("must be positive, got %d", w.MaxBodyBytes), "set a limit in bytes, e.g. 1048576")

@@ -113,12 +113,13 @@ func newTestEnv(t testing.TB, cfg *config.Config, opts ...envOption) *testEnv {
 	reg := prometheus.NewRegistry()
 	workers := relay.NewWorkers(rules, q, digests, setup.sender, log, reg)
 	workers.SetClock(setup.now)
-	secrets := webhook.NewSecrets(cfg.Webhook.Secrets)
+	secrets := webhook.NewKeys(cfg.Webhook.Secrets)
 	rc := &webhook.Receiver{
-		Config: &cfg.Webhook, Secrets: func() webhook.Secrets { return secrets }, Queue: q,
+		Config: &cfg.Webhook, Keys: func(string) webhook.Keys { return secrets }, Queue: q,
 		Metrics: webhook.NewMetrics(reg), Log: log, Now: setup.now,
 	}
-	return &testEnv{cfg: cfg, store: setup.store, queue: q, sender: setup.sender, workers: workers, handler: rc.Handler(), reg: reg, logs: logs}
+	gateway, _ := cfg.Webhook.Source(config.GatewaySource)
+	return &testEnv{cfg: cfg, store: setup.store, queue: q, sender: setup.sender, workers: workers, handler: rc.Handler(gateway), reg: reg, logs: logs}
 }
 
 // restart stops env's instance for good (its queue closed) and starts a new

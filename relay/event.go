@@ -3,7 +3,6 @@ package relay
 import (
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -16,14 +15,21 @@ type Event struct {
 	// ID is hookmail's own id, time-ordered (UUIDv7); it is the 200 reply's
 	// id and the base of the email's Message-ID.
 	ID string
-	// Source names the sender the event came from ("gateway" for the
-	// platform the README describes under "What the gateway sends").
+	// Source names the webhook source the event came from
+	// (webhook.sources[].name; "gateway" for the single-gateway keys).
 	Source string
+	// Format is the wire format it arrived in (FormatZender, ...); empty
+	// for events stored before formats existed, which are zender's.
+	Format string
 	// Type is the normalised event type: sms, whatsapp, ussd, notification,
 	// or whatever else the sender named.
 	Type string
-	// Data holds the sender's data fields. Nested keys are joined with ".".
+	// Data holds the sender's data fields, the format's own. Nested keys
+	// are joined with ".".
 	Data map[string]string
+	// Content is the canonical content of formats other than zender, whose
+	// content derives from Data: read it through Canonical.
+	Content Content
 	// Received is when hookmail accepted the event.
 	Received time.Time
 	// DedupKey identifies the sender's event across deliveries (source,
@@ -41,11 +47,15 @@ const (
 	TypeWhatsApp     = "whatsapp"
 	TypeUSSD         = "ussd"
 	TypeNotification = "notification"
+	// TypeMMS is a message with attachments; TypeStatus a delivery report
+	// (sent, delivered, failed) on a message the phone sent.
+	TypeMMS    = "mms"
+	TypeStatus = "status"
 )
 
 // KnownTypes are the types with their own template; any other type renders
 // with the generic one and counts as "other" in metrics.
-var KnownTypes = []string{TypeSMS, TypeWhatsApp, TypeUSSD, TypeNotification}
+var KnownTypes = []string{TypeSMS, TypeWhatsApp, TypeUSSD, TypeNotification, TypeMMS, TypeStatus}
 
 // NormalizeType maps a wire type to hookmail's name for it.
 func NormalizeType(t string) string {
@@ -56,11 +66,11 @@ func NormalizeType(t string) string {
 	return t
 }
 
-// Time is when the event happened: the sender's Unix timestamp when it gave
+// Time is when the event happened: the time the sender gave when it gave
 // a usable one, else when hookmail received it.
 func (e *Event) Time() time.Time {
-	if ts, err := strconv.ParseInt(strings.TrimSpace(e.Data["timestamp"]), 10, 64); err == nil && ts > 0 && ts < maxTimestamp {
-		return time.Unix(ts, 0)
+	if t := e.Canonical().Sent; !t.IsZero() && t.Unix() > 0 && t.Unix() < maxTimestamp {
+		return t
 	}
 	return e.Received
 }

@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -64,6 +65,27 @@ type View struct {
 	// Thread is true when the route threads its emails: the subject then
 	// names the conversation only, so every email of it has the same one.
 	Thread bool
+	// Source names the webhook source, Format its wire format.
+	Source, Format string
+	// The canonical content, the same whichever gateway sent the event
+	// (see Content): who sent it, to which number or device, the text,
+	// the sender's message id and a delivery report's status.
+	From, To, Text, MessageID, Status string
+	// Attachments are the message's files: attached to the email when
+	// their bytes are at hand, else linked.
+	Attachments []AttachmentView
+}
+
+// AttachmentView is one file of a message as templates see it.
+type AttachmentView struct {
+	Name, ContentType string
+	Size              int64
+	// URL is where the file is when it is not attached.
+	URL string
+	// Attached is true when the email carries the file; Note says why not
+	// when it does not and has no URL to link either.
+	Attached bool
+	Note     string
 }
 
 // Field is one named data field.
@@ -201,6 +223,8 @@ var labels = map[string]string{
 	TypeWhatsApp:     "WhatsApp",
 	TypeUSSD:         "USSD",
 	TypeNotification: "Notification",
+	TypeMMS:          "MMS",
+	TypeStatus:       "Delivery report",
 }
 
 // Render builds the email for ev on route. Every error is permanent: the
@@ -272,14 +296,29 @@ func (r *Renderer) render(ev *Event, route *config.Route, from string) (*Message
 
 // view is what an event's templates see.
 func (r *Renderer) view(ev *Event, route *config.Route, thread bool) *View {
+	c := ev.Canonical()
 	view := &View{
-		ID:     ev.ID,
-		Type:   ev.Type,
-		Label:  labels[ev.Type],
-		Route:  route.Name,
-		Time:   ev.Time().In(r.loc),
-		Data:   ev.Data,
-		Thread: thread,
+		ID:        ev.ID,
+		Type:      ev.Type,
+		Label:     labels[ev.Type],
+		Route:     route.Name,
+		Time:      ev.Time().In(r.loc),
+		Data:      ev.Data,
+		Thread:    thread,
+		Source:    ev.Source,
+		Format:    cmp.Or(ev.Format, FormatZender),
+		From:      c.From,
+		To:        c.To,
+		Text:      c.Text,
+		MessageID: c.MessageID,
+		Status:    c.Status,
+	}
+	for _, a := range c.Attachments {
+		size := a.Size
+		if size == 0 {
+			size = int64(len(a.Data))
+		}
+		view.Attachments = append(view.Attachments, AttachmentView{Name: a.Name, ContentType: a.ContentType, Size: size, URL: a.URL, Attached: len(a.Data) > 0 && a.Note == "", Note: a.Note})
 	}
 	if view.Label == "" {
 		view.Label = ev.Type
@@ -290,11 +329,14 @@ func (r *Renderer) view(ev *Event, route *config.Route, thread bool) *View {
 	return view
 }
 
-// conversation names the conversation an event belongs to: the same type
-// and phone (a WhatsApp chat: account and contact), the same USSD code, the
-// same app for notifications. Empty when the event names none. A threaded
-// subject (View.Thread) may show only these fields: one that changes within
-// a conversation would split its thread in mail clients that match subjects.
+// conversation names the conversation an event belongs to, on its
+// canonical content so it is the same whichever gateway the event came
+// through: SMS and MMS with one party (a delivery report joins the
+// conversation with its message's recipient), a WhatsApp chat (account and
+// contact), the same USSD code, the same app for notifications. Empty when
+// the event names none. A threaded subject (View.Thread) may show only
+// these fields: one that changes within a conversation would split its
+// thread in mail clients that match subjects.
 func conversation(ev *Event) string {
 	d := ev.Data
 	switch ev.Type {
@@ -314,10 +356,35 @@ func conversation(ev *Event) string {
 		}
 		return ev.Type + "\x00" + d["package"]
 	}
-	if d["phone"] == "" {
+	c := ev.Canonical()
+	party := c.From
+	switch ev.Type {
+	case TypeStatus:
+		party = c.To
+	case TypeSMS, TypeMMS:
+	default:
+		if party == "" {
+			return ""
+		}
+		return ev.Type + "\x00" + party
+	}
+	if party = PartyKey(party); party == "" {
 		return ""
 	}
-	return ev.Type + "\x00" + d["phone"]
+	return TypeSMS + "\x00" + party
+}
+
+// PartyKey is a phone number as conversations compare it: without the
+// spaces, dashes, dots and brackets people and gateways write between its
+// digits, so "+63 976-071-3666" and "+639760713666" are one party.
+func PartyKey(phone string) string {
+	return strings.Map(func(r rune) rune {
+		switch r {
+		case ' ', '-', '.', '(', ')', '\u00a0':
+			return -1
+		}
+		return r
+	}, strings.TrimSpace(phone))
 }
 
 // ThreadID is the Message-ID every email of ev's conversation refers to
@@ -328,7 +395,10 @@ func ThreadID(ev *Event, from string) string {
 	if conv == "" {
 		return ""
 	}
-	sum := sha256.Sum256([]byte(ev.Source + "\x00" + conv))
+	// "gateway" rather than the event's source: a conversation is the
+	// same whichever gateway it came through (and thread ids stay those
+	// of the hookmail that had one gateway only).
+	sum := sha256.Sum256([]byte("gateway\x00" + conv))
 	return MessageID("thread."+hex.EncodeToString(sum[:12]), "conversation", from)
 }
 

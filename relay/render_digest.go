@@ -39,18 +39,10 @@ type TypeTally struct {
 // Who names who or what an event came from: a phone number, an app, a
 // USSD code.
 func (v *View) Who() string {
-	for _, k := range []string{"phone", "title", "package", "code"} {
-		if s := v.Data[k]; s != "" {
-			return s
-		}
+	if v.Format != FormatZender {
+		return v.From
 	}
-	return ""
-}
-
-// Text is an event's main text: the message, notification content or USSD
-// response.
-func (v *View) Text() string {
-	for _, k := range []string{"message", "content", "response"} {
+	for _, k := range []string{"phone", "title", "package", "code"} {
 		if s := v.Data[k]; s != "" {
 			return s
 		}

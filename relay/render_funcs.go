@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"fmt"
 	htmltemplate "html/template"
 	"regexp"
 	"strings"
@@ -27,6 +28,7 @@ var sharedFuncs = map[string]any{
 	"oneline":  OneLine,
 	"facts":    facts,
 	"add":      func(a, b int) int { return a + b },
+	"size":     formatSize,
 }
 
 var textFuncs = texttemplate.FuncMap(sharedFuncs)
@@ -150,4 +152,15 @@ func facts(kv ...string) []Field {
 		}
 	}
 	return out
+}
+
+// formatSize writes a file size as people read it: 512 B, 14 KB, 2.3 MB.
+func formatSize(n int64) string {
+	switch {
+	case n < 1000:
+		return fmt.Sprintf("%d B", n)
+	case n < 1000*1000:
+		return fmt.Sprintf("%.0f KB", float64(n)/1000)
+	}
+	return fmt.Sprintf("%.1f MB", float64(n)/1000/1000)
 }

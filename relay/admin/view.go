@@ -16,9 +16,60 @@ import (
 type EventView struct {
 	ID       string            `json:"id"`
 	Source   string            `json:"source"`
+	Format   string            `json:"format,omitempty"`
 	Type     string            `json:"type"`
 	Data     map[string]string `json:"data"`
+	Content  *ContentView      `json:"content,omitempty"` // none for zender, whose content is its data
 	Received time.Time         `json:"received"`
+}
+
+// ContentView is an event's canonical content. Attachments show their
+// name, type, size and URL, not their bytes.
+type ContentView struct {
+	From        string           `json:"from,omitempty"`
+	To          string           `json:"to,omitempty"`
+	Text        string           `json:"text,omitempty"`
+	Sent        time.Time        `json:"sent,omitzero"`
+	MessageID   string           `json:"message_id,omitempty"`
+	Status      string           `json:"status,omitempty"`
+	Attachments []AttachmentView `json:"attachments,omitempty"`
+}
+
+// AttachmentView is one attachment of an event.
+type AttachmentView struct {
+	Name        string `json:"name,omitempty"`
+	ContentType string `json:"content_type,omitempty"`
+	Size        int64  `json:"size,omitempty"`
+	URL         string `json:"url,omitempty"`
+}
+
+func viewEvent(ev *relay.Event) EventView {
+	v := EventView{ID: ev.ID, Source: ev.Source, Format: ev.Format, Type: ev.Type, Data: ev.Data, Received: ev.Received}
+	if c := ev.StoredContent(); c != nil {
+		cv := &ContentView{From: c.From, To: c.To, Text: c.Text, Sent: c.Sent, MessageID: c.MessageID, Status: c.Status}
+		for _, a := range c.Attachments {
+			size := a.Size
+			if size == 0 {
+				size = int64(len(a.Data))
+			}
+			cv.Attachments = append(cv.Attachments, AttachmentView{Name: a.Name, ContentType: a.ContentType, Size: size, URL: a.URL})
+		}
+		v.Content = cv
+	}
+	return v
+}
+
+// event is v back as a relay.Event, for the client: attachments without
+// their bytes.
+func (v *EventView) event() relay.Event {
+	ev := relay.Event{ID: v.ID, Source: v.Source, Format: v.Format, Type: v.Type, Data: v.Data, Received: v.Received}
+	if c := v.Content; c != nil {
+		ev.Content = relay.Content{From: c.From, To: c.To, Text: c.Text, Sent: c.Sent, MessageID: c.MessageID, Status: c.Status}
+		for _, a := range c.Attachments {
+			ev.Content.Attachments = append(ev.Content.Attachments, relay.Attachment{Name: a.Name, ContentType: a.ContentType, Size: a.Size, URL: a.URL})
+		}
+	}
+	return ev
 }
 
 // AttemptView is one entry of an item's history.
@@ -81,7 +132,7 @@ type TypeCountView struct {
 // it hashes the sender's secret with fields shown here.
 func ViewItem(it *relay.Item) ItemView {
 	v := ItemView{
-		Event: EventView{ID: it.Event.ID, Source: it.Event.Source, Type: it.Event.Type, Data: it.Event.Data, Received: it.Event.Received},
+		Event: viewEvent(&it.Event),
 		State: it.State, Attempts: it.Attempts, NextAttempt: it.NextAttempt,
 		LastError: it.LastError, DeadReason: it.DeadReason, Died: it.Died,
 		Delivered: it.Delivered, Refused: it.Refused, Owed: it.Owed, Requeued: it.Requeued,
@@ -107,7 +158,7 @@ func ViewStats(st relay.Stats) StatsView {
 // item is v back as a relay.Item, for the client.
 func (v *ItemView) item() relay.Item {
 	it := relay.Item{
-		Event: relay.Event{ID: v.Event.ID, Source: v.Event.Source, Type: v.Event.Type, Data: v.Event.Data, Received: v.Event.Received},
+		Event: v.Event.event(),
 		State: v.State, Attempts: v.Attempts, NextAttempt: v.NextAttempt,
 		LastError: v.LastError, DeadReason: v.DeadReason, Died: v.Died,
 		Delivered: v.Delivered, Refused: v.Refused, Owed: v.Owed, Requeued: v.Requeued,

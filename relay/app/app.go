@@ -63,7 +63,9 @@ type server struct {
 	reg     Registry
 	backend *Backend
 	workers *relay.Workers
-	secrets atomic.Pointer[webhook.Secrets]
+	// keys are each source's keys in force, by source name; a reload
+	// swaps them.
+	keys    atomic.Pointer[map[string]webhook.Keys]
 	reloads reloadMetrics
 	// drainFor is shutdown.drain as last loaded (it reloads: the value in
 	// force when SIGTERM comes counts); stopping is set from the drain on.
@@ -125,7 +127,8 @@ func Serve(ctx context.Context, o Options) error {
 func newServer(o Options, reg Registry, rules *relay.Rules, backend *Backend, sender relay.Sender) *server {
 	s := &server{opts: o, cfg: o.Config, log: o.Log, reg: reg, backend: backend, reloads: newReloadMetrics(reg)}
 	s.workers = relay.NewWorkers(rules, backend.Queue, backend.Digests, sender, o.Log, reg)
-	s.secrets.Store(ptr(webhook.NewSecrets(o.Config.Webhook.Secrets)))
+	keys, _ := sourceKeys(o.Config, nil) // Validate read every secrets_file already
+	s.keys.Store(&keys)
 	s.drainFor.Store(int64(o.Config.Shutdown.Drain))
 	s.reloads.succeeded(time.Now())
 	return s
@@ -272,4 +275,22 @@ func interruptible[T any](ctx context.Context, step func() (T, error)) (T, error
 		var zero T
 		return zero, errInterrupted
 	}
+}
+
+// sourceKeys reads the keys of every source in cfg. A source that was in
+// force before (old) but is not in cfg keeps its keys: its path is served
+// until a restart.
+func sourceKeys(cfg *config.Config, old map[string]webhook.Keys) (map[string]webhook.Keys, error) {
+	keys := map[string]webhook.Keys{}
+	for name, k := range old {
+		keys[name] = k
+	}
+	for _, src := range cfg.Webhook.Sources() {
+		secrets, err := src.AllSecrets()
+		if err != nil {
+			return nil, err
+		}
+		keys[src.Name] = webhook.NewKeys(secrets)
+	}
+	return keys, nil
 }

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -69,7 +70,7 @@ func TestPostgresBackend(t *testing.T) {
 func TestPostgresSchemaForCheck(t *testing.T) {
 	cfg := postgresConfig(t)
 	got, err := PostgresSchema(t.Context(), cfg)
-	if err != nil || !strings.HasSuffix(got, ": no hookmail queue yet; hookmail serve creates it (postgres schema version 1)") {
+	if err != nil || !strings.HasSuffix(got, fmt.Sprintf(": no hookmail queue yet; hookmail serve creates it (postgres schema version %d)", postgres.KnownSchemaVersion())) {
 		t.Errorf("before the first start: %q %v", got, err)
 	}
 	b, err := OpenBackend(cfg, slog.New(slog.DiscardHandler), false)
@@ -77,7 +78,7 @@ func TestPostgresSchemaForCheck(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.Close()
-	if got, err := PostgresSchema(t.Context(), cfg); err != nil || !strings.HasSuffix(got, ": postgres schema version 1") {
+	if got, err := PostgresSchema(t.Context(), cfg); err != nil || !strings.HasSuffix(got, fmt.Sprintf(": postgres schema version %d", postgres.KnownSchemaVersion())) {
 		t.Errorf("after: %q %v", got, err)
 	}
 	closed, _ := url.Parse(cfg.Queue.Postgres.URL.Reveal())

@@ -14,22 +14,24 @@ import (
 	"github.com/hookmail/hookmail/relay/webhook"
 )
 
-// handler serves every public route: the webhook, /healthz, /readyz and
+// handler serves every public route: each source's webhook path, /healthz, /readyz and
 // /metrics. From the drain on /readyz answers 503 and every answer closes
 // its connection.
 func (s *server) handler(q relay.Queue) http.Handler {
 	rc := &webhook.Receiver{
 		Config:  &s.cfg.Webhook,
-		Secrets: func() webhook.Secrets { return *s.secrets.Load() },
+		Keys:    func(source string) webhook.Keys { return (*s.keys.Load())[source] },
 		Queue:   q,
 		Metrics: webhook.NewMetrics(s.reg),
 		Log:     s.log,
 	}
-	hook := rc.Handler()
 	mux := http.NewServeMux()
-	p := strings.TrimSuffix(s.cfg.Webhook.Path, "/")
-	mux.Handle(p, hook)
-	mux.Handle(p+"/", exact(p+"/", hook)) // gateways are often set up with a trailing slash
+	for _, src := range s.cfg.Webhook.Sources() {
+		hook := rc.Handler(src)
+		p := strings.TrimSuffix(src.Path, "/")
+		mux.Handle(p, hook)
+		mux.Handle(p+"/", exact(p+"/", hook)) // gateways are often set up with a trailing slash
+	}
 	mux.Handle("/healthz", handleHealthz())
 	// A flood of probes or scrapes must not take what the webhooks need.
 	mux.Handle("/readyz", notReadyWhileStopping(&s.stopping, cacheReplies(handleReadyz(q), replyCacheTTL, time.Now)))

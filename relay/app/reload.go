@@ -53,13 +53,17 @@ func (s *server) reload(trigger string) {
 	if err == nil {
 		rules, err = relay.NewRules(next)
 	}
+	var keys map[string]webhook.Keys
+	if err == nil {
+		keys, err = sourceKeys(next, *s.keys.Load())
+	}
 	if err != nil {
 		s.reloads.ok.Set(0)
 		s.log.Error("config reload refused; the previous config stays in force", "trigger", trigger, "err", err)
 		return
 	}
 	s.workers.SetRules(rules)
-	s.secrets.Store(ptr(webhook.NewSecrets(next.Webhook.Secrets)))
+	s.keys.Store(&keys)
 	s.drainFor.Store(int64(next.Shutdown.Drain))
 	s.reloads.succeeded(time.Now())
 	s.log.Info("config reloaded", "trigger", trigger)
@@ -82,6 +86,7 @@ func restartKeys(started, cfg *config.Config) []string {
 	diff("listen", started.Listen, cfg.Listen)
 	diff("log", started.Log, cfg.Log)
 	diff("webhook.path", started.Webhook.Path, cfg.Webhook.Path)
+	diff("webhook.sources", sourceShapes(started), sourceShapes(cfg))
 	diff("webhook.max_body_bytes", started.Webhook.MaxBodyBytes, cfg.Webhook.MaxBodyBytes)
 	diff("webhook.unescape_html", started.Webhook.UnescapeHTML, cfg.Webhook.UnescapeHTML)
 	diff("webhook.max_concurrent", started.Webhook.MaxConcurrent, cfg.Webhook.MaxConcurrent)
@@ -107,4 +112,16 @@ func restartKeys(started, cfg *config.Config) []string {
 	diff("smtp", s, c)
 	slices.Sort(keys)
 	return keys
+}
+
+// sourceShapes is what only a restart changes of the sources in force:
+// which there are, on which paths, in which formats, with which limits.
+// Their secrets reload.
+func sourceShapes(cfg *config.Config) []config.Source {
+	var out []config.Source
+	for _, src := range cfg.Webhook.Sources() {
+		src.Secrets, src.SecretsFile = nil, ""
+		out = append(out, src)
+	}
+	return out
 }

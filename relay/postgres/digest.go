@@ -16,10 +16,10 @@ import (
 // route and the event's id, so collecting it again keeps the first copy.
 func (q *Queue) Collect(ctx context.Context, rt *config.Route, ev *relay.Event) error {
 	_, err := q.pool.Exec(ctx, `INSERT INTO hookmail_digest_entries
-			(route, event, type, source, data, received, collected, to_addrs, cc_addrs, bcc_addrs, reply_to)
-		VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $10, $11)
+			(route, event, type, source, format, data, content, received, collected, to_addrs, cc_addrs, bcc_addrs, reply_to)
+		VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb, $8, $9, $10, $11, $12, $13)
 		ON CONFLICT (route, event) DO NOTHING`,
-		rt.Name, ev.ID, ev.Type, ev.Source, jsonText(ev.Data), ev.Received, time.Now(),
+		rt.Name, ev.ID, ev.Type, ev.Source, ev.Format, jsonText(ev.Data), contentJSON(ev), ev.Received, time.Now(),
 		addrs(rt.To), addrs(rt.Cc), addrs(rt.Bcc), rt.ReplyTo)
 	return q.fail(err)
 }
@@ -59,19 +59,22 @@ func (q *Queue) Digest(ctx context.Context, route string, limit int) ([]relay.Di
 	if limit > 0 {
 		lim = &limit
 	}
-	rows, err := q.pool.Query(ctx, `SELECT event, type, source, data, received, collected, to_addrs, cc_addrs, bcc_addrs, reply_to, count(*) OVER ()
+	rows, err := q.pool.Query(ctx, `SELECT event, type, source, format, data, content, received, collected, to_addrs, cc_addrs, bcc_addrs, reply_to, count(*) OVER ()
 		FROM hookmail_digest_entries WHERE route = $1 ORDER BY event LIMIT $2::bigint`, route, lim)
 	if err != nil {
 		return nil, 0, q.fail(err)
 	}
 	var out []relay.DigestEntry
 	var e relay.DigestEntry
-	var data []byte
+	var data, content []byte
 	var n int
-	_, err = pgx.ForEachRow(rows, []any{&e.Event.ID, &e.Event.Type, &e.Event.Source, &data, &e.Event.Received,
+	_, err = pgx.ForEachRow(rows, []any{&e.Event.ID, &e.Event.Type, &e.Event.Source, &e.Event.Format, &data, &content, &e.Event.Received,
 		&e.Collected, &e.To, &e.Cc, &e.Bcc, &e.ReplyTo, &n}, func() error {
 		e.Event.Data = nil
 		if err := json.Unmarshal(data, &e.Event.Data); err != nil {
+			return err
+		}
+		if err := decodeContent(content, &e.Event); err != nil {
 			return err
 		}
 		out = append(out, e)
@@ -113,10 +116,10 @@ func (q *Queue) BuryDigest(ctx context.Context, route string, ids []string, reas
 			DELETE FROM hookmail_digest_entries AS d
 			WHERE d.route = $1 AND d.event = ANY($2)
 			  AND NOT EXISTS (SELECT FROM hookmail_events AS w WHERE w.id = d.event AND NOT w.dead)
-			RETURNING d.event, d.type, d.source, d.data, d.received)
+			RETURNING d.event, d.type, d.source, d.format, d.data, d.content, d.received)
 		INSERT INTO hookmail_events
-			(id, type, source, data, received, dead, due, attempts, last_error, dead_reason, died, history)
-		SELECT event, type, source, data, received, true, `+nowNS+`, 1, $3, $3, $4, $5::jsonb FROM moved
+			(id, type, source, format, data, content, received, dead, due, attempts, last_error, dead_reason, died, history)
+		SELECT event, type, source, format, data, content, received, true, `+nowNS+`, 1, $3, $3, $4, $5::jsonb FROM moved
 		ON CONFLICT (id) DO UPDATE SET last_error = excluded.last_error, dead_reason = excluded.dead_reason,
 			died = excluded.died, history = `+appendHistory(5)+`
 		WHERE hookmail_events.dead`,

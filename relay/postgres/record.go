@@ -19,7 +19,7 @@ const (
 	// leased holds while a lease that has not lapsed holds the row.
 	leased = "(lease_expires IS NOT NULL AND lease_expires > now())"
 	// itemColumns are what scanItem reads.
-	itemColumns = "id, type, source, data, received, dead, due, attempts, last_error, delivered, refused, owed, history, requeued, dead_reason, died, " + leased
+	itemColumns = "id, type, source, format, data, content, received, dead, due, attempts, last_error, delivered, refused, owed, history, requeued, dead_reason, died, " + leased
 )
 
 // micros is a statement's parameter $n, a number of microseconds, as an
@@ -62,16 +62,19 @@ func jsonText(v any) string {
 // scanItem reads a row of itemColumns.
 func scanItem(row pgx.Row) (*relay.Item, error) {
 	var (
-		it                             relay.Item
-		data, delivered, refused, owed []byte
-		history                        []byte
-		dead, leasedNow                bool
-		due                            int64
-		requeued, died                 *time.Time
+		it                                      relay.Item
+		data, content, delivered, refused, owed []byte
+		history                                 []byte
+		dead, leasedNow                         bool
+		due                                     int64
+		requeued, died                          *time.Time
 	)
-	err := row.Scan(&it.Event.ID, &it.Event.Type, &it.Event.Source, &data, &it.Event.Received, &dead, &due,
+	err := row.Scan(&it.Event.ID, &it.Event.Type, &it.Event.Source, &it.Event.Format, &data, &content, &it.Event.Received, &dead, &due,
 		&it.Attempts, &it.LastError, &delivered, &refused, &owed, &history, &requeued, &it.DeadReason, &died, &leasedNow)
 	if err != nil {
+		return nil, err
+	}
+	if err := decodeContent(content, &it.Event); err != nil {
 		return nil, err
 	}
 	var recs []attemptRecord
@@ -102,4 +105,26 @@ func scanItem(row pgx.Row) (*relay.Item, error) {
 		it.State = relay.StateWaiting
 	}
 	return &it, nil
+}
+
+// contentJSON is the content column's value for ev: NULL for zender, whose
+// content is its data fields.
+func contentJSON(ev *relay.Event) *string {
+	c := ev.StoredContent()
+	if c == nil {
+		return nil
+	}
+	s := jsonText(c)
+	return &s
+}
+
+// decodeContent reads a content column's value into ev.
+func decodeContent(raw []byte, ev *relay.Event) error {
+	if raw == nil {
+		return nil
+	}
+	if err := json.Unmarshal(raw, &ev.Content); err != nil {
+		return fmt.Errorf("event %s's content does not decode: %w", ev.ID, err)
+	}
+	return nil
 }

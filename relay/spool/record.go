@@ -15,8 +15,10 @@ import (
 type eventRecord struct {
 	ID       string            `json:"id"`
 	Source   string            `json:"source"`
+	Format   string            `json:"format,omitempty"`
 	Type     string            `json:"type"`
 	Data     map[string]string `json:"data"`
+	Content  *relay.Content    `json:"content,omitempty"` // none for zender, whose content is its data
 	Received time.Time         `json:"received"`
 }
 
@@ -49,11 +51,15 @@ type digestRecord struct {
 }
 
 func toEventRecord(ev *relay.Event) eventRecord {
-	return eventRecord{ID: ev.ID, Source: ev.Source, Type: ev.Type, Data: ev.Data, Received: ev.Received}
+	return eventRecord{ID: ev.ID, Source: ev.Source, Format: ev.Format, Type: ev.Type, Data: ev.Data, Content: ev.StoredContent(), Received: ev.Received}
 }
 
 func (r *eventRecord) event() relay.Event {
-	return relay.Event{ID: r.ID, Source: r.Source, Type: r.Type, Data: r.Data, Received: r.Received}
+	ev := relay.Event{ID: r.ID, Source: r.Source, Format: r.Format, Type: r.Type, Data: r.Data, Received: r.Received}
+	if r.Content != nil {
+		ev.Content = *r.Content
+	}
+	return ev
 }
 
 func toRecord(it *relay.Item) *itemRecord {

@@ -16,16 +16,16 @@ import (
 const readChunk = 16 << 10
 
 // readBody reads the whole body of r, at most maxBody bytes, within timeout
-// of now. A form body's secret is checked as soon as its field has arrived,
+// of now. A zender form body's secret (secretOK, nil for other formats) is checked as soon as its field has arrived,
 // so a client with a wrong secret is refused without sending the rest. A
 // refused body is not read to its end, so its connection is closed after
 // the answer rather than kept alive.
-func readBody(w http.ResponseWriter, r *http.Request, maxBody int64, timeout time.Duration, secrets Secrets) ([]byte, *reqError) {
+func readBody(w http.ResponseWriter, r *http.Request, maxBody int64, timeout time.Duration, secretOK func(string) bool) ([]byte, *reqError) {
 	// Not every ResponseWriter supports deadlines (httptest's does not);
 	// the server's own ReadTimeout still bounds the read then.
 	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(timeout))
 	var scan *formSecretScanner
-	if mediaType, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mediaType == "application/x-www-form-urlencoded" {
+	if mediaType, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); secretOK != nil && mediaType == "application/x-www-form-urlencoded" {
 		scan = &formSecretScanner{}
 	}
 	body := http.MaxBytesReader(w, r.Body, maxBody)
@@ -38,7 +38,7 @@ func readBody(w http.ResponseWriter, r *http.Request, maxBody int64, timeout tim
 		// so its refusal can name its type.
 		if scan != nil && err == nil && int64(len(buf)) != r.ContentLength {
 			if secret, ok := scan.next(buf); ok {
-				if secrets.match(secret) < 0 {
+				if !secretOK(secret) {
 					w.Header().Set("Connection", "close")
 					return nil, errWrongSecret
 				}
@@ -52,7 +52,7 @@ func readBody(w http.ResponseWriter, r *http.Request, maxBody int64, timeout tim
 		case errors.Is(err, io.EOF):
 			return buf, nil
 		case errors.As(err, &tooLarge):
-			return nil, &reqError{status: http.StatusRequestEntityTooLarge, result: ResultTooLarge, reason: "body is larger than webhook.max_body_bytes allows"}
+			return nil, &reqError{status: http.StatusRequestEntityTooLarge, result: ResultTooLarge, reason: "body is larger than webhook.max_body_bytes (or its source's max_body_bytes) allows"}
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			w.Header().Set("Connection", "close")
 			return nil, &reqError{status: http.StatusRequestTimeout, result: ResultInvalid, reason: "the body did not arrive within webhook.body_timeout"}

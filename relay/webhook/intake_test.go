@@ -92,7 +92,7 @@ func TestConnLimiterMakesRoomFromIdle(t *testing.T) {
 // for the rest, and the connection is closed.
 func TestWrongSecretRefusedBeforeTheBody(t *testing.T) {
 	env := newTestEnv(t, testConfig(t))
-	addr, _ := serveLimited(t, env.rc.Handler(), 100, 0)
+	addr, _ := serveLimited(t, env.rc.Handler(env.gateway()), 100, 0)
 	c := dialFrom(t, "127.0.0.1", addr)
 	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 	_, err := io.WriteString(c, "POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100000\r\n\r\nsecret=wrong-secret&type=sms")
@@ -117,7 +117,7 @@ func TestSlowBodyTimesOut(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.Webhook.BodyTimeout = 200 * time.Millisecond
 	env := newTestEnv(t, cfg)
-	addr, _ := serveLimited(t, env.rc.Handler(), 100, 0)
+	addr, _ := serveLimited(t, env.rc.Handler(env.gateway()), 100, 0)
 	c := dialFrom(t, "127.0.0.1", addr)
 	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 	_, _ = io.WriteString(c, "POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\nsecret=")
@@ -138,7 +138,7 @@ func TestRefusedWebhooksLogged(t *testing.T) {
 	env := newTestEnv(t, testConfig(t))
 	now := time.Unix(1_700_000_000, 0)
 	env.rc.Now = func() time.Time { return now }
-	h := env.rc.Handler()
+	h := env.rc.Handler(env.gateway())
 	send := func(ip, body string) int {
 		req := httptest.NewRequest(http.MethodPost, "/webhook", strings.NewReader(body))
 		req.Header.Set("Content-Type", formType)

@@ -105,11 +105,11 @@ func (l *ipLimiter) allow(ip string) (bool, time.Duration) {
 
 // limitRate answers 429 with Retry-After to a client IP past its rate. The
 // IP is the connection's peer: hookmail trusts no X-Forwarded-For.
-func limitRate(l *ipLimiter, m *Metrics, refusals *refusalLog, next http.Handler) http.Handler {
+func limitRate(l *ipLimiter, m *Metrics, source string, refusals *refusalLog, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if ok, wait := l.allow(clientIP(r.RemoteAddr)); !ok {
-			m.received.WithLabelValues("none", ResultRateLimited).Inc()
-			writeError(w, r, refusals, "none", &reqError{status: http.StatusTooManyRequests, result: ResultRateLimited,
+			m.received.WithLabelValues(source, "none", ResultRateLimited).Inc()
+			writeError(w, r, refusals, source, "none", &reqError{status: http.StatusTooManyRequests, result: ResultRateLimited,
 				reason: "too many requests from this address (webhook.rate_limit)", retryAfter: strconv.Itoa(int(math.Ceil(wait.Seconds())))})
 			return
 		}

@@ -13,14 +13,14 @@ import (
 
 func received(t *testing.T, env *testEnv, typ, result string) float64 {
 	t.Helper()
-	return testutil.ToFloat64(env.rc.Metrics.received.WithLabelValues(typ, result))
+	return testutil.ToFloat64(env.rc.Metrics.received.WithLabelValues(SourceGateway, typ, result))
 }
 
 func TestWebhookDuplicateAnswers200AndStoresOnce(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.Dedup.Window = time.Hour
 	env := newTestEnv(t, cfg)
-	h := env.rc.Handler()
+	h := env.rc.Handler(env.gateway())
 	body := string(readTestdata(t, "sms.form"))
 	var first, second struct{ Status, ID string }
 	_ = json.Unmarshal(post(t, h, formType, body).Body.Bytes(), &first)
@@ -45,7 +45,7 @@ func TestWebhookQueueFullAnswers503(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.Spool.MaxEvents = 1
 	env := newTestEnv(t, cfg)
-	h := env.rc.Handler()
+	h := env.rc.Handler(env.gateway())
 	body := string(readTestdata(t, "sms.form"))
 	if rec := post(t, h, formType, body); rec.Code != http.StatusOK {
 		t.Fatalf("first: %d", rec.Code)
@@ -68,7 +68,7 @@ func TestWebhookRateLimitPerClientIP(t *testing.T) {
 	env := newTestEnv(t, cfg)
 	now := time.Unix(1_700_000_000, 0)
 	env.rc.Now = func() time.Time { return now }
-	h := env.rc.Handler()
+	h := env.rc.Handler(env.gateway())
 	body := string(readTestdata(t, "sms.form"))
 	from := func(ip string) *httptest.ResponseRecorder {
 		req := httptest.NewRequest(http.MethodPost, "/webhook", strings.NewReader(body))
@@ -115,7 +115,8 @@ func TestIPLimiterForgetsQuietClients(t *testing.T) {
 // TestConcurrencyCap: with every slot taken, a request whose body has
 // arrived waits slotWait and gets 503 busy; once a slot frees, it gets in.
 func TestConcurrencyCap(t *testing.T) {
-	cfg := testConfig(t)
+	env := newTestEnv(t, testConfig(t))
+	src := env.gateway()
 	busy := make(slots, 1)
 	if !busy.acquire(t.Context()) {
 		t.Fatal("the only slot was not free")
@@ -123,7 +124,7 @@ func TestConcurrencyCap(t *testing.T) {
 	call := func() *reqError {
 		req := httptest.NewRequest(http.MethodPost, "/webhook", strings.NewReader("secret="+testSecret+"&type=sms&data[message]=hi"))
 		req.Header.Set("Content-Type", formType)
-		_, rerr := receive(httptest.NewRecorder(), req, &cfg.Webhook, DecodeOptions{}, NewSecrets(cfg.Webhook.Secrets), busy)
+		_, rerr := env.rc.receive(httptest.NewRecorder(), req, &src, formatOf(&src), DecodeOptions{}, busy)
 		return rerr
 	}
 	if rerr := call(); rerr != errBusy || rerr.status != http.StatusServiceUnavailable || rerr.retryAfter == "" {
@@ -145,7 +146,7 @@ func TestDedupKeepsSendersApart(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.Dedup.Window = time.Hour
 	env := newTestEnv(t, cfg)
-	h := env.rc.Handler()
+	h := env.rc.Handler(env.gateway())
 	status := func(secret, typ string) string {
 		var r struct{ Status string }
 		_ = json.Unmarshal(post(t, h, formType, "secret="+secret+"&type="+typ+"&data[id]=5&data[message]=x").Body.Bytes(), &r)

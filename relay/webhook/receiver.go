@@ -1,13 +1,11 @@
 package webhook
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -17,63 +15,80 @@ import (
 )
 
 // SourceGateway names events from the platform the README describes under
-// "What the gateway sends".
-const SourceGateway = "gateway"
+// "What the gateway sends", when webhook.path and webhook.secrets set it up.
+const SourceGateway = config.GatewaySource
 
 // Enqueuer is the part of a relay.Queue the receiver uses.
 type Enqueuer interface {
 	Enqueue(ctx context.Context, ev *relay.Event) error
 }
 
-// Receiver accepts webhooks into a queue.
+// Receiver accepts webhooks into a queue, one handler per source.
 type Receiver struct {
 	Config *config.Webhook
-	// Secrets returns the secrets in force; a reload swaps them.
-	Secrets func() Secrets
+	// Keys returns a source's keys in force; a reload swaps them.
+	Keys    func(source string) Keys
 	Queue   Enqueuer
 	Metrics *Metrics
 	Log     *slog.Logger
 	// Now and NewID default to time.Now and a UUIDv7.
 	Now   func() time.Time
 	NewID func() string
+
+	limiter     sync.Once
+	rateLimiter *ipLimiter // one for every source: the rate is a client's, wherever it posts
 }
 
-// Handler serves the webhook path, rate-limited per client IP when
-// webhook.rate_limit is set.
-func (rc *Receiver) Handler() http.Handler {
+// Handler serves src's path, rate-limited per client IP when
+// webhook.rate_limit is set. Each source has its own slots
+// (webhook.max_concurrent), so one sender's flood cannot take another's.
+func (rc *Receiver) Handler(src config.Source) http.Handler {
 	if rc.Now == nil {
 		rc.Now = time.Now
 	}
 	if rc.NewID == nil {
 		rc.NewID = func() string { return uuid.Must(uuid.NewV7()).String() }
 	}
+	rc.Metrics.init(src.Name)
 	refusals := newRefusalLog(rc.Log, rc.Now)
-	h := rc.handle(refusals)
+	h := rc.handle(&src, refusals)
 	if rc.Config.RateLimit > 0 {
-		h = limitRate(newIPLimiter(rc.Config.RateLimit, rc.Config.RateBurst, rc.Now), rc.Metrics, refusals, h)
+		rc.limiter.Do(func() { rc.rateLimiter = newIPLimiter(rc.Config.RateLimit, rc.Config.RateBurst, rc.Now) })
+		h = limitRate(rc.rateLimiter, rc.Metrics, src.Name, refusals, h)
 	}
 	return h
 }
 
-// handle accepts a gateway's webhook: read the body, check the secret,
-// persist, and only then answer 200. An event the queue already holds (same
-// secret, type and sender's id within dedup.window) is answered 200
+// handle accepts a sender's webhook: read the body, authenticate it,
+// persist, and only then answer 200. An event the queue already holds (the
+// same message from the same source within dedup.window) is answered 200
 // "duplicate" and not stored again.
 //
 // The body is read whole, under webhook.body_timeout, before the request
 // takes one of webhook.max_concurrent's slots: a client that sends slowly
-// holds its connection only, never a slot the gateway needs. A form body
-// whose secret is wrong is refused as soon as the secret field has arrived.
-func (rc *Receiver) handle(refusals *refusalLog) http.Handler {
+// holds its connection only, never a slot the gateway needs. A request
+// whose format signs and that carries no signature is refused before its
+// body is read; a zender form whose secret is wrong as soon as the secret
+// field has arrived.
+func (rc *Receiver) handle(src *config.Source, refusals *refusalLog) http.Handler {
 	cfg, m := rc.Config, rc.Metrics
+	f := formatOf(src)
 	opts := DecodeOptions{UnescapeHTML: cfg.UnescapeHTML}
 	busy := make(slots, cfg.MaxConcurrent)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ev, rerr := receive(w, r, cfg, opts, rc.Secrets(), busy)
+		d, rerr := rc.receive(w, r, src, f, opts, busy)
 		var dup *relay.DuplicateError
-		if rerr == nil {
+		var ev *relay.Event
+		if d != nil {
+			ev = d.ev
+		}
+		if rerr == nil && !d.ignored {
 			defer busy.release()
-			ev.ID, ev.Received = rc.NewID(), rc.Now()
+			ev.ID, ev.Received, ev.Source, ev.Format = rc.NewID(), rc.Now(), src.Name, src.Format
+			ev.DedupKey = d.dedupKey
+			if ev.DedupKey == "" {
+				ev.DedupKey = sourceDedupKey(src, ev.Type, d.id)
+			}
 			err := rc.Queue.Enqueue(r.Context(), ev)
 			switch {
 			case errors.As(err, &dup):
@@ -82,6 +97,8 @@ func (rc *Receiver) handle(refusals *refusalLog) http.Handler {
 			case err != nil:
 				rerr = &reqError{status: http.StatusServiceUnavailable, result: ResultUnavailable, reason: "cannot store the event now", err: err}
 			}
+		} else if rerr == nil {
+			busy.release()
 		}
 		typ := "none"
 		if ev != nil {
@@ -89,82 +106,70 @@ func (rc *Receiver) handle(refusals *refusalLog) http.Handler {
 		}
 		switch {
 		case rerr != nil:
-			m.received.WithLabelValues(typ, rerr.result).Inc()
-			writeError(w, r, refusals, typ, rerr)
+			m.received.WithLabelValues(src.Name, typ, rerr.result).Inc()
+			writeError(w, r, refusals, src.Name, typ, rerr)
+		case d.ignored:
+			m.received.WithLabelValues(src.Name, typ, ResultIgnored).Inc()
+			rc.Log.Debug("webhook with nothing to email ignored", "source", src.Name, "type", ev.Type)
+			f.reply(w, "ignored", "")
 		case dup != nil:
-			m.received.WithLabelValues(typ, ResultDuplicate).Inc()
-			rc.Log.Info("duplicate event not queued again", "id", dup.ID, "type", ev.Type)
-			writeJSON(w, http.StatusOK, map[string]string{"status": "duplicate", "id": dup.ID})
+			m.received.WithLabelValues(src.Name, typ, ResultDuplicate).Inc()
+			rc.Log.Info("duplicate event not queued again", "id", dup.ID, "source", src.Name, "type", ev.Type)
+			f.reply(w, "duplicate", dup.ID)
 		default:
-			m.received.WithLabelValues(typ, ResultQueued).Inc()
-			rc.Log.Info("event queued", "id", ev.ID, "type", ev.Type, "fields", len(ev.Data))
-			writeJSON(w, http.StatusOK, map[string]string{"status": "queued", "id": ev.ID})
+			m.received.WithLabelValues(src.Name, typ, ResultQueued).Inc()
+			rc.Log.Info("event queued", "id", ev.ID, "source", src.Name, "type", ev.Type, "fields", len(ev.Data))
+			f.reply(w, "queued", ev.ID)
 		}
 	})
 }
 
-// receive reads, decodes and checks one request. On success it holds a slot
-// of busy, which the caller releases. The event it returns (typed but
-// without id) may come with an error, so the metrics can name its type.
-func receive(w http.ResponseWriter, r *http.Request, cfg *config.Webhook, opts DecodeOptions, secrets Secrets, busy slots) (*relay.Event, *reqError) {
+// receive reads, authenticates and decodes one request. On success (and
+// not ignored) it holds a slot of busy, which the caller releases. What it
+// decoded (typed but without id) may come with an error, so the metrics
+// can name its type.
+func (rc *Receiver) receive(w http.ResponseWriter, r *http.Request, src *config.Source, f format, opts DecodeOptions, busy slots) (*decoded, *reqError) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		return nil, &reqError{status: http.StatusMethodNotAllowed, result: ResultInvalid, reason: "only POST is accepted here"}
 	}
-	body, rerr := readBody(w, r, cfg.MaxBodyBytes, cfg.BodyTimeout, secrets)
+	if rerr := f.precheck(r); rerr != nil {
+		w.Header().Set("Connection", "close")
+		return nil, rerr
+	}
+	keys := rc.Keys(src.Name)
+	var early func(string) bool
+	if src.Format == config.FormatZender {
+		early = func(secret string) bool { return keys.match(secret) >= 0 }
+	}
+	body, rerr := readBody(w, r, src.MaxBodyBytes, rc.Config.BodyTimeout, early)
 	if rerr != nil {
 		return nil, rerr
 	}
 	if !busy.acquire(r.Context()) {
 		return nil, errBusy
 	}
-	ev, rerr := decodeEvent(r.Header.Get("Content-Type"), body, opts, secrets)
+	d, rerr := f.accept(&request{r: r, body: body, src: src, keys: keys, now: rc.now(), opts: opts})
+	if rerr == nil && (d == nil || d.ev == nil) {
+		rerr = &reqError{status: http.StatusBadRequest, result: ResultInvalid, reason: "body does not decode as a webhook"}
+	}
 	if rerr != nil {
 		busy.release()
+		return d, rerr
 	}
-	return ev, rerr
-}
-
-// dedupKey names the sender's event for deduplication: who sent it (the
-// secret it came with, hashed, so two gateways with their own secrets
-// never collide), the type as sent (the dashboard's test "notification"
-// is not a real "notifications" event), and the sender's own id
-// (data[id]). Without an id there is no key, and no deduplication. The key
-// is a hash: no secret or field shows in the spool.
-func dedupKey(sender [sha256.Size]byte, wireType, id string) string {
-	if id == "" {
-		return ""
-	}
-	h := sha256.New()
-	h.Write(sender[:])
-	h.Write([]byte("\x00" + wireType + "\x00" + id))
-	return hex.EncodeToString(h.Sum(nil))
-}
-
-// decodeEvent decodes and checks one body. The event it returns (typed but
-// without id) may come with an error, so the metrics can name its type.
-func decodeEvent(contentType string, body []byte, opts DecodeOptions, secrets Secrets) (*relay.Event, *reqError) {
-	p, err := DecodePayload(contentType, bytes.NewReader(body), opts)
-	switch {
-	case isLimit(err):
-		// The text names the limit (MaxFields, MaxFieldBytes, ...) and
-		// quotes nothing of the body.
-		return nil, &reqError{status: http.StatusRequestEntityTooLarge, result: ResultTooLarge, reason: err.Error()}
-	case errors.Is(err, ErrUnsupportedMediaType):
-		return nil, &reqError{status: http.StatusUnsupportedMediaType, result: ResultUnsupported, reason: err.Error()}
-	case err != nil:
-		return nil, &reqError{status: http.StatusBadRequest, result: ResultInvalid, reason: "body does not decode as a webhook"}
-	}
-	ev := p.Event()
-	sender := secrets.match(p.Secret)
-	if sender < 0 {
-		return ev, errWrongSecret
-	}
-	ev.DedupKey = dedupKey(secrets[sender], p.Type, p.Data["id"])
-	if ev.Type == "" {
-		return ev, &reqError{status: http.StatusBadRequest, result: ResultInvalid, reason: "missing type"}
-	}
-	return ev, nil
+	sanitize(d.ev)
+	return d, nil
 }
 
 var errWrongSecret = &reqError{status: http.StatusUnauthorized, result: ResultUnauthorized, reason: "missing or wrong secret"}
+
+// errBadSignature refuses a signed webhook whose signature is missing,
+// malformed or wrong; it never says which, nor anything of the key.
+var errBadSignature = &reqError{status: http.StatusUnauthorized, result: ResultUnauthorized, reason: "missing or wrong signature"}
+
+func (rc *Receiver) now() time.Time {
+	if rc.Now == nil {
+		return time.Now()
+	}
+	return rc.Now()
+}

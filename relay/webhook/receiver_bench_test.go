@@ -14,7 +14,7 @@ import (
 func BenchmarkWebhookIntake(b *testing.B) {
 	cfg := testConfig(b)
 	env := newTestEnv(b, cfg)
-	h := env.rc.Handler()
+	h := env.rc.Handler(env.gateway())
 	body := string(readTestdata(b, "sms.form"))
 	b.SetParallelism(32) // 32 × GOMAXPROCS concurrent requests, like wrk's 64 connections on 2 cores
 	b.ReportAllocs()

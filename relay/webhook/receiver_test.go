@@ -34,9 +34,9 @@ func newTestEnv(t testing.TB, cfg *config.Config) *testEnv {
 	t.Cleanup(func() { q.Close() })
 	logs := &relaytest.LogBuffer{}
 	reg := prometheus.NewRegistry()
-	secrets := NewSecrets(cfg.Webhook.Secrets)
+	secrets := NewKeys(cfg.Webhook.Secrets)
 	rc := &Receiver{
-		Config: &cfg.Webhook, Secrets: func() Secrets { return secrets }, Queue: q, Metrics: NewMetrics(reg),
+		Config: &cfg.Webhook, Keys: func(string) Keys { return secrets }, Queue: q, Metrics: NewMetrics(reg),
 		Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
 	return &testEnv{cfg: cfg, queue: q, rc: rc, reg: reg, logs: logs}
@@ -55,7 +55,7 @@ func post(t *testing.T, h http.Handler, contentType, body string) *httptest.Resp
 
 func TestWebhookQueuesEachWireBody(t *testing.T) {
 	env := newTestEnv(t, testConfig(t))
-	h := env.rc.Handler()
+	h := env.rc.Handler(env.gateway())
 	for _, file := range []string{"sms.form", "whatsapp.form", "ussd.form", "notifications.form"} {
 		rec := post(t, h, formType, string(readTestdata(t, file)))
 		if rec.Code != http.StatusOK {
@@ -70,7 +70,7 @@ func TestWebhookQueuesEachWireBody(t *testing.T) {
 	if err != nil || st.Depth != 4 {
 		t.Fatalf("spool depth = %d (%v), want 4", st.Depth, err)
 	}
-	if got := testutil.ToFloat64(env.rc.Metrics.received.WithLabelValues("notification", ResultQueued)); got != 1 {
+	if got := testutil.ToFloat64(env.rc.Metrics.received.WithLabelValues(SourceGateway, "notification", ResultQueued)); got != 1 {
 		t.Errorf("notification queued counter = %v, want 1", got)
 	}
 	if strings.Contains(env.logs.String(), testSecret) {
@@ -82,7 +82,7 @@ func TestWebhookErrors(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.Webhook.MaxBodyBytes = 1024
 	env := newTestEnv(t, cfg)
-	h := env.rc.Handler()
+	h := env.rc.Handler(env.gateway())
 	big := "secret=" + testSecret + "&type=sms&data[message]=" + strings.Repeat("x", 2000)
 	tests := []struct {
 		name        string
@@ -134,17 +134,17 @@ func TestWebhookErrors(t *testing.T) {
 		})
 	}
 	// Every result was counted under a bounded type label.
-	if got := testutil.ToFloat64(env.rc.Metrics.received.WithLabelValues("other", ResultQueued)); got != 1 {
+	if got := testutil.ToFloat64(env.rc.Metrics.received.WithLabelValues(SourceGateway, "other", ResultQueued)); got != 1 {
 		t.Errorf("unknown type counted as other: %v, want 1", got)
 	}
-	if got := testutil.ToFloat64(env.rc.Metrics.received.WithLabelValues("none", ResultTooLarge)); got != 1 {
+	if got := testutil.ToFloat64(env.rc.Metrics.received.WithLabelValues(SourceGateway, "none", ResultTooLarge)); got != 1 {
 		t.Errorf("too_large counter = %v, want 1", got)
 	}
 }
 
 func TestWebhook503WhenQueueCannotWrite(t *testing.T) {
 	env := newTestEnv(t, testConfig(t))
-	h := env.rc.Handler()
+	h := env.rc.Handler(env.gateway())
 	if err := env.queue.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -152,7 +152,16 @@ func TestWebhook503WhenQueueCannotWrite(t *testing.T) {
 	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" {
 		t.Fatalf("status = %d, Retry-After %q; want 503 with Retry-After", rec.Code, rec.Header().Get("Retry-After"))
 	}
-	if got := testutil.ToFloat64(env.rc.Metrics.received.WithLabelValues("sms", ResultUnavailable)); got != 1 {
+	if got := testutil.ToFloat64(env.rc.Metrics.received.WithLabelValues(SourceGateway, "sms", ResultUnavailable)); got != 1 {
 		t.Errorf("unavailable counter = %v, want 1", got)
 	}
+}
+
+// gateway is the source webhook.path and webhook.secrets make.
+func (e *testEnv) gateway() config.Source {
+	src, ok := e.cfg.Webhook.Source(config.GatewaySource)
+	if !ok {
+		panic("no gateway source in the test config")
+	}
+	return src
 }

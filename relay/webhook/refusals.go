@@ -22,8 +22,8 @@ type reqError struct {
 
 // writeError answers a failed request with {"status":"error","error":reason}
 // and logs it through refusals (typ is the event's type label, or "none").
-func writeError(w http.ResponseWriter, r *http.Request, refusals *refusalLog, typ string, e *reqError) {
-	refusals.record(r, typ, e)
+func writeError(w http.ResponseWriter, r *http.Request, refusals *refusalLog, source, typ string, e *reqError) {
+	refusals.record(r, source, typ, e)
 	if e.status == http.StatusServiceUnavailable || e.status == http.StatusTooManyRequests {
 		w.Header().Set("Retry-After", cmp.Or(e.retryAfter, "30"))
 	}
@@ -64,7 +64,7 @@ func newRefusalLog(log *slog.Logger, now func() time.Time) *refusalLog {
 	return &refusalLog{log: log, now: now, seen: map[refusalKey]*refusalCount{}}
 }
 
-func (l *refusalLog) record(r *http.Request, typ string, e *reqError) {
+func (l *refusalLog) record(r *http.Request, source, typ string, e *reqError) {
 	key := refusalKey{ip: clientIP(r.RemoteAddr), result: e.result}
 	now := l.now()
 	l.mu.Lock()
@@ -92,7 +92,7 @@ func (l *refusalLog) record(r *http.Request, typ string, e *reqError) {
 	missed := c.missed
 	c.last, c.missed = now, 0
 	l.mu.Unlock()
-	attrs := []any{"remote", key.ip, "status", e.status, "result", e.result, "reason", e.reason, "type", typ, "not_logged_since", missed}
+	attrs := []any{"remote", key.ip, "status", e.status, "result", e.result, "reason", e.reason, "type", typ, "source", source, "not_logged_since", missed}
 	if e.status >= 500 {
 		l.log.Error("webhook refused: hookmail could not take it", append(attrs, "err", e.err)...)
 		return

@@ -2,12 +2,15 @@ package webhook
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"html"
 	"io"
 	"mime"
 	"mime/multipart"
+	"net/http"
 	"net/url"
 	"strings"
 
@@ -26,7 +29,65 @@ type Payload struct {
 // receiver stores once the secret checks out, and what `hookmail render`
 // previews.
 func (p *Payload) Event() *relay.Event {
-	return &relay.Event{Source: SourceGateway, Type: relay.NormalizeType(p.Type), Data: p.Data}
+	return &relay.Event{Source: SourceGateway, Format: relay.FormatZender, Type: relay.NormalizeType(p.Type), Data: p.Data}
+}
+
+// zenderFormat is the platform's own: a form (or JSON, or multipart) whose
+// secret field is the credential. The secret is in the body, so it is
+// checked after decoding, which does not depend on it; a form's is checked
+// as it arrives (readBody).
+type zenderFormat struct{}
+
+func (zenderFormat) precheck(*http.Request) *reqError { return nil }
+
+func (zenderFormat) accept(q *request) (*decoded, *reqError) {
+	p, err := DecodePayload(q.r.Header.Get("Content-Type"), bytes.NewReader(q.body), q.opts)
+	if rerr := decodeError(err); rerr != nil {
+		return nil, rerr
+	}
+	ev := p.Event()
+	sender := q.keys.match(p.Secret)
+	if sender < 0 {
+		return &decoded{ev: ev}, errWrongSecret
+	}
+	if ev.Type == "" {
+		return &decoded{ev: ev}, &reqError{status: http.StatusBadRequest, result: ResultInvalid, reason: "missing type"}
+	}
+	return &decoded{ev: ev, dedupKey: dedupKey(q.keys.hash(sender), p.Type, p.Data["id"])}, nil
+}
+
+func (zenderFormat) reply(w http.ResponseWriter, status, id string) { replyJSON(w, status, id) }
+
+// dedupKey names the platform's event for deduplication: who sent it (the
+// secret it came with, hashed, so two gateways with their own secrets
+// never collide), the type as sent (the dashboard's test "notification"
+// is not a real "notifications" event), and the sender's own id
+// (data[id]). Without an id there is no key, and no deduplication. The key
+// is a hash: no secret or field shows in the queue.
+func dedupKey(sender [sha256.Size]byte, wireType, id string) string {
+	if id == "" {
+		return ""
+	}
+	h := sha256.New()
+	h.Write(sender[:])
+	h.Write([]byte("\x00" + wireType + "\x00" + id))
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// decodeError is the answer to a body DecodePayload could not decode, nil
+// for none.
+func decodeError(err error) *reqError {
+	switch {
+	case err == nil:
+		return nil
+	case isLimit(err):
+		// The text names the limit (MaxFields, MaxFieldBytes, ...) and
+		// quotes nothing of the body.
+		return &reqError{status: http.StatusRequestEntityTooLarge, result: ResultTooLarge, reason: err.Error()}
+	case errors.Is(err, ErrUnsupportedMediaType):
+		return &reqError{status: http.StatusUnsupportedMediaType, result: ResultUnsupported, reason: err.Error()}
+	}
+	return &reqError{status: http.StatusBadRequest, result: ResultInvalid, reason: "body does not decode as a webhook"}
 }
 
 // DecodeOptions tune how a body is decoded.
