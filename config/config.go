@@ -11,6 +11,7 @@ import (
 	_ "embed"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -200,10 +201,14 @@ type Retry struct {
 // case the routes after it are tried too.
 type Route struct {
 	Name string `mapstructure:"name" yaml:"name"`
-	// Match holds when every key holds: type exactly; message, content,
-	// response, title and package as regular expressions found anywhere in
-	// the field; any other data field exactly, or as a regular expression
-	// when written /like this/.
+	// Match holds when every key holds. The canonical keys, the same for
+	// every format: type, source (the webhook source's name), format and
+	// status exactly; text as a regular expression found anywhere in it;
+	// from and to exactly (phone numbers compared without spaces, dashes
+	// and brackets), or as a regular expression when written /like this/.
+	// Any other key is a data field of the format's own (names compared
+	// without regard to case): message, content, response, title and
+	// package as regular expressions, the rest exactly or /like this/.
 	Match map[string]string `mapstructure:"match" yaml:"match,omitempty"`
 	To    []string          `mapstructure:"to" yaml:"to,omitempty"`
 	Cc    []string          `mapstructure:"cc" yaml:"cc,omitempty"`
@@ -250,12 +255,16 @@ func (r *Route) Threaded() bool { return r.Thread == nil || *r.Thread }
 
 // RegexFields are the match keys whose values are always regular
 // expressions: the free-text fields.
-var RegexFields = []string{"message", "content", "response", "title", "package"}
+var RegexFields = []string{"message", "content", "response", "title", "package", "text"}
+
+// ExactKeys are the canonical match keys compared exactly, never as
+// regular expressions.
+var ExactKeys = []string{"type", "source", "format", "status"}
 
 // MatchPattern returns the regular expression of a match value, and false
 // when the value is compared exactly.
 func MatchPattern(key, value string) (string, bool) {
-	if key == "type" {
+	if slices.Contains(ExactKeys, key) {
 		return "", false
 	}
 	if len(value) >= 2 && strings.HasPrefix(value, "/") && strings.HasSuffix(value, "/") {

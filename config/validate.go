@@ -451,6 +451,7 @@ func (c *Config) validateRoutes(v *validator) {
 			seen[r.Name] = i
 		}
 		for field, value := range r.Match {
+			c.validateMatchKey(v, fmt.Sprintf("%s.match.%s", key, field), r.Name, field, value)
 			if pattern, ok := MatchPattern(field, value); ok {
 				if _, err := regexp.Compile(pattern); err != nil {
 					v.add(fmt.Sprintf("%s.match.%s", key, field), fmt.Sprintf("route %q: %q is not a regular expression (%v)", r.Name, value, err),
@@ -490,6 +491,27 @@ func (c *Config) validateRoutes(v *validator) {
 			for j, a := range list.addrs {
 				v.address(fmt.Sprintf("%s.%s[%d]", key, list.name, j), a)
 			}
+		}
+	}
+}
+
+// validateMatchKey checks the canonical keys whose values are names
+// hookmail knows: a source that is not configured, or a format hookmail
+// does not read, would match nothing.
+func (c *Config) validateMatchKey(v *validator, key, route, field, value string) {
+	switch field {
+	case "source":
+		var names []string
+		for _, s := range c.Webhook.Sources() {
+			names = append(names, s.Name)
+		}
+		if !slices.Contains(names, value) {
+			v.add(key, fmt.Sprintf("route %q: %q is not a source in webhook.sources (nor the gateway of webhook.path)", route, value),
+				"use one of "+strings.Join(names, ", "))
+		}
+	case "format":
+		if !slices.Contains(SourceFormats, value) {
+			v.add(key, fmt.Sprintf("route %q: %q is not a format hookmail reads", route, value), "use one of "+strings.Join(SourceFormats, ", "))
 		}
 	}
 }

@@ -1,7 +1,9 @@
 package relay
 
 import (
+	"cmp"
 	"regexp"
+	"strings"
 
 	"github.com/hookmail/hookmail/config"
 )
@@ -25,14 +27,49 @@ type matcher struct {
 }
 
 func (m matcher) holds(ev *Event) bool {
-	if m.key == "type" {
+	var v string
+	switch m.key {
+	case "type":
 		return NormalizeType(m.exact) == ev.Type
+	case "source":
+		return m.exact == ev.Source
+	case "format":
+		return m.exact == cmp.Or(ev.Format, FormatZender)
+	case "status":
+		return strings.EqualFold(m.exact, ev.Canonical().Status)
+	case "text":
+		v = ev.Canonical().Text
+	case "from", "to":
+		c := ev.Canonical()
+		v = c.From
+		if m.key == "to" {
+			v = c.To
+		}
+		if m.re == nil {
+			return PartyKey(v) == PartyKey(m.exact)
+		}
+	default:
+		v = dataField(ev.Data, m.key)
 	}
-	v := ev.Data[m.key]
 	if m.re != nil {
 		return m.re.MatchString(v)
 	}
 	return v == m.exact
+}
+
+// dataField is the data field name, or the one whose name differs from it
+// only in case (the config lower-cases match keys; Twilio's fields are
+// capitalised).
+func dataField(data map[string]string, name string) string {
+	if v, ok := data[name]; ok {
+		return v
+	}
+	for k, v := range data {
+		if strings.EqualFold(k, name) {
+			return v
+		}
+	}
+	return ""
 }
 
 // NewRouter compiles routes in their configured order. The config's
