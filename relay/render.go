@@ -10,6 +10,7 @@ import (
 	"io"
 	"io/fs"
 	"net/mail"
+	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -110,6 +111,24 @@ func NewRenderer(overrideDir string, loc *time.Location, routes ...config.Route)
 }
 
 func newRenderer(overrideDir string, loc *time.Location, timeout time.Duration, routes []config.Route) (*Renderer, error) {
+	// readIn reads a template from dir when it has one, else from
+	// fallback.
+	readIn := func(dir, name string, fallback func(string) (string, error)) (string, bool, error) {
+		if dir != "" && fs.ValidPath(name) {
+			path := filepath.Join(dir, name)
+			b, err := config.ReadRegularFile(path, maxTemplateFileBytes)
+			switch {
+			case err == nil && !utf8.Valid(b):
+				return "", false, fmt.Errorf("template %s: is not valid UTF-8; save it as UTF-8", path)
+			case err == nil:
+				return string(b), true, nil
+			case !errors.Is(err, fs.ErrNotExist):
+				return "", false, fmt.Errorf("template %s: %w", path, err)
+			}
+		}
+		src, err := fallback(name)
+		return src, false, err
+	}
 	read := func(name string) (string, error) {
 		if overrideDir != "" && fs.ValidPath(name) {
 			path := filepath.Join(overrideDir, name)
@@ -126,7 +145,7 @@ func newRenderer(overrideDir string, loc *time.Location, timeout time.Duration, 
 		b, err := fs.ReadFile(templates.FS, name)
 		return string(b), err
 	}
-	parseText := func(name string) (*texttemplate.Template, error) {
+	parseText := func(name string, read func(string) (string, error)) (*texttemplate.Template, error) {
 		src, err := read(name)
 		if err != nil {
 			return nil, err
@@ -155,12 +174,13 @@ func newRenderer(overrideDir string, loc *time.Location, timeout time.Duration, 
 			r.subjects[rt.Name] = t
 		}
 	}
-	for _, typ := range names {
+	build := func(typ string, read func(string) (string, error)) (*templateSet, error) {
 		set := &templateSet{}
-		if set.subject, err = parseText(typ + ".subject.tmpl"); err != nil {
+		var err error
+		if set.subject, err = parseText(typ+".subject.tmpl", read); err != nil {
 			return nil, err
 		}
-		if set.text, err = parseText(typ + ".text.tmpl"); err != nil {
+		if set.text, err = parseText(typ+".text.tmpl", read); err != nil {
 			return nil, err
 		}
 		name := typ + ".html.tmpl"
@@ -177,7 +197,38 @@ func newRenderer(overrideDir string, loc *time.Location, timeout time.Duration, 
 		if set.html, err = h.New(name).Parse(src); err != nil {
 			return nil, err
 		}
-		r.sets[typ] = set
+		return set, nil
+	}
+	for _, typ := range names {
+		if r.sets[typ], err = build(typ, read); err != nil {
+			return nil, err
+		}
+	}
+	// A format's own templates: templates.dir/<format>/<type>.<part>.tmpl
+	// overrides the type's templates for events of that format (the rest
+	// of the set comes from templates.dir, then the embedded ones).
+	if overrideDir != "" {
+		for _, format := range Formats {
+			dir := filepath.Join(overrideDir, format)
+			if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+				continue
+			}
+			for _, typ := range names {
+				own := false
+				readOwn := func(name string) (string, error) {
+					src, found, err := readIn(dir, name, read)
+					own = own || found
+					return src, err
+				}
+				set, err := build(typ, readOwn)
+				if err != nil {
+					return nil, err
+				}
+				if own {
+					r.sets[format+"/"+typ] = set
+				}
+			}
+		}
 	}
 	if err := r.trial(); err != nil {
 		return nil, err
@@ -195,13 +246,24 @@ func (r *Renderer) trial() error {
 		if typ == DigestTemplate {
 			continue // trialled below, with a digest
 		}
+		// Each set once as zender's, once as another format's, whose
+		// content (attachments too) is its own.
+		format, bare, own := strings.Cut(typ, "/")
+		formats := []string{format}
+		if !own {
+			bare, formats = typ, []string{FormatZender, FormatSMSGate}
+		}
 		data := map[string]string{}
-		for _, name := range fieldOrder[typ] {
+		for _, name := range fieldOrder[bare] {
 			data[name] = "1"
 		}
-		ev := &Event{ID: "trial", Type: typ, Data: data, Received: time.Unix(0, 0)}
-		if _, err := r.render(ev, route, "trial@example.com"); err != nil {
-			return fmt.Errorf("%s templates do not render: %w", typ, err)
+		for _, format := range formats {
+			ev := &Event{ID: "trial", Type: bare, Format: format, Data: data, Received: time.Unix(0, 0),
+				Content: Content{From: "1", To: "1", Text: "1", MessageID: "1", Status: "delivered",
+					Attachments: []Attachment{{Name: "1", ContentType: "image/png", Data: []byte("1")}, {URL: "https://example.com/1"}, {Name: "2", Note: "1"}}}}
+			if _, err := r.renderSet(r.sets[typ], ev, route, "trial@example.com"); err != nil {
+				return fmt.Errorf("%s templates do not render: %w", typ, err)
+			}
 		}
 	}
 	trialEv := &Event{ID: "trial", Type: TypeSMS, Data: map[string]string{"phone": "1", "message": "1"}, Received: time.Unix(0, 0)}
@@ -258,7 +320,10 @@ func (r *Renderer) Render(ev *Event, route *config.Route, from string) (*Message
 // for the trial. On an error of the templates the message holds what they
 // wrote before it.
 func (r *Renderer) render(ev *Event, route *config.Route, from string) (*Message, error) {
-	set, ok := r.sets[ev.Type]
+	set, ok := r.sets[cmp.Or(ev.Format, FormatZender)+"/"+ev.Type]
+	if !ok {
+		set, ok = r.sets[ev.Type]
+	}
 	if !ok {
 		set = r.sets[GenericTemplate]
 	}
@@ -267,6 +332,11 @@ func (r *Renderer) render(ev *Event, route *config.Route, from string) (*Message
 			return nil, fmt.Errorf("route %q: no template set %q", route.Name, route.Template)
 		}
 	}
+	return r.renderSet(set, ev, route, from)
+}
+
+// renderSet is render with the templates of set.
+func (r *Renderer) renderSet(set *templateSet, ev *Event, route *config.Route, from string) (*Message, error) {
 	if t, ok := r.subjects[route.Name]; ok && route.Subject != "" {
 		withSubject := *set
 		withSubject.subject = t
