@@ -2,10 +2,13 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -18,14 +21,20 @@ import (
 
 // eventFlags describe the event render and route work on.
 type eventFlags struct {
-	typ, bodyFile string
-	fields        []string
+	typ, bodyFile               string
+	fields                      []string
+	source, format, contentType string
+	headers                     []string
 }
 
 func (f *eventFlags) add(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&f.typ, "type", "", "event type (sms, whatsapp, ussd, notification, or any other)")
+	cmd.Flags().StringVar(&f.typ, "type", "", "event type (sms, mms, status, whatsapp, ussd, notification, or any other)")
 	cmd.Flags().StringArrayVar(&f.fields, "field", nil, "data field as name=value (repeatable)")
-	cmd.Flags().StringVar(&f.bodyFile, "body", "", "file holding a raw webhook body (form or JSON); - reads stdin")
+	cmd.Flags().StringVar(&f.bodyFile, "body", "", "file holding a raw webhook body; - reads stdin")
+	cmd.Flags().StringVar(&f.format, "format", "", "decode --body in this format: "+strings.Join(config.SourceFormats, ", ")+" (default zender, or --source's)")
+	cmd.Flags().StringVar(&f.source, "source", "", "the webhook source (webhook.sources[].name) the event comes from: its format and name")
+	cmd.Flags().StringVar(&f.contentType, "content-type", "", "the body's Content-Type (default: JSON when it starts with {, else a form)")
+	cmd.Flags().StringArrayVar(&f.headers, "header", nil, `a request header the format reads, as "Name: value" (repeatable), e.g. "X-Event-Type: message.phone.received"`)
 }
 
 // preview loads the config (no webhook secret needed: nothing is
@@ -47,7 +56,11 @@ func (c *cli) preview(f *eventFlags) (*relay.Rules, *relay.Event, error) {
 // previewEvent builds the event render and route show, from a raw body
 // decoded as the receiver decodes it, and the flags.
 func (c *cli) previewEvent(cfg *config.Config, f *eventFlags) (*relay.Event, error) {
-	ev := &relay.Event{Source: webhook.SourceGateway, Data: map[string]string{}}
+	src, err := f.sourceOf(cfg)
+	if err != nil {
+		return nil, err
+	}
+	ev := &relay.Event{Source: src.Name, Format: src.Format, Data: map[string]string{}}
 	if f.bodyFile != "" {
 		var body []byte
 		var err error
@@ -60,17 +73,30 @@ func (c *cli) previewEvent(cfg *config.Config, f *eventFlags) (*relay.Event, err
 			return nil, err
 		}
 		body = bytes.TrimSpace(body)
-		contentType := "application/x-www-form-urlencoded"
-		if len(body) > 0 && body[0] == '{' {
-			contentType = "application/json"
+		contentType := f.contentType
+		if contentType == "" {
+			contentType = "application/x-www-form-urlencoded"
+			if len(body) > 0 && body[0] == '{' {
+				contentType = "application/json"
+			}
 		}
-		p, err := webhook.DecodePayload(contentType, bytes.NewReader(body), webhook.DecodeOptions{UnescapeHTML: cfg.Webhook.UnescapeHTML})
+		header := http.Header{}
+		for _, h := range f.headers {
+			name, value, ok := strings.Cut(h, ":")
+			if !ok || strings.TrimSpace(name) == "" {
+				return nil, fmt.Errorf("--header %q: write it as \"Name: value\"", h)
+			}
+			header.Add(strings.TrimSpace(name), strings.TrimSpace(value))
+		}
+		ev, err = webhook.Preview(src, contentType, header, body, webhook.DecodeOptions{UnescapeHTML: cfg.Webhook.UnescapeHTML})
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", f.bodyFile, err)
 		}
-		ev = p.Event()
 	}
 	ev.ID, ev.Received = "preview", time.Now()
+	if ev.Data == nil {
+		ev.Data = map[string]string{}
+	}
 	for _, field := range f.fields {
 		name, value, ok := strings.Cut(field, "=")
 		if !ok || name == "" {
@@ -87,13 +113,43 @@ func (c *cli) previewEvent(cfg *config.Config, f *eventFlags) (*relay.Event, err
 	return ev, nil
 }
 
+// sourceOf is the source the flags name: --source's, or one of --format
+// (default zender) named after it.
+func (f *eventFlags) sourceOf(cfg *config.Config) (config.Source, error) {
+	if f.source != "" {
+		src, ok := cfg.Webhook.Source(f.source)
+		if !ok {
+			var names []string
+			for _, s := range cfg.Webhook.Sources() {
+				names = append(names, s.Name)
+			}
+			return src, fmt.Errorf("--source %q: no such source in the config; there are %s", f.source, strings.Join(names, ", "))
+		}
+		if f.format != "" && f.format != src.Format {
+			return src, fmt.Errorf("--format %s: source %s's format is %s; give one of the two", f.format, src.Name, src.Format)
+		}
+		return src, nil
+	}
+	format := cmp.Or(f.format, config.FormatZender)
+	if !slices.Contains(config.SourceFormats, format) {
+		return config.Source{}, fmt.Errorf("--format %q: hookmail reads %s", f.format, strings.Join(config.SourceFormats, ", "))
+	}
+	name := format
+	if format == config.FormatZender {
+		name = webhook.SourceGateway
+	}
+	return config.Source{Name: name, Format: format, Path: cfg.Webhook.Path}, nil
+}
+
 func (c *cli) renderCmd() *cobra.Command {
 	var ef eventFlags
 	cmd := &cobra.Command{
 		Use:   "render",
 		Short: "Print the email an event would become, as an .eml, sending nothing",
 		Example: `  hookmail render --type sms --field phone=+639760713666 --field message="Hello World!"
-  hookmail render --body sms-body.txt`,
+  hookmail render --body sms-body.txt
+  hookmail render --format twilio --body twilio-body.txt
+  hookmail render --source android --body smsgate-mms.json`,
 		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
 			rules, ev, err := c.preview(&ef)

@@ -64,6 +64,10 @@ func (c *cli) checkCmd() *cobra.Command {
 				return err
 			}
 			fmt.Fprint(c.stdout, cfg.YAML())
+			for _, src := range cfg.Webhook.Sources() {
+				secrets, _ := src.AllSecrets() // Validate read them already
+				fmt.Fprintf(c.stderr, "source %s: %s webhooks on %s, %d key(s)\n", src.Name, src.Format, src.Path, len(secrets))
+			}
 			for _, w := range cfg.Warnings() {
 				fmt.Fprintln(c.stderr, "warning:", w)
 			}

@@ -387,3 +387,39 @@ func TestCheckReportsEveryProblemAtOnce(t *testing.T) {
 		t.Errorf("stderr\n got:\n%s\nwant:\n%s", stderr.String(), want)
 	}
 }
+
+// TestCheckListsSourcesMasked: check names every source with its format,
+// path and how many keys it has, and prints none of them.
+func TestCheckListsSourcesMasked(t *testing.T) {
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "smsgate.key")
+	const fileKey, envKey = "smsgate-signing-key-0123456789abcdef", "textbee-webhook-secret-fedcba9876543210"
+	if err := os.WriteFile(keyFile, []byte(fileKey+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "hookmail.yaml")
+	if err := os.WriteFile(path, []byte(`webhook:
+  sources:
+    - {name: android, path: /hooks/sms, format: smsgate, secrets_file: `+keyFile+`}
+    - {name: bee, path: /hooks/bee, format: textbee}
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	env := envFunc(map[string]string{"HOOKMAIL_CONFIG": path, "HOOKMAIL_SOURCE_BEE_SECRETS": envKey + ",second-textbee-secret-for-rotation"})
+	if err := run(t.Context(), []string{"check"}, env, nil, &stdout, &stderr); err != nil {
+		t.Fatalf("check: %v\n%s", err, stderr.String())
+	}
+	out := stdout.String() + stderr.String()
+	for _, want := range []string{"source android: smsgate webhooks on /hooks/sms, 1 key(s)", "source bee: textbee webhooks on /hooks/bee, 2 key(s)"} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("check does not say %q:\n%s", want, stderr.String())
+		}
+	}
+	if strings.Contains(out, "source gateway") {
+		t.Errorf("check lists the gateway source, which webhook.sources without webhook.secrets turns off:\n%s", out)
+	}
+	if strings.Contains(out, fileKey) || strings.Contains(out, envKey) || strings.Contains(out, "second-textbee") {
+		t.Errorf("check printed a source's key:\n%s", out)
+	}
+}

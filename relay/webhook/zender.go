@@ -40,6 +40,14 @@ type zenderFormat struct{}
 
 func (zenderFormat) precheck(*http.Request) *reqError { return nil }
 
+func (zenderFormat) decode(q *request) (*decoded, *reqError) {
+	p, err := DecodePayload(q.r.Header.Get("Content-Type"), bytes.NewReader(q.body), q.opts)
+	if rerr := decodeError(err); rerr != nil {
+		return nil, rerr
+	}
+	return &decoded{ev: p.Event()}, nil
+}
+
 func (zenderFormat) accept(q *request) (*decoded, *reqError) {
 	p, err := DecodePayload(q.r.Header.Get("Content-Type"), bytes.NewReader(q.body), q.opts)
 	if rerr := decodeError(err); rerr != nil {
