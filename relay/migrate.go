@@ -62,10 +62,34 @@ type MigrationProgress struct {
 	// Total is what the source holds, Read what has been read from it so
 	// far, Moved what of that the target stored.
 	Total, Read, Moved MigrationCounts
-	// Kind names the kind being moved now, as Migrate's output does
-	// ("waiting events", "dead letters", "dedup keys", "digest entries");
-	// "" once every kind is done.
-	Kind string
+	// Kind is the kind being moved now; "" once every kind is done.
+	Kind MigrationKind
+}
+
+// MigrationKind names a kind of record Migrate moves, for output.
+type MigrationKind string
+
+// The kinds of record, in the order Migrate moves them.
+const (
+	KindWaiting       MigrationKind = "waiting events"
+	KindDead          MigrationKind = "dead letters"
+	KindDedupKeys     MigrationKind = "dedup keys"
+	KindDigestEntries MigrationKind = "digest entries"
+)
+
+// Of is c's count of kind.
+func (c MigrationCounts) Of(kind MigrationKind) int {
+	switch kind {
+	case KindWaiting:
+		return c.Waiting
+	case KindDead:
+		return c.Dead
+	case KindDedupKeys:
+		return c.DedupKeys
+	case KindDigestEntries:
+		return c.DigestEntries
+	}
+	return 0
 }
 
 // There counts the records read that the target held already.
@@ -101,16 +125,16 @@ func Migrate(ctx context.Context, from Exporter, to Importer, progress func(Migr
 	read, moved := &m.p.Read, &m.p.Moved
 	for _, step := range []func() error{
 		func() error {
-			return move(m, "waiting events", &read.Waiting, &moved.Waiting, items(StateWaiting), to.ImportItems)
+			return move(m, KindWaiting, &read.Waiting, &moved.Waiting, items(StateWaiting), to.ImportItems)
 		},
 		func() error {
-			return move(m, "dead letters", &read.Dead, &moved.Dead, items(StateDead), to.ImportItems)
+			return move(m, KindDead, &read.Dead, &moved.Dead, items(StateDead), to.ImportItems)
 		},
 		func() error {
-			return move(m, "dedup keys", &read.DedupKeys, &moved.DedupKeys, from.ExportDedupKeys, to.ImportDedupKeys)
+			return move(m, KindDedupKeys, &read.DedupKeys, &moved.DedupKeys, from.ExportDedupKeys, to.ImportDedupKeys)
 		},
 		func() error {
-			return move(m, "digest entries", &read.DigestEntries, &moved.DigestEntries, from.ExportDigests, to.ImportDigests)
+			return move(m, KindDigestEntries, &read.DigestEntries, &moved.DigestEntries, from.ExportDigests, to.ImportDigests)
 		},
 	} {
 		if err := step(); err != nil {
@@ -131,7 +155,7 @@ type migration struct {
 // move reads every record of one kind that export hands over and stores
 // them with store, migrateBatch at a time, counting them in read and
 // moved.
-func move[R any](m *migration, kind string, read, moved *int,
+func move[R any](m *migration, kind MigrationKind, read, moved *int,
 	export func(context.Context, func(*R) error) error, store func(context.Context, []R) (int, error)) error {
 	m.p.Kind = kind
 	m.progress(m.p)

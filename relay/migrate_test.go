@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -118,14 +119,14 @@ func TestMigrateMovesEachRecordOnce(t *testing.T) {
 	}
 	// Each kind starts with a report, and each batch ends with one: 3
 	// batches of waiting events, 1 of each other kind.
-	kinds := []string{}
+	kinds := []MigrationKind{}
 	for _, s := range seen {
 		if len(kinds) == 0 || kinds[len(kinds)-1] != s.Kind {
 			kinds = append(kinds, s.Kind)
 		}
 	}
-	if got := strings.Join(kinds, ","); got != "waiting events,dead letters,dedup keys,digest entries" || len(seen) != 4+2+2+2 {
-		t.Errorf("progress reported for %s, %d times", got, len(seen))
+	if want := []MigrationKind{KindWaiting, KindDead, KindDedupKeys, KindDigestEntries}; !slices.Equal(kinds, want) || len(seen) != 4+2+2+2 {
+		t.Errorf("progress reported for %v, %d times; want %v, 10 times", kinds, len(seen), want)
 	}
 
 	p, err = Migrate(t.Context(), from, to, func(MigrationProgress) {})
