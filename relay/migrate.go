@@ -105,13 +105,14 @@ func (p MigrationProgress) There() MigrationCounts {
 // takes few round trips.
 const migrateBatch = 500
 
-// Migrate copies everything from holds into to, kind by kind: waiting
-// events, dead letters, dedup keys, then digest entries, in batches of
-// migrateBatch. It calls progress as each kind starts and after each
-// batch. It changes nothing in from. Records to holds already are counted
-// as there and not stored again, so Migrate may be run again after a
-// failure or an interruption, and moves only what it had not moved yet. On
-// an error the progress returned says what was moved before it.
+// Migrate copies everything the source holds into the target, kind by
+// kind: waiting events, dead letters, dedup keys, then digest entries, in
+// batches of migrateBatch. It calls progress as each kind starts and after
+// each batch. It changes nothing in the source. Records the target holds
+// already are counted as there and not stored again, so Migrate may be run
+// again after a failure or an interruption, and moves only what it had not
+// moved yet. On an error the progress returned says what was moved before
+// it.
 func Migrate(ctx context.Context, from Exporter, to Importer, progress func(MigrationProgress)) (MigrationProgress, error) {
 	m := &migration{ctx: ctx, progress: progress}
 	total, err := from.Count(ctx)
