@@ -24,7 +24,8 @@ func (c *cli) queueCmd() *cobra.Command {
 hookmail runs it talks to its admin endpoint (admin.listen: by default a
 socket in spool.dir that only hookmail's user and root can open); when it is
 stopped it opens the spool file itself. It never creates a spool, and says on
-stderr which endpoint or file it used.`,
+stderr which endpoint or file it used. queue migrate moves a stopped
+hookmail's spool into Postgres, to switch queue.backend.`,
 	}
 	// withQueue runs f on the queue, connected for the command and closed
 	// after it.
@@ -172,6 +173,6 @@ stderr which endpoint or file it used.`,
 	}
 	stats.Flags().BoolVar(&statsJSON, "json", false, "print JSON")
 
-	cmd.AddCommand(list, show, retry, drop, stats)
+	cmd.AddCommand(list, show, retry, drop, stats, c.queueMigrateCmd())
 	return cmd
 }

@@ -2,17 +2,18 @@ package postgres
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/hookmail/hookmail/relay"
 )
 
 // remember claims the dedup key for id within the window, or returns the
 // id of the event that holds it. An expired key is taken over in place.
 func (q *Queue) remember(ctx context.Context, tx pgx.Tx, key, id string) (string, error) {
-	h := sha256.Sum256([]byte(key))
+	h := relay.HashDedupKey(key)
 	for range 3 {
 		var first string
 		err := tx.QueryRow(ctx, `INSERT INTO hookmail_dedup AS d (key, event, expires) VALUES ($1, $2, now() + `+micros(3)+`)

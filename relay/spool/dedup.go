@@ -1,17 +1,18 @@
 package spool
 
 import (
-	"crypto/sha256"
 	"encoding/binary"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/hookmail/hookmail/relay"
 )
 
 // remember records key for the dedup window and returns "", or returns the
 // id of the event that holds key already.
 func (s *Spool) remember(tx *bolt.Tx, key, id string) (string, error) {
-	h := sha256.Sum256([]byte(key))
+	h := relay.HashDedupKey(key)
 	b := tx.Bucket(bucketDedup)
 	now := s.now()
 	if v := b.Get(h[:]); len(v) > 8 && now.UnixNano() < int64(binary.BigEndian.Uint64(v)) {
