@@ -40,6 +40,11 @@ func migrationSpool(t *testing.T, cfg *config.Config) (items map[string]*relay.I
 		ev := &relay.Event{ID: fmt.Sprintf("01900000-0000-7000-8000-%012d", i), Source: "gateway", Type: "sms",
 			Data:     map[string]string{"id": fmt.Sprint(i), "phone": "+15550001111", "message": fmt.Sprintf("event %d", i)},
 			Received: time.Now(), DedupKey: fmt.Sprintf("dedup-key-%d", i)}
+		if i%3 == 0 { // another gateway's, whose content is stored apart from its fields
+			ev.Source, ev.Format, ev.Type = "android", relay.FormatSMSGate, relay.TypeMMS
+			ev.Content = relay.Content{From: "+15550001111", To: "sim1", Text: fmt.Sprintf("event %d", i), MessageID: fmt.Sprint(i),
+				Sent: time.Unix(1700000000, 0).UTC(), Attachments: []relay.Attachment{{Name: "a.png", ContentType: "image/png", Size: 3, Data: []byte{1, 2, 3}}}}
+		}
 		keys[ev.DedupKey] = ev.ID
 		wg.Go(func() { errs <- s.Enqueue(ctx, ev) })
 	}
@@ -77,6 +82,10 @@ func migrationSpool(t *testing.T, cfg *config.Config) (items map[string]*relay.I
 		for j := range 2 {
 			ev := &relay.Event{ID: fmt.Sprintf("01900000-0000-7000-9000-%012d", 10*i+j), Source: "gateway", Type: "whatsapp",
 				Data: map[string]string{"message": "collected"}, Received: time.Now()}
+			if j == 1 {
+				ev.Source, ev.Format, ev.Type = "twilio", relay.FormatTwilio, relay.TypeSMS
+				ev.Content = relay.Content{From: "+15550002222", Text: "collected", MessageID: "SM1"}
+			}
 			if err := s.Collect(ctx, rt, ev); err != nil {
 				t.Fatal(err)
 			}

@@ -24,12 +24,13 @@ func (q *Queue) ImportItems(ctx context.Context, items []relay.Item) (int, error
 		dead := it.State == relay.StateDead
 		waiting = waiting || !dead
 		b.Queue(`INSERT INTO hookmail_events (id, type, source, data, received, dead, due, attempts, last_error,
-				delivered, refused, owed, history, requeued, dead_reason, died)
-			VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7, $8, $9, $10::jsonb, $11::jsonb, $12::jsonb, $13::jsonb, $14, $15, $16)
+				delivered, refused, owed, history, requeued, dead_reason, died, format, content)
+			VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7, $8, $9, $10::jsonb, $11::jsonb, $12::jsonb, $13::jsonb, $14, $15, $16, $17, $18::jsonb)
 			ON CONFLICT (id) DO NOTHING`,
 			it.Event.ID, it.Event.Type, it.Event.Source, jsonText(it.Event.Data), it.Event.Received, dead,
 			it.NextAttempt.UnixNano(), it.Attempts, it.LastError, jsonText(it.Delivered), jsonText(it.Refused),
 			jsonText(it.Owed), historyJSON(it.History), orNull(it.Requeued), it.DeadReason, orNull(it.Died),
+			it.Event.Format, contentJSON(&it.Event),
 		).Exec(count(&n))
 	}
 	if waiting {
@@ -72,11 +73,11 @@ func (q *Queue) ImportDigests(ctx context.Context, entries []relay.DigestRecord)
 	for i := range entries {
 		r, e := &entries[i], &entries[i].Entry
 		b.Queue(`INSERT INTO hookmail_digest_entries
-				(route, event, type, source, data, received, collected, to_addrs, cc_addrs, bcc_addrs, reply_to)
-			VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $10, $11)
+				(route, event, type, source, data, received, collected, to_addrs, cc_addrs, bcc_addrs, reply_to, format, content)
+			VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $10, $11, $12, $13::jsonb)
 			ON CONFLICT (route, event) DO NOTHING`,
 			r.Route, e.Event.ID, e.Event.Type, e.Event.Source, jsonText(e.Event.Data), e.Event.Received, e.Collected,
-			addrs(e.To), addrs(e.Cc), addrs(e.Bcc), e.ReplyTo).Exec(count(&n))
+			addrs(e.To), addrs(e.Cc), addrs(e.Bcc), e.ReplyTo, e.Event.Format, contentJSON(&e.Event)).Exec(count(&n))
 	}
 	if err := q.importBatch(ctx, b); err != nil {
 		return 0, err
