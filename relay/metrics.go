@@ -95,6 +95,18 @@ func (m *Metrics) initRouteSeries(cfg *config.Config) {
 	}
 }
 
+// noDigestPending zeroes the pending count of cfg's digest routes that
+// have nothing collected. On a queue several instances share, another
+// instance may have sent the digest this one last counted: without this its
+// count would stay up until the route collects again.
+func (m *Metrics) noDigestPending(cfg *config.Config, collecting []string) {
+	for _, rt := range cfg.Routes {
+		if rt.Digest != nil && !slices.Contains(collecting, rt.Name) {
+			m.digestPending.WithLabelValues(rt.Name).Set(0)
+		}
+	}
+}
+
 var (
 	queueDepthDesc = prometheus.NewDesc("hookmail_queue_depth",
 		"Events waiting for delivery, including those being delivered now.", nil, nil)
