@@ -155,7 +155,7 @@ func TestE2ESMTPOutage(t *testing.T) {
 	post(20)
 	time.Sleep(phase)
 	metrics := scrape(t, hm.url)
-	if !strings.Contains(metrics, "hookmail_queue_depth 40") || !strings.Contains(metrics, "hookmail_dead_letters 0") {
+	if !strings.Contains(metrics, `hookmail_queue_depth{queue="local"} 40`) || !strings.Contains(metrics, `hookmail_dead_letters{queue="local"} 0`) {
 		t.Errorf("during the outage, want 40 queued and none dead:\n%s", grepMetrics(metrics, "hookmail_queue_depth", "hookmail_dead_letters"))
 	}
 	resp, err := http.Get(hm.url + "/readyz")
@@ -175,7 +175,7 @@ func TestE2ESMTPOutage(t *testing.T) {
 			t.Errorf("event %s delivered %d times", id, d[id])
 		}
 	}
-	if m := scrape(t, hm.url); !strings.Contains(m, "hookmail_dead_letters 0") || !strings.Contains(m, "hookmail_queue_depth 0") {
+	if m := scrape(t, hm.url); !strings.Contains(m, `hookmail_dead_letters{queue="local"} 0`) || !strings.Contains(m, `hookmail_queue_depth{queue="local"} 0`) {
 		t.Errorf("after the outage:\n%s", grepMetrics(m, "hookmail_queue_depth", "hookmail_dead_letters"))
 	}
 	t.Logf("outage of %s (451 for %s after %d refused attempts, then no server for %s): 40 events accepted during it, all delivered once after, none dead",
@@ -200,7 +200,7 @@ func grepMetrics(all string, names ...string) string {
 	var out []string
 	for _, l := range strings.Split(all, "\n") {
 		for _, n := range names {
-			if strings.HasPrefix(l, n+" ") {
+			if strings.HasPrefix(l, n+" ") || strings.HasPrefix(l, n+"{") {
 				out = append(out, l)
 			}
 		}

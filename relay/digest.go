@@ -42,6 +42,7 @@ func (w *Workers) runDigests(ctx context.Context) {
 			w.log.Error("cannot read the collected digests", "err", err)
 			continue
 		}
+		w.metrics.noDigestPending(l.Config, names)
 		for _, name := range names {
 			rt := digestRoute(l.Config, name)
 			if w.now().Before(ds.retry[name].next) {

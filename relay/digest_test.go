@@ -139,6 +139,27 @@ func TestDigestSentWhenTheWindowEnds(t *testing.T) {
 	}
 }
 
+// TestDigestPendingOnEveryInstance: two instances share one queue; after
+// either sends the digest, both report nothing pending, so the gauge of
+// the instance that did not send it does not keep its last count.
+func TestDigestPendingOnEveryInstance(t *testing.T) {
+	cfg := digestConfig(t)
+	clock := &testClock{now: time.Now()}
+	a := newTestEnv(t, cfg, withClock(clock.Now))
+	b := newTestEnv(t, cfg, withStore(a.store), withSender(a.sender), withClock(clock.Now))
+	pending := func(env *testEnv) float64 {
+		return env.metric(t, "hookmail_digest_pending_events", "route", "facebook-digest")
+	}
+	postNotifications(t, a, 0, 3)
+	stopA, stopB := a.run(t), b.run(t)
+	defer stopA()
+	defer stopB()
+	waitFor(t, "both instances to count 3 pending", func() bool { return pending(a) == 3 && pending(b) == 3 })
+	clock.Add(time.Hour)
+	waitFor(t, "the digest email", func() bool { return len(emls(t, cfg.Outbox.Dir)) == 1 })
+	waitFor(t, "both instances to count none pending", func() bool { return pending(a) == 0 && pending(b) == 0 })
+}
+
 // forgetfulQueue fails Forget a given number of times, as a full disk would.
 type forgetfulQueue struct {
 	*memqueue.Queue

@@ -111,7 +111,7 @@ func newTestEnv(t testing.TB, cfg *config.Config, opts ...envOption) *testEnv {
 	})
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	reg := prometheus.NewRegistry()
-	workers := relay.NewWorkers(rules, q, digests, setup.sender, log, reg)
+	workers := relay.NewWorkers(rules, q, relay.QueueLocal, digests, setup.sender, log, reg)
 	workers.SetClock(setup.now)
 	secrets := webhook.NewKeys(cfg.Webhook.Secrets)
 	rc := &webhook.Receiver{

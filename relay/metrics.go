@@ -22,11 +22,27 @@ type Metrics struct {
 	digestPending *prometheus.GaugeVec
 }
 
+// QueueScope says whose numbers the gauges that describe the queue are:
+// their queue label, so that alert rules and dashboards aggregate them
+// right across instances.
+type QueueScope string
+
+const (
+	// QueueLocal is a queue one process holds (the spool): each instance
+	// reports its own, and they add up.
+	QueueLocal QueueScope = "local"
+	// QueueShared is a queue several instances share (Postgres): each
+	// reports the same numbers, to be taken once (max), never summed.
+	QueueShared QueueScope = "shared"
+)
+
 // NewMetrics registers the pipeline's metrics on reg, and the queue gauges
 // read from queue at each scrape (the same numbers the queue commands
-// show).
-func NewMetrics(reg prometheus.Registerer, queue Queue) *Metrics {
+// show). The gauges that describe the queue rather than this process carry
+// the label queue=scope.
+func NewMetrics(reg prometheus.Registerer, queue Queue, scope QueueScope) *Metrics {
 	f := promauto.With(reg)
+	scoped := prometheus.Labels{"queue": string(scope)}
 	m := &Metrics{
 		sent: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "hookmail_emails_sent_total",
@@ -56,12 +72,13 @@ func NewMetrics(reg prometheus.Registerer, queue Queue) *Metrics {
 			Buckets: []float64{1, 10, 60, 300, 900, 1800, 3600, 7200, 21600, 86400},
 		}, []string{"route"}),
 		digestPending: f.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "hookmail_digest_pending_events",
-			Help: "Events collected for a route's next digest, not yet sent.",
+			Name:        "hookmail_digest_pending_events",
+			Help:        "Events collected for a route's next digest, not yet sent.",
+			ConstLabels: scoped,
 		}, []string{"route"}),
 	}
 	m.initSeries()
-	reg.MustRegister(&queueCollector{queue: queue})
+	reg.MustRegister(newQueueCollector(queue, scoped))
 	return m
 }
 
@@ -95,25 +112,46 @@ func (m *Metrics) initRouteSeries(cfg *config.Config) {
 	}
 }
 
-var (
-	queueDepthDesc = prometheus.NewDesc("hookmail_queue_depth",
-		"Events waiting for delivery, including those being delivered now.", nil, nil)
-	queueOldestDesc = prometheus.NewDesc("hookmail_queue_oldest_age_seconds",
-		"Age of the oldest event waiting for delivery; 0 when the queue is empty.", nil, nil)
-	deadLettersDesc = prometheus.NewDesc("hookmail_dead_letters",
-		"Events in the dead letters: failed permanently, outlived retry.lifetime, or taken by no route.", nil, nil)
-	queueUpDesc = prometheus.NewDesc("hookmail_queue_up",
-		"1 when the queue answered the last scrape, 0 when it could not be read.", nil, nil)
-)
+// noDigestPending zeroes the pending count of cfg's digest routes that
+// have nothing collected. On a queue several instances share, another
+// instance may have sent the digest this one last counted: without this its
+// count would stay up until the route collects again.
+func (m *Metrics) noDigestPending(cfg *config.Config, collecting []string) {
+	for _, rt := range cfg.Routes {
+		if rt.Digest != nil && !slices.Contains(collecting, rt.Name) {
+			m.digestPending.WithLabelValues(rt.Name).Set(0)
+		}
+	}
+}
 
 // queueCollector reads the queue once per scrape for all its gauges.
-type queueCollector struct{ queue Queue }
+// hookmail_queue_up carries no queue label: it says whether this instance
+// could read the queue, which on a shared queue one instance may fail
+// alone.
+type queueCollector struct {
+	queue                        Queue
+	depth, oldest, dead, queueUp *prometheus.Desc
+}
+
+func newQueueCollector(queue Queue, scoped prometheus.Labels) *queueCollector {
+	return &queueCollector{
+		queue: queue,
+		depth: prometheus.NewDesc("hookmail_queue_depth",
+			"Events waiting for delivery, including those being delivered now.", nil, scoped),
+		oldest: prometheus.NewDesc("hookmail_queue_oldest_age_seconds",
+			"Age of the oldest event waiting for delivery; 0 when the queue is empty.", nil, scoped),
+		dead: prometheus.NewDesc("hookmail_dead_letters",
+			"Events in the dead letters: failed permanently, outlived retry.lifetime, or taken by no route.", nil, scoped),
+		queueUp: prometheus.NewDesc("hookmail_queue_up",
+			"1 when the queue answered the last scrape, 0 when it could not be read.", nil, nil),
+	}
+}
 
 func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- queueDepthDesc
-	ch <- queueOldestDesc
-	ch <- deadLettersDesc
-	ch <- queueUpDesc
+	ch <- c.depth
+	ch <- c.oldest
+	ch <- c.dead
+	ch <- c.queueUp
 }
 
 func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
@@ -121,15 +159,15 @@ func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 	defer cancel()
 	st, err := c.queue.Stats(ctx)
 	if err != nil {
-		ch <- prometheus.MustNewConstMetric(queueUpDesc, prometheus.GaugeValue, 0)
+		ch <- prometheus.MustNewConstMetric(c.queueUp, prometheus.GaugeValue, 0)
 		return
 	}
 	age := 0.0
 	if !st.Oldest.IsZero() {
 		age = max(time.Since(st.Oldest).Seconds(), 0)
 	}
-	ch <- prometheus.MustNewConstMetric(queueUpDesc, prometheus.GaugeValue, 1)
-	ch <- prometheus.MustNewConstMetric(queueDepthDesc, prometheus.GaugeValue, float64(st.Depth))
-	ch <- prometheus.MustNewConstMetric(queueOldestDesc, prometheus.GaugeValue, age)
-	ch <- prometheus.MustNewConstMetric(deadLettersDesc, prometheus.GaugeValue, float64(st.Dead))
+	ch <- prometheus.MustNewConstMetric(c.queueUp, prometheus.GaugeValue, 1)
+	ch <- prometheus.MustNewConstMetric(c.depth, prometheus.GaugeValue, float64(st.Depth))
+	ch <- prometheus.MustNewConstMetric(c.oldest, prometheus.GaugeValue, age)
+	ch <- prometheus.MustNewConstMetric(c.dead, prometheus.GaugeValue, float64(st.Dead))
 }

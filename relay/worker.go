@@ -59,16 +59,17 @@ type Workers struct {
 	failures failureLog // the delivery failure last logged
 }
 
-// NewWorkers builds smtp.workers workers on queue. digests may be nil when
-// no route digests (Run checks). Their metrics, the queue's gauges among
-// them, are registered on reg.
-func NewWorkers(rules *Rules, queue Queue, digests DigestStore, sender Sender, log *slog.Logger, reg prometheus.Registerer) *Workers {
+// NewWorkers builds smtp.workers workers on queue, which scope says is
+// this process's alone or shared. digests may be nil when no route digests
+// (Run checks). Their metrics, the queue's gauges among them, are
+// registered on reg.
+func NewWorkers(rules *Rules, queue Queue, scope QueueScope, digests DigestStore, sender Sender, log *slog.Logger, reg prometheus.Registerer) *Workers {
 	w := &Workers{
 		queue:   queue,
 		digests: digests,
 		sender:  sender,
 		log:     log,
-		metrics: NewMetrics(reg, queue),
+		metrics: NewMetrics(reg, queue, scope),
 		count:   rules.Config.SMTP.Workers,
 		now:     time.Now,
 	}

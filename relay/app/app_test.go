@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -93,7 +95,7 @@ func TestHealthAndMetricsEndpoints(t *testing.T) {
 	env := newTestEnv(t, testConfig(t), nil)
 	srv := httptest.NewServer(env.h)
 	defer srv.Close()
-	for path, want := range map[string]string{"/healthz": `"ok"`, "/readyz": `"ready"`, "/metrics": "hookmail_queue_depth 0"} {
+	for path, want := range map[string]string{"/healthz": `"ok"`, "/readyz": `"ready"`, "/metrics": `hookmail_queue_depth{queue="local"} 0`} {
 		resp, err := http.Get(srv.URL + path)
 		if err != nil {
 			t.Fatal(err)
@@ -110,6 +112,75 @@ func TestHealthAndMetricsEndpoints(t *testing.T) {
 	}
 	for _, p := range problems {
 		t.Errorf("metric lint: %s: %s", p.Metric, p.Text)
+	}
+}
+
+// TestQueueGaugesMarkedLocal: on the spool the gauges that describe the
+// queue say queue="local", each instance's own to add up; see
+// TestQueueGaugesMarkedShared for Postgres.
+func TestQueueGaugesMarkedLocal(t *testing.T) {
+	env := newTestEnv(t, withDigestRoute(t, testConfig(t)), nil)
+	checkQueueMark(t, env.h, "local")
+}
+
+// withDigestRoute adds a digest route to cfg, so the per-route digest
+// gauges exist.
+func withDigestRoute(t *testing.T, cfg *config.Config) *config.Config {
+	t.Helper()
+	cfg.Routes = append(cfg.Routes, config.Route{Name: "digest", Match: map[string]string{"type": "notification"},
+		To: []string{"digest@example.com"}, Digest: &config.Digest{Every: time.Hour, MaxEvents: 10}})
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// queueGauges are the metrics that describe the queue rather than this
+// process, and carry the queue label.
+var queueGauges = []string{"hookmail_queue_depth", "hookmail_queue_oldest_age_seconds",
+	"hookmail_dead_letters", "hookmail_digest_pending_events"}
+
+var (
+	sampleLine = regexp.MustCompile(`^(hookmail_[a-z_]+)(\{.*\})? `)
+	queueLabel = regexp.MustCompile(`[{,]queue="([^"]*)"`)
+)
+
+// checkQueueMark scrapes h's /metrics: every series of queueGauges has
+// queue=want, and no other hookmail series has a queue label.
+func checkQueueMark(t *testing.T, h http.Handler, want string) {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	if rec.Code != http.StatusOK {
+		t.Fatalf("/metrics: %d %s", rec.Code, rec.Body)
+	}
+	seen := map[string]bool{}
+	for _, line := range strings.Split(rec.Body.String(), "\n") {
+		m := sampleLine.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		name, got := m[1], ""
+		if q := queueLabel.FindStringSubmatch(m[2]); q != nil {
+			got = q[1]
+		}
+		switch {
+		case slices.Contains(queueGauges, name):
+			seen[name] = true
+			if got != want {
+				t.Errorf("%s: queue=%q, want %q", line, got, want)
+			}
+		case got != "":
+			t.Errorf("%s: a queue label on a metric of this process", line)
+		}
+	}
+	for _, name := range queueGauges {
+		if !seen[name] {
+			t.Errorf("/metrics has no %s", name)
+		}
+	}
+	if !strings.Contains(rec.Body.String(), "\nhookmail_queue_up 1\n") {
+		t.Errorf("/metrics lacks hookmail_queue_up 1 with no label: this instance's view of the queue")
 	}
 }
 

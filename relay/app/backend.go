@@ -30,6 +30,16 @@ type Backend struct {
 	Shared bool
 }
 
+// Scope is the queue label of the metrics that describe the queue:
+// shared when other hookmails use it too, so that each instance's identical
+// numbers are aggregated once.
+func (b *Backend) Scope() relay.QueueScope {
+	if b.Shared {
+		return relay.QueueShared
+	}
+	return relay.QueueLocal
+}
+
 // OpenBackend opens the queue backend cfg describes: the spool in
 // spool.dir, or the Postgres queue queue.postgres.url names. With
 // mustExist it never creates one (the queue commands work on a queue

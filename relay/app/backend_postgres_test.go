@@ -65,6 +65,14 @@ func TestPostgresBackend(t *testing.T) {
 	})
 }
 
+// TestQueueGaugesMarkedShared: on Postgres the gauges that describe the
+// queue say queue="shared": every instance reports the same numbers, to be
+// aggregated once.
+func TestQueueGaugesMarkedShared(t *testing.T) {
+	env := newTestEnv(t, withDigestRoute(t, postgresConfig(t)), nil)
+	checkQueueMark(t, env.h, "shared")
+}
+
 // TestPostgresSchemaForCheck: check reads the schema's version without
 // creating it, and says why it cannot when the database is not there.
 func TestPostgresSchemaForCheck(t *testing.T) {
