@@ -88,6 +88,8 @@ func (smsgateFormat) accept(q *request) (*decoded, *reqError) {
 	return decodeSMSGate(q.body)
 }
 
+func (smsgateFormat) decode(q *request) (*decoded, *reqError) { return decodeSMSGate(q.body) }
+
 func (smsgateFormat) reply(w http.ResponseWriter, status, id string) { replyJSON(w, status, id) }
 
 // decodeSMSGate maps an authentic body onto an event: Data is the body
