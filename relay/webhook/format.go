@@ -57,7 +57,8 @@ type decoded struct {
 
 // formats are the formats by name.
 var formats = map[string]format{
-	config.FormatZender: zenderFormat{},
+	config.FormatZender:  zenderFormat{},
+	config.FormatTextbee: textbeeFormat{},
 }
 
 // formatOf returns the source's format; an unknown one (config validation
