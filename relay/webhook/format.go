@@ -59,6 +59,7 @@ type decoded struct {
 var formats = map[string]format{
 	config.FormatZender:  zenderFormat{},
 	config.FormatTextbee: textbeeFormat{},
+	config.FormatHTTPSMS: httpsmsFormat{},
 }
 
 // formatOf returns the source's format; an unknown one (config validation
