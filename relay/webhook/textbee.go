@@ -57,7 +57,7 @@ func (textbeeFormat) reply(w http.ResponseWriter, status, id string) { replyJSON
 // and UNKNOWN_STATE, a status textbee does not name, so status unknown)
 // are status events. Any other event is kept under its own name in lower
 // case, rendered by the generic template: it is authentic, and textbee
-// gives up on a webhook after its third 4xx, so refusing it would lose it.
+// never retries a webhook answered 4xx, so refusing it would lose it.
 //
 // Its id is the event, the SMS and its status: textbee's own retries of a
 // webhook carry the same idempotencyKey, but a second subscription to the
