@@ -120,12 +120,25 @@ var (
 
 var textbeeBodies = [][]byte{textbeeReceivedBody, textbeeSentBody, textbeeDeliveredBody, textbeeFailedBody, textbeeUnknownBody, textbeeOtherBody}
 
-// textbeeSign is what textbee puts in X-Signature: the hex HMAC-SHA256 of
-// the body under the key, computed by Python.
-func textbeeSign(t testing.TB, key string, body []byte) string {
+// textbeeSigns are what textbee puts in X-Signature: the hex HMAC-SHA256
+// of each body under the key, computed by Python, in one run; by body.
+func textbeeSigns(t testing.TB, key string, bodies ...[]byte) map[string]string {
 	t.Helper()
-	return pythonOut(t, body, `import hashlib, hmac, sys
-print(hmac.new(sys.argv[1].encode(), sys.stdin.buffer.read(), hashlib.sha256).hexdigest())`, key)
+	in, err := json.Marshal(bodies) // []byte as base64: byte for byte
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := strings.Split(pythonOut(t, in, `import base64, hashlib, hmac, json, sys
+for b in json.loads(sys.stdin.buffer.read()):
+    print(hmac.new(sys.argv[1].encode(), base64.b64decode(b), hashlib.sha256).hexdigest())`, key), "\n")
+	if len(out) != len(bodies) {
+		t.Fatalf("python3 signed %d bodies, want %d", len(out), len(bodies))
+	}
+	sigs := map[string]string{}
+	for i, b := range bodies {
+		sigs[string(b)] = out[i]
+	}
+	return sigs
 }
 
 var textbeeSource = config.Source{Name: "textbee", Path: "/webhook/textbee", Format: config.FormatTextbee}
@@ -134,6 +147,7 @@ var textbeeNow = time.Date(2025, 10, 5, 13, 5, 0, 0, time.UTC)
 
 func TestTextbeeQueuesEachEvent(t *testing.T) {
 	env, h := formatEnv(t, textbeeSource, textbeeNow, textbeeKey, textbeeOldKey)
+	sigs := map[string]map[string]string{textbeeKey: textbeeSigns(t, textbeeKey, textbeeBodies...), textbeeOldKey: textbeeSigns(t, textbeeOldKey, textbeeBodies...)}
 	tests := []struct {
 		name     string
 		body     []byte
@@ -168,7 +182,7 @@ func TestTextbeeQueuesEachEvent(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			rec := postWith(t, h, tt.body, map[string]string{"Content-Type": "application/json", "X-Signature": textbeeSign(t, tt.key, tt.body)})
+			rec := postWith(t, h, tt.body, map[string]string{"Content-Type": "application/json", "X-Signature": sigs[tt.key][string(tt.body)]})
 			ev := env.queued(t, rec)
 			if ev.Type != tt.wantType || ev.Source != "textbee" || ev.Format != relay.FormatTextbee {
 				t.Errorf("type %q source %q format %q, want %q textbee textbee", ev.Type, ev.Source, ev.Format, tt.wantType)
@@ -203,7 +217,7 @@ func contentEqual(a, b relay.Content) bool {
 
 func TestTextbeeRefusesWhatItCannotAuthenticate(t *testing.T) {
 	env, h := formatEnv(t, textbeeSource, textbeeNow, textbeeKey)
-	good := textbeeSign(t, textbeeKey, textbeeReceivedBody)
+	good := textbeeSigns(t, textbeeKey, textbeeReceivedBody)[string(textbeeReceivedBody)]
 	// One byte of the text changed: "Café" becomes "Cafe".
 	tampered := bytes.Replace(textbeeReceivedBody, []byte("Café"), []byte("Cafe"), 1)
 	// What a receiver that re-serializes the parsed body would check:
@@ -215,7 +229,7 @@ print(json.dumps(json.loads(sys.stdin.buffer.read()), ensure_ascii=False))`))
 		body []byte
 		sig  string
 	}{
-		{"wrong key", textbeeReceivedBody, textbeeSign(t, "a-key-that-is-not-the-sources", textbeeReceivedBody)},
+		{"wrong key", textbeeReceivedBody, textbeeSigns(t, "a-key-that-is-not-the-sources", textbeeReceivedBody)[string(textbeeReceivedBody)]},
 		{"tampered body", tampered, good},
 		{"missing signature", textbeeReceivedBody, ""},
 		{"sha256= prefix, which textbee does not send", textbeeReceivedBody, "sha256=" + good},
@@ -268,8 +282,13 @@ func (c *countingReader) Read(p []byte) (int, error) {
 
 func TestTextbeeDeduplicates(t *testing.T) {
 	env, h := formatEnv(t, textbeeSource, textbeeNow, textbeeKey)
+	// A second subscription to the same URL: a new idempotencyKey and
+	// subscription id for the same SMS.
+	other := bytes.Replace(textbeeReceivedBody, []byte("3b241101-e2bb-4255-8caf-4136c566a962"), []byte("77777777-e2bb-4255-8caf-4136c566a962"), 1)
+	other = bytes.Replace(other, []byte(`"webhookSubscriptionId":"6791`), []byte(`"webhookSubscriptionId":"6792`), 1)
+	sigs := textbeeSigns(t, textbeeKey, textbeeReceivedBody, other, textbeeSentBody, textbeeDeliveredBody)
 	send := func(body []byte) *httptest.ResponseRecorder {
-		return postWith(t, h, body, map[string]string{"X-Signature": textbeeSign(t, textbeeKey, body)})
+		return postWith(t, h, body, map[string]string{"X-Signature": sigs[string(body)]})
 	}
 	first := env.queued(t, send(textbeeReceivedBody))
 	// textbee's retry: the same stored payload, signed again.
@@ -277,10 +296,6 @@ func TestTextbeeDeduplicates(t *testing.T) {
 	if r := decodeReply(t, rec); rec.Code != http.StatusOK || r.Status != "duplicate" || r.ID != first.ID {
 		t.Fatalf("retry: status %d reply %s; want 200 duplicate %s", rec.Code, rec.Body, first.ID)
 	}
-	// A second subscription to the same URL: a new idempotencyKey and
-	// subscription id for the same SMS.
-	other := bytes.Replace(textbeeReceivedBody, []byte("3b241101-e2bb-4255-8caf-4136c566a962"), []byte("77777777-e2bb-4255-8caf-4136c566a962"), 1)
-	other = bytes.Replace(other, []byte(`"webhookSubscriptionId":"6791`), []byte(`"webhookSubscriptionId":"6792`), 1)
 	if r := decodeReply(t, send(other)); r.Status != "duplicate" || r.ID != first.ID {
 		t.Fatalf("second subscription: reply %+v; want duplicate %s", r, first.ID)
 	}
@@ -308,9 +323,14 @@ func TestTextbeeRefusesWhatDoesNotDecode(t *testing.T) {
 		{"two objects", []byte(`{"webhookEvent":"MESSAGE_RECEIVED"} {}`), 400, "does not decode"},
 		{"too many fields", many, 413, "too many fields"},
 	}
+	var bodies [][]byte
+	for _, tt := range tests {
+		bodies = append(bodies, tt.body)
+	}
+	sigs := textbeeSigns(t, textbeeKey, bodies...)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			rec := postWith(t, h, tt.body, map[string]string{"X-Signature": textbeeSign(t, textbeeKey, tt.body)})
+			rec := postWith(t, h, tt.body, map[string]string{"X-Signature": sigs[string(tt.body)]})
 			if rec.Code != tt.status || !strings.Contains(rec.Body.String(), tt.reason) {
 				t.Fatalf("status %d body %s; want %d %q", rec.Code, rec.Body, tt.status, tt.reason)
 			}
