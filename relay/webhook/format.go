@@ -59,6 +59,8 @@ type decoded struct {
 var formats = map[string]format{
 	config.FormatZender:  zenderFormat{},
 	config.FormatSMSGate: smsgateFormat{},
+	config.FormatTextbee: textbeeFormat{},
+	config.FormatHTTPSMS: httpsmsFormat{},
 }
 
 // formatOf returns the source's format; an unknown one (config validation
