@@ -3,11 +3,17 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"io"
 	"io/fs"
 	"maps"
+	"mime"
+	"mime/multipart"
+	"mime/quotedprintable"
 	"net"
 	"net/http"
+	"net/mail"
+	"net/textproto"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -422,4 +428,88 @@ func TestCheckListsSourcesMasked(t *testing.T) {
 	if strings.Contains(out, fileKey) || strings.Contains(out, envKey) || strings.Contains(out, "second-textbee") {
 		t.Errorf("check printed a source's key:\n%s", out)
 	}
+}
+
+// TestRenderFormats: render decodes a raw body in any format, as the
+// receiver decodes it once authenticated, and shows its canonical content
+// through the same templates; a format it does not know is an error naming
+// the ones it does.
+func TestRenderFormats(t *testing.T) {
+	textbee := filepath.Join(t.TempDir(), "textbee.json")
+	if err := os.WriteFile(textbee, []byte(`{"smsId":"67a1","message":"Café at 5?","deviceId":"6790","webhookEvent":"MESSAGE_RECEIVED","idempotencyKey":"3b24","sender":"+15551234567","receivedAt":"2025-10-05T13:00:35.208Z"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"--format", "smsgate", "--body", filepath.Join("relay", "webhook", "testdata", "smsgate", "sms-received.json")},
+			[]string{"Subject: SMS from +19162255887", "Tom & Jerry's key = 42"}},
+		{[]string{"--format", "smsgate", "--body", filepath.Join("relay", "webhook", "testdata", "smsgate", "mms-downloaded.json")},
+			[]string{"Subject: MMS from", "Attached:"}},
+		{[]string{"--format", "textbee", "--body", textbee}, []string{"Subject: SMS from +15551234567", "Café at 5?"}},
+	} {
+		var stdout, stderr bytes.Buffer
+		env := envFunc(map[string]string{})
+		if err := run(t.Context(), append([]string{"render"}, tc.args...), env, nil, &stdout, &stderr); err != nil {
+			t.Fatalf("render %q: %v\n%s", tc.args, err, stderr.String())
+		}
+		eml := stdout.String()
+		if dec, err := decodeEML(eml); err == nil {
+			eml += dec
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(eml, w) {
+				t.Errorf("render %q: no %q in:\n%.2000s", tc.args, w, eml)
+			}
+		}
+	}
+	var stderr bytes.Buffer
+	err := run(t.Context(), []string{"render", "--format", "zapier", "--body", textbee}, envFunc(nil), nil, io.Discard, &stderr)
+	if err == nil || !strings.Contains(err.Error()+stderr.String(), "hookmail reads zender, smsgate, twilio, textbee, httpsms") {
+		t.Errorf("an unknown format: %v\n%s", err, stderr.String())
+	}
+}
+
+// decodeEML returns the decoded text of each quoted-printable or base64
+// part of eml, so a test can look for what a reader sees.
+func decodeEML(eml string) (string, error) {
+	msg, err := mail.ReadMessage(strings.NewReader(eml))
+	if err != nil {
+		return "", err
+	}
+	var out strings.Builder
+	var walk func(h textproto.MIMEHeader, body io.Reader) error
+	walk = func(h textproto.MIMEHeader, body io.Reader) error {
+		mt, params, err := mime.ParseMediaType(h.Get("Content-Type"))
+		if err != nil {
+			return err
+		}
+		if strings.HasPrefix(mt, "multipart/") {
+			mr := multipart.NewReader(body, params["boundary"])
+			for {
+				p, err := mr.NextRawPart()
+				if err == io.EOF {
+					return nil
+				}
+				if err != nil {
+					return err
+				}
+				if err := walk(p.Header, p); err != nil {
+					return err
+				}
+			}
+		}
+		switch strings.ToLower(h.Get("Content-Transfer-Encoding")) {
+		case "quoted-printable":
+			body = quotedprintable.NewReader(body)
+		case "base64":
+			body = base64.NewDecoder(base64.StdEncoding, body)
+		}
+		b, err := io.ReadAll(body)
+		out.Write(b)
+		return err
+	}
+	err = walk(textproto.MIMEHeader(msg.Header), msg.Body)
+	return out.String(), err
 }

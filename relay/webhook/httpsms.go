@@ -50,6 +50,8 @@ func (httpsmsFormat) accept(q *request) (*decoded, *reqError) {
 	return decodeHTTPSMS(q.body)
 }
 
+func (httpsmsFormat) decode(q *request) (*decoded, *reqError) { return decodeHTTPSMS(q.body) }
+
 func (httpsmsFormat) reply(w http.ResponseWriter, status, id string) { replyJSON(w, status, id) }
 
 // bearerToken is the request's bearer token, "" when it has none.

@@ -50,6 +50,8 @@ func (textbeeFormat) accept(q *request) (*decoded, *reqError) {
 	return decodeTextbee(q.body)
 }
 
+func (textbeeFormat) decode(q *request) (*decoded, *reqError) { return decodeTextbee(q.body) }
+
 func (textbeeFormat) reply(w http.ResponseWriter, status, id string) { replyJSON(w, status, id) }
 
 // decodeTextbee maps an authentic textbee body onto an event. A received
