@@ -58,6 +58,7 @@ type decoded struct {
 // formats are the formats by name.
 var formats = map[string]format{
 	config.FormatZender: zenderFormat{},
+	config.FormatTwilio: twilioFormat{},
 }
 
 // formatOf returns the source's format; an unknown one (config validation
