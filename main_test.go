@@ -448,6 +448,8 @@ func TestRenderFormats(t *testing.T) {
 		{[]string{"--format", "smsgate", "--body", filepath.Join("relay", "webhook", "testdata", "smsgate", "mms-downloaded.json")},
 			[]string{"Subject: MMS from", "Attached:"}},
 		{[]string{"--format", "textbee", "--body", textbee}, []string{"Subject: SMS from +15551234567", "Café at 5?"}},
+		{[]string{"--format", "twilio", "--body", filepath.Join("relay", "webhook", "testdata", "twilio-mms.form")},
+			[]string{"Subject: MMS from", "Attachment:"}},
 	} {
 		var stdout, stderr bytes.Buffer
 		env := envFunc(map[string]string{})

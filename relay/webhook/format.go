@@ -61,6 +61,7 @@ var formats = map[string]format{
 	config.FormatSMSGate: smsgateFormat{},
 	config.FormatTextbee: textbeeFormat{},
 	config.FormatHTTPSMS: httpsmsFormat{},
+	config.FormatTwilio:  twilioFormat{},
 }
 
 // formatOf returns the source's format; an unknown one (config validation
