@@ -77,6 +77,9 @@ const (
 	DefaultSMSGateBodyBytes = 8 << 20
 	DefaultMediaMaxBytes    = 5 << 20
 	DefaultMediaTimeout     = 10 * time.Second
+	// MaxMediaBytes is the largest media.max_bytes: the most one email
+	// attaches (relay.MaxAttachmentBytes), base64 a little under 10 MB.
+	MaxMediaBytes = 7_000_000
 	// MaxSourceBodyBytes is the largest body a source may take: an MMS
 	// with its pictures inline, base64, still fits an email under the
 	// 25 MB most mail servers take once hookmail caps its attachments.

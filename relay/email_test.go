@@ -27,6 +27,8 @@ type Email struct {
 	Subject string // decoded
 	Text    string
 	HTML    string
+	// Files are the attachments, in order.
+	Files []EmailFile
 }
 
 // EmailWant is what the headers that do not come from the payload must be.
@@ -92,7 +94,7 @@ func CheckEmail(t *testing.T, msg *Message, want EmailWant) *Email {
 	if len(want.Cc) > 0 {
 		wantNames = append(wantNames, "Cc")
 	}
-	if msg.Plain != "" {
+	if msg.Plain != "" && len(msg.Attachments) == 0 {
 		wantNames = append(wantNames, "Content-Transfer-Encoding") // one part, no multipart
 	}
 	for name, vs := range m.Header {
@@ -174,13 +176,51 @@ func CheckEmail(t *testing.T, msg *Message, want EmailWant) *Email {
 		t.Errorf("MIME-Version = %q", got)
 	}
 
+	body := io.Reader(m.Body)
 	mediaType, params, err := mime.ParseMediaType(m.Header.Get("Content-Type"))
+	if len(msg.Attachments) > 0 {
+		// multipart/mixed: the body, then each file.
+		if err != nil || mediaType != "multipart/mixed" || params["boundary"] == "" {
+			t.Fatalf("Content-Type = %q (%v), want multipart/mixed with a boundary", m.Header.Get("Content-Type"), err)
+		}
+		mr := multipart.NewReader(m.Body, params["boundary"])
+		first, err := mr.NextPart()
+		if err != nil {
+			t.Fatalf("no first part: %v", err)
+		}
+		mediaType, params, err = mime.ParseMediaType(first.Header.Get("Content-Type"))
+		body = first
+		if msg.Plain != "" {
+			body = base64.NewDecoder(base64.StdEncoding, first)
+			if first.Header.Get("Content-Transfer-Encoding") != "base64" {
+				t.Errorf("plain fallback's text part: Content-Transfer-Encoding %q, want base64", first.Header.Get("Content-Transfer-Encoding"))
+			}
+		}
+		b, _ := io.ReadAll(body) // the files follow it in the same reader
+		body = bytes.NewReader(b)
+		for {
+			part, err := mr.NextPart()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatalf("body does not split into its parts: %v", err)
+			}
+			e.Files = append(e.Files, readFile(t, part))
+		}
+		if len(e.Files) != len(msg.Attachments) {
+			t.Errorf("%d files in the email, want %d", len(e.Files), len(msg.Attachments))
+		}
+	}
 	if msg.Plain != "" {
 		// The plain fallback: one base64 text part.
-		if err != nil || mediaType != "text/plain" || params["charset"] != "UTF-8" || m.Header.Get("Content-Transfer-Encoding") != "base64" {
+		if err != nil || mediaType != "text/plain" || params["charset"] != "UTF-8" || len(msg.Attachments) == 0 && m.Header.Get("Content-Transfer-Encoding") != "base64" {
 			t.Fatalf("plain fallback: Content-Type %q, Content-Transfer-Encoding %q; want base64 text/plain; charset=UTF-8", m.Header.Get("Content-Type"), m.Header.Get("Content-Transfer-Encoding"))
 		}
-		b, err := io.ReadAll(base64.NewDecoder(base64.StdEncoding, m.Body))
+		if len(msg.Attachments) == 0 {
+			body = base64.NewDecoder(base64.StdEncoding, body)
+		}
+		b, err := io.ReadAll(body)
 		if err != nil {
 			t.Fatalf("plain fallback body: %v", err)
 		}
@@ -193,7 +233,7 @@ func CheckEmail(t *testing.T, msg *Message, want EmailWant) *Email {
 	if err != nil || mediaType != "multipart/alternative" || params["boundary"] == "" {
 		t.Fatalf("Content-Type = %q (%v), want multipart/alternative with a boundary", m.Header.Get("Content-Type"), err)
 	}
-	mr := multipart.NewReader(m.Body, params["boundary"])
+	mr := multipart.NewReader(body, params["boundary"])
 	for {
 		part, err := mr.NextPart()
 		if err == io.EOF {
@@ -230,4 +270,40 @@ func CheckEmail(t *testing.T, msg *Message, want EmailWant) *Email {
 		}
 	}
 	return e
+}
+
+// EmailFile is one attachment of an Email, decoded.
+type EmailFile struct {
+	Name, ContentType string
+	Data              []byte
+}
+
+// readFile reads one attachment part: base64, "attachment" with a file
+// name, the same name in its Content-Type, a media type without
+// parameters but the name.
+func readFile(t *testing.T, part *multipart.Part) EmailFile {
+	t.Helper()
+	disp, dparams, err := mime.ParseMediaType(part.Header.Get("Content-Disposition"))
+	if err != nil || disp != "attachment" {
+		t.Errorf("Content-Disposition %q (%v), want attachment", part.Header.Get("Content-Disposition"), err)
+	}
+	ct, cparams, err := mime.ParseMediaType(part.Header.Get("Content-Type"))
+	if err != nil {
+		t.Errorf("Content-Type %q: %v", part.Header.Get("Content-Type"), err)
+	}
+	if len(cparams) != 1 || cparams["name"] != dparams["filename"] {
+		t.Errorf("Content-Type %q, Content-Disposition %q: want the same name in both, and no other parameter", part.Header.Get("Content-Type"), part.Header.Get("Content-Disposition"))
+	}
+	if enc := part.Header.Get("Content-Transfer-Encoding"); enc != "base64" {
+		t.Errorf("file %q: Content-Transfer-Encoding %q, want base64", dparams["filename"], enc)
+	}
+	name, err := new(mime.WordDecoder).DecodeHeader(dparams["filename"])
+	if err != nil {
+		t.Errorf("file name %q does not decode: %v", dparams["filename"], err)
+	}
+	b, err := io.ReadAll(base64.NewDecoder(base64.StdEncoding, part))
+	if err != nil {
+		t.Errorf("file %q: %v", name, err)
+	}
+	return EmailFile{Name: name, ContentType: ct, Data: b}
 }

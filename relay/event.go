@@ -39,6 +39,19 @@ type Event struct {
 	// sender's secret with values an operator can see, so a shown key would
 	// let anyone who reads it test guesses of a short secret offline.
 	DedupKey string
+	// fetched, when set, are the event's files with those the worker
+	// fetched for this delivery (see MediaFetcher): the email attaches
+	// them, and the queue never sees them, being unexported on a copy.
+	fetched []Attachment
+}
+
+// files returns the files the event's email carries or links: those
+// fetched for this delivery, else its content's.
+func (e *Event) files() []Attachment {
+	if e.fetched != nil {
+		return e.fetched
+	}
+	return e.Canonical().Attachments
 }
 
 // Well-known event types.

@@ -236,10 +236,11 @@ func newRenderer(overrideDir string, loc *time.Location, timeout time.Duration, 
 	return r, nil
 }
 
-// trial renders a sample event of every type once, so a template that
-// parses but cannot run (a misspelled method, a missing block, an HTML
-// escaping error, a loop past the render timeout, output past an email's
-// size) stops start-up, or a reload, instead of failing every event.
+// trial renders a sample event of every type once, with a file of each
+// kind (trialFiles), so a template that parses but cannot run (a
+// misspelled method, a missing block, an HTML escaping error, a loop past
+// the render timeout, output past an email's size) stops start-up, or a
+// reload, instead of failing every event.
 func (r *Renderer) trial() error {
 	route := &config.Route{Name: "trial", To: []string{"trial@example.com"}}
 	for typ := range r.sets {
@@ -259,9 +260,8 @@ func (r *Renderer) trial() error {
 		}
 		for _, format := range formats {
 			ev := &Event{ID: "trial", Type: bare, Format: format, Data: data, Received: time.Unix(0, 0),
-				Content: Content{From: "1", To: "1", Text: "1", MessageID: "1", Status: "delivered",
-					Attachments: []Attachment{{Name: "1", ContentType: "image/png", Data: []byte("1")}, {URL: "https://example.com/1"}, {Name: "2", Note: "1"}}}}
-			if _, err := r.renderSet(r.sets[typ], ev, route, "trial@example.com"); err != nil {
+				Content: Content{From: "1", To: "1", Text: "1", MessageID: "1", Status: "delivered", Attachments: trialFiles}}
+			if _, err := r.renderSet(r.sets[typ], ev, route, "trial@example.com", trialFiles); err != nil {
 				return fmt.Errorf("%s templates do not render: %w", typ, err)
 			}
 		}
@@ -280,6 +280,14 @@ func (r *Renderer) trial() error {
 	return nil
 }
 
+// trialFiles are the files of the trial's events, one of each kind the
+// templates show: attached, linked with a note, and left out.
+var trialFiles = planAttachments([]Attachment{
+	{Name: "1.jpg", ContentType: "image/jpeg", Data: []byte("1")},
+	{URL: "https://example.com/1", ContentType: "image/png", Note: "1"},
+	{Name: "2.jpg", Data: []byte("2"), Note: "1"},
+}, MaxEmailBytes)
+
 var labels = map[string]string{
 	TypeSMS:          "SMS",
 	TypeWhatsApp:     "WhatsApp",
@@ -292,23 +300,27 @@ var labels = map[string]string{
 // Render builds the email for ev on route. Every error is permanent: the
 // same event renders the same way on every attempt.
 //
-// An email is never over MaxEmailBytes. When the templates would make a
-// bigger one, write past their output limit or run past the render
-// timeout, Render falls back to the plain rendering (see plain): every
-// field once, in a text part alone, after a note saying why; the Message's
-// Plain field says so too. Within the decoder's limits on a webhook body
-// that always fits (TestPlainFallbackFitsTheWorstEvent).
+// The email attaches the event's files that came with their bytes (or
+// were fetched), up to MaxAttachmentBytes together; the text and HTML name
+// each file, and say why when one is left out.
+//
+// An email is never over MaxEmailBytes. Files give way first: when the
+// text and HTML leave no room for one, it is left out (see fit). When the
+// templates alone would make a bigger email, write past their output limit
+// or run past the render timeout, Render falls back to the plain rendering
+// (see plain): every field once, in a text part, after a note saying why,
+// with the files that fit beside it; the Message's Plain field says so
+// too. Within the decoder's limits on a webhook body that always fits
+// (TestPlainFallbackFitsTheWorstEvent).
 func (r *Renderer) Render(ev *Event, route *config.Route, from string) (*Message, error) {
-	msg, err := r.render(ev, route, from)
+	files := ev.files()
+	msg, err := r.render(ev, route, from, planAttachments(files, MaxEmailBytes))
 	var bound *boundError
 	switch {
 	case errors.As(err, &bound):
-		msg, err = r.plain(msg, ev, route, bound.Error())
+		msg, err = r.plain(msg, ev, route, files, bound.Error())
 	case err == nil:
-		var raw []byte
-		if raw, err = msg.Encode(); err == nil && len(raw) > MaxEmailBytes {
-			msg, err = r.plain(msg, ev, route, fmt.Sprintf("the email would be %d bytes, more than the %d an email may hold", len(raw), MaxEmailBytes))
-		}
+		msg, err = r.fit(msg, ev, route, from, files)
 	}
 	if err != nil {
 		return nil, PermanentErr(err)
@@ -316,10 +328,50 @@ func (r *Renderer) Render(ev *Event, route *config.Route, from string) (*Message
 	return msg, nil
 }
 
+// fit returns msg when its email is within MaxEmailBytes. When it is not
+// and it attaches files, the email is made again with the files that fit
+// in the room its text and HTML leave, the others named as left out; when
+// that is still too large, or nothing was attached, it is the plain
+// fallback.
+func (r *Renderer) fit(msg *Message, ev *Event, route *config.Route, from string, files []Attachment) (*Message, error) {
+	raw, err := msg.Encode()
+	if err != nil || len(raw) <= MaxEmailBytes {
+		return msg, err
+	}
+	tooLarge := func(n int) string {
+		return fmt.Sprintf("the email would be %d bytes, more than the %d an email may hold", n, MaxEmailBytes)
+	}
+	if len(msg.Attachments) == 0 {
+		return r.plain(msg, ev, route, files, tooLarge(len(raw)))
+	}
+	bare := *msg
+	bare.raw, bare.Attachments = nil, nil
+	rawBare, err := bare.Encode()
+	if err != nil {
+		return nil, err
+	}
+	room := MaxEmailBytes - len(rawBare) - noteGrowth*len(files)
+	if room < 0 {
+		return r.plain(msg, ev, route, files, tooLarge(len(rawBare)))
+	}
+	again, err := r.render(ev, route, from, planAttachments(files, room))
+	var bound *boundError
+	switch {
+	case errors.As(err, &bound):
+		return r.plain(again, ev, route, files, bound.Error())
+	case err != nil:
+		return nil, err
+	}
+	if raw, err = again.Encode(); err != nil || len(raw) <= MaxEmailBytes {
+		return again, err
+	}
+	return r.plain(again, ev, route, files, tooLarge(len(raw)))
+}
+
 // render is Render without the fallback, with the templates' own errors,
-// for the trial. On an error of the templates the message holds what they
-// wrote before it.
-func (r *Renderer) render(ev *Event, route *config.Route, from string) (*Message, error) {
+// for the trial: the email attaches the files plan says to. On an error of
+// the templates the message holds what they wrote before it.
+func (r *Renderer) render(ev *Event, route *config.Route, from string, plan []Attachment) (*Message, error) {
 	set, ok := r.sets[cmp.Or(ev.Format, FormatZender)+"/"+ev.Type]
 	if !ok {
 		set, ok = r.sets[ev.Type]
@@ -332,11 +384,11 @@ func (r *Renderer) render(ev *Event, route *config.Route, from string) (*Message
 			return nil, fmt.Errorf("route %q: no template set %q", route.Name, route.Template)
 		}
 	}
-	return r.renderSet(set, ev, route, from)
+	return r.renderSet(set, ev, route, from, plan)
 }
 
 // renderSet is render with the templates of set.
-func (r *Renderer) renderSet(set *templateSet, ev *Event, route *config.Route, from string) (*Message, error) {
+func (r *Renderer) renderSet(set *templateSet, ev *Event, route *config.Route, from string, plan []Attachment) (*Message, error) {
 	if t, ok := r.subjects[route.Name]; ok && route.Subject != "" {
 		withSubject := *set
 		withSubject.subject = t
@@ -346,7 +398,7 @@ func (r *Renderer) renderSet(set *templateSet, ev *Event, route *config.Route, f
 	if route.Threaded() {
 		threadID = ThreadID(ev, from)
 	}
-	out, err := r.run(set, r.view(ev, route, threadID != ""))
+	out, err := r.run(set, r.view(ev, route, threadID != "", plan))
 	return &Message{
 		EventID:   ev.ID,
 		Route:     route.Name,
@@ -361,11 +413,14 @@ func (r *Renderer) renderSet(set *templateSet, ev *Event, route *config.Route, f
 		MessageID: MessageID(ev.ID, route.Name, from),
 		ThreadID:  threadID,
 		ReplyTo:   route.ReplyTo,
+
+		Attachments: attached(plan),
 	}, err
 }
 
-// view is what an event's templates see.
-func (r *Renderer) view(ev *Event, route *config.Route, thread bool) *View {
+// view is what an event's templates see; files are its files as the
+// email carries or links them (see planAttachments).
+func (r *Renderer) view(ev *Event, route *config.Route, thread bool, files []Attachment) *View {
 	c := ev.Canonical()
 	view := &View{
 		ID:        ev.ID,
@@ -383,7 +438,7 @@ func (r *Renderer) view(ev *Event, route *config.Route, thread bool) *View {
 		MessageID: c.MessageID,
 		Status:    c.Status,
 	}
-	for _, a := range c.Attachments {
+	for _, a := range files {
 		size := a.Size
 		if size == 0 {
 			size = int64(len(a.Data))

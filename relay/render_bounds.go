@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -130,18 +131,20 @@ func (r *Renderer) run(set *templateSet, data any) (rendered, error) {
 // plain turns msg, the email ev's templates made or began, into the plain
 // fallback: the same headers (the subject too, when its template finished,
 // so a thread stays one), and a text part that lists every field of ev
-// once, after a note saying why. It is built without templates, so it
-// cannot loop, and its size is the event's plus a few hundred bytes, which
-// base64 (see Message.Build) makes 4/3 and a little: for the largest event
-// a webhook can bring (webhook.max_body_bytes of at most
-// config.MaxWebhookBodyBytes, tripled at worst by the repair of invalid
-// UTF-8, and MaxFields names) that is under MaxEmailBytes.
-func (r *Renderer) plain(msg *Message, ev *Event, route *config.Route, why string) (*Message, error) {
-	view := r.view(ev, route, msg.ThreadID != "")
+// once, after a note saying why, then its files. It is built without
+// templates, so it cannot loop, and its size is the event's plus a few
+// hundred bytes, which base64 (see Message.Build) makes 4/3 and a little:
+// for the largest event a webhook can bring (webhook.max_body_bytes of at
+// most config.MaxWebhookBodyBytes, tripled at worst by the repair of
+// invalid UTF-8, and MaxFields names) that is under MaxEmailBytes. It
+// attaches the files that fit in the room that text leaves.
+func (r *Renderer) plain(msg *Message, ev *Event, route *config.Route, files []Attachment, why string) (*Message, error) {
+	view := r.view(ev, route, msg.ThreadID != "", nil)
 	p := *msg
 	p.raw = nil
 	p.HTML = ""
 	p.Plain = why
+	p.Attachments = nil
 	if p.Subject == "" {
 		p.Subject = subjectLine(view.Label + " event" + prefixed(" from ", ev.Data["phone"]))
 	}
@@ -152,15 +155,55 @@ func (r *Renderer) plain(msg *Message, ev *Event, route *config.Route, why strin
 	for _, f := range view.Fields {
 		fmt.Fprintf(&b, "%s: %s\n", f.Name, f.Value)
 	}
-	p.Text = b.String()
+	// Measured with every file named but none attached, then attached
+	// as far as the room left allows.
+	p.Text = b.String() + fileLines(planAttachments(files, MaxEmailBytes))
 	raw, err := p.Encode()
 	if err != nil {
 		return nil, err
+	}
+	if len(files) > 0 {
+		plan := planAttachments(files, MaxEmailBytes-len(raw)-noteGrowth*len(files))
+		p.raw = nil
+		p.Text, p.Attachments = b.String()+fileLines(plan), attached(plan)
+		if raw, err = p.Encode(); err != nil {
+			return nil, err
+		}
 	}
 	if len(raw) > MaxEmailBytes {
 		return nil, fmt.Errorf("event %s: even as plain text its email would be %d bytes, more than the %d an email may hold", ev.ID, len(raw), MaxEmailBytes)
 	}
 	return &p, nil
+}
+
+// fileLines lists an email's files for the plain fallback, as the default
+// text templates do: attached, linked, or not attached and why.
+func fileLines(plan []Attachment) string {
+	if len(plan) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("\n")
+	for _, a := range plan {
+		name := cmp.Or(OneLine(a.Name), "a file")
+		note := prefixed(" (", a.Note)
+		if note != "" {
+			note += ")"
+		}
+		switch {
+		case len(a.Data) > 0 && a.Note == "":
+			typ := ""
+			if a.ContentType != "" {
+				typ = a.ContentType + ", "
+			}
+			fmt.Fprintf(&b, "Attached:     %s (%s%s)\n", name, typ, formatSize(a.Size))
+		case a.URL != "":
+			fmt.Fprintf(&b, "Attachment:   %s%s\n", OneLine(a.URL), note)
+		default:
+			fmt.Fprintf(&b, "Not attached: %s%s\n", name, note)
+		}
+	}
+	return b.String()
 }
 
 // prefixed is prefix+s folded to one line, or "" when s is empty.

@@ -84,7 +84,7 @@ func (r *Renderer) renderDigest(entries []DigestEntry, route *config.Route, from
 	sources := map[string]bool{}
 	for i := range entries {
 		ev := &entries[i].Event
-		v := r.view(ev, route, false)
+		v := r.view(ev, route, false, linkedOnly(ev.files(), "a digest attaches no files"))
 		dv.Events = append(dv.Events, v)
 		sources[v.Who()] = true
 		if j := slices.IndexFunc(dv.Counts, func(c TypeTally) bool { return c.Label == v.Label }); j >= 0 {

@@ -31,6 +31,10 @@ type Message struct {
 	// the templates make: every field of the event once, in a text part
 	// (see Renderer.Render).
 	Plain string
+	// Attachments are the files the email carries, each with its bytes,
+	// a name and a media type (see planAttachments); the text and HTML
+	// name them.
+	Attachments []Attachment
 	// Date is the event's own time.
 	Date time.Time
 	// MessageID is deterministic per event and route (without the angle
@@ -81,7 +85,8 @@ func (e *PartialError) Unwrap() error { return e.Err }
 // Build turns m into a go-mail message: From, To, Cc, Subject, Date,
 // Message-ID, and a UTF-8 multipart/alternative body, text first and HTML
 // last so clients prefer the HTML (the plain fallback has the text part
-// alone). Bcc goes only to the envelope.
+// alone). Attachments make it multipart/mixed: that body, then each file,
+// base64. Bcc goes only to the envelope.
 func (m *Message) Build() (*mail.Msg, error) {
 	msg := mail.NewMsg(mail.WithNoDefaultUserAgent())
 	if err := msg.From(m.From); err != nil {
@@ -125,6 +130,12 @@ func (m *Message) Build() (*mail.Msg, error) {
 	}
 	if m.HTML != "" {
 		msg.AddAlternativeString(mail.TypeTextHTML, m.HTML)
+	}
+	for i, a := range m.Attachments {
+		// Made safe again here: go-mail writes the type as it is given.
+		ct := safeMediaType(a.ContentType)
+		msg.AttachReadSeeker(safeFileName(a.Name, i+1, ct), bytes.NewReader(a.Data),
+			mail.WithFileContentType(mail.ContentType(ct)), mail.WithFileEncoding(mail.EncodingB64))
 	}
 	return msg, nil
 }

@@ -3,8 +3,13 @@ package smtp
 import (
 	"bytes"
 	"crypto/tls"
+	"encoding/base64"
 	"errors"
+	"io"
 	"log/slog"
+	"mime"
+	"mime/multipart"
+	"net/mail"
 	"slices"
 	"strings"
 	"testing"
@@ -503,5 +508,59 @@ func TestSMTPConfigErrors(t *testing.T) {
 				t.Errorf("%d MAIL commands reached the server", sink.Tries())
 			}
 		})
+	}
+}
+
+// TestSMTPCarriesAttachments: the files of a message reach the server as
+// parts of a multipart/mixed email, after the text and HTML, and decode
+// to the same bytes, names and types.
+func TestSMTPCarriesAttachments(t *testing.T) {
+	sink := smtptest.NewSink(t)
+	s, _ := newTestSMTPSender(t, sinkConfig(t, sink))
+	msg := testMessage("a@example.com")
+	files := []relay.Attachment{
+		{Name: "photo.jpg", ContentType: "image/jpeg", Data: bytes.Repeat([]byte{0xff, 0xd8, 0x00, '\r', '\n', '.'}, 20_000)},
+		{Name: "note.txt", ContentType: "text/plain", Data: []byte(".\r\n.\r\nQUIT\r\n")},
+	}
+	msg.Attachments = files
+	if err := s.Send(t.Context(), msg); err != nil {
+		t.Fatal(err)
+	}
+	got := sink.Messages()
+	if len(got) != 1 {
+		t.Fatalf("%d messages", len(got))
+	}
+	m, err := mail.ReadMessage(bytes.NewReader(got[0].Data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mt, params, err := mime.ParseMediaType(m.Header.Get("Content-Type"))
+	if err != nil || mt != "multipart/mixed" {
+		t.Fatalf("Content-Type %q", m.Header.Get("Content-Type"))
+	}
+	mr := multipart.NewReader(m.Body, params["boundary"])
+	var parts []string
+	var i int
+	for {
+		p, err := mr.NextPart()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		ct, _, _ := mime.ParseMediaType(p.Header.Get("Content-Type"))
+		parts = append(parts, ct)
+		if ct == "multipart/alternative" {
+			continue
+		}
+		b, err := io.ReadAll(base64.NewDecoder(base64.StdEncoding, p))
+		if err != nil || i >= len(files) || p.FileName() != files[i].Name || ct != files[i].ContentType || !bytes.Equal(b, files[i].Data) {
+			t.Errorf("part %d: %q %q, %d bytes (%v)", i, p.FileName(), ct, len(b), err)
+		}
+		i++
+	}
+	if strings.Join(parts, ",") != "multipart/alternative,image/jpeg,text/plain" {
+		t.Errorf("parts %v", parts)
 	}
 }
