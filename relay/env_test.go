@@ -62,12 +62,16 @@ type envSetup struct {
 	sender  relay.Sender
 	now     func() time.Time
 	digests func(*memqueue.Queue) relay.DigestStore
+	media   relay.MediaFetcher
 }
 
 type envOption func(*envSetup)
 
 // withSender delivers with s instead of an outbox in cfg.Outbox.Dir.
 func withSender(s relay.Sender) envOption { return func(e *envSetup) { e.sender = s } }
+
+// withMedia makes the workers fetch remote files with f.
+func withMedia(f relay.MediaFetcher) envOption { return func(e *envSetup) { e.media = f } }
 
 // withClock sets the clock of the receiver, the queue and the workers.
 func withClock(now func() time.Time) envOption { return func(e *envSetup) { e.now = now } }
@@ -111,7 +115,7 @@ func newTestEnv(t testing.TB, cfg *config.Config, opts ...envOption) *testEnv {
 	})
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	reg := prometheus.NewRegistry()
-	workers := relay.NewWorkers(rules, q, relay.QueueLocal, digests, setup.sender, log, reg)
+	workers := relay.NewWorkers(rules, q, relay.QueueLocal, digests, setup.sender, setup.media, log, reg)
 	workers.SetClock(setup.now)
 	secrets := webhook.NewKeys(cfg.Webhook.Secrets)
 	rc := &webhook.Receiver{

@@ -50,6 +50,7 @@ type Workers struct {
 	queue   Queue
 	digests DigestStore
 	sender  Sender
+	media   MediaFetcher
 	log     *slog.Logger
 	metrics *Metrics
 	rules   atomic.Pointer[Rules]
@@ -61,13 +62,14 @@ type Workers struct {
 
 // NewWorkers builds smtp.workers workers on queue, which scope says is
 // this process's alone or shared. digests may be nil when no route digests
-// (Run checks). Their metrics, the queue's gauges among them, are
-// registered on reg.
-func NewWorkers(rules *Rules, queue Queue, scope QueueScope, digests DigestStore, sender Sender, log *slog.Logger, reg prometheus.Registerer) *Workers {
+// (Run checks); media may be nil, and then no remote file is fetched.
+// Their metrics, the queue's gauges among them, are registered on reg.
+func NewWorkers(rules *Rules, queue Queue, scope QueueScope, digests DigestStore, sender Sender, media MediaFetcher, log *slog.Logger, reg prometheus.Registerer) *Workers {
 	w := &Workers{
 		queue:   queue,
 		digests: digests,
 		sender:  sender,
+		media:   media,
 		log:     log,
 		metrics: NewMetrics(reg, queue, scope),
 		count:   rules.Config.SMTP.Workers,
@@ -173,7 +175,8 @@ func (w *Workers) deliver(ctx context.Context, lease *Lease) {
 	// Each route's outcome stands alone: a route refused for good is given
 	// up (it.Refused) while the others still get their email now and, when
 	// refused for now, on the retry.
-	var err error // the first temporary failure: the event is retried
+	var err error     // the first temporary failure: the event is retried
+	var mailed *Event // ev with its remote files, fetched for the first email
 	for _, route := range routes {
 		if slices.Contains(it.Delivered, route.Name) || it.Refused[route.Name] != "" {
 			continue
@@ -191,9 +194,14 @@ func (w *Workers) deliver(ctx context.Context, lease *Lease) {
 			if rerr = w.collect(ctx, route, ev); rerr != nil {
 				rerr = fmt.Errorf("collect for the digest: %w", rerr)
 			}
-		} else if msg, rerr = l.Renderer.Render(ev, route, l.Config.SMTP.From); rerr == nil {
-			msg.Envelope = it.Owed[route.Name]
-			rerr = w.sender.Send(ctx, msg)
+		} else {
+			if mailed == nil {
+				mailed = w.withMedia(ctx, l.Config, ev)
+			}
+			if msg, rerr = l.Renderer.Render(mailed, route, l.Config.SMTP.From); rerr == nil {
+				msg.Envelope = it.Owed[route.Name]
+				rerr = w.sender.Send(ctx, msg)
+			}
 		}
 		var partial *PartialError
 		if errors.As(rerr, &partial) {

@@ -2,7 +2,7 @@
 // the sender, the workers and the listeners, serves until told to stop,
 // reloads when asked, and shuts down in order. The CLI calls Serve; the
 // parts it wires are the core (relay) and its seams (relay/spool,
-// relay/webhook, relay/smtp, relay/outbox, relay/admin).
+// relay/webhook, relay/smtp, relay/outbox, relay/admin, relay/media).
 package app
 
 import (
@@ -24,6 +24,7 @@ import (
 	"github.com/hookmail/hookmail/config"
 	"github.com/hookmail/hookmail/relay"
 	"github.com/hookmail/hookmail/relay/admin"
+	"github.com/hookmail/hookmail/relay/media"
 	"github.com/hookmail/hookmail/relay/webhook"
 )
 
@@ -126,7 +127,7 @@ func Serve(ctx context.Context, o Options) error {
 // newServer wires the workers and the receiver's secrets on backend.
 func newServer(o Options, reg Registry, rules *relay.Rules, backend *Backend, sender relay.Sender) *server {
 	s := &server{opts: o, cfg: o.Config, log: o.Log, reg: reg, backend: backend, reloads: newReloadMetrics(reg)}
-	s.workers = relay.NewWorkers(rules, backend.Queue, backend.Scope(), backend.Digests, sender, o.Log, reg)
+	s.workers = relay.NewWorkers(rules, backend.Queue, backend.Scope(), backend.Digests, sender, media.NewFetcher(reg), o.Log, reg)
 	keys, _ := sourceKeys(o.Config, nil) // Validate read every secrets_file already
 	s.keys.Store(&keys)
 	s.drainFor.Store(int64(o.Config.Shutdown.Drain))
