@@ -80,6 +80,8 @@ const (
 	// MaxMediaBytes is the largest media.max_bytes: the most one email
 	// attaches (relay.MaxAttachmentBytes), base64 a little under 10 MB.
 	MaxMediaBytes = 7_000_000
+	// MaxMediaTimeout is the longest media.timeout.
+	MaxMediaTimeout = time.Minute
 	// MaxSourceBodyBytes is the largest body a source may take: an MMS
 	// with its pictures inline, base64, still fits an email under the
 	// 25 MB most mail servers take once hookmail caps its attachments.
@@ -250,13 +252,24 @@ func (c *Config) validateSources(v *validator, use Use) {
 			}
 			for j, h := range s.Media.Hosts {
 				bare := strings.TrimPrefix(h, "*.")
-				if bare == "" || strings.ContainsAny(bare, "/:*@ ") || net.ParseIP(bare) != nil && !s.Media.AllowPrivate && net.ParseIP(bare).IsPrivate() {
+				ip := net.ParseIP(bare)
+				switch {
+				case bare == "" || strings.ContainsAny(bare, "/:*@ ") || ip != nil && bare != h:
 					v.add(fmt.Sprintf("%s[%d]", at("media.hosts"), j), fmt.Sprintf("%q is not a host name", h), `write a host like "api.twilio.com" or "*.twilio.com"`)
+				case ip != nil && !s.Media.AllowPrivate && (ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsUnspecified() || ip.IsMulticast()):
+					v.add(fmt.Sprintf("%s[%d]", at("media.hosts"), j), fmt.Sprintf("%q is a loopback, private or link-local address, which hookmail never fetches from by default", h),
+						"set media.allow_private: true if the media server really is inside your network")
 				}
 			}
 		}
 		if s.Media.MaxBytes < 0 || s.Media.Timeout < 0 {
 			v.add(at("media"), "max_bytes and timeout must not be negative", "leave them out for the defaults (5 MiB, 10s)")
+		}
+		if s.Media.MaxBytes > MaxMediaBytes {
+			v.add(at("media.max_bytes"), fmt.Sprintf("%d is more than one email attaches", s.Media.MaxBytes), fmt.Sprintf("set at most %d, or 0 for the default (5 MiB)", MaxMediaBytes))
+		}
+		if s.Media.Timeout > MaxMediaTimeout {
+			v.add(at("media.timeout"), fmt.Sprintf("%s is longer than a fetch may take", s.Media.Timeout), fmt.Sprintf("set at most %s: the files are fetched while the email is sent, which has 5 minutes in all", MaxMediaTimeout))
 		}
 	}
 }

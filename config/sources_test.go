@@ -66,7 +66,10 @@ func TestSourcesInForce(t *testing.T) {
   max_body_bytes: 2000
   sources:
     - {name: android, path: /a, format: smsgate, secrets: [`+keyA+`]}
-    - {name: bee, path: /b, format: textbee, secrets: [`+keyA+`], replay_window: 1m}`+routesYAML, nil)
+    - {name: bee, path: /b, format: textbee, secrets: [`+keyA+`], replay_window: 1m}
+    - {name: tw, path: /t, format: twilio, public_url: "https://h.example/t", secrets: [`+keyA+`],
+       media: {fetch: true, hosts: [api.twilio.com, "*.twiliocdn.com"], max_bytes: 7000000, timeout: 1m}}
+    - {name: lan, path: /l, format: zender, secrets: [`+keyA+`], media: {fetch: true, hosts: ["10.0.0.5"], allow_private: true}}`+routesYAML, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,6 +80,9 @@ func TestSourcesInForce(t *testing.T) {
 	}
 	if a.Media.MaxBytes != DefaultMediaMaxBytes || a.Media.Timeout != DefaultMediaTimeout {
 		t.Errorf("media defaults: %+v", a.Media)
+	}
+	if tw, _ := cfg.Webhook.Source("tw"); !tw.Media.Fetch || len(tw.Media.Hosts) != 2 || tw.Media.MaxBytes != MaxMediaBytes || tw.Media.Timeout.Minutes() != 1 {
+		t.Errorf("tw's media: %+v", tw.Media)
 	}
 }
 
@@ -128,6 +134,10 @@ func TestSourceProblems(t *testing.T) {
 		"bad path":       {`{name: a, path: /metrics, format: smsgate, secrets: [` + keyA + `]}`, "webhook.sources[0].path", "hookmail's own endpoint"},
 		"no public_url":  {`{name: a, path: /a, format: twilio, secrets: [` + keyA + `]}`, "webhook.sources[0].public_url", "https://hooks.example.com/a"},
 		"fetch no hosts": {`{name: a, path: /a, format: twilio, public_url: "https://x.example/a", secrets: [` + keyA + `], media: {fetch: true}}`, "webhook.sources[0].media.hosts", "api.twilio.com"},
+		"private host":   {`{name: a, path: /a, format: zender, secrets: [` + keyA + `], media: {fetch: true, hosts: ["127.0.0.1"]}}`, "webhook.sources[0].media.hosts[0]", "media.allow_private: true"},
+		"wildcard ip":    {`{name: a, path: /a, format: zender, secrets: [` + keyA + `], media: {fetch: true, hosts: ["*.10.0.0.1"]}}`, "webhook.sources[0].media.hosts[0]", "not a host name"},
+		"media too big":  {`{name: a, path: /a, format: zender, secrets: [` + keyA + `], media: {max_bytes: 9000000}}`, "webhook.sources[0].media.max_bytes", "at most 7000000"},
+		"media too slow": {`{name: a, path: /a, format: zender, secrets: [` + keyA + `], media: {timeout: 2m}}`, "webhook.sources[0].media.timeout", "at most 1m0s"},
 		"too large":      {`{name: a, path: /a, format: smsgate, secrets: [` + keyA + `], max_body_bytes: 99999999}`, "webhook.sources[0].max_body_bytes", "16 MiB"},
 		"same path":      {`{name: a, path: /webhook, format: smsgate, secrets: [` + keyA + `]}`, "webhook.sources[0].path", `source "gateway"`},
 		"same name":      {`{name: gateway, path: /a, format: smsgate, secrets: [` + keyA + `]}`, "webhook.sources[0].name", "move webhook.secrets"},
