@@ -82,9 +82,10 @@ const (
 	MaxMediaBytes = 7_000_000
 	// MaxMediaTimeout is the longest media.timeout.
 	MaxMediaTimeout = time.Minute
-	// MaxSourceBodyBytes is the largest body a source may take: an MMS
-	// with its pictures inline, base64, still fits an email under the
-	// 25 MB most mail servers take once hookmail caps its attachments.
+	// MaxSourceBodyBytes is the largest body an smsgate source may take:
+	// an MMS with its pictures inline, base64. Its fields besides the
+	// files are held to MaxWebhookBodyBytes, as every other format's body
+	// is, and the email attaches files up to its own cap, naming the rest.
 	MaxSourceBodyBytes = 16 << 20
 )
 
@@ -186,6 +187,7 @@ func (c *Config) validateSources(v *validator, use Use) {
 	w := &c.Webhook
 	names := map[string]bool{}
 	paths := map[string]string{}
+	envs := map[string]string{}
 	for i, s := range w.Sources() {
 		listed := s.Name != GatewaySource || i > 0 || len(w.SourceList) > 0 && len(w.Secrets) == 0
 		at := func(k string) string {
@@ -202,7 +204,11 @@ func (c *Config) validateSources(v *validator, use Use) {
 				v.add(at("name"), `"gateway" is the name of the source webhook.path and webhook.secrets make`, "choose another name, or move webhook.secrets into this source")
 			case names[s.Name]:
 				v.add(at("name"), fmt.Sprintf("%q names two sources", s.Name), "give each source a name of its own")
+			case envs[SourceEnvName(s.Name)] != "":
+				v.add(at("name"), fmt.Sprintf("%q and %q share the variable %s", envs[SourceEnvName(s.Name)], s.Name, SourceEnvName(s.Name)),
+					"give them names that differ in more than - and _")
 			}
+			envs[SourceEnvName(s.Name)] = s.Name
 			v.webhookPathAt(at("path"), s.Path)
 		}
 		names[s.Name] = true
@@ -243,8 +249,15 @@ func (c *Config) validateSources(v *validator, use Use) {
 		if s.ReplayWindow < 0 {
 			v.add(at("replay_window"), fmt.Sprintf("must not be negative, got %s", s.ReplayWindow), `write it like "5m"`)
 		}
-		if s.MaxBodyBytes < 0 || s.MaxBodyBytes > MaxSourceBodyBytes {
+		switch {
+		case s.MaxBodyBytes < 0 || s.MaxBodyBytes > MaxSourceBodyBytes:
 			v.add(at("max_body_bytes"), fmt.Sprintf("%d is out of range", s.MaxBodyBytes), fmt.Sprintf("set at most %d (16 MiB), or 0 for the default", MaxSourceBodyBytes))
+		case s.Format != FormatSMSGate && s.MaxBodyBytes > MaxWebhookBodyBytes:
+			// Only smsgate carries files inline, which an email attaches
+			// apart from the text; any other body is all text, and past
+			// this its email could be over what mail servers take.
+			v.add(at("max_body_bytes"), fmt.Sprintf("%d is over %d, past which a %s webhook's email could be over the 10 MB mail servers take", s.MaxBodyBytes, MaxWebhookBodyBytes, s.Format),
+				"set at most 2097152 (2 MiB); only smsgate, whose pictures come inline, may take more")
 		}
 		if s.Media.Fetch {
 			if len(s.Media.Hosts) == 0 {

@@ -140,6 +140,7 @@ func TestSourceProblems(t *testing.T) {
 		"media too slow": {`{name: a, path: /a, format: zender, secrets: [` + keyA + `], media: {timeout: 2m}}`, "webhook.sources[0].media.timeout", "at most 1m0s"},
 		"too large":      {`{name: a, path: /a, format: smsgate, secrets: [` + keyA + `], max_body_bytes: 99999999}`, "webhook.sources[0].max_body_bytes", "16 MiB"},
 		"same path":      {`{name: a, path: /webhook, format: smsgate, secrets: [` + keyA + `]}`, "webhook.sources[0].path", `source "gateway"`},
+		"same variable":  {"{name: a-b, path: /a, format: smsgate, secrets: [" + keyA + "]}\n    - {name: a_b, path: /b, format: smsgate, secrets: [" + keyA + "]}", "webhook.sources[1].name", "HOOKMAIL_SOURCE_A_B_SECRETS"},
 		"same name":      {`{name: gateway, path: /a, format: smsgate, secrets: [` + keyA + `]}`, "webhook.sources[0].name", "move webhook.secrets"},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -178,5 +179,19 @@ routes:
 	if len(got) != 2 || !strings.HasPrefix(got[0], "routes[0].match.source:") || !strings.Contains(got[0], "use one of gateway") ||
 		!strings.HasPrefix(got[1], "routes[1].match.format:") {
 		t.Errorf("problems %q", got)
+	}
+}
+
+// TestOnlySMSGateTakesLargeBodies: a body that is all text is held to
+// webhook.max_body_bytes' cap, past which its email could not be sent;
+// smsgate's files come apart from its text.
+func TestOnlySMSGateTakesLargeBodies(t *testing.T) {
+	_, err := loadYAML(t, `webhook:
+  sources:
+    - {name: a, path: /a, format: smsgate, secrets: [`+keyA+`], max_body_bytes: 16777216}
+    - {name: b, path: /b, format: textbee, secrets: [`+keyA+`], max_body_bytes: 4194304}`+routesYAML, nil)
+	ps := problems(t, err)
+	if len(ps) != 1 || !strings.HasPrefix(ps[0].Error(), "webhook.sources[1].max_body_bytes: 4194304 is over 2097152") {
+		t.Errorf("problems %v", ps)
 	}
 }

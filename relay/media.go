@@ -3,6 +3,7 @@ package relay
 import (
 	"context"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/hookmail/hookmail/config"
@@ -80,7 +81,9 @@ func (w *Workers) withMedia(ctx context.Context, cfg *config.Config, ev *Event) 
 		}
 		got, err := w.media.Fetch(ctx, MediaRequest{Media: src.Media, File: f, User: user, Password: password})
 		if err != nil {
-			w.log.Warn("media not fetched; the email links it", "id", ev.ID, "source", src.Name, "err", err)
+			// Not err itself: a refused redirect's error names its target,
+			// a signed URL that must not reach the logs.
+			w.log.Warn("media not fetched; the email links it", "id", ev.ID, "source", src.Name, "url", redactQuery(f.URL), "why", got.Note)
 		}
 		files[i] = got
 		held += len(got.Data)
@@ -92,4 +95,13 @@ func (w *Workers) withMedia(ctx context.Context, cfg *config.Config, ev *Event) 
 	withFiles := *ev
 	withFiles.fetched = files
 	return &withFiles
+}
+
+// redactQuery is u without its query and fragment, where signed URLs keep
+// their credentials.
+func redactQuery(u string) string {
+	if i := strings.IndexAny(u, "?#"); i >= 0 {
+		return u[:i] + "?…"
+	}
+	return u
 }

@@ -121,6 +121,11 @@ func Serve(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
+	// The sources' keys, read again: a secrets_file may have gone since
+	// the config was validated, and a source without keys refuses all.
+	if _, err := sourceKeys(cfg, nil, nil); err != nil {
+		return err
+	}
 	return newServer(o, reg, rules, backend, sender).run(ctx)
 }
 
@@ -128,7 +133,7 @@ func Serve(ctx context.Context, o Options) error {
 func newServer(o Options, reg Registry, rules *relay.Rules, backend *Backend, sender relay.Sender) *server {
 	s := &server{opts: o, cfg: o.Config, log: o.Log, reg: reg, backend: backend, reloads: newReloadMetrics(reg)}
 	s.workers = relay.NewWorkers(rules, backend.Queue, backend.Scope(), backend.Digests, sender, media.NewFetcher(reg), o.Log, reg)
-	keys, _ := sourceKeys(o.Config, nil) // Validate read every secrets_file already
+	keys, _ := sourceKeys(o.Config, nil, nil) // Serve read every secrets_file just before
 	s.keys.Store(&keys)
 	s.drainFor.Store(int64(o.Config.Shutdown.Drain))
 	s.reloads.succeeded(time.Now())
@@ -281,12 +286,19 @@ func interruptible[T any](ctx context.Context, step func() (T, error)) (T, error
 // sourceKeys reads the keys of every source in cfg. A source that was in
 // force before (old) but is not in cfg keeps its keys: its path is served
 // until a restart.
-func sourceKeys(cfg *config.Config, old map[string]webhook.Keys) (map[string]webhook.Keys, error) {
+//
+// formats are the formats the running handlers read, by source: a source
+// whose format a reload changed keeps its old keys until the restart that
+// serves the new format (nil at start).
+func sourceKeys(cfg *config.Config, old map[string]webhook.Keys, formats map[string]string) (map[string]webhook.Keys, error) {
 	keys := map[string]webhook.Keys{}
 	for name, k := range old {
 		keys[name] = k
 	}
 	for _, src := range cfg.Webhook.Sources() {
+		if format, ok := formats[src.Name]; ok && format != src.Format {
+			continue // its handler reads the old format until a restart: keep the old keys
+		}
 		secrets, err := src.AllSecrets()
 		if err != nil {
 			return nil, err

@@ -55,7 +55,7 @@ func (s *server) reload(trigger string) {
 	}
 	var keys map[string]webhook.Keys
 	if err == nil {
-		keys, err = sourceKeys(next, *s.keys.Load())
+		keys, err = sourceKeys(next, *s.keys.Load(), s.servedFormats())
 	}
 	if err != nil {
 		s.reloads.ok.Set(0)
@@ -116,12 +116,22 @@ func restartKeys(started, cfg *config.Config) []string {
 
 // sourceShapes is what only a restart changes of the sources in force:
 // which there are, on which paths, in which formats, with which limits.
-// Their secrets reload.
+// Their secrets and media settings reload.
 func sourceShapes(cfg *config.Config) []config.Source {
 	var out []config.Source
 	for _, src := range cfg.Webhook.Sources() {
 		src.Secrets, src.SecretsFile = nil, ""
+		src.Media = config.Media{} // the workers read it from the config in force
 		out = append(out, src)
 	}
 	return out
+}
+
+// servedFormats are the formats the running handlers read, by source.
+func (s *server) servedFormats() map[string]string {
+	formats := map[string]string{}
+	for _, src := range s.cfg.Webhook.Sources() {
+		formats[src.Name] = src.Format
+	}
+	return formats
 }

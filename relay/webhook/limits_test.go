@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hookmail/hookmail/config"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
@@ -124,7 +125,8 @@ func TestConcurrencyCap(t *testing.T) {
 	call := func() *reqError {
 		req := httptest.NewRequest(http.MethodPost, "/webhook", strings.NewReader("secret="+testSecret+"&type=sms&data[message]=hi"))
 		req.Header.Set("Content-Type", formType)
-		_, rerr := env.rc.receive(httptest.NewRecorder(), req, &src, formatOf(&src), DecodeOptions{}, busy)
+		release := func() {}
+		_, rerr := env.rc.receive(httptest.NewRecorder(), req, &src, formatOf(&src), DecodeOptions{}, busy, &release)
 		return rerr
 	}
 	if rerr := call(); rerr != errBusy || rerr.status != http.StatusServiceUnavailable || rerr.retryAfter == "" {
@@ -162,6 +164,29 @@ func TestDedupKeepsSendersApart(t *testing.T) {
 	} {
 		if got := status(tc.secret, tc.typ); got != tc.want {
 			t.Errorf("%s from secret %.6s…: %s, want %s", tc.typ, tc.secret, got, tc.want)
+		}
+	}
+}
+
+// TestDedupKeepsZenderSourcesApart: two zender sources that share a secret
+// are two platforms: the same data[id] from each is two events, while each
+// one's repeat is still a duplicate.
+func TestDedupKeepsZenderSourcesApart(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Dedup.Window = time.Hour
+	env := newTestEnv(t, cfg)
+	branch := config.Source{Name: "branch", Path: "/hooks/branch", Format: config.FormatZender, MaxBodyBytes: cfg.Webhook.MaxBodyBytes}
+	handlers := map[string]http.Handler{"gateway": env.rc.Handler(env.gateway()), "branch": env.rc.Handler(branch)}
+	status := func(source string) string {
+		var r struct{ Status string }
+		_ = json.Unmarshal(post(t, handlers[source], formType, "secret="+testSecret+"&type=sms&data[id]=5&data[message]=x").Body.Bytes(), &r)
+		return r.Status
+	}
+	for _, tc := range []struct{ source, want string }{
+		{"gateway", "queued"}, {"branch", "queued"}, {"gateway", "duplicate"}, {"branch", "duplicate"},
+	} {
+		if got := status(tc.source); got != tc.want {
+			t.Errorf("from %s: %s, want %s", tc.source, got, tc.want)
 		}
 	}
 }

@@ -37,6 +37,7 @@ type Receiver struct {
 
 	limiter     sync.Once
 	rateLimiter *ipLimiter // one for every source: the rate is a client's, wherever it posts
+	large       *byteBudget
 }
 
 // Handler serves src's path, rate-limited per client IP when
@@ -50,6 +51,9 @@ func (rc *Receiver) Handler(src config.Source) http.Handler {
 		rc.NewID = func() string { return uuid.Must(uuid.NewV7()).String() }
 	}
 	rc.Metrics.init(src.Name)
+	if rc.large == nil {
+		rc.large = newByteBudget(LargeBodyBudget)
+	}
 	refusals := newRefusalLog(rc.Log, rc.Now)
 	h := rc.handle(&src, refusals)
 	if rc.Config.RateLimit > 0 {
@@ -76,7 +80,9 @@ func (rc *Receiver) handle(src *config.Source, refusals *refusalLog) http.Handle
 	opts := DecodeOptions{UnescapeHTML: cfg.UnescapeHTML}
 	busy := make(slots, cfg.MaxConcurrent)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		d, rerr := rc.receive(w, r, src, f, opts, busy)
+		release := func() {}
+		defer func() { release() }()
+		d, rerr := rc.receive(w, r, src, f, opts, busy, &release)
 		var dup *relay.DuplicateError
 		var ev *relay.Event
 		if d != nil {
@@ -125,10 +131,11 @@ func (rc *Receiver) handle(src *config.Source, refusals *refusalLog) http.Handle
 }
 
 // receive reads, authenticates and decodes one request. On success (and
-// not ignored) it holds a slot of busy, which the caller releases. What it
+// not ignored) it holds a slot of busy, which the caller releases, and sets
+// release to give back what it took of the large-body budget. What it
 // decoded (typed but without id) may come with an error, so the metrics
 // can name its type.
-func (rc *Receiver) receive(w http.ResponseWriter, r *http.Request, src *config.Source, f format, opts DecodeOptions, busy slots) (*decoded, *reqError) {
+func (rc *Receiver) receive(w http.ResponseWriter, r *http.Request, src *config.Source, f format, opts DecodeOptions, busy slots, release *func()) (*decoded, *reqError) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		return nil, &reqError{status: http.StatusMethodNotAllowed, result: ResultInvalid, reason: "only POST is accepted here"}
@@ -136,6 +143,15 @@ func (rc *Receiver) receive(w http.ResponseWriter, r *http.Request, src *config.
 	if rerr := f.precheck(r); rerr != nil {
 		w.Header().Set("Connection", "close")
 		return nil, rerr
+	}
+	// Held until the request ends: a large body's decoded files stay
+	// in memory until the event is stored.
+	if large := largePart(r, rc.Config.MaxBodyBytes, src.MaxBodyBytes); rc.large != nil && large > 0 {
+		if !rc.large.take(large) {
+			w.Header().Set("Connection", "close")
+			return nil, errLargeBodies
+		}
+		*release = func() { rc.large.give(large) }
 	}
 	keys := rc.Keys(src.Name)
 	var early func(string) bool

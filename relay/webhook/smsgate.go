@@ -4,12 +4,14 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"net/http"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/hookmail/hookmail/config"
 	"github.com/hookmail/hookmail/relay"
 )
 
@@ -101,6 +103,17 @@ func decodeSMSGate(body []byte) (*decoded, *reqError) {
 		return nil, rerr
 	}
 	f := flat.fields
+	// The body may be large for its files; what is not a file must fit
+	// what any other webhook may carry, so its email (its plain fallback
+	// too) stays within what mail servers take.
+	text := 0
+	for k, v := range f {
+		text += len(k) + len(v)
+	}
+	if text > config.MaxWebhookBodyBytes {
+		return nil, &reqError{status: http.StatusRequestEntityTooLarge, result: ResultTooLarge,
+			reason: fmt.Sprintf("%v: the fields besides the attachments' data may hold at most %d bytes", ErrFieldTooLarge, config.MaxWebhookBodyBytes)}
+	}
 	event := strings.ToLower(strings.TrimSpace(f["event"]))
 	if event == "" {
 		return nil, &reqError{status: http.StatusBadRequest, result: ResultInvalid, reason: "missing event"}
@@ -192,7 +205,13 @@ func smsgateMessageKey(event string, f map[string]string) string {
 	if t := parseSMSGateTime(received); !t.IsZero() {
 		received = strconv.FormatInt(t.UnixMilli(), 10) // the same instant, however the zone was written
 	}
-	return strings.Join([]string{event, p("messageId"), p("sender"), p("recipient"), p("phoneNumber"), received}, "\x00")
+	// Without the recipient's number, the device tells two phones apart
+	// that got the same text from one sender in the same second.
+	device := ""
+	if p("recipient") == "" {
+		device = f["deviceId"]
+	}
+	return strings.Join([]string{event, p("messageId"), p("sender"), p("recipient"), p("phoneNumber"), received, device}, "\x00")
 }
 
 // smsgateDevice names the receiving phone when the app does not know its

@@ -355,6 +355,11 @@ func TestSMSGateRefusesUndecodable(t *testing.T) {
 		{"no event", `{"id":"x","payload":{}}`, 400, "missing event"},
 		{"too many fields", `{"event":"sms:received","payload":{"a":[` + strings.Repeat("1,", MaxFields) + `1]}}`, 413, "at most"},
 		{"nested too deep", `{"event":"x","payload":` + strings.Repeat(`{"a":`, MaxDepth) + `1` + strings.Repeat(`}`, MaxDepth) + `}`, 413, "nest"},
+		// A large body is for files: text past the cap every other
+		// webhook has would make an email no server takes.
+		{"text past the cap", `{"event":"app:started","payload":{"f1":"` + strings.Repeat("x", 400<<10) + `","f2":"` + strings.Repeat("x", 400<<10) +
+			`","f3":"` + strings.Repeat("x", 400<<10) + `","f4":"` + strings.Repeat("x", 400<<10) + `","f5":"` + strings.Repeat("x", 400<<10) +
+			`","f6":"` + strings.Repeat("x", 400<<10) + `"}}`, 413, "besides the attachments"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -61,7 +61,14 @@ func (zenderFormat) accept(q *request) (*decoded, *reqError) {
 	if ev.Type == "" {
 		return &decoded{ev: ev}, &reqError{status: http.StatusBadRequest, result: ResultInvalid, reason: "missing type"}
 	}
-	return &decoded{ev: ev, dedupKey: dedupKey(q.keys.hash(sender), p.Type, p.Data["id"])}, nil
+	// The gateway's keys stay as they always were, so a restart keeps
+	// deduplicating what the queue already holds; another zender source's
+	// name their source too, so two platforms sharing a secret stay apart.
+	kind := p.Type
+	if q.src.Name != SourceGateway {
+		kind = q.src.Name + "\x00" + p.Type
+	}
+	return &decoded{ev: ev, dedupKey: dedupKey(q.keys.hash(sender), kind, p.Data["id"])}, nil
 }
 
 func (zenderFormat) reply(w http.ResponseWriter, status, id string) { replyJSON(w, status, id) }
