@@ -71,5 +71,11 @@ func (s *server) overviewData(r *http.Request) overviewView {
 	return v
 }
 
-// perMinute is n an hour as a rate a minute, to one decimal.
-func perMinute(n int) string { return fmt.Sprintf("%.1f", float64(n)/60) }
+// perMinute is n an hour as a rate a minute, to one decimal; under 0.1
+// but some, "< 0.1".
+func perMinute(n int) string {
+	if n > 0 && n < 6 {
+		return "< 0.1"
+	}
+	return fmt.Sprintf("%.1f", float64(n)/60)
+}

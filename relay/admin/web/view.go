@@ -172,6 +172,15 @@ func (s *server) funcs() template.FuncMap {
 			}
 			return string(r[:n]) + "…"
 		},
+		// tail is the end of an id: event ids are UUIDv7, whose first
+		// characters are the time, alike for the events of a minute.
+		"tail": func(n int, v string) string {
+			r := []rune(v)
+			if len(r) <= n {
+				return v
+			}
+			return "…" + string(r[len(r)-n:])
+		},
 		"bytes": func(n int64) string {
 			switch {
 			case n >= 1<<30:
