@@ -13,7 +13,7 @@ import (
 )
 
 // cookieName is the session cookie's.
-const cookieName = "hookmail_admin"
+const cookieName = "hookmail-admin"
 
 // maxSessions bounds the sessions kept; past it a login ends the oldest.
 const maxSessions = 1000
