@@ -367,6 +367,8 @@ func TestE2EAdminPageInBrowser(t *testing.T) {
 	mp.args = fixed
 	mp.start()
 	b.open(base + helloPage)
+	b.do("let the frame load", chromedp.Sleep(500*time.Millisecond))
+	b.screenshot("dead-letter", 1280) // the README shows it
 	b.click("retry", `form[action$="/retry"] button`)
 	if done := b.text("p.done"); done != "Requeued: the event is due now." {
 		t.Errorf("after retry the page says %q", done)
