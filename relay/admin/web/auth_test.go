@@ -46,6 +46,9 @@ func TestSignInRequired(t *testing.T) {
 			t.Errorf("GET %s signed out: %d, %d bytes", file, rec.Code, rec.Body.Len())
 		}
 	}
+	if rec := env.get("/static/"); rec.Code != http.StatusNotFound {
+		t.Errorf("GET /static/: %d, want 404 (no listing)", rec.Code)
+	}
 	if rec := env.get("/login"); rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), `<label for="token">Admin token</label>`) {
 		t.Errorf("the login form: %d\n%s", rec.Code, rec.Body)
 	}

@@ -96,7 +96,8 @@ func (s *server) list(dead bool) http.HandlerFunc {
 		f, form := readFilter(r.URL.Query(), dead, rules)
 		page, err := s.Inspector.List(r.Context(), f)
 		if err != nil && f.After != "" {
-			s.fail(w, r, http.StatusBadRequest, "This page's cursor is not one a listing gave; start from the first page.")
+			s.Log.Warn("admin page: a later page of a listing failed", "err", err)
+			s.fail(w, r, http.StatusBadRequest, "This page cannot be listed: its cursor is not one a listing gave, or the queue failed (hookmail's log says which); start from the first page.")
 			return
 		}
 		if err != nil {
