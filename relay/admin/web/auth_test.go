@@ -13,6 +13,9 @@ func TestNewNeedsToken(t *testing.T) {
 	if _, err := New(Options{}); err == nil || !strings.Contains(err.Error(), "admin.token") {
 		t.Fatalf("New without a token: %v, want an error naming admin.token", err)
 	}
+	if _, err := New(Options{Token: testToken}); err == nil {
+		t.Fatal("New without a queue: no error")
+	}
 }
 
 // TestSignInRequired: without a session every page sends the browser to

@@ -27,9 +27,9 @@ type Options struct {
 	Digests relay.DigestStore
 	// Rules returns the rules in force: routes, templates, the config.
 	Rules func() *relay.Rules
-	// Outcomes sums up the last hour's deliveries.
+	// Outcomes sums up the last hour's deliveries (default: none).
 	Outcomes func() relay.OutcomeSummary
-	// Reload says how the last config load went.
+	// Reload says how the last config load went (default: loaded).
 	Reload func() ReloadStatus
 	// Token is admin.token, which a browser logs in with; New refuses an
 	// empty one.
@@ -75,8 +75,17 @@ type server struct {
 // New returns the admin page's handler. It serves every path but the JSON
 // API's, which the caller routes to the API.
 func New(o Options) (http.Handler, error) {
-	if o.Token == "" {
+	switch {
+	case o.Token == "":
 		return nil, errors.New("the admin page needs admin.token: a browser logs in with it")
+	case o.Inspector == nil || o.Rules == nil:
+		return nil, errors.New("the admin page needs a queue to inspect and the rules in force")
+	}
+	if o.Outcomes == nil {
+		o.Outcomes = func() relay.OutcomeSummary { return relay.OutcomeSummary{} }
+	}
+	if o.Reload == nil {
+		o.Reload = func() ReloadStatus { return ReloadStatus{OK: true, Trigger: "start"} }
 	}
 	if o.Now == nil {
 		o.Now = time.Now
