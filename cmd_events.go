@@ -2,13 +2,11 @@ package main
 
 import (
 	"bytes"
-	"cmp"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
-	"slices"
 	"strings"
 	"time"
 
@@ -116,29 +114,11 @@ func (c *cli) previewEvent(cfg *config.Config, f *eventFlags) (*relay.Event, err
 // sourceOf is the source the flags name: --source's, or one of --format
 // (default zender) named after it.
 func (f *eventFlags) sourceOf(cfg *config.Config) (config.Source, error) {
-	if f.source != "" {
-		src, ok := cfg.Webhook.Source(f.source)
-		if !ok {
-			var names []string
-			for _, s := range cfg.Webhook.Sources() {
-				names = append(names, s.Name)
-			}
-			return src, fmt.Errorf("--source %q: no such source in the config; there are %s", f.source, strings.Join(names, ", "))
-		}
-		if f.format != "" && f.format != src.Format {
-			return src, fmt.Errorf("--format %s: source %s's format is %s; give one of the two", f.format, src.Name, src.Format)
-		}
-		return src, nil
+	src, err := webhook.PreviewSource(cfg, f.source, f.format)
+	if err != nil {
+		return src, fmt.Errorf("--%w", err) // "--source ..." or "--format ..."
 	}
-	format := cmp.Or(f.format, config.FormatZender)
-	if !slices.Contains(config.SourceFormats, format) {
-		return config.Source{}, fmt.Errorf("--format %q: hookmail reads %s", f.format, strings.Join(config.SourceFormats, ", "))
-	}
-	name := format
-	if format == config.FormatZender {
-		name = webhook.SourceGateway
-	}
-	return config.Source{Name: name, Format: format, Path: cfg.Webhook.Path}, nil
+	return src, nil
 }
 
 func (c *cli) renderCmd() *cobra.Command {

@@ -68,6 +68,7 @@ func (c *cli) checkCmd() *cobra.Command {
 				secrets, _ := src.AllSecrets() // Validate read them already
 				fmt.Fprintf(c.stderr, "source %s: %s webhooks on %s, %d key(s)\n", src.Name, src.Format, src.Path, len(secrets))
 			}
+			fmt.Fprintln(c.stderr, "admin page:", cfg.AdminPage())
 			for _, w := range cfg.Warnings() {
 				fmt.Fprintln(c.stderr, "warning:", w)
 			}

@@ -166,6 +166,28 @@ func TestCheckUsesConfigFileFromEnv(t *testing.T) {
 	}
 }
 
+// TestCheckSaysWhereTheAdminPageIs: check names the page's address, or
+// what to set for one.
+func TestCheckSaysWhereTheAdminPageIs(t *testing.T) {
+	for _, tc := range []struct {
+		env  map[string]string
+		want string
+	}{
+		{nil, "admin page: off: admin.listen is a Unix socket, which a browser cannot open, and admin.token is empty; set admin.listen to a TCP address such as 127.0.0.1:9090 and admin.token"},
+		{map[string]string{"HOOKMAIL_ADMIN_LISTEN": "127.0.0.1:9090", "HOOKMAIL_ADMIN_TOKEN": "0123456789abcdef-admin"}, "admin page: http://127.0.0.1:9090/ (log in with admin.token)"},
+	} {
+		env := map[string]string{"HOOKMAIL_WEBHOOK_SECRETS": testSecret}
+		maps.Copy(env, tc.env)
+		var stderr bytes.Buffer
+		if err := run(t.Context(), []string{"check"}, envFunc(env), nil, io.Discard, &stderr); err != nil {
+			t.Fatalf("check: %v\n%s", err, stderr.String())
+		}
+		if !strings.Contains(stderr.String(), tc.want) {
+			t.Errorf("stderr lacks %q:\n%s", tc.want, stderr.String())
+		}
+	}
+}
+
 // TestCheckRefusesCredentialsInClear: hookmail check refuses a login
 // without TLS to a mail server that is not on loopback.
 func TestCheckRefusesCredentialsInClear(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 	"bytes"
 	_ "embed"
 	"fmt"
+	"net"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -165,6 +166,28 @@ func (c *Config) AdminSocket() (string, bool) {
 		return strings.TrimPrefix(l, "unix:"), true
 	}
 	return "", false
+}
+
+// AdminPage says where hookmail serves its admin web page, or what to set
+// for it to: the page is served on the admin endpoint whenever admin.token
+// is set (a browser logs in with it), and a browser reaches it on a TCP
+// admin.listen.
+func (c *Config) AdminPage() string {
+	const how = "set admin.listen to a TCP address such as 127.0.0.1:9090 and admin.token (HOOKMAIL_ADMIN_TOKEN) to a long random value, then open http://127.0.0.1:9090/ and log in with the token"
+	sock, onSocket := c.AdminSocket()
+	switch {
+	case !c.Admin.Enabled():
+		return "off: admin.listen is off; " + how
+	case onSocket && c.Admin.Token == "":
+		return "off: admin.listen is a Unix socket, which a browser cannot open, and admin.token is empty; " + how
+	case onSocket:
+		return fmt.Sprintf("on the Unix socket %s, which a browser cannot open: forward it (ssh -L 9090:%s) or %s", sock, sock, how)
+	}
+	addr, also := c.Admin.Listen, ""
+	if host, port, err := net.SplitHostPort(addr); err == nil && (host == "" || host == "0.0.0.0" || host == "::") {
+		addr, also = net.JoinHostPort("127.0.0.1", port), ", and every address of this machine"
+	}
+	return "http://" + addr + "/" + also + " (log in with admin.token)"
 }
 
 // Outbox configures the .eml writer used when no SMTP host is set.

@@ -731,6 +731,56 @@ func TestWarnings(t *testing.T) {
 	}
 }
 
+// TestAdminTokenWarnings: a short admin.token works, with a warning that
+// never quotes it; the admin page's login takes it.
+func TestAdminTokenWarnings(t *testing.T) {
+	cfg := defaults(t)
+	cfg.Webhook.Secrets = []Secret{"0123456789abcdef0123456789abcdef01234567"}
+	cfg.Admin.Listen, cfg.Admin.Token = "127.0.0.1:9090", "hunter2"
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	want := "admin.token: shorter than 16 characters; the admin page's login takes it, so use a long random value, e.g. the output of: openssl rand -hex 32"
+	got := cfg.Warnings()
+	if !slices.Equal(got, []string{want}) {
+		t.Errorf("Warnings() = %q, want [%q]", got, want)
+	}
+	if strings.Contains(strings.Join(got, ""), "hunter2") {
+		t.Errorf("warning quotes the token")
+	}
+	cfg.Admin.Token = "0123456789abcdef"
+	if got := cfg.Warnings(); len(got) != 0 {
+		t.Errorf("a 16-character token warns: %q", got)
+	}
+}
+
+// TestAdminPage: check says where the admin page is, or what to set for
+// it: a browser cannot open a Unix socket, and always logs in with
+// admin.token.
+func TestAdminPage(t *testing.T) {
+	const how = "set admin.listen to a TCP address such as 127.0.0.1:9090 and admin.token (HOOKMAIL_ADMIN_TOKEN) to a long random value, then open http://127.0.0.1:9090/ and log in with the token"
+	for _, tc := range []struct {
+		listen string
+		token  Secret
+		want   string
+	}{
+		{"off", "", "off: admin.listen is off; " + how},
+		{"unix", "", "off: admin.listen is a Unix socket, which a browser cannot open, and admin.token is empty; " + how},
+		{"unix:/run/h.sock", "0123456789abcdef", "on the Unix socket /run/h.sock, which a browser cannot open: forward it (ssh -L 9090:/run/h.sock) or " + how},
+		{"127.0.0.1:9090", "0123456789abcdef", "http://127.0.0.1:9090/ (log in with admin.token)"},
+		{":9090", "0123456789abcdef", "http://127.0.0.1:9090/, and every address of this machine (log in with admin.token)"},
+	} {
+		cfg := defaults(t)
+		cfg.Admin.Listen, cfg.Admin.Token = tc.listen, tc.token
+		if got := cfg.AdminPage(); got != tc.want {
+			t.Errorf("admin.listen %s: AdminPage() = %q, want %q", tc.listen, got, tc.want)
+		}
+		if strings.Contains(cfg.AdminPage(), "0123456789abcdef") {
+			t.Errorf("AdminPage() quotes the token")
+		}
+	}
+}
+
 // TestPlaceholderCredentialsAreRefused reads every credential hookmail's
 // own files show (the example config, README.md, everything in deploy/):
 // each must be refused, naming its key and never quoting it, except the

@@ -96,6 +96,9 @@ func (c *Config) Warnings() []string {
 			warns = append(warns, fmt.Sprintf("webhook.secrets[%d]: shorter than 16 characters; use a long random value (the gateway's own are 40 hex characters)", i))
 		}
 	}
+	if tok := c.Admin.Token.Reveal(); tok != "" && len(tok) < 16 {
+		warns = append(warns, "admin.token: shorter than 16 characters; the admin page's login takes it, so use a long random value, e.g. the output of: openssl rand -hex 32")
+	}
 	return warns
 }
 
@@ -330,7 +333,7 @@ func (c *Config) validateQueue(v *validator) {
 			v.add("admin.listen", fmt.Sprintf("%q is not host:port (%v)", a, err), `write "unix" (a socket in spool.dir, the default), a TCP address like "127.0.0.1:8025" with admin.token, or "off"`)
 		case strings.TrimSpace(c.Admin.Token.Reveal()) == "":
 			v.add("admin.listen", fmt.Sprintf("%q is a TCP address and admin.token is empty, so any user on this machine (and anyone who reaches it) could read and drop queued events", a),
-				`set admin.token (HOOKMAIL_ADMIN_TOKEN), or use admin.listen: unix, a socket only hookmail's own user can open`)
+				`set admin.token (HOOKMAIL_ADMIN_TOKEN), a long random value such as the output of openssl rand -hex 32: the queue commands send it, and the admin page's login asks for it; or use admin.listen: unix, a socket only hookmail's own user can open`)
 		case a == c.Listen:
 			v.add("admin.listen", fmt.Sprintf("%q is also listen", a), "give the admin endpoint its own port")
 		}

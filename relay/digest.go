@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/hookmail/hookmail/config"
@@ -61,6 +62,7 @@ func (w *Workers) runDigests(ctx context.Context) {
 			ds.retry[name] = b
 			class := Classify(err)
 			w.metrics.failed.WithLabelValues("other", class.String()).Inc()
+			w.outcomes.failed(w.now(), class, fmt.Sprintf("digest of route %s: %v", name, err))
 			log := w.log.With("route", name, "attempt", b.attempts, "next_attempt", b.next.Format(time.RFC3339))
 			if class == Temporary {
 				log.Warn("digest not sent; its events stay collected and it is retried", "err", err)
@@ -162,10 +164,55 @@ func (w *Workers) flushDigest(ctx context.Context, store DigestStore, l *Rules, 
 		w.log.Error("digest sent but its events could not be cleared yet; retrying before the next digest", "route", name, "err", err)
 	}
 	w.metrics.sent.WithLabelValues("other").Inc()
+	w.outcomes.sent(w.now())
 	w.metrics.digestSize.WithLabelValues(name).Observe(float64(len(entries)))
 	w.metrics.digestWait.WithLabelValues(name).Observe(waited.Seconds())
 	w.metrics.digestPending.WithLabelValues(name).Set(float64(n - len(entries)))
 	w.log.Info("digest sent", "route", name, "events", len(entries), "waiting", n-len(entries),
 		"message_id", msg.MessageID, "reply", msg.Receipt)
 	return nil
+}
+
+// PendingDigest is one route's collected events, waiting for its digest.
+type PendingDigest struct {
+	Route  string
+	Events int
+	// Oldest is when the oldest of them was collected.
+	Oldest time.Time
+	// Due is when the digest goes out at the earliest: digest.every after
+	// Oldest, or as soon as max_events wait or the route is gone. A digest
+	// the server refused waits for its retry besides.
+	Due time.Time
+	// Gone says the config no longer has the route: what it collected goes
+	// out at once, to the recipients stored with the events.
+	Gone bool
+}
+
+// PendingDigests lists the routes with collected events in store, by name,
+// with when their digests are due by cfg's routes.
+func PendingDigests(ctx context.Context, store DigestStore, cfg *config.Config) ([]PendingDigest, error) {
+	names, err := store.DigestRoutes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	slices.Sort(names)
+	var out []PendingDigest
+	for _, name := range names {
+		entries, n, err := store.Digest(ctx, name, 1)
+		if err != nil {
+			return nil, err
+		}
+		if n == 0 || len(entries) == 0 {
+			continue
+		}
+		p := PendingDigest{Route: name, Events: n, Oldest: entries[0].Collected, Due: entries[0].Collected}
+		switch rt := digestRoute(cfg, name); {
+		case rt == nil:
+			p.Gone = true
+		case n < rt.Digest.Max():
+			p.Due = p.Oldest.Add(rt.Digest.Every)
+		}
+		out = append(out, p)
+	}
+	return out, nil
 }

@@ -227,3 +227,38 @@ func TestDigestEdgeCases(t *testing.T) {
 		}
 	})
 }
+
+// TestPendingDigests: each route with collected events, with when its
+// digest is due: digest.every after the oldest event, at once at
+// max_events or when the config no longer has the route.
+func TestPendingDigests(t *testing.T) {
+	cfg := digestConfig(t)
+	cfg.Routes = append(cfg.Routes, config.Route{Name: "small", To: []string{"a@example.com"}, Digest: &config.Digest{Every: time.Hour, MaxEvents: 2}})
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	now := t0
+	q := memqueue.Open(memqueue.NewStore(), memqueue.WithClock(func() time.Time { return now }))
+	collect := func(route string, ids ...string) {
+		t.Helper()
+		for _, id := range ids {
+			if err := q.Collect(t.Context(), &config.Route{Name: route}, &relay.Event{ID: id, Type: "notification"}); err != nil {
+				t.Fatal(err)
+			}
+			now = now.Add(time.Minute)
+		}
+	}
+	collect("facebook-digest", "1", "2")
+	collect("small", "3", "4")
+	collect("renamed", "5")
+	got, err := relay.PendingDigests(t.Context(), q, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []relay.PendingDigest{
+		{Route: "facebook-digest", Events: 2, Oldest: t0, Due: t0.Add(time.Hour)},
+		{Route: "renamed", Events: 1, Oldest: t0.Add(4 * time.Minute), Due: t0.Add(4 * time.Minute), Gone: true},
+		{Route: "small", Events: 2, Oldest: t0.Add(2 * time.Minute), Due: t0.Add(2 * time.Minute)},
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("pending digests:\n%+v\nwant\n%+v", got, want)
+	}
+}

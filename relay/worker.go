@@ -58,6 +58,7 @@ type Workers struct {
 	now     func() time.Time
 
 	failures failureLog // the delivery failure last logged
+	outcomes *Outcomes  // the last hour's, for the admin page
 }
 
 // NewWorkers builds smtp.workers workers on queue, which scope says is
@@ -66,14 +67,15 @@ type Workers struct {
 // Their metrics, the queue's gauges among them, are registered on reg.
 func NewWorkers(rules *Rules, queue Queue, scope QueueScope, digests DigestStore, sender Sender, media MediaFetcher, log *slog.Logger, reg prometheus.Registerer) *Workers {
 	w := &Workers{
-		queue:   queue,
-		digests: digests,
-		sender:  sender,
-		media:   media,
-		log:     log,
-		metrics: NewMetrics(reg, queue, scope),
-		count:   rules.Config.SMTP.Workers,
-		now:     time.Now,
+		queue:    queue,
+		digests:  digests,
+		sender:   sender,
+		media:    media,
+		log:      log,
+		metrics:  NewMetrics(reg, queue, scope),
+		count:    rules.Config.SMTP.Workers,
+		now:      time.Now,
+		outcomes: newOutcomes(),
 	}
 	w.SetRules(rules)
 	return w
@@ -87,6 +89,9 @@ func (w *Workers) SetRules(r *Rules) {
 
 // Rules returns the rules in force.
 func (w *Workers) Rules() *Rules { return w.rules.Load() }
+
+// Outcomes sums up this process's deliveries of the last hour.
+func (w *Workers) Outcomes() OutcomeSummary { return w.outcomes.Summary(w.now()) }
 
 // Run delivers until ctx ends. Each worker then finishes the email in hand
 // (its attempt runs on a context that the shutdown does not cancel) and
@@ -210,6 +215,7 @@ func (w *Workers) deliver(ctx context.Context, lease *Lease) {
 			}
 			it.Owed[route.Name] = partial.Later
 			w.metrics.sent.WithLabelValues(TypeLabel(ev.Type)).Inc()
+			w.outcomes.sent(w.now())
 			rlog.Info("email sent to some recipients; the others deferred it, so it is retried for them", "message_id", msg.MessageID, "reply", msg.Receipt, "deferred", len(partial.Later))
 		}
 		if rerr != nil {
@@ -218,6 +224,7 @@ func (w *Workers) deliver(ctx context.Context, lease *Lease) {
 			}
 			class := Classify(rerr)
 			w.metrics.failed.WithLabelValues(TypeLabel(ev.Type), class.String()).Inc()
+			w.outcomes.failed(w.now(), class, rerr.Error())
 			if class == Permanent {
 				if it.Refused == nil {
 					it.Refused = map[string]string{}
@@ -239,6 +246,7 @@ func (w *Workers) deliver(ctx context.Context, lease *Lease) {
 		}
 		w.failures.clear()
 		w.metrics.sent.WithLabelValues(TypeLabel(ev.Type)).Inc()
+		w.outcomes.sent(w.now())
 		rlog.Info("email sent", "message_id", msg.MessageID, "reply", msg.Receipt)
 	}
 	// Only the routes that take the event now count: a refusal by a route a
@@ -300,6 +308,7 @@ func (w *Workers) bury(ctx context.Context, lease *Lease, reason string, p Progr
 		w.log.Error("cannot move the event to the dead letters; the queue keeps it and offers it again later", "id", ev.ID, "err", err)
 		return
 	}
+	w.outcomes.dead(w.now(), reason)
 	if reason == ReasonNoRoute {
 		w.log.Warn("no route takes this event; moved to the dead letters", "id", ev.ID, "type", ev.Type)
 	}

@@ -26,11 +26,17 @@ func TestDeliveryOutcomes(t *testing.T) {
 		wantDeath string
 		// wantConfig counts failures with reason="config"
 		wantConfig float64
+		// wantHour is the admin page's last hour: sent, temporary,
+		// permanent, config, dead; wantCause its latest cause.
+		wantHour  [5]int
+		wantCause string
 	}{
 		{
 			name:      "temporary error is retried, then delivered",
 			send:      func(calls int32) error { return map[bool]error{true: errors.New("451 try again")}[calls == 1] },
 			wantCalls: 2,
+			wantHour:  [5]int{1, 1, 0, 0, 0},
+			wantCause: "temporary: 451 try again",
 		},
 		{
 			name:      "permanent error goes to the dead letters at once",
@@ -38,6 +44,8 @@ func TestDeliveryOutcomes(t *testing.T) {
 			wantDead:  1,
 			wantCalls: 1,
 			wantDeath: "permanent error: 550 no such user",
+			wantHour:  [5]int{0, 0, 1, 0, 1},
+			wantCause: "permanent: 550 no such user",
 		},
 		{
 			name: "authentication failure is retried and counted as config",
@@ -51,6 +59,8 @@ func TestDeliveryOutcomes(t *testing.T) {
 			},
 			wantCalls:  2,
 			wantConfig: 1,
+			wantHour:   [5]int{1, 0, 0, 1, 0},
+			wantCause:  `config: 535 "5.7.8 Username and Password not accepted"`,
 		},
 		{
 			name:      "no route takes the event",
@@ -59,6 +69,8 @@ func TestDeliveryOutcomes(t *testing.T) {
 			wantDead:  1,
 			wantCalls: 0,
 			wantDeath: relay.ReasonNoRoute,
+			wantHour:  [5]int{0, 0, 0, 0, 1},
+			wantCause: "dead: no route",
 		},
 	}
 	for _, tt := range tests {
@@ -80,6 +92,13 @@ func TestDeliveryOutcomes(t *testing.T) {
 			})
 			if got := env.metric(t, "hookmail_emails_failed_total", "type", "sms", "reason", "config"); got != tt.wantConfig {
 				t.Errorf("config failures counted = %v, want %v", got, tt.wantConfig)
+			}
+			h := env.workers.Outcomes()
+			if got := [5]int{h.Sent, h.Temporary, h.Permanent, h.Config, h.Dead}; got != tt.wantHour {
+				t.Errorf("last hour sent, temporary, permanent, config, dead = %v, want %v", got, tt.wantHour)
+			}
+			if len(h.Causes) != 1 || h.Causes[0].Class+": "+h.Causes[0].Error != tt.wantCause || h.Causes[0].Count != 1 {
+				t.Errorf("last hour's causes = %+v, want %q once", h.Causes, tt.wantCause)
 			}
 			if got := calls.Load(); got != tt.wantCalls {
 				t.Errorf("send called %d times, want %d", got, tt.wantCalls)

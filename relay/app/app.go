@@ -136,7 +136,7 @@ func newServer(o Options, reg Registry, rules *relay.Rules, backend *Backend, se
 	keys, _ := sourceKeys(o.Config, nil, nil) // Serve read every secrets_file just before
 	s.keys.Store(&keys)
 	s.drainFor.Store(int64(o.Config.Shutdown.Drain))
-	s.reloads.succeeded(time.Now())
+	s.reloads.succeeded(time.Now(), "start")
 	return s
 }
 
@@ -170,7 +170,13 @@ func (s *server) run(ctx context.Context) error {
 		serveErr <- srv.Serve(conns)
 	}()
 	if adminLn != nil {
-		adminSrv := NewHTTPServer(admin.NewHandler(backend.Inspector, s.workers.Rules, cfg.Admin.Token, log), log)
+		h, err := s.adminHandler()
+		if err != nil {
+			ln.Close()
+			adminLn.Close()
+			return err
+		}
+		adminSrv := NewHTTPServer(h, log)
 		adminSrv.WriteTimeout = 2 * time.Minute // a long listing
 		go func() {
 			if err := adminSrv.Serve(adminLn); !errors.Is(err, http.ErrServerClosed) {
@@ -179,6 +185,9 @@ func (s *server) run(ctx context.Context) error {
 		}()
 		defer adminSrv.Close()
 		log.Info("admin endpoint listening", "addr", adminLn.Addr().String())
+		if cfg.Admin.Token != "" {
+			log.Info("admin page: log in with admin.token", "url", "http://"+adminLn.Addr().String()+"/")
+		}
 	}
 
 	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))

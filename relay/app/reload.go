@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -11,18 +12,23 @@ import (
 
 	"github.com/hookmail/hookmail/config"
 	"github.com/hookmail/hookmail/relay"
+	"github.com/hookmail/hookmail/relay/admin/web"
 	"github.com/hookmail/hookmail/relay/webhook"
 )
 
-// reloadMetrics are named as Prometheus and Alertmanager name theirs.
+// reloadMetrics say how the last config load went: to Prometheus, in
+// gauges named as Prometheus and Alertmanager name theirs, and to the
+// admin page (Status).
 type reloadMetrics struct {
 	ok   prometheus.Gauge
 	when prometheus.Gauge
+	last *atomic.Pointer[web.ReloadStatus]
 }
 
 func newReloadMetrics(reg prometheus.Registerer) reloadMetrics {
 	f := promauto.With(reg)
 	return reloadMetrics{
+		last: &atomic.Pointer[web.ReloadStatus]{},
 		ok: f.NewGauge(prometheus.GaugeOpts{
 			Name: "hookmail_config_last_reload_successful",
 			Help: "1 when the last config reload (or the start) succeeded, 0 when the last reload was refused and the previous config stays in force.",
@@ -34,10 +40,23 @@ func newReloadMetrics(reg prometheus.Registerer) reloadMetrics {
 	}
 }
 
-func (m reloadMetrics) succeeded(at time.Time) {
+func (m reloadMetrics) succeeded(at time.Time, trigger string) {
 	m.ok.Set(1)
 	m.when.Set(float64(at.Unix()))
+	m.last.Store(&web.ReloadStatus{OK: true, At: at, Loaded: at, Trigger: trigger})
 }
+
+func (m reloadMetrics) refused(at time.Time, trigger string, err error) {
+	m.ok.Set(0)
+	st := web.ReloadStatus{At: at, Trigger: trigger, Err: err.Error()}
+	if prev := m.last.Load(); prev != nil {
+		st.Loaded = prev.Loaded
+	}
+	m.last.Store(&st)
+}
+
+// Status is how the last config load went, for the admin page.
+func (m reloadMetrics) Status() web.ReloadStatus { return *m.last.Load() }
 
 // reload loads the config anew and swaps in its routes, templates, webhook
 // secrets, smtp.from, retry settings and shutdown.drain once they all build; a config that
@@ -58,14 +77,14 @@ func (s *server) reload(trigger string) {
 		keys, err = sourceKeys(next, *s.keys.Load(), s.servedFormats())
 	}
 	if err != nil {
-		s.reloads.ok.Set(0)
+		s.reloads.refused(time.Now(), trigger, err)
 		s.log.Error("config reload refused; the previous config stays in force", "trigger", trigger, "err", err)
 		return
 	}
 	s.workers.SetRules(rules)
 	s.keys.Store(&keys)
 	s.drainFor.Store(int64(next.Shutdown.Drain))
-	s.reloads.succeeded(time.Now())
+	s.reloads.succeeded(time.Now(), trigger)
 	s.log.Info("config reloaded", "trigger", trigger)
 	if keys := restartKeys(s.cfg, next); len(keys) > 0 {
 		s.log.Warn("config reloaded, but these changes take effect only after a restart", "keys", strings.Join(keys, ", "))

@@ -47,20 +47,21 @@ func (q *Queue) List(_ context.Context, f relay.Filter) (relay.Page, error) {
 		if f.After != "" && !(cmpCursor(cursor(it, dead), f.After, dead) > 0) {
 			continue
 		}
-		if !f.Matches(it) {
-			continue
-		}
-		if f.Limit > 0 && len(page.Items) == f.Limit {
-			page.Next = cursor(&page.Items[len(page.Items)-1], dead)
-			break
-		}
 		state := relay.StateWaiting
 		if dead {
 			state = relay.StateDead
 		} else if l, ok := s.leases[it.Event.ID]; ok && now.Before(l.expires) {
 			state = relay.StateDelivering
 		}
-		page.Items = append(page.Items, copyItem(it, state))
+		c := copyItem(it, state)
+		if !f.Matches(&c) {
+			continue
+		}
+		if f.Limit > 0 && len(page.Items) == f.Limit {
+			page.Next = cursor(&page.Items[len(page.Items)-1], dead)
+			break
+		}
+		page.Items = append(page.Items, c)
 	}
 	return page, nil
 }
@@ -137,8 +138,9 @@ func (q *Queue) Requeue(_ context.Context, id string) error {
 	return nil
 }
 
-// RequeueDead makes every dead letter of f's type due now.
+// RequeueDead makes every dead letter f selects due now.
 func (q *Queue) RequeueDead(_ context.Context, f relay.Filter) (int, error) {
+	f.State = relay.StateDead
 	s := q.s
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -18,28 +18,64 @@ import (
 // List pages waiting (and delivering) items in due order, or dead letters
 // in id order, which is the order they were received. The cursor is the
 // last listed item's key in that order, so items coming and going between
-// pages neither repeat nor skip the others.
+// pages neither repeat nor skip the others. The type is filtered in SQL;
+// the other filters (source, text, route: the route is the rules' to
+// decide) in Go, reading on in batches until the page is full.
 func (q *Queue) List(ctx context.Context, f relay.Filter) (relay.Page, error) {
 	dead := f.State == relay.StateDead
 	afterDue, afterID, err := decodeCursor(f.After, dead)
 	if err != nil {
 		return relay.Page{}, err
 	}
-	var limit *int
+	var batch *int
 	if f.Limit > 0 {
-		limit = new(f.Limit + 1) // one more tells whether there is a next page
+		n := f.Limit + 1 // one more tells whether there is a next page
+		if !f.KeepsAll() {
+			n = max(n, q.opts.listBatch)
+		}
+		batch = &n
 	}
+	var page relay.Page
+	for {
+		items, err := q.listRows(ctx, f.Type, dead, batch, afterDue, afterID)
+		if err != nil {
+			return relay.Page{}, err
+		}
+		for _, it := range items {
+			afterDue, afterID = it.NextAttempt.UnixNano(), it.Event.ID
+			if !f.Matches(&it) {
+				continue
+			}
+			if f.Limit > 0 && len(page.Items) == f.Limit {
+				page.Next = encodeCursor(page.Items[f.Limit-1], dead)
+				return page, nil
+			}
+			page.Items = append(page.Items, it)
+		}
+		if batch == nil || len(items) < *batch {
+			return page, nil
+		}
+	}
+}
+
+// defaultListBatch is how many rows List reads at a time when it filters
+// in Go.
+const defaultListBatch = 200
+
+// listRows reads up to limit (nil: every) items of a listing after the
+// given place in it, of typ when set.
+func (q *Queue) listRows(ctx context.Context, typ string, dead bool, limit *int, afterDue int64, afterID string) ([]relay.Item, error) {
 	sql, args := `SELECT `+itemColumns+` FROM hookmail_events
 		WHERE NOT dead AND ($1 = '' OR type = $1) AND (due, id) > ($3, $4)
-		ORDER BY due, id LIMIT $2::bigint`, []any{f.Type, limit, afterDue, afterID}
+		ORDER BY due, id LIMIT $2::bigint`, []any{typ, limit, afterDue, afterID}
 	if dead {
 		sql, args = `SELECT `+itemColumns+` FROM hookmail_events
 		WHERE dead AND ($1 = '' OR type = $1) AND id > $3
-		ORDER BY id LIMIT $2::bigint`, []any{f.Type, limit, afterID}
+		ORDER BY id LIMIT $2::bigint`, []any{typ, limit, afterID}
 	}
 	rows, err := q.pool.Query(ctx, sql, args...)
 	if err != nil {
-		return relay.Page{}, q.fail(err)
+		return nil, q.fail(err)
 	}
 	items, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (relay.Item, error) {
 		it, err := scanItem(r)
@@ -48,16 +84,7 @@ func (q *Queue) List(ctx context.Context, f relay.Filter) (relay.Page, error) {
 		}
 		return *it, nil
 	})
-	if err != nil {
-		return relay.Page{}, q.fail(err)
-	}
-	var page relay.Page
-	if f.Limit > 0 && len(items) > f.Limit {
-		items = items[:f.Limit]
-		page.Next = encodeCursor(items[f.Limit-1], dead)
-	}
-	page.Items = items
-	return page, nil
+	return items, q.fail(err)
 }
 
 // encodeCursor names an item's place in its listing: "w" due "/" id for the
@@ -136,10 +163,23 @@ func (q *Queue) Requeue(ctx context.Context, id string) error {
 	return nil
 }
 
-// RequeueDead makes every dead letter of f's type due now.
+// RequeueDead makes every dead letter f selects due now. A filter beyond
+// the type is applied in Go, to the dead letters List reads.
 func (q *Queue) RequeueDead(ctx context.Context, f relay.Filter) (int, error) {
-	tag, err := q.pool.Exec(ctx, `UPDATE hookmail_events SET `+requeueSet+` WHERE dead AND ($3 = '' OR type = $3)`,
-		append(requeueArgs(), f.Type)...)
+	f.State, f.Limit, f.After = relay.StateDead, 0, ""
+	where, arg := `dead AND ($3 = '' OR type = $3)`, any(f.Type)
+	if !f.KeepsAll() {
+		page, err := q.List(ctx, f)
+		if err != nil {
+			return 0, err
+		}
+		ids := make([]string, len(page.Items))
+		for i, it := range page.Items {
+			ids[i] = it.Event.ID
+		}
+		where, arg = `dead AND id = ANY($3)`, ids
+	}
+	tag, err := q.pool.Exec(ctx, `UPDATE hookmail_events SET `+requeueSet+` WHERE `+where, append(requeueArgs(), arg)...)
 	if err != nil {
 		return 0, q.fail(err)
 	}

@@ -67,6 +67,7 @@ type options struct {
 	listen       bool
 	poll         time.Duration
 	mustExist    bool
+	listBatch    int
 }
 
 // DefaultPoll is how often an idle worker looks for due events by default,
@@ -129,6 +130,7 @@ func Open(ctx context.Context, connString string, opts ...Option) (*Queue, error
 		leaseTimeout: relay.DefaultLeaseTimeout,
 		listen:       true,
 		poll:         DefaultPoll,
+		listBatch:    defaultListBatch,
 	}
 	for _, opt := range opts {
 		opt(&o)

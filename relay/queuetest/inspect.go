@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hookmail/hookmail/config"
 	"github.com/hookmail/hookmail/relay"
 )
 
@@ -132,6 +133,85 @@ func testListPagesAndFilters(t *testing.T, h Harness) {
 	}
 	if n, err := q.RequeueDead(ctx, relay.Filter{}); n != 2 || err != nil {
 		t.Errorf("requeue the rest: %d %v, want 2", n, err)
+	}
+}
+
+func testListContentFilters(t *testing.T, h Harness) {
+	q := open(t, h, Options{})
+	ctx := t.Context()
+	var evs []*relay.Event
+	for i := range 12 {
+		ev := event(i, "sms")
+		if i%4 == 1 {
+			ev.Source = "android"
+		}
+		switch i {
+		case 5:
+			ev.Data["message"] = "Your OTP is 4711"
+		case 7:
+			ev.Data["phone"] = "+639760713666"
+		}
+		evs = append(evs, ev)
+		enqueue(t, q, ev)
+	}
+	router := relay.NewRouter([]config.Route{{Name: "phone", Match: map[string]string{"source": "android"}}, {Name: "rest"}})
+	pick := func(is ...int) []string {
+		var out []string
+		for _, i := range is {
+			out = append(out, evs[i].ID)
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name string
+		f    relay.Filter
+		want []string
+	}{
+		{"source", relay.Filter{Source: "android"}, pick(1, 5, 9)},
+		{"text in the message, in any case", relay.Filter{Text: "otp"}, pick(5)},
+		{"text in the sender", relay.Filter{Text: "9760713"}, pick(7)},
+		{"text is the id", relay.Filter{Text: evs[3].ID}, pick(3)},
+		{"route by the rules", relay.Filter{Route: "phone", Router: router}, pick(1, 5, 9)},
+		{"route and text", relay.Filter{Route: "phone", Router: router, Text: "OTP"}, pick(5)},
+		{"source and type", relay.Filter{Source: "android", Type: "ussd"}, nil},
+		{"no such route", relay.Filter{Route: "nope", Router: router}, nil},
+	} {
+		for _, limit := range []int{0, 1, 2} {
+			tc.f.State, tc.f.Limit = relay.StateWaiting, limit
+			if got := ids(list(t, q, tc.f)); !slices.Equal(got, tc.want) {
+				t.Errorf("%s, %d a page: %v, want %v", tc.name, limit, got, tc.want)
+			}
+		}
+	}
+	l := lease(t, q) // event 0, due first
+	for _, limit := range []int{0, 1} {
+		if got := ids(list(t, q, relay.Filter{State: relay.StateDelivering, Limit: limit})); !slices.Equal(got, pick(0)) {
+			t.Errorf("delivering, %d a page: %v, want the leased event 0", limit, got)
+		}
+	}
+	// A dead letter is taken by the routes of its progress too, whatever
+	// the rules say now.
+	if err := q.Bury(ctx, l, "x", progress(1, "550")); err != nil {
+		t.Fatal(err)
+	}
+	for _, route := range []string{"ops", "sales", "team"} {
+		if got := ids(list(t, q, relay.Filter{State: relay.StateDead, Route: route, Router: router})); !slices.Equal(got, pick(0)) {
+			t.Errorf("dead letters of route %s: %v, want event 0", route, got)
+		}
+	}
+	for range 2 { // events 1 (android) and 2
+		if err := q.Bury(ctx, lease(t, q), "x", relay.Progress{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := q.RequeueDead(ctx, relay.Filter{Source: "android"}); n != 1 || err != nil {
+		t.Errorf("requeue the android dead letters: %d %v, want 1", n, err)
+	}
+	if n, err := q.RequeueDead(ctx, relay.Filter{Text: "EVENT 2"}); n != 1 || err != nil {
+		t.Errorf("requeue the dead letters saying event 2: %d %v, want 1", n, err)
+	}
+	if got := ids(list(t, q, relay.Filter{State: relay.StateDead})); !slices.Equal(got, pick(0)) {
+		t.Errorf("dead letters left: %v, want event 0", got)
 	}
 }
 

@@ -59,6 +59,7 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		{"CloseAndReopen", testCloseAndReopen},
 		{"Limits", testLimits},
 		{"ListPagesAndFilters", testListPagesAndFilters},
+		{"ListContentFilters", testListContentFilters},
 		{"StatsConsistent", testStatsConsistent},
 		{"Digests", testDigests},
 		{"DigestClaimExclusive", testDigestClaimExclusive},

@@ -49,15 +49,15 @@ func (s *Spool) List(_ context.Context, f relay.Filter) (relay.Page, error) {
 			if err != nil {
 				return recordError(id, err)
 			}
+			if state == relay.StateWaiting && s.delivering(id) {
+				it.State = relay.StateDelivering
+			}
 			if !f.Matches(it) {
 				continue
 			}
 			if f.Limit > 0 && len(page.Items) == f.Limit {
 				page.Next = encodeCursor(page.lastKey) // there is more
 				return nil
-			}
-			if state == relay.StateWaiting && s.delivering(id) {
-				it.State = relay.StateDelivering
 			}
 			page.Items = append(page.Items, *it)
 			page.lastKey = append(page.lastKey[:0], k...)
@@ -118,12 +118,13 @@ func (s *Spool) Requeue(_ context.Context, id string) error {
 	return err
 }
 
-// RequeueDead makes every dead letter of f's type due now.
+// RequeueDead makes every dead letter f selects due now.
 func (s *Spool) RequeueDead(_ context.Context, f relay.Filter) (int, error) {
+	f.State = relay.StateDead
 	return s.requeue(func(tx *bolt.Tx) ([][]byte, error) {
 		var ids [][]byte
 		err := tx.Bucket(bucketDead).ForEach(func(k, raw []byte) error {
-			if f.Type != "" {
+			if !f.KeepsAll() {
 				it, err := decodeItem(raw, relay.StateDead)
 				if err != nil {
 					return recordError(string(k), err)

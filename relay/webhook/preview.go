@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 
 	"github.com/hookmail/hookmail/config"
@@ -46,4 +47,36 @@ func Preview(src config.Source, contentType string, header http.Header, body []b
 	sanitize(d.ev)
 	d.ev.Source, d.ev.Format = src.Name, src.Format
 	return d.ev, nil
+}
+
+// PreviewSource is the source an event to preview comes from: the one of
+// cfg named name, or, without a name, one of format (default zender) named
+// after it. Its errors begin with the word they are about, "source" or
+// "format", so a command can name its flag of that name.
+func PreviewSource(cfg *config.Config, name, format string) (config.Source, error) {
+	if name != "" {
+		src, ok := cfg.Webhook.Source(name)
+		if !ok {
+			var names []string
+			for _, s := range cfg.Webhook.Sources() {
+				names = append(names, s.Name)
+			}
+			return src, fmt.Errorf("source %q: no such source in the config; there are %s", name, strings.Join(names, ", "))
+		}
+		if format != "" && format != src.Format {
+			return src, fmt.Errorf("format %s: source %s's format is %s; give one of the two", format, src.Name, src.Format)
+		}
+		return src, nil
+	}
+	if format == "" {
+		format = config.FormatZender
+	}
+	if !slices.Contains(config.SourceFormats, format) {
+		return config.Source{}, fmt.Errorf("format %q: hookmail reads %s", format, strings.Join(config.SourceFormats, ", "))
+	}
+	name = format
+	if format == config.FormatZender {
+		name = SourceGateway
+	}
+	return config.Source{Name: name, Format: format, Path: cfg.Webhook.Path}, nil
 }
