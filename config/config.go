@@ -253,7 +253,27 @@ type Route struct {
 	// Digest collects the route's events and sends them as one email per
 	// window instead of one email each.
 	Digest *Digest `mapstructure:"digest" yaml:"digest,omitempty"`
+	// Storm emails a conversation's first events in a window one by one
+	// and folds the rest into one digest email at the window's end.
+	Storm *Storm `mapstructure:"storm" yaml:"storm,omitempty"`
 }
+
+// Storm sets when a burst from one conversation (the thread key: one
+// phone number, chat, USSD code or app) becomes a digest: past Threshold
+// events in Window, the window's other events go out as one email when it
+// ends. The window starts with the conversation's first event and ends by
+// itself; the next event after it starts a new one.
+type Storm struct {
+	Threshold int           `mapstructure:"threshold" yaml:"threshold"`
+	Window    time.Duration `mapstructure:"window" yaml:"window"`
+}
+
+// Storm bounds: a threshold is stored with each window (the ids of the
+// events emailed in it), and a window holds its events back until it ends.
+const (
+	MaxStormThreshold = 1000
+	MaxStormWindow    = 24 * time.Hour
+)
 
 // Digest sets when a route's collected events go out as one email: Every
 // after the first of them arrived, or as soon as MaxEvents are waiting.
