@@ -28,6 +28,7 @@ type Store struct {
 	dedup   map[string]dedupEntry
 	digests map[string]map[string]relay.DigestEntry // route → event id → entry
 	claims  map[string]claim
+	storms  map[string]memStorm // route, NUL, conversation → window
 	wake    chan struct{}
 	tokens  int
 	owners  int
@@ -53,7 +54,7 @@ func NewStore() *Store {
 	return &Store{
 		waiting: map[string]*relay.Item{}, dead: map[string]*relay.Item{}, leases: map[string]lease{},
 		dedup: map[string]dedupEntry{}, digests: map[string]map[string]relay.DigestEntry{},
-		claims: map[string]claim{}, wake: make(chan struct{}),
+		claims: map[string]claim{}, storms: map[string]memStorm{}, wake: make(chan struct{}),
 	}
 }
 

@@ -44,7 +44,7 @@ const (
 	sweepBatch = 1000
 )
 
-// sweepLoop sweeps the dedup keys until ctx ends.
+// sweepLoop sweeps the dedup keys and the storm windows until ctx ends.
 func (q *Queue) sweepLoop(ctx context.Context) {
 	for {
 		select {
@@ -54,6 +54,12 @@ func (q *Queue) sweepLoop(ctx context.Context) {
 		}
 		if err := q.sweepDedup(ctx); err != nil && ctx.Err() == nil {
 			q.opts.log.Warn("postgres: cannot delete expired dedup keys; trying again in a minute", "err", q.red.text(err.Error()))
+		}
+		if err := q.sweepStorms(ctx); err != nil && ctx.Err() == nil {
+			q.opts.log.Warn("postgres: cannot delete ended storm windows; trying again in a minute", "err", q.red.text(err.Error()))
+		}
+		if err := q.sweepStorms(ctx); err != nil && ctx.Err() == nil {
+			q.opts.log.Warn("postgres: cannot delete ended storm windows; trying again in a minute", "err", q.red.text(err.Error()))
 		}
 	}
 }

@@ -110,7 +110,9 @@ var (
 // the earliest first; dead holds the dead letters by id; dedup maps a
 // hashed DedupKey to its expiry and event id, and dedupexp indexes those by
 // expiry; digests holds digest routes' collected events by route, NUL and
-// event id.
+// event id (a storm's digest has a route name of its own, see
+// relay.StormDigest); storms holds storm routes' windows by route, NUL and
+// conversation, and stormexp indexes those by when they may be deleted.
 var (
 	bucketEvents   = []byte("events")
 	bucketDue      = []byte("due")
@@ -119,6 +121,8 @@ var (
 	bucketDedup    = []byte("dedup")
 	bucketDedupExp = []byte("dedupexp")
 	bucketDigests  = []byte("digests")
+	bucketStorms   = []byte("storms")
+	bucketStormExp = []byte("stormexp")
 )
 
 // File is the name of the spool's database file in spool.dir.
@@ -162,7 +166,7 @@ func Open(dir string, opts ...Option) (s *Spool, err error) {
 	}
 	var c openCounts
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketEvents, bucketDue, bucketDead, bucketMeta, bucketDedup, bucketDedupExp, bucketDigests} {
+		for _, b := range [][]byte{bucketEvents, bucketDue, bucketDead, bucketMeta, bucketDedup, bucketDedupExp, bucketDigests, bucketStorms, bucketStormExp} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
