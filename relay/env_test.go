@@ -227,7 +227,13 @@ func (env *testEnv) collected(t *testing.T, route string) int {
 // whose labels include labels (name, value, name, value...).
 func (env *testEnv) metric(t *testing.T, name string, labels ...string) float64 {
 	t.Helper()
-	families, err := env.reg.Gather()
+	return metricIn(t, env.reg, name, labels...)
+}
+
+// metricIn is testEnv.metric on any registry.
+func metricIn(t *testing.T, reg prometheus.Gatherer, name string, labels ...string) float64 {
+	t.Helper()
+	families, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}

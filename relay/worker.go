@@ -195,11 +195,12 @@ func (w *Workers) deliver(ctx context.Context, lease *Lease) {
 		}
 		var msg *Message
 		var rerr error
+		var folded bool
 		if route.Digest != nil {
 			if rerr = w.collect(ctx, route, ev); rerr != nil {
 				rerr = fmt.Errorf("collect for the digest: %w", rerr)
 			}
-		} else {
+		} else if folded, rerr = w.fold(ctx, route, ev, rlog); rerr == nil && !folded {
 			if mailed == nil {
 				mailed = w.withMedia(ctx, l.Config, ev)
 			}
@@ -240,6 +241,10 @@ func (w *Workers) deliver(ctx context.Context, lease *Lease) {
 		}
 		it.Delivered = append(it.Delivered, route.Name)
 		delete(it.Owed, route.Name)
+		if folded {
+			rlog.Debug("folded into the storm's digest")
+			continue
+		}
 		if msg == nil {
 			rlog.Debug("collected for the route's digest")
 			continue

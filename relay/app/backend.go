@@ -117,9 +117,9 @@ func PostgresSchema(ctx context.Context, cfg *config.Config) (string, error) {
 	return fmt.Sprintf("%s: postgres schema version %d", where, v), nil
 }
 
-// Check refuses a config the backend cannot serve: a digest route on a
-// backend that keeps no digests is a config error at start (or reload),
-// not a failure of every event the route takes.
+// Check refuses a config the backend cannot serve: a digest or storm route
+// on a backend that keeps no digests is a config error at start (or
+// reload), not a failure of every event the route takes.
 func (b *Backend) Check(cfg *config.Config) error {
 	if b.Digests != nil {
 		return nil
@@ -129,6 +129,11 @@ func (b *Backend) Check(cfg *config.Config) error {
 			return &config.Problem{Key: fmt.Sprintf("routes[%d].digest", i),
 				Message: fmt.Sprintf("route %q digests, and this queue backend keeps no digests", rt.Name),
 				Fix:     "remove digest from the route, or use a backend that keeps them"}
+		}
+		if rt.Storm != nil {
+			return &config.Problem{Key: fmt.Sprintf("routes[%d].storm", i),
+				Message: fmt.Sprintf("route %q folds storms into digests, and this queue backend keeps no digests", rt.Name),
+				Fix:     "remove storm from the route, or use a backend that keeps digests"}
 		}
 	}
 	return nil
