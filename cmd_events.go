@@ -189,6 +189,8 @@ func (c *cli) printRoute(rt *config.Route, ev *relay.Event, from string) {
 	}
 	if d := rt.Digest; d != nil {
 		fmt.Fprintf(w, "route %s: collected for a digest (every %s, or %d events)\n", rt.Name, d.Every, d.Max())
+	} else if s := rt.Storm; s != nil {
+		fmt.Fprintf(w, "route %s: email; past %d of one conversation in %s, the rest of the window in one digest (storm)\n", rt.Name, s.Threshold, s.Window)
 	} else {
 		fmt.Fprintf(w, "route %s: email\n", rt.Name)
 	}
