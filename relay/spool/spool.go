@@ -43,6 +43,7 @@ type Spool struct {
 	mu     sync.Mutex
 	leases map[string]lease     // by event id
 	claims map[string]time.Time // digest claims: route → until
+	storms stormWindows         // storm windows as counted, ahead of the file
 	wake   chan struct{}        // closed and replaced when something new is due
 	tokens atomic.Uint64
 

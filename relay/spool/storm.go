@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -14,45 +17,184 @@ import (
 
 // stormRecord is a storm window as the storms bucket holds it.
 type stormRecord struct {
-	Start   int64    `json:"start"` // Unix microseconds
+	Start   int64    `json:"start"` // Unix microseconds; 0: no window
 	Emailed []string `json:"emailed,omitempty"`
 	Folded  int      `json:"folded,omitempty"`
 	// Expires is when the record may be deleted (its key in stormexp).
 	Expires int64 `json:"expires"` // Unix nanoseconds
 }
 
-// stormSweepMax is how many ended windows each count deletes at most: one
-// count makes at most one window, so the sweep keeps up, with no timer
-// waking an idle spool.
+func (r stormRecord) window() relay.StormWindow {
+	if r.Start == 0 {
+		return relay.StormWindow{}
+	}
+	return relay.StormWindow{Start: time.UnixMicro(r.Start), Emailed: r.Emailed, Folded: r.Folded}
+}
+
+// stormWindows are the storm windows as this process decided them. One
+// process holds the spool, so they are the truth, ahead of the file by the
+// writes not yet committed: a count need not wait for a commit of its
+// own, and a window is read from the file once.
+type stormWindows struct {
+	mu sync.Mutex
+	m  map[string]*cachedStorm // route, NUL, conversation
+}
+
+type cachedStorm struct {
+	rec stormRecord
+	// pending counts its writes not yet committed: it stays in memory
+	// until then.
+	pending atomic.Int32
+}
+
+// stormSweepMax is how many ended windows each count deletes at most, from
+// the file and from memory: one count makes at most one window, so the
+// sweep keeps up, with no timer waking an idle spool.
 const stormSweepMax = 4
 
-// Storm counts ev in its window of route's storm for conversation conv in
-// one write, which the writer serialises with every other: the decision,
-// the window and the folded event commit together.
+// Storm counts ev in its window of route's storm for conversation conv.
+// Counts are decided one at a time, in memory; each then hands the writer
+// a write of the window as it stands when written, so the file never goes
+// back to an older count. A folded event returns once its digest entry is
+// committed, so it is never acked before it is stored. An emailed event's
+// count is written with the next commit, as an ack is: a crash may lose
+// the last counts of emailed events, so a conversation may get up to
+// threshold more emails in that window, but no event is lost or listed
+// twice.
 func (s *Spool) Storm(_ context.Context, route *config.Route, conv string, ev *relay.Event) (relay.StormCount, error) {
+	key := append(append([]byte(route.Name), 0), conv...)
 	now := s.now()
-	// Encoded here, in the caller's goroutine, in case the event is folded.
-	raw, err := json.Marshal(digestRecord{Event: toEventRecord(ev), Collected: now, To: route.To, Cc: route.Cc, Bcc: route.Bcc, ReplyTo: route.ReplyTo})
+	sw := &s.storms
+	sw.mu.Lock()
+	cs, err := s.stormWindow(key)
 	if err != nil {
+		sw.mu.Unlock()
 		return relay.StormCount{}, err
 	}
-	var c relay.StormCount
+	t := &spoolStormTx{s: s, route: route, id: ev.ID, rec: cs.rec}
+	c, err := relay.CountStorm(t, route, conv, ev, now)
+	if err != nil || !t.changed {
+		sw.mu.Unlock()
+		return c, err
+	}
+	cs.rec = t.rec
+	cs.pending.Add(1)
+	sw.m[string(key)] = cs
+	sw.mu.Unlock()
+
+	fold := t.fold
+	var entry []byte
+	if fold != "" {
+		entry, err = json.Marshal(digestRecord{Event: toEventRecord(ev), Collected: now, To: route.To, Cc: route.Cc, Bcc: route.Bcc, ReplyTo: route.ReplyTo})
+		if err != nil {
+			cs.pending.Add(-1)
+			return relay.StormCount{}, err
+		}
+	}
 	var added int64
-	err = s.update(func(tx *bolt.Tx) error {
-		if err := sweepStorms(tx, now); err != nil {
+	op := writeOp{
+		fn: func(tx *bolt.Tx) error {
+			added = 0
+			sw.mu.Lock()
+			rec := cs.rec
+			sw.mu.Unlock()
+			if err := sweepStorms(tx, now); err != nil {
+				return err
+			}
+			if err := putStorm(tx, key, rec); err != nil || fold == "" {
+				return err
+			}
+			b, k := tx.Bucket(bucketDigests), digestKey(fold, ev.ID)
+			if b.Get(k) != nil {
+				return nil
+			}
+			added = int64(len(entry))
+			return b.Put(k, entry)
+		},
+		after: func(err error) {
+			cs.pending.Add(-1)
+			switch {
+			case err == nil:
+				s.bytes.Add(added) // folded events count in spool.max_bytes, as collected ones
+			case fold == "":
+				s.opts.log.Warn("the spool could not record a storm's count; after a restart its conversation may get more emails in the window", "route", route.Name, "err", err)
+			}
+		},
+	}
+	if fold == "" {
+		op.linger = true // with the acks: nothing waits for it
+		if err := s.submit(op); err != nil {
+			cs.pending.Add(-1)
+			return relay.StormCount{}, err
+		}
+		return c, nil
+	}
+	op.done = make(chan error, 1)
+	if err := s.submit(op); err != nil {
+		cs.pending.Add(-1)
+		return relay.StormCount{}, err
+	}
+	// A fold that fails stays counted in memory: its event is retried and
+	// folded again, so it is not lost (a window's first fold failing goes
+	// uncounted in hookmail_storms_started_total).
+	if err := <-op.done; err != nil {
+		return relay.StormCount{}, err
+	}
+	return c, nil
+}
+
+// stormWindow returns key's window, from memory or else the file, and
+// forgets a few windows that ended and have nothing left to write. The
+// caller holds s.storms.mu.
+func (s *Spool) stormWindow(key []byte) (*cachedStorm, error) {
+	sw := &s.storms
+	if sw.m == nil {
+		sw.m = map[string]*cachedStorm{}
+	}
+	now, n := s.now().UnixNano(), 0
+	for k, cs := range sw.m { // a random few
+		if n++; n > stormSweepMax {
+			break
+		}
+		if cs.pending.Load() == 0 && cs.rec.Expires <= now && k != string(key) {
+			delete(sw.m, k)
+		}
+	}
+	if cs, ok := sw.m[string(key)]; ok {
+		return cs, nil
+	}
+	cs := &cachedStorm{}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketStorms).Get(key)
+		if v == nil {
+			return nil
+		}
+		if err := json.Unmarshal(v, &cs.rec); err != nil {
+			return recordError(string(key), err)
+		}
+		return nil
+	})
+	return cs, err
+}
+
+// putStorm stores a window's record, and its key in stormexp in place of
+// the one before.
+func putStorm(tx *bolt.Tx, key []byte, r stormRecord) error {
+	b, exp := tx.Bucket(bucketStorms), tx.Bucket(bucketStormExp)
+	var old stormRecord
+	if v := b.Get(key); v != nil && json.Unmarshal(v, &old) == nil {
+		if err := exp.Delete(stormExpKey(old.Expires, key)); err != nil {
 			return err
 		}
-		stx := &spoolStormTx{tx: tx, route: route, key: append(append([]byte(route.Name), 0), conv...), id: ev.ID, digest: raw}
-		var err error
-		c, err = relay.CountStorm(stx, route, conv, ev, now)
-		added = stx.added
-		return err
-	})
-	if err != nil {
-		return relay.StormCount{}, err
 	}
-	s.bytes.Add(added) // folded events count in spool.max_bytes, as collected ones
-	return c, nil
+	v, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	if err := b.Put(key, v); err != nil {
+		return err
+	}
+	return exp.Put(stormExpKey(r.Expires, key), nil)
 }
 
 // sweepStorms deletes up to stormSweepMax windows whose time is up.
@@ -71,78 +213,54 @@ func sweepStorms(tx *bolt.Tx, now time.Time) error {
 	return nil
 }
 
-// spoolStormTx is Storm's transaction on one route's and conversation's
-// window (key: route, NUL, conversation).
-type spoolStormTx struct {
-	tx     *bolt.Tx
-	route  *config.Route
-	key    []byte
-	id     string
-	digest []byte // the event's digest record
-	added  int64  // bytes collected
-}
-
-func (t *spoolStormTx) record() (stormRecord, bool, error) {
-	var r stormRecord
-	v := t.tx.Bucket(bucketStorms).Get(t.key)
-	if v == nil {
-		return r, false, nil
-	}
-	if err := json.Unmarshal(v, &r); err != nil {
-		return r, false, recordError(string(t.key), err)
-	}
-	return r, true, nil
-}
-
-func (t *spoolStormTx) Window() (relay.StormWindow, error) {
-	r, ok, err := t.record()
-	if !ok || err != nil {
-		return relay.StormWindow{}, err
-	}
-	return relay.StormWindow{Start: time.UnixMicro(r.Start), Emailed: r.Emailed, Folded: r.Folded}, nil
-}
-
-func (t *spoolStormTx) SetWindow(w relay.StormWindow) error {
-	old, had, err := t.record()
-	if err != nil {
-		return err
-	}
-	exp := t.tx.Bucket(bucketStormExp)
-	if had {
-		if err := exp.Delete(stormExpKey(old.Expires, t.key)); err != nil {
-			return err
-		}
-	}
-	r := stormRecord{Start: w.Start.UnixMicro(), Emailed: w.Emailed, Folded: w.Folded,
-		Expires: w.Start.Add(t.route.Storm.Window + relay.StormKeep).UnixNano()}
-	v, err := json.Marshal(r)
-	if err != nil {
-		return err
-	}
-	if err := t.tx.Bucket(bucketStorms).Put(t.key, v); err != nil {
-		return err
-	}
-	return exp.Put(stormExpKey(r.Expires, t.key), nil)
-}
-
-func (t *spoolStormTx) Collected(digest string) (bool, error) {
-	return t.tx.Bucket(bucketDigests).Get(digestKey(digest, t.id)) != nil, nil
-}
-
-func (t *spoolStormTx) Collect(digest string) (bool, error) {
-	b, k := t.tx.Bucket(bucketDigests), digestKey(digest, t.id)
-	if b.Get(k) != nil {
-		return false, nil
-	}
-	if err := b.Put(k, t.digest); err != nil {
-		return false, err
-	}
-	t.added += int64(len(t.digest))
-	return true, nil
-}
-
 // stormExpKey indexes a window's record by when it may be deleted: 8-byte
 // big-endian Unix nanoseconds, then the record's key.
 func stormExpKey(expires int64, key []byte) []byte {
 	return append(binary.BigEndian.AppendUint64(nil, uint64(expires)), key...)
+}
+
+// spoolStormTx is Storm's decision on one route's and conversation's
+// window: it reads the window from memory and the digests from the file,
+// and keeps what the decision changes for Storm to write.
+type spoolStormTx struct {
+	s       *Spool
+	route   *config.Route
+	id      string
+	rec     stormRecord
+	changed bool
+	fold    string // the digest the event goes into, when it is added there
+}
+
+func (t *spoolStormTx) Window() (relay.StormWindow, error) {
+	w := t.rec.window()
+	w.Emailed = slices.Clone(w.Emailed) // the memory's copy is written meanwhile
+	return w, nil
+}
+
+func (t *spoolStormTx) SetWindow(w relay.StormWindow) error {
+	t.rec = stormRecord{Start: w.Start.UnixMicro(), Emailed: w.Emailed, Folded: w.Folded,
+		Expires: w.Start.Add(t.route.Storm.Window + relay.StormKeep).UnixNano()}
+	t.changed = true
+	return nil
+}
+
+func (t *spoolStormTx) Collected(digest string) (bool, error) {
+	var in bool
+	err := t.s.db.View(func(tx *bolt.Tx) error {
+		in = tx.Bucket(bucketDigests).Get(digestKey(digest, t.id)) != nil
+		return nil
+	})
+	return in, err
+}
+
+// Collect reports the event new to digest when the file does not hold it:
+// the one count of an event at a time (its lease) sees every fold of it
+// committed before.
+func (t *spoolStormTx) Collect(digest string) (bool, error) {
+	in, err := t.Collected(digest)
+	if err != nil || in {
+		return false, err
+	}
+	t.fold, t.changed = digest, true
+	return true, nil
 }
