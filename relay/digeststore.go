@@ -38,8 +38,11 @@ type DigestStore interface {
 	// (a StormConversation) by running CountStorm, with the store's clock,
 	// in a transaction that no other count of the same route and
 	// conversation, by this instance or another sharing the store,
-	// interleaves with. The window outlives a restart. A window may be deleted
-	// StormKeep after it ended; the digest it folded into stays until sent.
+	// interleaves with. A folded event is stored when Storm returns. The
+	// window outlives a restart; after a crash a backend may have lost the
+	// last counts of emailed events (a few more emails), never a fold. A
+	// window may be deleted StormKeep after it ended; the digest it folded
+	// into stays until sent.
 	Storm(ctx context.Context, route *config.Route, conv string, ev *Event) (StormCount, error)
 }
 
