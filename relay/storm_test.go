@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/hookmail/hookmail/config"
 	"github.com/hookmail/hookmail/relay"
@@ -236,6 +237,9 @@ func testStormAcrossARestart(t *testing.T, open stormStore) {
 		t.Errorf("after the restart: %v storms started, %v events folded; want 0 (the storm went on) and 100", started, folded)
 	}
 	waitFor(t, "no storm active", func() bool { return metricIn(t, in.reg, "hookmail_storms_active", "route", "everything-else") == 0 })
+	if problems, err := testutil.GatherAndLint(in.reg); err != nil || len(problems) > 0 {
+		t.Errorf("metrics lint: %v %v", problems, err)
+	}
 
 	post(phone, "after the storm")
 	waitFor(t, "the SMS after the window", func() bool { return len(rec.sent()) == 12 })
