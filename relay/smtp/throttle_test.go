@@ -2,6 +2,10 @@ package smtp
 
 import (
 	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
 	"testing"
 
 	gosmtp "github.com/emersion/go-smtp"
@@ -43,6 +47,21 @@ func TestSMTPThrottleReplies(t *testing.T) {
 	}{{"throttle", "421", "4.7"}, {"quota", "550", "5.4"}} {
 		if got := testutil.ToFloat64(s.metrics.throttles.WithLabelValues(tt.kind, tt.code, tt.enhanced)); got != 1 {
 			t.Errorf("hookmail_smtp_throttle_replies_total{kind=%q,code=%q,enhanced=%q} = %v, want 1", tt.kind, tt.code, tt.enhanced, got)
+		}
+	}
+}
+
+// TestReadmeListsTheReplyTables: the README's tables of throttling and
+// quota replies list every built-in pattern, as written here.
+func TestReadmeListsTheReplyTables(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := strings.ReplaceAll(string(b), `\|`, "|") // a | in a table cell
+	for _, p := range append(slices.Clone(builtinThrottle), builtinQuota...) {
+		if row := fmt.Sprintf("| `%s` | %s | %s |", p.pattern, p.example, p.from); !strings.Contains(readme, row) {
+			t.Errorf("the README lacks the row\n%s", row)
 		}
 	}
 }
