@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
-
-	"github.com/hookmail/hookmail/config"
 )
 
 // heldBack is what pacing holds back of one event: until when, at the
@@ -26,20 +24,6 @@ func (h *heldBack) add(until time.Time, why error) {
 	if h.why == nil {
 		h.why = why
 	}
-}
-
-// replied is when an email the server answered with a throttling or quota
-// reply (class) may go again: the pace is cut, or every email held until
-// smtp.quota_reset. After a throttling reply that is at once, at its turn.
-func (p *pacer) replied(class ErrorClass, sentAt time.Time, cfg *config.Config) time.Time {
-	now := p.now()
-	if class == Quota {
-		until := cfg.SMTP.QuotaHoldUntil(now, cfg.Location())
-		p.quota(until)
-		return until
-	}
-	p.throttled(sentAt, cfg)
-	return now
 }
 
 // putBack returns the leased item to the queue as pacing holds it back,
