@@ -205,6 +205,12 @@ func (c *cli) printRoute(rt *config.Route, ev *relay.Event, from string) {
 	if rt.ReplyTo != "" {
 		fmt.Fprintf(w, "  reply-to: %s\n", rt.ReplyTo)
 	}
+	if r, ok := rt.PaceRate(); ok {
+		fmt.Fprintf(w, "  rate: %s, one email every %s at most\n", r, r.Every())
+	}
+	if rt.Priority > 0 {
+		fmt.Fprintf(w, "  priority: %d, before older emails of lower routes when emails wait\n", rt.Priority)
+	}
 	if id := relay.ThreadID(ev, from); rt.Threaded() && rt.Digest == nil && id != "" {
 		fmt.Fprintf(w, "  thread: <%s>\n", id)
 	}

@@ -61,6 +61,7 @@ func (c *Config) ValidateFor(use Use) error {
 	c.validateQueue(&v)
 	c.validateBackend(&v)
 	c.validateSMTP(&v)
+	c.validatePace(&v)
 	c.validateRetry(&v)
 	c.validateRoutes(&v)
 	if c.Templates.Dir != "" {

@@ -89,6 +89,10 @@ func (w *Workers) runDigests(ctx context.Context) {
 				delete(ds.retry, name)
 				continue
 			}
+			if paced := (*pacedDigest)(nil); errors.As(err, &paced) {
+				ds.retry[name] = digestRetry{attempts: ds.retry[name].attempts, next: paced.until}
+				continue
+			}
 			b := ds.retry[name]
 			b.attempts++
 			b.next = w.now().Add(Backoff(l.Config.Retry.Initial, l.Config.Retry.Max, b.attempts-1))
@@ -104,6 +108,13 @@ func (w *Workers) runDigests(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// pacedDigest is a digest pacing holds back until then.
+type pacedDigest struct{ until time.Time }
+
+func (p *pacedDigest) Error() string {
+	return "held back by pacing until " + p.until.Format(time.RFC3339)
 }
 
 // digestState is what runDigests keeps between ticks.
@@ -234,7 +245,20 @@ func (w *Workers) flushDigest(ctx context.Context, store DigestStore, l *Rules, 
 	}
 	msg, err := render(entries, rt, l.Config.SMTP.From)
 	if err == nil {
-		err = w.sender.Send(ctx, msg)
+		// Paced as any email; one pacing holds back waits for its turn
+		// without counting as an attempt.
+		until, perr := w.pacer.wait(ctx, nil, l.Config, rt, nil)
+		switch sentAt := w.now(); {
+		case perr != nil:
+			err = perr
+		case !until.IsZero():
+			return &pacedDigest{until: until}
+		default:
+			err = w.sender.Send(ctx, msg)
+			if c := Classify(err); err != nil && (c == Throttled || c == Quota) {
+				return &pacedDigest{until: w.pacer.replied(c, sentAt, l.Config)}
+			}
+		}
 	}
 	if err != nil {
 		if lifetime := l.Config.Retry.Lifetime; Classify(err) == Permanent && waited >= lifetime {

@@ -115,11 +115,11 @@ func newTestEnv(t testing.TB, cfg *config.Config, opts ...envOption) *testEnv {
 	})
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	reg := prometheus.NewRegistry()
-	workers := relay.NewWorkers(rules, q, relay.QueueLocal, digests, setup.sender, setup.media, log, reg)
+	workers := relay.NewWorkers(rules, q, relay.QueueLocal, digests, setup.store, setup.sender, setup.media, log, reg)
 	workers.SetClock(setup.now)
 	secrets := webhook.NewKeys(cfg.Webhook.Secrets)
 	rc := &webhook.Receiver{
-		Config: &cfg.Webhook, Keys: func(string) webhook.Keys { return secrets }, Queue: q,
+		Config: &cfg.Webhook, Keys: func(string) webhook.Keys { return secrets }, Queue: relay.PriorityEnqueuer{Queue: q, Rules: workers.Rules},
 		Metrics: webhook.NewMetrics(reg), Log: log, Now: setup.now,
 	}
 	gateway, _ := cfg.Webhook.Source(config.GatewaySource)

@@ -53,7 +53,7 @@ func NewMetrics(reg prometheus.Registerer, queue Queue, scope QueueScope) *Metri
 		}, []string{"type"}),
 		failed: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "hookmail_emails_failed_total",
-			Help: "Failed delivery attempts by event type and reason (temporary: retried; permanent: dead-lettered; config: the SMTP setup needs fixing).",
+			Help: "Failed delivery attempts by event type and reason (temporary: retried; permanent: dead-lettered; config: the SMTP setup needs fixing; throttled and quota: the server asked to slow down or its quota is used up, sent again at the pace, not counted as attempts).",
 		}, []string{"type", "reason"}),
 		deliveries: f.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "hookmail_delivery_duration_seconds",
@@ -104,11 +104,11 @@ func NewMetrics(reg prometheus.Registerer, queue Queue, scope QueueScope) *Metri
 func (m *Metrics) initSeries() {
 	for _, t := range append(slices.Clone(KnownTypes), "other", "none") {
 		m.sent.WithLabelValues(t)
-		for _, c := range []ErrorClass{Temporary, Permanent, Config} {
+		for _, c := range []ErrorClass{Temporary, Permanent, Config, Throttled, Quota} {
 			m.failed.WithLabelValues(t, c.String())
 		}
 	}
-	for _, o := range []string{"sent", "retry", "dead"} {
+	for _, o := range []string{"sent", "retry", "dead", "paced"} {
 		m.deliveries.WithLabelValues(o)
 	}
 }

@@ -58,7 +58,7 @@ func BenchmarkSpoolDrainStorm(b *testing.B) {
 				b.Fatal(err)
 			}
 			cfg.SMTP.Workers = 4
-			w := relay.NewWorkers(rules, s, relay.QueueLocal, s, &recorder{}, nil, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+			w := relay.NewWorkers(rules, s, relay.QueueLocal, s, relay.NewLocalPace(nil), &recorder{}, nil, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 			ctx, cancel := context.WithCancel(b.Context())
 			defer cancel()
 			cpu0 := cpuTime(b)

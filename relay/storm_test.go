@@ -7,7 +7,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -62,7 +61,7 @@ func startStorm(t *testing.T, cfg *config.Config, open stormStore, clock *testCl
 	}
 	in := &stormInstance{queue: q, reg: prometheus.NewRegistry(), logs: &relaytest.LogBuffer{}}
 	log := slog.New(slog.NewTextHandler(in.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	w := relay.NewWorkers(rules, q, relay.QueueLocal, ds, sender, nil, log, in.reg)
+	w := relay.NewWorkers(rules, q, relay.QueueLocal, ds, relay.NewLocalPace(nil), sender, nil, log, in.reg)
 	w.SetClock(clock.Now)
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})
@@ -96,23 +95,11 @@ func (in *stormInstance) drain(t *testing.T) {
 	})
 }
 
-// recorder records the emails it is given.
-type recorder struct {
-	mu   sync.Mutex
-	msgs []*relay.Message
-}
-
-func (r *recorder) Send(_ context.Context, m *relay.Message) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.msgs = append(r.msgs, m)
-	return nil
-}
-
-func (r *recorder) sent() []*relay.Message {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return slices.Clone(r.msgs)
+// sentBy is what rec has sent so far, in order.
+func sentBy(rec *recorder) []*relay.Message {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	return slices.Clone(rec.sent)
 }
 
 // smsEvent is the i-th SMS from phone with text.
@@ -189,7 +176,7 @@ func testStormAcrossARestart(t *testing.T, open stormStore) {
 	in.drain(t)
 
 	var fromPhone, fromOther []*relay.Message
-	for _, m := range rec.sent() {
+	for _, m := range sentBy(rec) {
 		if strings.Contains(m.Text, "storm message") {
 			fromPhone = append(fromPhone, m)
 		} else {
@@ -203,8 +190,8 @@ func testStormAcrossARestart(t *testing.T, open stormStore) {
 	// The window started with the first SMS a worker took, within the 10 s
 	// of posting (on a loaded machine the workers may lag the posts).
 	clock.Add(start.Add(10*time.Second + time.Minute + time.Second).Sub(clock.Now()))
-	waitFor(t, "the storm's digest", func() bool { return len(rec.sent()) == 11 })
-	digest := rec.sent()[10]
+	waitFor(t, "the storm's digest", func() bool { return len(sentBy(rec)) == 11 })
+	digest := sentBy(rec)[10]
 	if want := "and 195 more SMS from " + phone; digest.Subject != want {
 		t.Errorf("digest subject %q, want %q", digest.Subject, want)
 	}
@@ -242,8 +229,8 @@ func testStormAcrossARestart(t *testing.T, open stormStore) {
 	}
 
 	post(phone, "after the storm")
-	waitFor(t, "the SMS after the window", func() bool { return len(rec.sent()) == 12 })
-	if m := rec.sent()[11]; !strings.Contains(m.Text, "after the storm") || m.ThreadID != fromPhone[0].ThreadID {
+	waitFor(t, "the SMS after the window", func() bool { return len(sentBy(rec)) == 12 })
+	if m := sentBy(rec)[11]; !strings.Contains(m.Text, "after the storm") || m.ThreadID != fromPhone[0].ThreadID {
 		t.Errorf("after the window: %q in thread %q, want the SMS emailed on its own in the conversation's thread", m.Subject, m.ThreadID)
 	}
 }
@@ -326,7 +313,7 @@ func TestStormOfARouteGone(t *testing.T) {
 		}
 	}
 	env.runUntil(t, "the events delivered", func() bool { return env.stats(t).Depth == 0 })
-	if got := len(rec.sent()); got != 3 {
+	if got := len(sentBy(rec)); got != 3 {
 		t.Fatalf("%d emails, want 3: the storm's first, and both SMS without a number", got)
 	}
 
@@ -334,8 +321,8 @@ func TestStormOfARouteGone(t *testing.T) {
 	gone.Routes[0].Storm = nil
 	gone.Routes[0].To = []string{"someone-else@example.com"}
 	env.reload(t, gone)
-	env.runUntil(t, "the storm's digest", func() bool { return len(rec.sent()) == 4 })
-	digest := rec.sent()[3]
+	env.runUntil(t, "the storm's digest", func() bool { return len(sentBy(rec)) == 4 })
+	digest := sentBy(rec)[3]
 	if digest.Subject != "and 2 more SMS from +639760713666" || !slices.Equal(digest.To, []string{"ops@example.com"}) || strings.Contains(digest.Text, "emailed the first") {
 		t.Errorf("digest %q to %v:\n%s\nwant the 2 folded SMS, to the recipients they were folded for", digest.Subject, digest.To, digest.Text)
 	}

@@ -37,9 +37,9 @@ func (q *Queue) Enqueue(ctx context.Context, ev *relay.Event) error {
 				return err
 			}
 		}
-		_, err := tx.Exec(ctx, `INSERT INTO hookmail_events (id, type, source, format, data, content, received, due)
-			VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb, $7, `+nowNS+`)`,
-			ev.ID, ev.Type, ev.Source, ev.Format, jsonText(ev.Data), contentJSON(ev), ev.Received)
+		_, err := tx.Exec(ctx, `INSERT INTO hookmail_events (id, type, source, format, data, content, received, priority, due)
+			VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb, $7, $8, `+nowNS+`)`,
+			ev.ID, ev.Type, ev.Source, ev.Format, jsonText(ev.Data), contentJSON(ev), ev.Received, ev.Priority)
 		if err != nil {
 			return err
 		}

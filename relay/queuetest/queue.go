@@ -225,3 +225,52 @@ func testLimits(t *testing.T, h Harness) {
 	waitFor(t, "room again", func() bool { return q.Ready(t.Context()) == nil })
 	enqueue(t, q, event(3, "sms"))
 }
+
+func testPriorityOrder(t *testing.T, h Harness) {
+	q := open(t, h, Options{})
+	ctx := t.Context()
+	a, b, c, d, e := event(1, "sms"), event(2, "sms"), event(3, "sms"), event(4, "sms"), event(5, "sms")
+	c.Priority, d.Priority, e.Priority = 5, 9, 5
+	enqueue(t, q, a, b, c, d, e)
+	// The highest priority first, each priority's in the order they came.
+	var held []*relay.Lease
+	for _, want := range []*relay.Event{d, c, e, a} {
+		l := lease(t, q)
+		if l.Item.Event.ID != want.ID || l.Item.Event.Priority != want.Priority {
+			t.Fatalf("leased %s (priority %d), want %s (priority %d)", l.Item.Event.ID, l.Item.Event.Priority, want.ID, want.Priority)
+		}
+		held = append(held, l)
+	}
+	// A retry keeps the priority: c, due again soon, goes before b, which
+	// has waited since before c came; a, due later, after both.
+	now := time.Now()
+	for _, r := range []struct {
+		l   *relay.Lease
+		due time.Time
+	}{{held[1], now.Add(200 * time.Millisecond)}, {held[3], now.Add(time.Hour)}} {
+		if err := q.Retry(ctx, r.l, r.due, relay.Progress{Attempts: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, l := range []*relay.Lease{held[0], held[2]} {
+		if err := q.Ack(ctx, l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// (An ack may commit after it returns: d and e may still be listed.)
+	got := slices.DeleteFunc(ids(list(t, q, relay.Filter{State: relay.StateWaiting})), func(id string) bool { return id == d.ID || id == e.ID })
+	if !slices.Equal(got, []string{b.ID, c.ID, a.ID}) {
+		t.Errorf("listed %v, want b, c, a: the order they are due, whatever their priority", got)
+	}
+	time.Sleep(time.Until(now.Add(200 * time.Millisecond)))
+	for _, want := range []*relay.Event{c, b} {
+		l := lease(t, q)
+		if l.Item.Event.ID != want.ID || l.Item.Event.Priority != want.Priority {
+			t.Fatalf("leased %s (priority %d), want %s (priority %d)", l.Item.Event.ID, l.Item.Event.Priority, want.ID, want.Priority)
+		}
+		if err := q.Ack(ctx, l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	noLease(t, q, 50*time.Millisecond)
+}

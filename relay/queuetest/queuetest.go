@@ -54,6 +54,7 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		{"LeaseExpires", testLeaseExpires},
 		{"LeaseExtends", testLeaseExtends},
 		{"DueOrder", testDueOrder},
+		{"PriorityOrder", testPriorityOrder},
 		{"Dedup", testDedup},
 		{"ProgressAcrossReopen", testProgressAcrossReopen},
 		{"CloseAndReopen", testCloseAndReopen},

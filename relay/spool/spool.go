@@ -108,7 +108,9 @@ var (
 
 // Buckets: events holds every waiting item by id; due indexes them by next
 // attempt (8-byte big-endian Unix nanoseconds, then the id) so Lease reads
-// the earliest first; dead holds the dead letters by id; dedup maps a
+// the earliest first; priority indexes again those of a priority above 0,
+// by 255 minus the priority, then as due does, so Lease reads the highest
+// priority first; dead holds the dead letters by id; dedup maps a
 // hashed DedupKey to its expiry and event id, and dedupexp indexes those by
 // expiry; digests holds digest routes' collected events by route, NUL and
 // event id (a storm's digest has a route name of its own, see
@@ -117,6 +119,7 @@ var (
 var (
 	bucketEvents   = []byte("events")
 	bucketDue      = []byte("due")
+	bucketPriority = []byte("priority")
 	bucketDead     = []byte("dead")
 	bucketMeta     = []byte("meta")
 	bucketDedup    = []byte("dedup")
@@ -167,7 +170,7 @@ func Open(dir string, opts ...Option) (s *Spool, err error) {
 	}
 	var c openCounts
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketEvents, bucketDue, bucketDead, bucketMeta, bucketDedup, bucketDedupExp, bucketDigests, bucketStorms, bucketStormExp} {
+		for _, b := range [][]byte{bucketEvents, bucketDue, bucketPriority, bucketDead, bucketMeta, bucketDedup, bucketDedupExp, bucketDigests, bucketStorms, bucketStormExp} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}

@@ -67,7 +67,7 @@ func TestReadsSpoolsOfEarlierVersions(t *testing.T) {
 		`"delivered":["ops"],"owed":{"team":["late@example.com"]},"history":[{"at":"2026-03-01T12:01:00Z","what":"attempt 1 failed: 451 later"}],"state":"waiting"}`
 	id := "01900000-0000-7000-8000-000000000001"
 	err := s.update(func(tx *bolt.Tx) error {
-		return putRaw(tx, id, time.Date(2026, 3, 1, 12, 5, 0, 0, time.UTC), []byte(old))
+		return putRaw(tx, id, time.Date(2026, 3, 1, 12, 5, 0, 0, time.UTC), 0, []byte(old))
 	})
 	if err != nil {
 		t.Fatal(err)

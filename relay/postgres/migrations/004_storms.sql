@@ -1,4 +1,4 @@
--- Schema version 3: storm routes' windows, one row per route and
+-- Schema version 4: storm routes' windows, one row per route and
 -- conversation, so that every instance counts a conversation's events in
 -- the same window (relay.CountStorm). The events a storm folds are digest
 -- entries, under a digest name of the window's own.
