@@ -12,13 +12,12 @@ import (
 	"github.com/hookmail/hookmail/relay"
 )
 
-// channel is the NOTIFY channel that says an event is due now.
-const channel = "hookmail_due"
-
 // Enqueue stores ev, due now, and its dedup key, in one transaction that
 // has committed when it returns. The key's row is written with the event,
 // so two instances given the same event at once store it once: the second
 // waits for the first's transaction and gets a *relay.DuplicateError.
+// Idle workers here are woken at once, those of other instances by a
+// NOTIFY that follows the commit (notifyLoop).
 func (q *Queue) Enqueue(ctx context.Context, ev *relay.Event) error {
 	if q.isClosed() {
 		return relay.ErrQueueClosed
@@ -40,11 +39,6 @@ func (q *Queue) Enqueue(ctx context.Context, ev *relay.Event) error {
 		_, err := tx.Exec(ctx, `INSERT INTO hookmail_events (id, type, source, data, received, due)
 			VALUES ($1, $2, $3, $4::jsonb, $5, `+nowNS+`)`,
 			ev.ID, ev.Type, ev.Source, jsonText(ev.Data), ev.Received)
-		if err != nil {
-			return err
-		}
-		// Delivered at commit, to every instance listening.
-		_, err = tx.Exec(ctx, "SELECT pg_notify($1, '')", channel)
 		return err
 	})
 	switch {
@@ -55,6 +49,7 @@ func (q *Queue) Enqueue(ctx context.Context, ev *relay.Event) error {
 	}
 	q.counted(1)
 	q.signal()
+	q.announce()
 	return nil
 }
 
