@@ -12,12 +12,12 @@ import (
 	"github.com/hookmail/hookmail/relay"
 )
 
-// Enqueue stores ev, due now, and its dedup key, in one transaction that
-// has committed when it returns. The key's row is written with the event,
-// so two instances given the same event at once store it once: the second
-// waits for the first's transaction and gets a *relay.DuplicateError.
-// Idle workers here are woken at once, those of other instances by a
-// NOTIFY that follows the commit (notifyLoop).
+// Enqueue stores ev, due now, and its dedup key, in one statement (so one
+// transaction) that has committed when it returns. The key's row is
+// written with the event, so two instances given the same event at once
+// store it once: the second waits for the first's transaction and gets a
+// *relay.DuplicateError. Idle workers here are woken at once, those of
+// other instances by a NOTIFY that follows the commit (notifyLoop).
 func (q *Queue) Enqueue(ctx context.Context, ev *relay.Event) error {
 	if q.isClosed() {
 		return relay.ErrQueueClosed
@@ -28,19 +28,14 @@ func (q *Queue) Enqueue(ctx context.Context, ev *relay.Event) error {
 		return err
 	}
 	var dupOf string
-	err := pgx.BeginFunc(ctx, q.pool, func(tx pgx.Tx) error {
-		if ev.DedupKey != "" && q.opts.dedupWindow > 0 {
-			first, err := q.remember(ctx, tx, ev.DedupKey, ev.ID)
-			if err != nil || first != "" {
-				dupOf = first
-				return err
-			}
-		}
-		_, err := tx.Exec(ctx, `INSERT INTO hookmail_events (id, type, source, data, received, due)
+	var err error
+	if ev.DedupKey != "" && q.opts.dedupWindow > 0 {
+		dupOf, err = q.storeOnce(ctx, ev)
+	} else {
+		_, err = q.pool.Exec(ctx, `INSERT INTO hookmail_events (id, type, source, data, received, due)
 			VALUES ($1, $2, $3, $4::jsonb, $5, `+nowNS+`)`,
 			ev.ID, ev.Type, ev.Source, jsonText(ev.Data), ev.Received)
-		return err
-	})
+	}
 	switch {
 	case err != nil:
 		return q.fail(err)
