@@ -55,19 +55,28 @@ const recountEvery = time.Second
 // full reports whether maxEvents events wait. Counting a large backlog at
 // every webhook would be slow, so a count stands for recountEvery, plus
 // what this instance stored since, unless it comes within a tenth of the
-// limit: then every check counts.
+// limit: then every check counts. When a count has stood its time, one
+// check counts again and the others take the standing count meanwhile:
+// under load, every webhook in flight would otherwise count the backlog at
+// once, each second.
 func (q *Queue) full(ctx context.Context) error {
 	limit := q.opts.maxEvents
 	if limit <= 0 {
 		return nil
 	}
 	q.mu.Lock()
-	n, at := q.depth, q.depthAt
+	n := q.depth
+	count := n >= limit-limit/10
+	if !count && time.Since(q.depthAt) > recountEvery {
+		q.depthAt = time.Now() // this check counts, the others need not
+		count = true
+	}
 	q.mu.Unlock()
-	if time.Since(at) > recountEvery || n >= limit-limit/10 {
+	if count {
 		// Counting stops at the limit: what lies beyond it changes nothing.
 		err := q.pool.QueryRow(ctx, `SELECT count(*) FROM (SELECT FROM hookmail_events WHERE NOT dead LIMIT $1) AS w`, limit).Scan(&n)
 		if err != nil {
+			q.recount()
 			return q.fail(err)
 		}
 		q.mu.Lock()
