@@ -22,6 +22,8 @@ POST_CONNS=${POST_CONNS:-32}         # hey -c while posting them, split over the
 WORKERS=${WORKERS:-4}                # smtp.workers of each instance
 RUNS=${RUNS:-3}                      # rounds; each runs every configuration once
 CONFIGS=${CONFIGS:-"spool:1 postgres:1 postgres:3"} # backend:instances
+PHASES=${PHASES:-"intake e2e"}       # which measurements to make
+BIN=${BIN:-}                         # a hookmail binary to measure instead of building one
 DURABLE=${DURABLE:-1}                # 1: Postgres with fsync and synchronous_commit on
 PG_STATS=${PG_STATS:-0}              # 1: load pg_stat_statements and report the top statements
 DRAIN_TIMEOUT=${DRAIN_TIMEOUT:-120}  # seconds to wait for all N to be sent
@@ -93,7 +95,12 @@ say "# spool in $WORK ($(df -PT "$WORK" | awk 'NR==2 {print $2}')); configuratio
 say "# intake: wrk, warm-up $WARMUP, run $DURATION, about $CONNS connections; SMTP stalled, so no email goes out"
 say "# end to end: $N events posted with hey -c $POST_CONNS (dedup.window 0) to instances with $WORKERS workers each, into smtp-sink"
 
-(cd "$ROOT" && go build -o "$WORK/hookmail" .) || die "build failed"
+if [[ -n $BIN ]]; then
+	cp "$BIN" "$WORK/hookmail" || die "cannot copy $BIN"
+	say "# binary: $BIN, not built from the tree"
+else
+	(cd "$ROOT" && go build -o "$WORK/hookmail" .) || die "build failed"
+fi
 printf '%s' "$BODY" >"$WORK/body.txt"
 [[ $BODY != *[\"\\]* ]] || die "the body needs Lua escaping"
 [[ $BODY == *data%5Bid%5D=2\&* ]] || die "the body has no data[id] to vary"
@@ -182,17 +189,48 @@ metric_sum() {
 # problems LOG...: the WARN and ERROR lines, but for the sample secret's
 # warning at start and the requests wrk leaves in flight when it stops
 # (their client gone, the Postgres queue's statement is canceled).
+# cpu_snap PID...: "pid ticks" for each process: the CPU time (user +
+# system, in clock ticks) it has used so far.
+cpu_snap() {
+	local pid f
+	for pid in "$@"; do
+		f=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
+		f=${f##*) } # after "pid (comm) ": state is field 3, utime 14, stime 15
+		read -r -a f <<<"$f"
+		echo "$pid $((f[11] + f[12]))"
+	done
+}
+
+# cpu_used BEFORE AFTER: the ticks used between two cpu_snaps; a process
+# started in between counts whole, one that ended in between not at all.
+cpu_used() {
+	awk 'NR == FNR {t0[$1] = $2; next} {s += $2 - t0[$1]} END {print s + 0}' "$1" "$2"
+}
+
+# pg_pids: the cluster's processes: the postmaster and its children
+# (backends, WAL writer, checkpointer, autovacuum).
+pg_pids() {
+	local pm pid ppid
+	pm=$(head -1 "$PG_TEST_DIR/data/postmaster.pid")
+	echo "$pm"
+	for pid in /proc/[0-9]*; do
+		ppid=$(sed -E 's/.*\) [A-Za-z] ([0-9]+) .*/\1/' "$pid/stat" 2>/dev/null) || continue
+		[[ $ppid == "$pm" ]] && echo "${pid#/proc/}"
+	done
+}
+CLK_TCK=$(getconf CLK_TCK)
+
 problems() {
 	cat "$@" | grep -E 'level=(WARN|ERROR)' | grep -v 'sample secret' | grep -cv 'err="postgres: context canceled"' || true
 }
 
-median() { tr ' ' '\n' | grep -E '^[0-9.]+$' | sort -g | awk '{a[NR]=$1} END {if (NR == 0) print "n/a"; else if (NR % 2) print a[(NR+1)/2]; else printf "%.0f\n", (a[NR/2]+a[NR/2+1])/2}'; }
+median() { tr ' ' '\n' | grep -E '^[0-9.]+$' | sort -g | awk '{a[NR]=$1} END {if (NR == 0) print "n/a"; else if (NR % 2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 
-declare -A INTAKE E2E LOADS MED
+declare -A INTAKE E2E LOADS MED CPU
 
 # intake CFG BACKEND K RUN: wrk against K instances with SMTP stalled.
 intake() {
-	local cfg=$1 backend=$2 k=$3 run=$4 dir threads conns a ports out rps total non2xx sockerr queued la0 la1 code
+	local cfg=$1 backend=$2 k=$3 run=$4 dir threads conns a ports out rps total non2xx sockerr queued la0 la1 code hmus pgus
 	dir=$WORK/r$run-$backend$k-intake
 	[[ $backend == postgres ]] && new_database "hb_r${run}_${k}_intake"
 	start_instances "$backend" "$k" "$dir" "$STALL_PORT" HOOKMAIL_SMTP_TIMEOUT=10m
@@ -226,9 +264,15 @@ EOF
 	timeout -k 5 120 wrk -t"$threads" -c"$conns" -d"$WARMUP" -s "$dir/post.lua" "http://${ADDRS[0]}/webhook" >"$out-warmup.txt" 2>&1 ||
 		die "wrk failed: $(tail -3 "$out-warmup.txt")"
 	la0=$(loadavg)
+	# CPU used by hookmail and, on postgres, the whole cluster during the
+	# run, per request: unlike req/s, it hardly depends on what else runs.
+	cpu_snap "${HPIDS[@]}" >"$dir/cpu-hm0"
+	if [[ $backend == postgres ]]; then cpu_snap $(pg_pids) >"$dir/cpu-pg0"; else : >"$dir/cpu-pg0"; fi
 	timeout -k 5 300 wrk -t"$threads" -c"$conns" -d"$DURATION" --latency -s "$dir/post.lua" "http://${ADDRS[0]}/webhook" >"$out.txt" 2>&1 ||
 		die "wrk failed: $(tail -3 "$out.txt")"
 	la1=$(loadavg)
+	cpu_snap "${HPIDS[@]}" >"$dir/cpu-hm1"
+	if [[ $backend == postgres ]]; then cpu_snap $(pg_pids) >"$dir/cpu-pg1"; else : >"$dir/cpu-pg1"; fi
 	rps=$(awk '/^Requests\/sec:/ {printf "%.0f", $2}' "$out.txt")
 	total=$(awk '/ requests in / {print $1; exit}' "$out.txt")
 	non2xx=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' "$out.txt")
@@ -236,9 +280,11 @@ EOF
 	queued=$(metric_sum hookmail_events_received_total 'result="queued"')
 	[[ $backend == postgres && $PG_STATS == 1 ]] && pg_top "hb_r${run}_${k}_intake" "$out-statements.txt"
 	kill_instances
-	INTAKE[$cfg,$run]=$rps LOADS[$cfg,$run]="${la1%% *}"
-	say "$(printf '%-11s round %d intake: %6s req/s (%s requests, %s non-2xx, socket errors %s, %s queued in all), p50 %s p99 %s, wrk -t%d -c%d; load %s -> %s; %s WARN/ERROR' \
-		"$cfg" "$run" "$rps" "$total" "${non2xx:-0}" "${sockerr:-none}" "$queued" \
+	hmus=$(awk -v t="$(cpu_used "$dir/cpu-hm0" "$dir/cpu-hm1")" -v n="$total" -v hz="$CLK_TCK" 'BEGIN {printf "%.0f", t * 1e6 / hz / n}')
+	pgus=$(awk -v t="$(cpu_used "$dir/cpu-pg0" "$dir/cpu-pg1")" -v n="$total" -v hz="$CLK_TCK" 'BEGIN {printf "%.0f", t * 1e6 / hz / n}')
+	INTAKE[$cfg,$run]=$rps LOADS[$cfg,$run]="${la1%% *}" CPU[$cfg,$run]=$((hmus + pgus))
+	say "$(printf '%-11s round %d intake: %6s req/s (%s requests, %s non-2xx, socket errors %s, %s queued in all), CPU per request %sus hookmail + %sus postgres, p50 %s p99 %s, wrk -t%d -c%d; load %s -> %s; %s WARN/ERROR' \
+		"$cfg" "$run" "$rps" "$total" "${non2xx:-0}" "${sockerr:-none}" "$queued" "$hmus" "$pgus" \
 		"$(awk '/Latency Distribution/ {f=1; next} f && $1=="50%" {print $2; exit}' "$out.txt")" \
 		"$(awk '/Latency Distribution/ {f=1; next} f && $1=="99%" {print $2; exit}' "$out.txt")" \
 		"$threads" "$conns" "$la0" "$la1" "$(problems "$dir"/i*/hookmail.log)")"
@@ -324,11 +370,10 @@ STALL_PID=$SINK_PID
 for ((run = 1; run <= RUNS; run++)); do
 	say ""
 	say "== round $run of $RUNS (load average $(loadavg))"
-	for cfg in $CONFIGS; do
-		intake "$cfg" "${cfg%%:*}" "${cfg##*:}" "$run"
-	done
-	for cfg in $CONFIGS; do
-		e2e "$cfg" "${cfg%%:*}" "${cfg##*:}" "$run"
+	for phase in $PHASES; do
+		for cfg in $CONFIGS; do
+			"$phase" "$cfg" "${cfg%%:*}" "${cfg##*:}" "$run"
+		done
 	done
 done
 stop "$STALL_PID"
@@ -336,22 +381,31 @@ stop "$STALL_PID"
 # --- table ---------------------------------------------------------------------
 say ""
 say "medians of $RUNS rounds (each round's figures in brackets); postgres: $PG_SETTINGS"
-say "$(printf '%-12s %10s %-24s %10s %-24s %s' config intake/s '(rounds)' emails/s '(rounds)' 'load after intake')"
-base=
+say "$(printf '%-12s %9s %-22s %9s %-22s %9s  %s' config intake/s '(rounds)' emails/s '(rounds)' 'CPU/req' 'load after intake')"
 for cfg in $CONFIGS; do
-	i_all= e_all= l_all=
+	i_all= e_all= l_all= c_all=
 	for ((run = 1; run <= RUNS; run++)); do
-		i_all+="${INTAKE[$cfg,$run]:-} " e_all+="${E2E[$cfg,$run]:-} " l_all+="${LOADS[$cfg,$run]:-} "
+		i_all+="${INTAKE[$cfg,$run]:-} " e_all+="${E2E[$cfg,$run]:-} " l_all+="${LOADS[$cfg,$run]:-} " c_all+="${CPU[$cfg,$run]:-} "
 	done
-	im=$(median <<<"$i_all")
-	[[ $cfg == spool:* && -z $base ]] && base=$im
-	say "$(printf '%-12s %10s %-24s %10s %-24s %s' "${cfg/:/ x}" "$im" "(${i_all% })" "$(median <<<"${e_all//\*/}")" "(${e_all% })" "$l_all")"
-	MED[$cfg]=$im
+	MED[$cfg]=$(median <<<"$i_all") MED[$cfg,cpu]=$(median <<<"$c_all")
+	say "$(printf '%-12s %9s %-22s %9s %-22s %7sus  %s' "${cfg/:/ x}" "${MED[$cfg]}" "(${i_all% })" \
+		"$(median <<<"${e_all//\*/}")" "(${e_all% })" "${MED[$cfg,cpu]}" "${l_all% }")"
 done
-if [[ -n $base ]]; then
+# Each round runs the configurations back to back, so a round's ratio
+# compares like with like better than a ratio of medians does.
+if [[ " $CONFIGS " == *" spool:1 "* ]]; then
 	for cfg in $CONFIGS; do
-		[[ $cfg == postgres:* ]] && say "$(awk -v p="${MED[$cfg]}" -v s="$base" -v c="$cfg" 'BEGIN {if (s > 0) printf "%s intake / spool intake: %.2f", c, p / s}')"
+		[[ $cfg == postgres:* ]] || continue
+		r_all=
+		for ((run = 1; run <= RUNS; run++)); do
+			r_all+="$(awk -v p="${INTAKE[$cfg,$run]:-0}" -v s="${INTAKE[spool:1,$run]:-0}" 'BEGIN {if (s > 0) printf "%.2f", p / s}') "
+		done
+		say "$(printf '%s intake / spool intake: %s (rounds: %s); CPU per request, spool / %s: %s' "${cfg/:/ x}" \
+			"$(median <<<"$r_all" | awk '{printf "%.2f", $1}')" "${r_all% }" "${cfg/:/ x}" \
+			"$(awk -v p="${MED[$cfg,cpu]}" -v s="${MED[spool:1,cpu]}" 'BEGIN {if (p > 0) printf "%.2f", s / p}')")"
 	done
 fi
+say "CPU/req: CPU time hookmail (and the Postgres cluster) used during the intake run, per request (the machine's"
+say "other processes change it little, unlike req/s); load: the 1-minute load average ($(nproc) CPUs)"
 say ""
 say "report: $REPORT (raw wrk and hey output next to it)"
