@@ -189,34 +189,38 @@ metric_sum() {
 # problems LOG...: the WARN and ERROR lines, but for the sample secret's
 # warning at start and the requests wrk leaves in flight when it stops
 # (their client gone, the Postgres queue's statement is canceled).
-# cpu_snap PID...: "pid ticks" for each process: the CPU time (user +
-# system, in clock ticks) it has used so far.
-cpu_snap() {
-	local pid f
+# cpu_ticks PID...: the CPU time (user + system, in clock ticks) the
+# processes have used so far.
+cpu_ticks() {
+	local pid f t=0
 	for pid in "$@"; do
 		f=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
 		f=${f##*) } # after "pid (comm) ": state is field 3, utime 14, stime 15
 		read -r -a f <<<"$f"
-		echo "$pid $((f[11] + f[12]))"
+		t=$((t + f[11] + f[12]))
 	done
+	echo "$t"
 }
 
-# cpu_used BEFORE AFTER: the ticks used between two cpu_snaps; a process
-# started in between counts whole, one that ended in between not at all.
-cpu_used() {
-	awk 'NR == FNR {t0[$1] = $2; next} {s += $2 - t0[$1]} END {print s + 0}' "$1" "$2"
-}
-
-# pg_pids: the cluster's processes: the postmaster and its children
-# (backends, WAL writer, checkpointer, autovacuum).
-pg_pids() {
-	local pm pid ppid
+# pg_ticks: the CPU time the Postgres cluster has used so far: the
+# postmaster's, its live children's (backends, WAL writer, checkpointer,
+# autovacuum), and that of the children it has reaped (cutime and cstime,
+# fields 16 and 17): a backend whose client hung up mid-statement ends
+# during the run, and its time still counts.
+pg_ticks() {
+	local pm f pid t=0
 	pm=$(head -1 "$PG_TEST_DIR/data/postmaster.pid")
-	echo "$pm"
+	f=$(cat "/proc/$pm/stat") || { echo 0; return; }
+	f=${f##*) }
+	read -r -a f <<<"$f"
+	t=$((f[11] + f[12] + f[13] + f[14]))
 	for pid in /proc/[0-9]*; do
-		ppid=$(sed -E 's/.*\) [A-Za-z] ([0-9]+) .*/\1/' "$pid/stat" 2>/dev/null) || continue
-		[[ $ppid == "$pm" ]] && echo "${pid#/proc/}"
+		f=$(cat "$pid/stat" 2>/dev/null) || continue
+		f=${f##*) }
+		read -r -a f <<<"$f"
+		((f[1] == pm)) && t=$((t + f[11] + f[12]))
 	done
+	echo "$t"
 }
 CLK_TCK=$(getconf CLK_TCK)
 
@@ -230,7 +234,7 @@ declare -A INTAKE E2E LOADS MED CPU
 
 # intake CFG BACKEND K RUN: wrk against K instances with SMTP stalled.
 intake() {
-	local cfg=$1 backend=$2 k=$3 run=$4 dir threads conns a ports out rps total non2xx sockerr queued la0 la1 code hmus pgus
+	local cfg=$1 backend=$2 k=$3 run=$4 dir threads conns a ports out rps total non2xx sockerr queued la0 la1 code hm0 hm1 pg0 pg1 hmus pgus
 	dir=$WORK/r$run-$backend$k-intake
 	[[ $backend == postgres ]] && new_database "hb_r${run}_${k}_intake"
 	start_instances "$backend" "$k" "$dir" "$STALL_PORT" HOOKMAIL_SMTP_TIMEOUT=10m
@@ -263,16 +267,21 @@ EOF
 	out=$RESULTS/postgres-$STAMP-r$run-$backend$k-intake
 	timeout -k 5 120 wrk -t"$threads" -c"$conns" -d"$WARMUP" -s "$dir/post.lua" "http://${ADDRS[0]}/webhook" >"$out-warmup.txt" 2>&1 ||
 		die "wrk failed: $(tail -3 "$out-warmup.txt")"
-	la0=$(loadavg)
 	# CPU used by hookmail and, on postgres, the whole cluster during the
 	# run, per request: unlike req/s, it hardly depends on what else runs.
-	cpu_snap "${HPIDS[@]}" >"$dir/cpu-hm0"
-	if [[ $backend == postgres ]]; then cpu_snap $(pg_pids) >"$dir/cpu-pg0"; else : >"$dir/cpu-pg0"; fi
+	# When wrk stops, the requests it leaves in flight have their
+	# statements canceled, and pgx closes those connections: the pauses
+	# let their backends end and be reaped outside the measured span.
+	sleep 2
+	la0=$(loadavg)
+	hm0=$(cpu_ticks "${HPIDS[@]}") pg0=0
+	if [[ $backend == postgres ]]; then pg0=$(pg_ticks); fi
 	timeout -k 5 300 wrk -t"$threads" -c"$conns" -d"$DURATION" --latency -s "$dir/post.lua" "http://${ADDRS[0]}/webhook" >"$out.txt" 2>&1 ||
 		die "wrk failed: $(tail -3 "$out.txt")"
 	la1=$(loadavg)
-	cpu_snap "${HPIDS[@]}" >"$dir/cpu-hm1"
-	if [[ $backend == postgres ]]; then cpu_snap $(pg_pids) >"$dir/cpu-pg1"; else : >"$dir/cpu-pg1"; fi
+	sleep 2
+	hm1=$(cpu_ticks "${HPIDS[@]}") pg1=0
+	if [[ $backend == postgres ]]; then pg1=$(pg_ticks); fi
 	rps=$(awk '/^Requests\/sec:/ {printf "%.0f", $2}' "$out.txt")
 	total=$(awk '/ requests in / {print $1; exit}' "$out.txt")
 	non2xx=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' "$out.txt")
@@ -280,8 +289,8 @@ EOF
 	queued=$(metric_sum hookmail_events_received_total 'result="queued"')
 	[[ $backend == postgres && $PG_STATS == 1 ]] && pg_top "hb_r${run}_${k}_intake" "$out-statements.txt"
 	kill_instances
-	hmus=$(awk -v t="$(cpu_used "$dir/cpu-hm0" "$dir/cpu-hm1")" -v n="$total" -v hz="$CLK_TCK" 'BEGIN {printf "%.0f", t * 1e6 / hz / n}')
-	pgus=$(awk -v t="$(cpu_used "$dir/cpu-pg0" "$dir/cpu-pg1")" -v n="$total" -v hz="$CLK_TCK" 'BEGIN {printf "%.0f", t * 1e6 / hz / n}')
+	hmus=$(awk -v t=$((hm1 - hm0)) -v n="$total" -v hz="$CLK_TCK" 'BEGIN {printf "%.0f", t * 1e6 / hz / n}')
+	pgus=$(awk -v t=$((pg1 - pg0)) -v n="$total" -v hz="$CLK_TCK" 'BEGIN {printf "%.0f", t * 1e6 / hz / n}')
 	INTAKE[$cfg,$run]=$rps LOADS[$cfg,$run]="${la1%% *}" CPU[$cfg,$run]=$((hmus + pgus))
 	say "$(printf '%-11s round %d intake: %6s req/s (%s requests, %s non-2xx, socket errors %s, %s queued in all), CPU per request %sus hookmail + %sus postgres, p50 %s p99 %s, wrk -t%d -c%d; load %s -> %s; %s WARN/ERROR' \
 		"$cfg" "$run" "$rps" "$total" "${non2xx:-0}" "${sockerr:-none}" "$queued" "$hmus" "$pgus" \
