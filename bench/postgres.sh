@@ -67,7 +67,7 @@ withdb() {
 	[[ -n ${3:-} ]] && u="postgres://$3:$4@${u#*@}"
 	echo "$u"
 }
-PG_SETTINGS=$(psql_admin "$ADMIN_URL" -F= -c "SELECT name, setting FROM pg_settings
+PG_SETTINGS=$(psql_admin "$ADMIN_URL" -F= -c "SELECT name, current_setting(name) FROM pg_settings
 	WHERE name IN ('fsync', 'synchronous_commit', 'full_page_writes', 'wal_sync_method', 'shared_buffers', 'max_connections') ORDER BY name" | tr '\n' ' ')
 PG_VERSION=$(psql_admin "$ADMIN_URL" -c "SHOW server_version")
 # hookmail's role, as in relay/postgres/pgtest: no superuser, allowed to
@@ -303,7 +303,7 @@ EOF
 # e2e CFG BACKEND K RUN: N events posted to K instances delivering into
 # smtp-sink; the time from the first post until all are sent.
 e2e() {
-	local cfg=$1 backend=$2 k=$3 run=$4 dir port per c i ok extra t0 t1 tp sent target elapsed la0 out code rate heys
+	local cfg=$1 backend=$2 k=$3 run=$4 dir port per c i ok extra t0 t1 tp sent target elapsed la0 out code rate heys poll left a v
 	dir=$WORK/r$run-$backend$k-e2e
 	[[ $backend == postgres ]] && new_database "hb_r${run}_${k}_e2e"
 	port=$(free_port)
@@ -335,13 +335,25 @@ e2e() {
 	ok=$((ok + extra))
 	[[ $ok == "$N" ]] || say "WARNING: only $ok of $N posts answered 200"
 	target=$(metric_sum hookmail_events_received_total 'result="queued"')
+	# Done when the queue is empty: every event acked after the sink took
+	# it (or dead, which the sent count below shows). Each scrape counts
+	# the queue (on Postgres, a pass over its table), and on Postgres one
+	# instance's depth is the whole shared queue's, so one is polled.
+	poll=("${ADDRS[@]}")
+	[[ $backend == postgres ]] && poll=("${ADDRS[0]}")
 	while :; do
-		sent=$(metric_sum hookmail_emails_sent_total)
-		((sent >= target)) && break
+		left=0
+		for a in "${poll[@]}"; do
+			v=$(ADDR=$a metric hookmail_queue_depth)
+			[[ $v =~ ^[0-9]+$ ]] || v=1 # no answer: not done
+			left=$((left + v))
+		done
+		((left == 0)) && break
 		awk -v a="$t0" -v b="$(now)" -v m="$DRAIN_TIMEOUT" 'BEGIN {exit !(b - a >= m)}' && break
 		sleep 0.25
 	done
 	t1=$(now)
+	sent=$(metric_sum hookmail_emails_sent_total)
 	elapsed=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.2f", b - a}')
 	rate=$(awk -v n="$sent" -v s="$elapsed" 'BEGIN {printf "%.0f", n / s}')
 	stop_instances
