@@ -4,7 +4,7 @@
 # instances sharing one database, all on this machine, back to back, RUNS
 # times; the table shows the medians.
 #
-#   bash bench/postgres.sh                     # 3 rounds, about 6 minutes
+#   bash bench/postgres.sh                     # 3 rounds, about 5 minutes
 #   RUNS=1 CONFIGS="postgres:1" bash bench/postgres.sh
 #
 # Postgres is a throwaway cluster (.ci/postgres.sh) with fsync,
