@@ -56,6 +56,7 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		{"DueOrder", testDueOrder},
 		{"PriorityOrder", testPriorityOrder},
 		{"Dedup", testDedup},
+		{"ContentKept", testContentKept},
 		{"ProgressAcrossReopen", testProgressAcrossReopen},
 		{"CloseAndReopen", testCloseAndReopen},
 		{"Limits", testLimits},
