@@ -72,7 +72,7 @@ func (s *Spool) next() (*relay.Lease, time.Duration, <-chan struct{}, error) {
 			wait = max(d, time.Millisecond)
 		}
 	}
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketDue).Cursor()
 		for k, _ := c.First(); k != nil; k, _ = c.Next() {
 			id := string(k[8:])
