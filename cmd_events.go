@@ -189,6 +189,8 @@ func (c *cli) printRoute(rt *config.Route, ev *relay.Event, from string) {
 	}
 	if d := rt.Digest; d != nil {
 		fmt.Fprintf(w, "route %s: collected for a digest (every %s, or %d events)\n", rt.Name, d.Every, d.Max())
+	} else if s := rt.Storm; s != nil {
+		fmt.Fprintf(w, "route %s: email; past %d of one conversation in %s, the rest of the window in one digest (storm)\n", rt.Name, s.Threshold, s.Window)
 	} else {
 		fmt.Fprintf(w, "route %s: email\n", rt.Name)
 	}
@@ -202,6 +204,12 @@ func (c *cli) printRoute(rt *config.Route, ev *relay.Event, from string) {
 	}
 	if rt.ReplyTo != "" {
 		fmt.Fprintf(w, "  reply-to: %s\n", rt.ReplyTo)
+	}
+	if r, ok := rt.PaceRate(); ok {
+		fmt.Fprintf(w, "  rate: %s, one email every %s at most\n", r, r.Every())
+	}
+	if rt.Priority > 0 {
+		fmt.Fprintf(w, "  priority: %d, before older emails of lower routes when emails wait\n", rt.Priority)
 	}
 	if id := relay.ThreadID(ev, from); rt.Threaded() && rt.Digest == nil && id != "" {
 		fmt.Fprintf(w, "  thread: <%s>\n", id)

@@ -4,11 +4,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	mathrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -41,14 +43,35 @@ type mailpit struct {
 	cmd      *exec.Cmd
 }
 
+// freePort is a port on 127.0.0.1 that nothing listens on now, for a
+// process of the test's own (Mailpit, HAProxy) that must be told its port
+// before it starts, and that may start long after, once hookmail has run
+// against the port closed. It is below the kernel's ephemeral range: a
+// port in that range (which binding port 0 gives) can meanwhile be taken
+// as the local end of any outgoing connection, a hookmail's own attempts
+// to reach the closed port among them, and the process then cannot
+// listen on it. CI failed so once: "timed out waiting for mailpit".
 func freePort(t *testing.T) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	low := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil && n > 11000 {
+				low = n
+			}
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	for range 200 {
+		port := 10000 + mathrand.IntN(low-10000)
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		return port
+	}
+	t.Fatal("no free port below the ephemeral range")
+	return 0
 }
 
 // findMailpit finds the binary .ci/run installs; outside CI a missing one

@@ -283,9 +283,12 @@ func TestRouteCommand(t *testing.T) {
     match: { type: sms, sim: "2" }
     to: ["support@example.com"]
     continue: true
+    rate: 10/m
+    priority: 5
   - name: default
     to: [ops@example.com]
     cc: [boss@example.com]
+    storm: { threshold: 10, window: 1m }
 `
 	if err := os.WriteFile(p, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
@@ -294,9 +297,9 @@ func TestRouteCommand(t *testing.T) {
 		args []string
 		want []string
 	}{
-		{[]string{"--type", "sms", "--field", "sim=2", "--field", "phone=+1"}, []string{"route support-sim2: email\n  to:  support@example.com", "route default: email\n  to:  ops@example.com\n  cc:  boss@example.com", "thread: <hookmail.thread."}},
+		{[]string{"--type", "sms", "--field", "sim=2", "--field", "phone=+1"}, []string{"route support-sim2: email\n  to:  support@example.com", "  rate: 10/m, one email every 6s at most\n  priority: 5, before older emails of lower routes when emails wait\n", "route default: email; past 10 of one conversation in 1m0s, the rest of the window in one digest (storm)\n  to:  ops@example.com\n  cc:  boss@example.com", "thread: <hookmail.thread."}},
 		{[]string{"--type", "sms", "--field", "message=your otp is 1"}, []string{"route drop-otp: dropped (drop: true), no email"}},
-		{[]string{"--type", "ussd"}, []string{"route default: email"}},
+		{[]string{"--type", "ussd"}, []string{"route default: email; past 10"}},
 	} {
 		var out bytes.Buffer
 		if err := run(t.Context(), append([]string{"route", "--config", p}, tc.args...), envFunc(nil), nil, &out, io.Discard); err != nil {

@@ -116,12 +116,14 @@ launch_test_postgres() {
 # postgres_up PORT starts the cluster in PG_TEST_DIR on 127.0.0.1:PORT and
 # waits until it takes connections. Durability is traded for speed
 # (fsync, synchronous_commit and full_page_writes off): a commit survives
-# postgres_down, which shuts down cleanly, but not a crash.
+# postgres_down, which shuts down cleanly, but not a crash. PG_TEST_OPTIONS
+# (e.g. "-c fsync=on") comes after these and wins over them: the benchmark
+# measures a durable cluster.
 # When it fails, the end of Postgres' log says why, on stderr.
 postgres_up() {
 	pg_path
 	if ! as_pg_user pg_ctl -D "$PG_TEST_DIR/data" -l "$PG_TEST_DIR/postgres.log" -w -t 60 \
-		-o "-c listen_addresses=127.0.0.1 -p $1 -c unix_socket_directories=$PG_TEST_DIR -c max_connections=400 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
+		-o "-c listen_addresses=127.0.0.1 -p $1 -c unix_socket_directories=$PG_TEST_DIR -c max_connections=400 -c fsync=off -c synchronous_commit=off -c full_page_writes=off ${PG_TEST_OPTIONS:-}" \
 		start >/dev/null; then
 		echo "== postgres did not start on 127.0.0.1:$1; the end of its log:" >&2
 		tail -n 5 "$PG_TEST_DIR/postgres.log" >&2 || true

@@ -1,6 +1,9 @@
-# Shared by bench/intake.sh and bench/delivery.sh: the gateway's sample body,
-# the results and work directories, cleanup of every process in PIDS, and the
-# helpers both use. Source it after setting BENCH_NAME and STOP_TIMEOUT.
+# Shared by bench/intake.sh, delivery.sh and postgres.sh: the gateway's
+# sample body, the results and work directories, cleanup of every process in
+# PIDS, and the helpers they use. Source it after setting BENCH_NAME and
+# STOP_TIMEOUT. A script that starts something else to tear down at exit (a
+# Postgres cluster) defines bench_cleanup: it runs once those processes are
+# gone.
 # shellcheck shell=bash
 
 SECRET=f50f6f32ff605baf44483fcecceaba83fc3f9362
@@ -24,6 +27,7 @@ cleanup() {
 			kill -KILL "$pid" 2>/dev/null || true
 		fi
 	done
+	if declare -F bench_cleanup >/dev/null; then bench_cleanup || true; fi
 	if [[ $KEEP == 1 ]]; then
 		echo "kept $WORK" >&2
 	else

@@ -209,6 +209,19 @@ type SMTP struct {
 	From         string        `mapstructure:"from" yaml:"from"`
 	Timeout      time.Duration `mapstructure:"timeout" yaml:"timeout"`
 	Workers      int           `mapstructure:"workers" yaml:"workers"`
+	// Rate caps the emails sent, all workers and instances together, as
+	// "N/unit" ("30/m", "2000/d"): sent evenly, one every unit/N. "" is no
+	// cap (see ParseRate).
+	Rate string `mapstructure:"rate" yaml:"rate"`
+	// ThrottleReplies and QuotaReplies are regular expressions for server
+	// replies that mean "slow down" and "quota used up", besides the
+	// built-in ones (relay/smtp): a throttling reply lowers the pace, a
+	// quota reply holds every email until QuotaReset.
+	ThrottleReplies []string `mapstructure:"throttle_replies" yaml:"throttle_replies"`
+	QuotaReplies    []string `mapstructure:"quota_replies" yaml:"quota_replies"`
+	// QuotaReset is how long a quota reply holds the emails: a duration
+	// ("1h"), or a time of day ("00:00", in timezone) to hold until.
+	QuotaReset string `mapstructure:"quota_reset" yaml:"quota_reset"`
 }
 
 // Retry sets the backoff between delivery attempts and how long an event may
@@ -254,7 +267,33 @@ type Route struct {
 	// Digest collects the route's events and sends them as one email per
 	// window instead of one email each.
 	Digest *Digest `mapstructure:"digest" yaml:"digest,omitempty"`
+	// Rate caps the route's emails as smtp.rate does ("10/m"), on top of
+	// smtp.rate; "" is no cap of its own.
+	Rate string `mapstructure:"rate" yaml:"rate,omitempty"`
+	// Priority orders the queue: events of a route with a higher priority
+	// (0 to MaxPriority) go out before older ones of lower routes.
+	Priority int `mapstructure:"priority" yaml:"priority,omitempty"`
+	// Storm emails a conversation's first events in a window one by one
+	// and folds the rest into one digest email at the window's end.
+	Storm *Storm `mapstructure:"storm" yaml:"storm,omitempty"`
 }
+
+// Storm sets when a burst from one conversation (the thread key: one
+// phone number, chat, USSD code or app) becomes a digest: past Threshold
+// events in Window, the window's other events go out as one email when it
+// ends. The window starts with the conversation's first event and ends by
+// itself; the next event after it starts a new one.
+type Storm struct {
+	Threshold int           `mapstructure:"threshold" yaml:"threshold"`
+	Window    time.Duration `mapstructure:"window" yaml:"window"`
+}
+
+// Storm bounds: a threshold is stored with each window (the ids of the
+// events emailed in it), and a window holds its events back until it ends.
+const (
+	MaxStormThreshold = 1000
+	MaxStormWindow    = 24 * time.Hour
+)
 
 // Digest sets when a route's collected events go out as one email: Every
 // after the first of them arrived, or as soon as MaxEvents are waiting.

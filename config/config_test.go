@@ -87,7 +87,7 @@ func TestExampleLoadsAndValidates(t *testing.T) {
 			Bcc:     []string{"archive@example.com"},
 			ReplyTo: "support@example.com",
 		},
-		{Name: "everything-else", To: []string{"ops@example.com"}},
+		{Name: "everything-else", To: []string{"ops@example.com"}, Storm: &Storm{Threshold: 10, Window: time.Minute}},
 	}
 	if !reflect.DeepEqual(cfg.Routes, want) {
 		t.Errorf("routes =\n%#v\nwant\n%#v", cfg.Routes, want)
@@ -233,6 +233,13 @@ func TestBadFiles(t *testing.T) {
 			"smtp.timeout: must be a positive duration, got 0s; " + fixDur,
 			"retry.initial: must be a positive duration, got -5s; " + fixDur,
 			`shutdown.drain: must not be negative, got -5s; write it like "5s", or "0" to stop taking webhooks at once on SIGTERM`,
+		}},
+		{file: "bad_storm.yaml", want: []string{
+			`routes[0].storm.threshold: route "otp": 0 is out of range; use a number from 1 to 1000: how many events of one conversation are emailed one by one in a window`,
+			`routes[0].storm.window: route "otp": 500ms is not a window from 1s to 24h; write it like "1m" or "10m"`,
+			`routes[1].storm: route "facebook" has a digest, which already sends one email per window; remove storm or the digest`,
+			`routes[2].storm.threshold: route "everything-else": 1001 is out of range; use a number from 1 to 1000: how many events of one conversation are emailed one by one in a window`,
+			`routes[2].storm.window: route "everything-else": 25h0m0s is not a window from 1s to 24h; write it like "1m" or "10m"`,
 		}},
 		{file: "retry_initial_over_max.yaml", want: []string{
 			"retry.initial: 2h0m0s is longer than retry.max (1h0m0s); make retry.initial shorter than retry.max",
@@ -930,6 +937,9 @@ func TestValidateMore(t *testing.T) {
 		{"bad cc and bcc", func(c *Config) { c.Routes[0].Cc = []string{"x"}; c.Routes[0].Bcc = []string{"ok@example.com", "y"} },
 			`routes[0].cc[0]: "x" is not an email address (mail: missing '@' or angle-addr); ` + fixAddress + "\n" +
 				`routes[0].bcc[1]: "y" is not an email address (mail: missing '@' or angle-addr); ` + fixAddress},
+		{"storm on a drop route", func(c *Config) {
+			c.Routes[0].To, c.Routes[0].Drop, c.Routes[0].Storm = nil, true, &Storm{Threshold: 5, Window: time.Minute}
+		}, `routes[0].storm: route "everything" drops its events, so there is no storm to fold; remove drop: true or the storm`},
 		{"postgres url copied from the README", func(c *Config) {
 			c.Queue.Backend, c.Queue.Postgres.URL = BackendPostgres, "postgres://hookmail:PASSWORD@db.example.com/hookmail"
 		}, "queue.postgres.url: " + placeholder + "; set the database's URL, e.g. in HOOKMAIL_QUEUE_POSTGRES_URL or queue.postgres.url_file"},

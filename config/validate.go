@@ -61,6 +61,7 @@ func (c *Config) ValidateFor(use Use) error {
 	c.validateQueue(&v)
 	c.validateBackend(&v)
 	c.validateSMTP(&v)
+	c.validatePace(&v)
 	c.validateRetry(&v)
 	c.validateRoutes(&v)
 	if c.Templates.Dir != "" {
@@ -481,6 +482,9 @@ func (c *Config) validateRoutes(v *validator) {
 				v.add(key+".digest", fmt.Sprintf("route %q drops its events, so there is nothing to digest", r.Name), "remove drop: true or the digest")
 			}
 		}
+		if r.Storm != nil {
+			validateStorm(v, key, r)
+		}
 		switch {
 		case r.Drop && len(r.To)+len(r.Cc)+len(r.Bcc) > 0:
 			v.add(key, fmt.Sprintf("route %q drops its events and has recipients", r.Name), "remove drop: true, or its to, cc and bcc")
@@ -495,6 +499,26 @@ func (c *Config) validateRoutes(v *validator) {
 				v.address(fmt.Sprintf("%s.%s[%d]", key, list.name, j), a)
 			}
 		}
+	}
+}
+
+// validateStorm checks a route's storm: a threshold and window in range,
+// on a route that emails each event (a digest route already sends one email
+// per window; a drop route none).
+func validateStorm(v *validator, key string, r Route) {
+	s := r.Storm
+	if s.Threshold < 1 || s.Threshold > MaxStormThreshold {
+		v.add(key+".storm.threshold", fmt.Sprintf("route %q: %d is out of range", r.Name, s.Threshold),
+			fmt.Sprintf("use a number from 1 to %d: how many events of one conversation are emailed one by one in a window", MaxStormThreshold))
+	}
+	if s.Window < time.Second || s.Window > MaxStormWindow {
+		v.add(key+".storm.window", fmt.Sprintf("route %q: %s is not a window from 1s to 24h", r.Name, s.Window), `write it like "1m" or "10m"`)
+	}
+	switch {
+	case r.Digest != nil:
+		v.add(key+".storm", fmt.Sprintf("route %q has a digest, which already sends one email per window", r.Name), "remove storm or the digest")
+	case r.Drop:
+		v.add(key+".storm", fmt.Sprintf("route %q drops its events, so there is no storm to fold", r.Name), "remove drop: true or the storm")
 	}
 }
 

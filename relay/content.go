@@ -4,19 +4,22 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/hookmail/hookmail/config"
 )
 
-// Formats of webhook bodies hookmail reads (a source's webhook.sources[].format).
+// Formats of webhook bodies hookmail reads (a source's
+// webhook.sources[].format), as the config names them.
 const (
-	FormatZender  = "zender"
-	FormatSMSGate = "smsgate"
-	FormatTwilio  = "twilio"
-	FormatTextbee = "textbee"
-	FormatHTTPSMS = "httpsms"
+	FormatZender  = config.FormatZender
+	FormatSMSGate = config.FormatSMSGate
+	FormatTwilio  = config.FormatTwilio
+	FormatTextbee = config.FormatTextbee
+	FormatHTTPSMS = config.FormatHTTPSMS
 )
 
 // Formats lists every format, for config validation and metric labels.
-var Formats = []string{FormatZender, FormatSMSGate, FormatTwilio, FormatTextbee, FormatHTTPSMS}
+var Formats = config.SourceFormats
 
 // Content is the canonical shape every format maps into: who sent what to
 // whom, when, under which id of the sender's own, a delivery status for

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"time"
 
@@ -21,15 +22,44 @@ func (w *Workers) collect(ctx context.Context, route *config.Route, ev *Event) e
 	return w.digests.Collect(ctx, route, ev)
 }
 
+// fold counts ev in route's storm and reports whether it went into the
+// storm's digest instead of being emailed now. Events of no conversation,
+// and every event of a route without storm, are emailed.
+func (w *Workers) fold(ctx context.Context, route *config.Route, ev *Event, log *slog.Logger) (bool, error) {
+	if route.Storm == nil || w.digests == nil {
+		return false, nil // a backend without digests is refused at start
+	}
+	conv := StormConversation(ev)
+	if conv == "" {
+		return false, nil
+	}
+	c, err := w.digests.Storm(ctx, route, conv, ev)
+	if err != nil {
+		return false, fmt.Errorf("count the storm: %w", err)
+	}
+	if c.Fold == "" {
+		return false, nil
+	}
+	if c.Added {
+		w.metrics.stormFolded.WithLabelValues(route.Name).Inc()
+	}
+	if c.Started {
+		w.metrics.stormsStarted.WithLabelValues(route.Name).Inc()
+		log.Info("storm: more than storm.threshold events of one conversation in storm.window; the rest of the window goes into one digest when it ends",
+			"threshold", route.Storm.Threshold, "window", route.Storm.Window, "digest_at", c.Ends.Format(time.RFC3339))
+	}
+	return true, nil
+}
+
 // runDigests sends each digest route's email when it is due, until ctx
 // ends. Collected events stay in the spool until their email is accepted,
 // so a digest in progress survives a restart. Events of a route the config
 // no longer has (renamed or removed by a reload) go out at once, to the
 // recipients stored with them.
 //
-// It looks every digestTick while a route digests or collected events
-// wait, and a tick after start and after each reload; otherwise (no
-// digest route, nothing collected) it sleeps until a reload, so an idle
+// It looks every digestTick while a route digests or storms, or collected
+// events wait, and a tick after start and after each reload; otherwise (no
+// such route, nothing collected) it sleeps until a reload, so an idle
 // hookmail does no periodic queue work.
 func (w *Workers) runDigests(ctx context.Context) {
 	// waiting at start: look once, a tick in, for events collected before.
@@ -62,17 +92,24 @@ func (w *Workers) sendDueDigests(ctx context.Context, l *Rules, ds *digestState)
 		w.log.Error("cannot read the collected digests", "err", err)
 		return
 	}
-	w.metrics.noDigestPending(l.Config, names)
+	w.metrics.countPending(l.Config, names)
 	for _, name := range names {
-		rt := digestRoute(l.Config, name)
 		if w.now().Before(ds.retry[name].next) {
 			continue
 		}
+		d := digestOf(l.Config, name)
+		if d.storm && d.route != nil && w.now().Before(d.due(time.Time{}, 0)) {
+			continue // a storm whose window goes on: nothing to read or claim
+		}
 		attemptCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sendTimeout)
-		err := w.flushDigest(attemptCtx, store, l, name, rt, ds)
+		err := w.flushDigest(attemptCtx, store, l, name, ds)
 		cancel()
 		if err == nil {
 			delete(ds.retry, name)
+			continue
+		}
+		if paced := (*pacedDigest)(nil); errors.As(err, &paced) {
+			ds.retry[name] = digestRetry{attempts: ds.retry[name].attempts, next: paced.until}
 			continue
 		}
 		b := ds.retry[name]
@@ -81,8 +118,8 @@ func (w *Workers) sendDueDigests(ctx context.Context, l *Rules, ds *digestState)
 		ds.retry[name] = b
 		class := Classify(err)
 		w.metrics.failed.WithLabelValues("other", class.String()).Inc()
-		w.outcomes.failed(w.now(), class, fmt.Sprintf("digest of route %s: %v", name, err))
-		log := w.log.With("route", name, "attempt", b.attempts, "next_attempt", b.next.Format(time.RFC3339))
+		w.outcomes.failed(w.now(), class, fmt.Sprintf("digest of route %s: %v", d.routeName, err))
+		log := w.log.With("route", d.routeName, "digest", name, "attempt", b.attempts, "next_attempt", b.next.Format(time.RFC3339))
 		if class == Temporary {
 			log.Warn("digest not sent; its events stay collected and it is retried", "err", err)
 		} else {
@@ -91,9 +128,17 @@ func (w *Workers) sendDueDigests(ctx context.Context, l *Rules, ds *digestState)
 	}
 }
 
-// collectsDigests reports whether a route of cfg collects a digest.
+// collectsDigests reports whether a route of cfg collects a digest or
+// folds storms into one.
 func collectsDigests(cfg *config.Config) bool {
-	return slices.ContainsFunc(cfg.Routes, func(rt config.Route) bool { return rt.Digest != nil })
+	return slices.ContainsFunc(cfg.Routes, func(rt config.Route) bool { return rt.Digest != nil || rt.Storm != nil })
+}
+
+// pacedDigest is a digest pacing holds back until then.
+type pacedDigest struct{ until time.Time }
+
+func (p *pacedDigest) Error() string {
+	return "held back by pacing until " + p.until.Format(time.RFC3339)
 }
 
 // digestState is what runDigests keeps between ticks.
@@ -113,22 +158,74 @@ type digestRetry struct {
 	next     time.Time
 }
 
-// digestRoute returns the config's digest route name, or nil when the
-// config has none of that name (or it no longer digests).
-func digestRoute(cfg *config.Config, name string) *config.Route {
-	for i := range cfg.Routes {
-		if rt := &cfg.Routes[i]; rt.Name == name && rt.Digest != nil {
-			return rt
-		}
-	}
-	return nil
+// digestSpec is what a digest's name stands for in a config: a digest
+// route's digest, or the digest of one window of a storm route's storm.
+type digestSpec struct {
+	// route is the config's route, nil when the config no longer has it
+	// (a reload renamed or removed it) or it no longer digests (or storms):
+	// what was collected then goes out at once.
+	route *config.Route
+	// routeName is the name of the route that collected the digest.
+	routeName string
+	// storm is set for a storm's digest, start to its window's start.
+	storm bool
+	start time.Time
 }
 
-// flushDigest sends route name's digest when it is due: every has passed
-// since its oldest event was collected, or max_events are waiting; at once
-// when the config no longer has the route (rt nil). A digest refused past
-// retry.lifetime sends its events to the dead letters.
-func (w *Workers) flushDigest(ctx context.Context, store DigestStore, l *Rules, name string, rt *config.Route, ds *digestState) error {
+// digestOf returns what the digest named name is in cfg.
+func digestOf(cfg *config.Config, name string) digestSpec {
+	routeNamed := func(name string) *config.Route {
+		for i := range cfg.Routes {
+			if cfg.Routes[i].Name == name {
+				return &cfg.Routes[i]
+			}
+		}
+		return nil
+	}
+	if rt := routeNamed(name); rt != nil && rt.Digest != nil {
+		return digestSpec{route: rt, routeName: name}
+	}
+	if route, start, ok := ParseStormDigest(name); ok {
+		d := digestSpec{routeName: route, storm: true, start: start}
+		if rt := routeNamed(route); rt != nil && rt.Storm != nil {
+			d.route = rt
+		}
+		return d
+	}
+	return digestSpec{routeName: name}
+}
+
+// limit is the most events one email of the digest lists.
+func (d digestSpec) limit() int {
+	switch {
+	case d.storm:
+		return StormDigestMax
+	case d.route == nil:
+		return config.DefaultDigestMax
+	}
+	return d.route.Digest.Max()
+}
+
+// due is when the digest goes out, with n events waiting, the oldest
+// collected at oldest: a digest route's digest.every after oldest, or at
+// once when max_events wait; a storm's when its window ends; at once when
+// the config no longer has the route.
+func (d digestSpec) due(oldest time.Time, n int) time.Time {
+	switch {
+	case d.route == nil:
+		return oldest
+	case d.storm:
+		return d.start.Add(d.route.Storm.Window)
+	case n >= d.route.Digest.Max():
+		return oldest
+	}
+	return oldest.Add(d.route.Digest.Every)
+}
+
+// flushDigest sends the digest named name when it is due (see
+// digestSpec.due). A digest refused past retry.lifetime sends its events
+// to the dead letters.
+func (w *Workers) flushDigest(ctx context.Context, store DigestStore, l *Rules, name string, ds *digestState) error {
 	// One instance at a time sends a route's digest, so each window gives
 	// one email however many instances share the queue.
 	claimed, err := store.ClaimDigest(ctx, name, sendTimeout+time.Minute)
@@ -146,40 +243,57 @@ func (w *Workers) flushDigest(ctx context.Context, store DigestStore, l *Rules, 
 		}
 		delete(ds.forget, name)
 	}
-	limit, every := config.DefaultDigestMax, time.Duration(0)
-	if rt != nil {
-		limit, every = rt.Digest.Max(), rt.Digest.Every
+	d := digestOf(l.Config, name)
+	entries, n, err := store.Digest(ctx, name, d.limit())
+	if !d.storm {
+		w.metrics.digestPending.WithLabelValues(name).Set(float64(n))
 	}
-	entries, n, err := store.Digest(ctx, name, limit)
-	w.metrics.digestPending.WithLabelValues(name).Set(float64(n))
 	if err != nil || n == 0 {
 		return err
 	}
 	waited := w.now().Sub(entries[0].Collected)
-	if rt != nil && n < limit && waited < every {
+	if w.now().Before(d.due(entries[0].Collected, n)) {
 		return nil
 	}
 	ids := make([]string, len(entries))
 	for i, e := range entries {
 		ids[i] = e.Event.ID
 	}
+	rt := d.route
 	if rt == nil {
-		w.log.Warn("this route no longer collects a digest (a reload renamed or removed it); sending what it collected to its recipients then",
-			"route", name, "events", len(entries))
+		w.log.Warn("this route no longer collects a digest or storm (a reload renamed or removed the route, its digest or its storm); sending what it collected to its recipients then",
+			"route", d.routeName, "digest", name, "events", len(entries))
 		first := entries[0]
-		rt = &config.Route{Name: name, To: first.To, Cc: first.Cc, Bcc: first.Bcc, ReplyTo: first.ReplyTo}
+		rt = &config.Route{Name: d.routeName, To: first.To, Cc: first.Cc, Bcc: first.Bcc, ReplyTo: first.ReplyTo}
 	}
-	msg, err := l.Renderer.RenderDigest(entries, rt, l.Config.SMTP.From)
+	render := l.Renderer.RenderDigest
+	if d.storm {
+		render = l.Renderer.RenderStormDigest
+	}
+	msg, err := render(entries, rt, l.Config.SMTP.From)
 	if err == nil {
-		err = w.sender.Send(ctx, msg)
+		// Paced as any email; one pacing holds back waits for its turn
+		// without counting as an attempt.
+		until, perr := w.pacer.wait(ctx, nil, l.Config, rt, nil)
+		switch sentAt := w.now(); {
+		case perr != nil:
+			err = perr
+		case !until.IsZero():
+			return &pacedDigest{until: until}
+		default:
+			err = w.sender.Send(ctx, msg)
+			if c := Classify(err); err != nil && (c == Throttled || c == Quota) {
+				return &pacedDigest{until: w.pacer.replied(c, sentAt, l.Config)}
+			}
+		}
 	}
 	if err != nil {
 		if lifetime := l.Config.Retry.Lifetime; Classify(err) == Permanent && waited >= lifetime {
-			reason := fmt.Sprintf("digest of route %s refused for retry.lifetime (%s): %v", name, lifetime, err)
+			reason := fmt.Sprintf("digest of route %s refused for retry.lifetime (%s): %v", d.routeName, lifetime, err)
 			if berr := store.BuryDigest(ctx, name, ids, reason); berr != nil {
 				return errors.Join(err, berr)
 			}
-			w.log.Error("digest refused for retry.lifetime; its events are in the dead letters (hookmail queue list --dead)", "route", name, "events", len(ids), "err", err)
+			w.log.Error("digest refused for retry.lifetime; its events are in the dead letters (hookmail queue list --dead)", "route", d.routeName, "digest", name, "events", len(ids), "err", err)
 			return nil
 		}
 		return err
@@ -191,6 +305,11 @@ func (w *Workers) flushDigest(ctx context.Context, store DigestStore, l *Rules, 
 	}
 	w.metrics.sent.WithLabelValues("other").Inc()
 	w.outcomes.sent(w.now())
+	if d.storm {
+		w.log.Info("storm digest sent", "route", d.routeName, "digest", name, "events", len(entries), "waiting", n-len(entries),
+			"message_id", msg.MessageID, "reply", msg.Receipt)
+		return nil
+	}
 	w.metrics.digestSize.WithLabelValues(name).Observe(float64(len(entries)))
 	w.metrics.digestWait.WithLabelValues(name).Observe(waited.Seconds())
 	w.metrics.digestPending.WithLabelValues(name).Set(float64(n - len(entries)))
@@ -199,23 +318,28 @@ func (w *Workers) flushDigest(ctx context.Context, store DigestStore, l *Rules, 
 	return nil
 }
 
-// PendingDigest is one route's collected events, waiting for its digest.
+// PendingDigest is one digest's collected events, waiting to be sent.
 type PendingDigest struct {
-	Route  string
+	// Route names the route that collected them.
+	Route string
+	// Storm is set for the digest of a storm route's storm: the events of
+	// one conversation past its threshold in one window.
+	Storm  bool
 	Events int
 	// Oldest is when the oldest of them was collected.
 	Oldest time.Time
 	// Due is when the digest goes out at the earliest: digest.every after
-	// Oldest, or as soon as max_events wait or the route is gone. A digest
-	// the server refused waits for its retry besides.
+	// Oldest, or as soon as max_events wait; a storm's when its window
+	// ends; at once when the route is gone. A digest the server refused
+	// waits for its retry besides.
 	Due time.Time
 	// Gone says the config no longer has the route: what it collected goes
 	// out at once, to the recipients stored with the events.
 	Gone bool
 }
 
-// PendingDigests lists the routes with collected events in store, by name,
-// with when their digests are due by cfg's routes.
+// PendingDigests lists the digests with collected events in store, by
+// name, with when they are due by cfg's routes.
 func PendingDigests(ctx context.Context, store DigestStore, cfg *config.Config) ([]PendingDigest, error) {
 	names, err := store.DigestRoutes(ctx)
 	if err != nil {
@@ -231,14 +355,9 @@ func PendingDigests(ctx context.Context, store DigestStore, cfg *config.Config) 
 		if n == 0 || len(entries) == 0 {
 			continue
 		}
-		p := PendingDigest{Route: name, Events: n, Oldest: entries[0].Collected, Due: entries[0].Collected}
-		switch rt := digestRoute(cfg, name); {
-		case rt == nil:
-			p.Gone = true
-		case n < rt.Digest.Max():
-			p.Due = p.Oldest.Add(rt.Digest.Every)
-		}
-		out = append(out, p)
+		d := digestOf(cfg, name)
+		out = append(out, PendingDigest{Route: d.routeName, Storm: d.storm, Events: n, Oldest: entries[0].Collected,
+			Due: d.due(entries[0].Collected, n), Gone: d.route == nil})
 	}
 	return out, nil
 }

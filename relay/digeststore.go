@@ -34,6 +34,16 @@ type DigestStore interface {
 	// BuryDigest moves the given events of route's digest to the dead
 	// letters with reason, when the digest cannot be delivered.
 	BuryDigest(ctx context.Context, route string, ids []string, reason string) error
+	// Storm counts ev in its window of route's storm for conversation conv
+	// (a StormConversation) by running CountStorm, with the store's clock,
+	// in a transaction that no other count of the same route and
+	// conversation, by this instance or another sharing the store,
+	// interleaves with. A folded event is stored when Storm returns. The
+	// window outlives a restart; after a crash a backend may have lost the
+	// last counts of emailed events (a few more emails), never a fold. A
+	// window may be deleted StormKeep after it ended; the digest it folded
+	// into stays until sent.
+	Storm(ctx context.Context, route *config.Route, conv string, ev *Event) (StormCount, error)
 }
 
 // DigestEntry is one collected event, when it was collected, and where its

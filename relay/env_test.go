@@ -115,11 +115,11 @@ func newTestEnv(t testing.TB, cfg *config.Config, opts ...envOption) *testEnv {
 	})
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	reg := prometheus.NewRegistry()
-	workers := relay.NewWorkers(rules, q, relay.QueueLocal, digests, setup.sender, setup.media, log, reg)
+	workers := relay.NewWorkers(rules, q, relay.QueueLocal, digests, setup.store, setup.sender, setup.media, log, reg)
 	workers.SetClock(setup.now)
 	secrets := webhook.NewKeys(cfg.Webhook.Secrets)
 	rc := &webhook.Receiver{
-		Config: &cfg.Webhook, Keys: func(string) webhook.Keys { return secrets }, Queue: q,
+		Config: &cfg.Webhook, Keys: func(string) webhook.Keys { return secrets }, Queue: relay.PriorityEnqueuer{Queue: q, Rules: workers.Rules},
 		Metrics: webhook.NewMetrics(reg), Log: log, Now: setup.now,
 	}
 	gateway, _ := cfg.Webhook.Source(config.GatewaySource)
@@ -227,7 +227,13 @@ func (env *testEnv) collected(t *testing.T, route string) int {
 // whose labels include labels (name, value, name, value...).
 func (env *testEnv) metric(t *testing.T, name string, labels ...string) float64 {
 	t.Helper()
-	families, err := env.reg.Gather()
+	return metricIn(t, env.reg, name, labels...)
+}
+
+// metricIn is testEnv.metric on any registry.
+func metricIn(t *testing.T, reg prometheus.Gatherer, name string, labels ...string) float64 {
+	t.Helper()
+	families, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}

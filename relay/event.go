@@ -32,6 +32,11 @@ type Event struct {
 	Content Content
 	// Received is when hookmail accepted the event.
 	Received time.Time
+	// Priority orders the queue: a queue leases the due event of the
+	// highest priority first, then the earliest due. The receiver sets it
+	// from the routes that take the event (Router.Priority); 0 is the
+	// default, config.MaxPriority the highest.
+	Priority int
 	// DedupKey identifies the sender's event across deliveries (source,
 	// type and the sender's own id); empty when the sender gave no id. A
 	// queue stores one event per key within its dedup window. It is used at

@@ -10,7 +10,7 @@ import (
 
 // Deliver makes one attempt at the leased item and settles its lease, as a
 // running worker does, for a test that leases the item itself.
-func (w *Workers) Deliver(ctx context.Context, l *Lease) { w.deliver(ctx, l) }
+func (w *Workers) Deliver(ctx context.Context, l *Lease) { w.deliver(ctx, l, turn{}) }
 
 // SetClock replaces the workers' clock; call it before Run.
-func (w *Workers) SetClock(now func() time.Time) { w.now = now }
+func (w *Workers) SetClock(now func() time.Time) { w.now, w.pacer.now = now, now }

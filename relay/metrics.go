@@ -20,6 +20,9 @@ type Metrics struct {
 	digestSize    *prometheus.HistogramVec
 	digestWait    *prometheus.HistogramVec
 	digestPending *prometheus.GaugeVec
+	stormsStarted *prometheus.CounterVec
+	stormFolded   *prometheus.CounterVec
+	stormsActive  *prometheus.GaugeVec
 }
 
 // QueueScope says whose numbers the gauges that describe the queue are:
@@ -50,7 +53,7 @@ func NewMetrics(reg prometheus.Registerer, queue Queue, scope QueueScope) *Metri
 		}, []string{"type"}),
 		failed: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "hookmail_emails_failed_total",
-			Help: "Failed delivery attempts by event type and reason (temporary: retried; permanent: dead-lettered; config: the SMTP setup needs fixing).",
+			Help: "Failed delivery attempts by event type and reason (temporary: retried; permanent: dead-lettered; config: the SMTP setup needs fixing; throttled and quota: the server asked to slow down or its quota is used up, sent again at the pace, not counted as attempts).",
 		}, []string{"type", "reason"}),
 		deliveries: f.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "hookmail_delivery_duration_seconds",
@@ -76,6 +79,19 @@ func NewMetrics(reg prometheus.Registerer, queue Queue, scope QueueScope) *Metri
 			Help:        "Events collected for a route's next digest, not yet sent.",
 			ConstLabels: scoped,
 		}, []string{"route"}),
+		stormsStarted: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "hookmail_storms_started_total",
+			Help: "Storms: windows in which one conversation passed the route's storm.threshold, so the rest went into one digest, by route.",
+		}, []string{"route"}),
+		stormFolded: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "hookmail_storm_events_folded_total",
+			Help: "Events folded into a storm's digest instead of emailed one by one, by route.",
+		}, []string{"route"}),
+		stormsActive: f.NewGaugeVec(prometheus.GaugeOpts{
+			Name:        "hookmail_storms_active",
+			Help:        "Storm digests waiting for their window to end (or to be sent), by route.",
+			ConstLabels: scoped,
+		}, []string{"route"}),
 	}
 	m.initSeries()
 	reg.MustRegister(newQueueCollector(queue, scoped))
@@ -88,11 +104,11 @@ func NewMetrics(reg prometheus.Registerer, queue Queue, scope QueueScope) *Metri
 func (m *Metrics) initSeries() {
 	for _, t := range append(slices.Clone(KnownTypes), "other", "none") {
 		m.sent.WithLabelValues(t)
-		for _, c := range []ErrorClass{Temporary, Permanent, Config} {
+		for _, c := range []ErrorClass{Temporary, Permanent, Config, Throttled, Quota} {
 			m.failed.WithLabelValues(t, c.String())
 		}
 	}
-	for _, o := range []string{"sent", "retry", "dead"} {
+	for _, o := range []string{"sent", "retry", "dead", "paced"} {
 		m.deliveries.WithLabelValues(o)
 	}
 }
@@ -109,17 +125,32 @@ func (m *Metrics) initRouteSeries(cfg *config.Config) {
 		if rt.Drop {
 			m.dropped.WithLabelValues(rt.Name)
 		}
+		if rt.Storm != nil {
+			m.stormsStarted.WithLabelValues(rt.Name)
+			m.stormFolded.WithLabelValues(rt.Name)
+			m.stormsActive.WithLabelValues(rt.Name)
+		}
 	}
 }
 
-// noDigestPending zeroes the pending count of cfg's digest routes that
-// have nothing collected. On a queue several instances share, another
-// instance may have sent the digest this one last counted: without this its
-// count would stay up until the route collects again.
-func (m *Metrics) noDigestPending(cfg *config.Config, collecting []string) {
+// countPending zeroes the pending count of cfg's digest routes that
+// have nothing collected, and sets each storm route's count of storm
+// digests waiting. On a queue several instances share, another instance
+// may have sent the digest this one last counted: without this its count
+// would stay up until the route collects again.
+func (m *Metrics) countPending(cfg *config.Config, collecting []string) {
+	storms := map[string]int{}
+	for _, name := range collecting {
+		if route, _, ok := ParseStormDigest(name); ok {
+			storms[route]++
+		}
+	}
 	for _, rt := range cfg.Routes {
 		if rt.Digest != nil && !slices.Contains(collecting, rt.Name) {
 			m.digestPending.WithLabelValues(rt.Name).Set(0)
+		}
+		if rt.Storm != nil {
+			m.stormsActive.WithLabelValues(rt.Name).Set(float64(storms[rt.Name]))
 		}
 	}
 }

@@ -79,8 +79,12 @@ func (o *Outcomes) sent(at time.Time) {
 func (o *Outcomes) failed(at time.Time, class ErrorClass, err string) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if c := o.count(at); int(class) < len(c.failed) {
-		c.failed[class]++
+	counted := class
+	if class == Throttled || class == Quota {
+		counted = Temporary // retried, as the page tells it
+	}
+	if c := o.count(at); int(counted) < len(c.failed) {
+		c.failed[counted]++
 	}
 	o.cause(at, class.String(), err)
 }

@@ -267,8 +267,10 @@ func (r *Renderer) trial() error {
 		}
 	}
 	trialEv := &Event{ID: "trial", Type: TypeSMS, Data: map[string]string{"phone": "1", "message": "1"}, Received: time.Unix(0, 0)}
-	if _, err := r.renderDigest([]DigestEntry{{Event: *trialEv}}, route, "trial@example.com"); err != nil {
-		return fmt.Errorf("digest templates do not render: %w", err)
+	for _, storm := range []bool{false, true} {
+		if _, err := r.renderDigest([]DigestEntry{{Event: *trialEv}}, route, "trial@example.com", storm); err != nil {
+			return fmt.Errorf("digest templates do not render: %w", err)
+		}
 	}
 	for name, t := range r.subjects {
 		view := &View{ID: "trial", Type: TypeSMS, Route: name, Time: time.Unix(0, 0), Data: map[string]string{"phone": "1"}}

@@ -17,6 +17,13 @@ const (
 	// Config failures need an operator (see Hint): they are retried until
 	// fixed, whatever retry.lifetime says, and logged and counted apart.
 	Config
+	// Throttled is a reply that asks hookmail to slow down: the pace drops
+	// and the email waits for its turn. The attempt does not count: it is
+	// no failure of the email's, and never sends it to the dead letters.
+	Throttled
+	// Quota is a reply that says the sending quota is used up: every email
+	// waits until smtp.quota_reset. The attempt does not count either.
+	Quota
 )
 
 // String is the class's reason label in hookmail_emails_failed_total.
@@ -26,6 +33,10 @@ func (c ErrorClass) String() string {
 		return "permanent"
 	case Config:
 		return "config"
+	case Throttled:
+		return "throttled"
+	case Quota:
+		return "quota"
 	}
 	return "temporary"
 }

@@ -12,6 +12,8 @@ import (
 // and after it those below while each matching route says continue.
 type Router struct {
 	routes []route
+	// prioritized says some route has a priority; else every event's is 0.
+	prioritized bool
 }
 
 type route struct {
@@ -91,8 +93,23 @@ func NewRouter(routes []config.Route) *Router {
 			rt.matchers = append(rt.matchers, m)
 		}
 		r.routes = append(r.routes, rt)
+		r.prioritized = r.prioritized || routes[i].Priority > 0
 	}
 	return r
+}
+
+// Priority is the highest priority of the routes that take ev: its place
+// in the queue. With no route that sets one it is 0, and no route is
+// matched.
+func (r *Router) Priority(ev *Event) int {
+	if !r.prioritized {
+		return 0
+	}
+	p := 0
+	for _, rt := range r.Routes(ev) {
+		p = max(p, rt.Priority)
+	}
+	return p
 }
 
 // Routes returns every route that takes ev, in order: the first match,

@@ -56,6 +56,7 @@ type Workers struct {
 	rules   atomic.Pointer[Rules]
 	count   int
 	now     func() time.Time
+	pacer   *pacer
 
 	failures failureLog // the delivery failure last logged
 	outcomes *Outcomes  // the last hour's, for the admin page
@@ -66,9 +67,11 @@ type Workers struct {
 
 // NewWorkers builds smtp.workers workers on queue, which scope says is
 // this process's alone or shared. digests may be nil when no route digests
-// (Run checks); media may be nil, and then no remote file is fetched.
-// Their metrics, the queue's gauges among them, are registered on reg.
-func NewWorkers(rules *Rules, queue Queue, scope QueueScope, digests DigestStore, sender Sender, media MediaFetcher, log *slog.Logger, reg prometheus.Registerer) *Workers {
+// (Run checks); pace holds the rates' slots, and nil keeps them in this
+// process (NewLocalPace); media may be nil, and then no remote file is
+// fetched. Their metrics, the queue's gauges among them, are registered on
+// reg.
+func NewWorkers(rules *Rules, queue Queue, scope QueueScope, digests DigestStore, pace PaceStore, sender Sender, media MediaFetcher, log *slog.Logger, reg prometheus.Registerer) *Workers {
 	w := &Workers{
 		queue:    queue,
 		digests:  digests,
@@ -80,6 +83,10 @@ func NewWorkers(rules *Rules, queue Queue, scope QueueScope, digests DigestStore
 		now:      time.Now,
 		outcomes: newOutcomes(),
 	}
+	if pace == nil {
+		pace = NewLocalPace(nil)
+	}
+	w.pacer = newPacer(pace, log, reg, func() *config.Config { return w.rules.Load().Config })
 	w.SetRules(rules)
 	return w
 }
@@ -128,8 +135,13 @@ func (w *Workers) work(ctx context.Context) {
 	// Checked before every lease: on shutdown a worker stops after the email
 	// in hand, leaving a backlog in the queue rather than draining it.
 	for ctx.Err() == nil {
+		release, err := w.pacer.turn(ctx, w.rules.Load().Config)
+		if err != nil {
+			return
+		}
 		l, err := w.queue.Lease(ctx)
 		if err != nil {
+			release()
 			if ctx.Err() != nil || errors.Is(err, ErrQueueClosed) {
 				return
 			}
@@ -141,9 +153,11 @@ func (w *Workers) work(ctx context.Context) {
 			}
 			continue
 		}
+		w.pacer.leased(l.Item.Event.ID)
 		attemptCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sendTimeout)
 		stop := w.keep(attemptCtx, l)
-		w.deliver(attemptCtx, l)
+		w.deliver(attemptCtx, l, turn{stop: ctx.Done(), release: release})
+		release()
 		stop()
 		cancel()
 	}
@@ -172,11 +186,21 @@ func (w *Workers) keep(ctx context.Context, l *Lease) (stop func()) {
 	return func() { close(done); wg.Wait() }
 }
 
+// turn is what a worker brings to pacing for the email in hand: stop says
+// the worker is to stop, and release ends its turn to lease (nil when it
+// has none).
+type turn struct {
+	stop    <-chan struct{}
+	release func()
+}
+
 // deliver makes one attempt at the leased item and settles the lease: Ack
 // once every route that takes it has its email (or dropped it), Bury on a
 // permanent error or past retry.lifetime, Retry otherwise. Routes already
-// served on an earlier attempt (Delivered) are not emailed again.
-func (w *Workers) deliver(ctx context.Context, lease *Lease) {
+// served on an earlier attempt (Delivered) are not emailed again. An email
+// pacing holds back (its route's rate, a throttling or quota reply) goes
+// back to the queue without counting as an attempt.
+func (w *Workers) deliver(ctx context.Context, lease *Lease, t turn) {
 	start := w.now()
 	ev := &lease.Item.Event
 	it := lease.Item.Progress() // what this attempt adds to
@@ -197,6 +221,7 @@ func (w *Workers) deliver(ctx context.Context, lease *Lease) {
 	// up (it.Refused) while the others still get their email now and, when
 	// refused for now, on the retry.
 	var err error     // the first temporary failure: the event is retried
+	var held heldBack // the routes pacing holds back
 	var mailed *Event // ev with its remote files, fetched for the first email
 	for _, route := range routes {
 		if slices.Contains(it.Delivered, route.Name) || it.Refused[route.Name] != "" {
@@ -211,17 +236,30 @@ func (w *Workers) deliver(ctx context.Context, lease *Lease) {
 		}
 		var msg *Message
 		var rerr error
+		var folded bool
+		var sentAt time.Time
 		if route.Digest != nil {
 			if rerr = w.collect(ctx, route, ev); rerr != nil {
 				rerr = fmt.Errorf("collect for the digest: %w", rerr)
 			}
-		} else {
+		} else if folded, rerr = w.fold(ctx, route, ev, rlog); rerr == nil && !folded {
 			if mailed == nil {
 				mailed = w.withMedia(ctx, l.Config, ev)
 			}
 			if msg, rerr = l.Renderer.Render(mailed, route, l.Config.SMTP.From); rerr == nil {
 				msg.Envelope = it.Owed[route.Name]
-				rerr = w.sender.Send(ctx, msg)
+				var until time.Time
+				until, rerr = w.pacer.wait(ctx, t.stop, l.Config, route, t.release)
+				t.release = nil // a wait ends the turn
+				if rerr == nil && !until.IsZero() {
+					held.add(until, nil)
+					rlog.Debug("email put back in the queue until the pace allows it", "until", until.Format(time.RFC3339Nano))
+					continue
+				}
+				if rerr == nil {
+					sentAt = w.now()
+					rerr = w.sender.Send(ctx, msg)
+				}
 			}
 		}
 		var partial *PartialError
@@ -241,6 +279,10 @@ func (w *Workers) deliver(ctx context.Context, lease *Lease) {
 			class := Classify(rerr)
 			w.metrics.failed.WithLabelValues(TypeLabel(ev.Type), class.String()).Inc()
 			w.outcomes.failed(w.now(), class, rerr.Error())
+			if class == Throttled || class == Quota {
+				held.add(w.pacer.replied(class, sentAt, l.Config), rerr)
+				continue
+			}
 			if class == Permanent {
 				if it.Refused == nil {
 					it.Refused = map[string]string{}
@@ -256,6 +298,10 @@ func (w *Workers) deliver(ctx context.Context, lease *Lease) {
 		}
 		it.Delivered = append(it.Delivered, route.Name)
 		delete(it.Owed, route.Name)
+		if folded {
+			rlog.Debug("folded into the storm's digest")
+			continue
+		}
 		if msg == nil {
 			rlog.Debug("collected for the route's digest")
 			continue
@@ -273,11 +319,15 @@ func (w *Workers) deliver(ctx context.Context, lease *Lease) {
 			reasons = append(reasons, why)
 		}
 	}
-	if err == nil && len(reasons) == 0 {
+	if err == nil && len(reasons) == 0 && !held.set {
 		if err := w.queue.Ack(ctx, lease); err != nil {
 			log.Error("email sent but the queue did not record it; the queue offers it again later and it is resent with the same Message-ID", "err", err)
 		}
 		w.metrics.deliveries.WithLabelValues("sent").Observe(w.now().Sub(start).Seconds())
+		return
+	}
+	if err == nil && held.set {
+		w.putBack(ctx, lease, it, held, start, log)
 		return
 	}
 	if err == nil {
@@ -302,6 +352,9 @@ func (w *Workers) deliver(ctx context.Context, lease *Lease) {
 	next := w.now().Add(Backoff(retry.Initial, retry.Max, it.Attempts-1))
 	if class != Config && next.After(deadline) {
 		next = deadline // one last attempt when the lifetime ends
+	}
+	if held.until.After(next) {
+		next = held.until // a route pacing holds back waits for its turn
 	}
 	switch {
 	case !w.failures.changed(class.String() + ": " + err.Error()):

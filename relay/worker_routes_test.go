@@ -137,7 +137,7 @@ func TestRefusalsAfterRequeueAndReload(t *testing.T) {
 	// first; the second then takes the email: the event is done, not dead.
 	cfg2 := testConfig(t)
 	// The retry comes well after the reload below.
-	cfg2.Retry.Initial, cfg2.Retry.Max = 300*time.Millisecond, 300*time.Millisecond
+	cfg2.Retry.Initial, cfg2.Retry.Max = 2*time.Second, 2*time.Second // room on a loaded machine (300 ms once was not)
 	cfg2.Routes = []config.Route{{Name: "bad", To: []string{"x@example.com"}, Continue: true}, {Name: "good", To: []string{"a@example.com"}}}
 	tries := 0
 	reloaded := make(chan struct{})

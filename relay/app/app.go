@@ -144,7 +144,7 @@ func Serve(ctx context.Context, o Options) error {
 // newServer wires the workers and the receiver's secrets on backend.
 func newServer(o Options, reg Registry, rules *relay.Rules, backend *Backend, sender relay.Sender) *server {
 	s := &server{opts: o, cfg: o.Config, log: o.Log, reg: reg, backend: backend, reloads: newReloadMetrics(reg)}
-	s.workers = relay.NewWorkers(rules, backend.Queue, backend.Scope(), backend.Digests, sender, media.NewFetcher(reg), o.Log, reg)
+	s.workers = relay.NewWorkers(rules, backend.Queue, backend.Scope(), backend.Digests, backend.Pace, sender, media.NewFetcher(reg), o.Log, reg)
 	keys, _ := sourceKeys(o.Config, nil, nil) // Serve read every secrets_file just before
 	s.keys.Store(&keys)
 	s.drainFor.Store(int64(o.Config.Shutdown.Drain))

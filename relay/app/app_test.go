@@ -123,10 +123,11 @@ func TestQueueGaugesMarkedLocal(t *testing.T) {
 	checkQueueMark(t, env.h, "local")
 }
 
-// withDigestRoute adds a digest route to cfg, so the per-route digest
-// gauges exist.
+// withDigestRoute adds a digest route to cfg, and a storm to its first
+// route, so the per-route digest and storm gauges exist.
 func withDigestRoute(t *testing.T, cfg *config.Config) *config.Config {
 	t.Helper()
+	cfg.Routes[0].Storm = &config.Storm{Threshold: 10, Window: time.Minute}
 	cfg.Routes = append(cfg.Routes, config.Route{Name: "digest", Match: map[string]string{"type": "notification"},
 		To: []string{"digest@example.com"}, Digest: &config.Digest{Every: time.Hour, MaxEvents: 10}})
 	if err := cfg.Validate(); err != nil {
@@ -138,7 +139,7 @@ func withDigestRoute(t *testing.T, cfg *config.Config) *config.Config {
 // queueGauges are the metrics that describe the queue rather than this
 // process, and carry the queue label.
 var queueGauges = []string{"hookmail_queue_depth", "hookmail_queue_oldest_age_seconds",
-	"hookmail_dead_letters", "hookmail_digest_pending_events"}
+	"hookmail_dead_letters", "hookmail_digest_pending_events", "hookmail_storms_active"}
 
 var (
 	sampleLine = regexp.MustCompile(`^(hookmail_[a-z_]+)(\{.*\})? `)
@@ -286,6 +287,16 @@ func TestDigestRouteNeedsADigestStore(t *testing.T) {
 	b.Digests = memqueue.Open(memqueue.NewStore())
 	if err := b.Check(cfg); err != nil {
 		t.Errorf("with a digest store: %v", err)
+	}
+
+	// A storm folds into digests: the same.
+	cfg = testConfig(t)
+	cfg.Routes[0].Storm = &config.Storm{Threshold: 5, Window: time.Minute}
+	if err := (&Backend{}).Check(cfg); !errors.As(err, &p) || p.Key != "routes[0].storm" {
+		t.Errorf("check of a storm route: %v, want a problem with routes[0].storm", err)
+	}
+	if err := b.Check(cfg); err != nil {
+		t.Errorf("storm route with a digest store: %v", err)
 	}
 }
 

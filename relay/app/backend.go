@@ -17,11 +17,13 @@ import (
 )
 
 // Backend is an open queue backend: the queue the receiver and workers
-// use, the operator's view of it, and the store of collected digests.
+// use, the operator's view of it, the store of collected digests, and the
+// send slots of the rates, shared as widely as the queue is.
 type Backend struct {
 	Queue     relay.Queue
 	Inspector relay.Inspector
 	Digests   relay.DigestStore
+	Pace      relay.PaceStore
 	// Where names it for logs and the queue commands.
 	Where string
 	Close func() error
@@ -61,7 +63,7 @@ func OpenBackend(cfg *config.Config, log *slog.Logger, mustExist bool) (*Backend
 	if err != nil {
 		return nil, err
 	}
-	return &Backend{Queue: s, Inspector: s, Digests: s, Where: "spool file " + s.Path(), Close: s.Close}, nil
+	return &Backend{Queue: s, Inspector: s, Digests: s, Pace: relay.NewLocalPace(nil), Where: "spool file " + s.Path(), Close: s.Close}, nil
 }
 
 // openTimeout bounds connecting to the database and migrating its schema
@@ -94,7 +96,7 @@ func openPostgres(cfg *config.Config, log *slog.Logger, mustExist bool) (*Backen
 	if err != nil {
 		return nil, err
 	}
-	return &Backend{Queue: q, Inspector: q, Digests: q, Where: q.Where(), Close: q.Close, Shared: true}, nil
+	return &Backend{Queue: q, Inspector: q, Digests: q, Pace: q, Where: q.Where(), Close: q.Close, Shared: true}, nil
 }
 
 // PostgresSchema connects to the database queue.postgres.url names and
@@ -117,9 +119,9 @@ func PostgresSchema(ctx context.Context, cfg *config.Config) (string, error) {
 	return fmt.Sprintf("%s: postgres schema version %d", where, v), nil
 }
 
-// Check refuses a config the backend cannot serve: a digest route on a
-// backend that keeps no digests is a config error at start (or reload),
-// not a failure of every event the route takes.
+// Check refuses a config the backend cannot serve: a digest or storm route
+// on a backend that keeps no digests is a config error at start (or
+// reload), not a failure of every event the route takes.
 func (b *Backend) Check(cfg *config.Config) error {
 	if b.Digests != nil {
 		return nil
@@ -129,6 +131,11 @@ func (b *Backend) Check(cfg *config.Config) error {
 			return &config.Problem{Key: fmt.Sprintf("routes[%d].digest", i),
 				Message: fmt.Sprintf("route %q digests, and this queue backend keeps no digests", rt.Name),
 				Fix:     "remove digest from the route, or use a backend that keeps them"}
+		}
+		if rt.Storm != nil {
+			return &config.Problem{Key: fmt.Sprintf("routes[%d].storm", i),
+				Message: fmt.Sprintf("route %q folds storms into digests, and this queue backend keeps no digests", rt.Name),
+				Fix:     "remove storm from the route, or use a backend that keeps digests"}
 		}
 	}
 	return nil

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -8,12 +9,16 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/hookmail/hookmail/config"
 	"github.com/hookmail/hookmail/config/configtest"
+	"github.com/hookmail/hookmail/relay"
 	"github.com/hookmail/hookmail/relay/postgres"
 	"github.com/hookmail/hookmail/relay/postgres/pgtest"
 )
@@ -109,5 +114,63 @@ func TestRestartKeysQueue(t *testing.T) {
 	b.Queue.LeaseTimeout = time.Minute
 	if got := strings.Join(restartKeys(a, b), ","); got != "queue,queue.postgres.url" {
 		t.Errorf("restart keys %q", got)
+	}
+}
+
+// recorder records the emails it is given, for several instances at once.
+type recorder struct {
+	mu   sync.Mutex
+	msgs []*relay.Message
+}
+
+func (r *recorder) Send(_ context.Context, m *relay.Message) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.msgs = append(r.msgs, m)
+	return nil
+}
+
+func (r *recorder) sent() []*relay.Message {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.msgs)
+}
+
+// TestPostgresStormAcrossInstances: two instances on one Postgres queue
+// count a storm in the same window. 40 SMS from one phone, half through
+// each, with storm {threshold: 5, window: 15s}: 5 emails in all, not 5 an
+// instance, and one digest listing the other 35 when the window ends. The
+// window is real time (the database's clock): 15 s leaves a loaded
+// machine ample time to take the 40 in the one window.
+func TestPostgresStormAcrossInstances(t *testing.T) {
+	cfg := postgresConfig(t)
+	cfg.Routes = []config.Route{{Name: "everything-else", To: []string{"ops@example.com"}, Storm: &config.Storm{Threshold: 5, Window: 15 * time.Second}}}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{}
+	envs := []*testEnv{newTestEnv(t, cfg, rec), newTestEnv(t, cfg, rec)}
+	for i := range 40 {
+		body := fmt.Sprintf("secret=%s&type=sms&data%%5Bid%%5D=%d&data%%5Bphone%%5D=%%2B15550001111&data%%5Bmessage%%5D=storm+%02d", testSecret, i, i)
+		if r := envs[i%2].post(t, body); r.Code != http.StatusOK {
+			t.Fatalf("webhook %d: %d %s", i, r.Code, r.Body)
+		}
+	}
+	for _, env := range envs {
+		defer env.run(t)()
+	}
+	for deadline := time.Now().Add(time.Minute); len(rec.sent()) < 6; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d emails after a minute, want 5 and the storm's digest", len(rec.sent()))
+		}
+	}
+	time.Sleep(2 * time.Second) // an instance that also sent the digest would have by now
+	msgs := rec.sent()
+	if len(msgs) != 6 {
+		t.Fatalf("%d emails, want 6", len(msgs))
+	}
+	listed := regexp.MustCompile(`storm \d\d`).FindAllString(msgs[5].Text, -1)
+	if d := msgs[5]; d.Subject != "and 35 more SMS from +15550001111" || len(listed) != 35 {
+		t.Errorf("the last email %q lists %d, want the storm's digest of 35", d.Subject, len(listed))
 	}
 }

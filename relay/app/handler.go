@@ -21,7 +21,7 @@ func (s *server) handler(q relay.Queue) http.Handler {
 	rc := &webhook.Receiver{
 		Config:  &s.cfg.Webhook,
 		Keys:    func(source string) webhook.Keys { return (*s.keys.Load())[source] },
-		Queue:   q,
+		Queue:   relay.PriorityEnqueuer{Queue: q, Rules: s.workers.Rules},
 		Metrics: webhook.NewMetrics(s.reg),
 		Log:     s.log,
 	}

@@ -45,6 +45,9 @@ func migrationSpool(t *testing.T, cfg *config.Config) (items map[string]*relay.I
 			ev.Content = relay.Content{From: "+15550001111", To: "sim1", Text: fmt.Sprintf("event %d", i), MessageID: fmt.Sprint(i),
 				Sent: time.Unix(1700000000, 0).UTC(), Attachments: []relay.Attachment{{Name: "a.png", ContentType: "image/png", Size: 3, Data: []byte{1, 2, 3}}}}
 		}
+		if i%5 == 0 { // some of a route with a priority, which Postgres keeps too
+			ev.Priority = 1 + i%9
+		}
 		keys[ev.DedupKey] = ev.ID
 		wg.Go(func() { errs <- s.Enqueue(ctx, ev) })
 	}

@@ -59,7 +59,8 @@ func (m reloadMetrics) refused(at time.Time, trigger string, err error) {
 func (m reloadMetrics) Status() web.ReloadStatus { return *m.last.Load() }
 
 // reload loads the config anew and swaps in its routes, templates, webhook
-// secrets, smtp.from, retry settings and shutdown.drain once they all build; a config that
+// secrets, smtp.from, smtp.rate, smtp.quota_reset, retry settings and
+// shutdown.drain once they all build; a config that
 // does not load, validate or render is logged with why, and the one in
 // force stays. Changed keys that only a restart applies are named in the
 // log.
@@ -127,6 +128,8 @@ func restartKeys(started, cfg *config.Config) []string {
 	s, c := started.SMTP, cfg.SMTP
 	diff("smtp.password", s.Password == c.Password, true)
 	s.From, c.From = "", "" // smtp.from reloads
+	s.Rate, c.Rate = "", "" // and so do smtp.rate and smtp.quota_reset
+	s.QuotaReset, c.QuotaReset = "", ""
 	s.Password, c.Password = "", ""
 	diff("smtp", s, c)
 	slices.Sort(keys)

@@ -15,18 +15,23 @@ func (q *Queue) Collect(_ context.Context, rt *config.Route, ev *relay.Event) er
 	if err := q.check(); err != nil {
 		return err
 	}
-	s := q.s
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	d := s.digests[rt.Name]
+	q.s.mu.Lock()
+	defer q.s.mu.Unlock()
+	q.s.collect(rt, rt.Name, ev, q.now())
+	return nil
+}
+
+// collect adds ev to the digest named name, once, with where rt sends it;
+// the caller holds s.mu.
+func (s *Store) collect(rt *config.Route, name string, ev *relay.Event, now time.Time) {
+	d := s.digests[name]
 	if d == nil {
 		d = map[string]relay.DigestEntry{}
-		s.digests[rt.Name] = d
+		s.digests[name] = d
 	}
 	if _, ok := d[ev.ID]; !ok {
-		d[ev.ID] = relay.DigestEntry{Event: *ev, Collected: q.now(), To: rt.To, Cc: rt.Cc, Bcc: rt.Bcc, ReplyTo: rt.ReplyTo}
+		d[ev.ID] = relay.DigestEntry{Event: *ev, Collected: now, To: rt.To, Cc: rt.Cc, Bcc: rt.Bcc, ReplyTo: rt.ReplyTo}
 	}
-	return nil
 }
 
 // ClaimDigest lets this Queue alone send route's digest for ttl; while

@@ -28,9 +28,11 @@ type Store struct {
 	dedup   map[string]dedupEntry
 	digests map[string]map[string]relay.DigestEntry // route → event id → entry
 	claims  map[string]claim
+	storms  map[string]memStorm // route, NUL, conversation → window
 	wake    chan struct{}
 	tokens  int
 	owners  int
+	pace    *relay.LocalPace
 }
 
 type lease struct {
@@ -53,8 +55,16 @@ func NewStore() *Store {
 	return &Store{
 		waiting: map[string]*relay.Item{}, dead: map[string]*relay.Item{}, leases: map[string]lease{},
 		dedup: map[string]dedupEntry{}, digests: map[string]map[string]relay.DigestEntry{},
-		claims: map[string]claim{}, wake: make(chan struct{}),
+		claims: map[string]claim{}, storms: map[string]memStorm{}, wake: make(chan struct{}), pace: relay.NewLocalPace(nil),
 	}
+}
+
+var _ relay.PaceStore = (*Store)(nil)
+
+// Take takes the rates' slots that every Queue on the store shares, as the
+// instances on one database share theirs.
+func (s *Store) Take(ctx context.Context, buckets []relay.Bucket) ([]time.Duration, error) {
+	return s.pace.Take(ctx, buckets)
 }
 
 // Queue is one instance's connection to a Store.
@@ -142,7 +152,8 @@ func (q *Queue) Enqueue(_ context.Context, ev *relay.Event) error {
 	return nil
 }
 
-// Lease hands out the earliest due item no lease holds.
+// Lease hands out the due item of the highest priority no lease holds,
+// the earliest due first.
 func (q *Queue) Lease(ctx context.Context) (*relay.Lease, error) {
 	for {
 		if err := q.check(); err != nil {
@@ -204,7 +215,7 @@ func (q *Queue) next() (*relay.Lease, time.Duration, <-chan struct{}) {
 }
 
 func dueBefore(a, b *relay.Item) bool {
-	return cmp.Or(a.NextAttempt.Compare(b.NextAttempt), cmp.Compare(a.Event.ID, b.Event.ID)) < 0
+	return cmp.Or(cmp.Compare(b.Event.Priority, a.Event.Priority), a.NextAttempt.Compare(b.NextAttempt), cmp.Compare(a.Event.ID, b.Event.ID)) < 0
 }
 
 // copyItem is a copy of it the caller may change without touching the store.

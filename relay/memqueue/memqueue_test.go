@@ -3,6 +3,7 @@ package memqueue_test
 import (
 	"testing"
 
+	"github.com/hookmail/hookmail/relay"
 	"github.com/hookmail/hookmail/relay/memqueue"
 	"github.com/hookmail/hookmail/relay/queuetest"
 )
@@ -20,5 +21,14 @@ func TestConformance(t *testing.T) {
 				return memqueue.Open(store, opts...)
 			},
 		}
+	})
+}
+
+// TestPaceConformance: every Queue on a Store takes from the Store's
+// buckets, as instances on one database do.
+func TestPaceConformance(t *testing.T) {
+	queuetest.RunPace(t, func(t *testing.T) queuetest.PaceHarness {
+		store := memqueue.NewStore()
+		return queuetest.PaceHarness{Open: func() relay.PaceStore { return store }}
 	})
 }

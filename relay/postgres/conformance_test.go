@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"testing"
 
+	"github.com/hookmail/hookmail/relay"
 	"github.com/hookmail/hookmail/relay/postgres"
 	"github.com/hookmail/hookmail/relay/postgres/pgtest"
 	"github.com/hookmail/hookmail/relay/queuetest"
@@ -34,4 +35,17 @@ func open(t testing.TB, url string, opts ...postgres.Option) *postgres.Queue {
 		t.Fatal(err)
 	}
 	return q
+}
+
+// TestPaceConformance runs the PaceStore suite with instances on one
+// database.
+func TestPaceConformance(t *testing.T) {
+	queuetest.RunPace(t, func(t *testing.T) queuetest.PaceHarness {
+		url := pgtest.Database(t)
+		return queuetest.PaceHarness{Open: func() relay.PaceStore {
+			q := open(t, url)
+			t.Cleanup(func() { q.Close() })
+			return q
+		}}
+	})
 }

@@ -10,23 +10,33 @@ import (
 	"github.com/hookmail/hookmail/relay"
 )
 
-// remember claims the dedup key for id within the window, or returns the
-// id of the event that holds it. An expired key is taken over in place.
-func (q *Queue) remember(ctx context.Context, tx pgx.Tx, key, id string) (string, error) {
-	h := relay.HashDedupKey(key)
+// storeOnce claims ev's dedup key within the window and stores ev, or
+// returns the id of the event that holds the key. The claim and the event
+// are one statement: one round trip, and one transaction, committed when
+// it returns. An expired key is taken over in place.
+func (q *Queue) storeOnce(ctx context.Context, ev *relay.Event) (string, error) {
+	h := relay.HashDedupKey(ev.DedupKey)
 	for range 3 {
-		var first string
-		err := tx.QueryRow(ctx, `INSERT INTO hookmail_dedup AS d (key, event, expires) VALUES ($1, $2, now() + `+micros(3)+`)
-			ON CONFLICT (key) DO UPDATE SET event = excluded.event, expires = excluded.expires WHERE d.expires <= now()
-			RETURNING event`, h[:], id, q.opts.dedupWindow.Microseconds()).Scan(&first)
-		if err == nil {
-			return "", nil // the key is this event's now
-		} else if !errors.Is(err, pgx.ErrNoRows) {
+		var stored bool
+		err := q.pool.QueryRow(ctx, `WITH claim AS (
+				INSERT INTO hookmail_dedup AS d (key, event, expires) VALUES ($1, $2, now() + `+micros(7)+`)
+				ON CONFLICT (key) DO UPDATE SET event = excluded.event, expires = excluded.expires WHERE d.expires <= now()
+				RETURNING event),
+			stored AS (
+				INSERT INTO hookmail_events (id, type, source, data, received, due, format, content, priority)
+				SELECT event, $3, $4, $5::jsonb, $6, `+nowNS+`, $8, $9::jsonb, $10 FROM claim
+				RETURNING id)
+			SELECT count(*) > 0 FROM stored`,
+			h[:], ev.ID, ev.Type, ev.Source, jsonText(ev.Data), ev.Received, q.opts.dedupWindow.Microseconds(),
+			ev.Format, contentJSON(ev), ev.Priority).Scan(&stored)
+		if err != nil || stored {
 			return "", err
 		}
 		// Held, by a transaction that has committed (an INSERT waits for
-		// one that has not): read whose it is.
-		err = tx.QueryRow(ctx, "SELECT event FROM hookmail_dedup WHERE key = $1", h[:]).Scan(&first)
+		// one that has not): read whose it is, in a statement of its own,
+		// whose snapshot has that commit in it.
+		var first string
+		err = q.pool.QueryRow(ctx, "SELECT event FROM hookmail_dedup WHERE key = $1", h[:]).Scan(&first)
 		if err == nil {
 			return first, nil
 		} else if !errors.Is(err, pgx.ErrNoRows) {
@@ -44,7 +54,7 @@ const (
 	sweepBatch = 1000
 )
 
-// sweepLoop sweeps the dedup keys until ctx ends.
+// sweepLoop sweeps the dedup keys and the storm windows until ctx ends.
 func (q *Queue) sweepLoop(ctx context.Context) {
 	for {
 		select {
@@ -54,6 +64,12 @@ func (q *Queue) sweepLoop(ctx context.Context) {
 		}
 		if err := q.sweepDedup(ctx); err != nil && ctx.Err() == nil {
 			q.opts.log.Warn("postgres: cannot delete expired dedup keys; trying again in a minute", "err", q.red.text(err.Error()))
+		}
+		if err := q.sweepStorms(ctx); err != nil && ctx.Err() == nil {
+			q.opts.log.Warn("postgres: cannot delete ended storm windows; trying again in a minute", "err", q.red.text(err.Error()))
+		}
+		if err := q.sweepStorms(ctx); err != nil && ctx.Err() == nil {
+			q.opts.log.Warn("postgres: cannot delete ended storm windows; trying again in a minute", "err", q.red.text(err.Error()))
 		}
 	}
 }

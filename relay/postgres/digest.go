@@ -15,13 +15,22 @@ import (
 // Collect stores ev in route's digest with where it goes. The key is the
 // route and the event's id, so collecting it again keeps the first copy.
 func (q *Queue) Collect(ctx context.Context, rt *config.Route, ev *relay.Event) error {
-	_, err := q.pool.Exec(ctx, `INSERT INTO hookmail_digest_entries
-			(route, event, type, source, format, data, content, received, collected, to_addrs, cc_addrs, bcc_addrs, reply_to)
-		VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb, $8, $9, $10, $11, $12, $13)
-		ON CONFLICT (route, event) DO NOTHING`,
-		rt.Name, ev.ID, ev.Type, ev.Source, ev.Format, jsonText(ev.Data), contentJSON(ev), ev.Received, time.Now(),
-		addrs(rt.To), addrs(rt.Cc), addrs(rt.Bcc), rt.ReplyTo)
+	_, err := q.pool.Exec(ctx, collectSQL, collectArgs(rt.Name, rt, ev)...)
 	return q.fail(err)
+}
+
+// collectSQL stores an event in a digest, once; its arguments are
+// collectArgs.
+const collectSQL = `INSERT INTO hookmail_digest_entries
+		(route, event, type, source, format, data, content, received, collected, to_addrs, cc_addrs, bcc_addrs, reply_to)
+	VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb, $8, $9, $10, $11, $12, $13)
+	ON CONFLICT (route, event) DO NOTHING`
+
+// collectArgs are collectSQL's arguments for ev in the digest named name,
+// going where rt sends it.
+func collectArgs(name string, rt *config.Route, ev *relay.Event) []any {
+	return []any{name, ev.ID, ev.Type, ev.Source, ev.Format, jsonText(ev.Data), contentJSON(ev), ev.Received, time.Now(),
+		addrs(rt.To), addrs(rt.Cc), addrs(rt.Bcc), rt.ReplyTo}
 }
 
 // addrs is a list for a text[] column, which is never NULL.

@@ -24,13 +24,13 @@ func (q *Queue) ImportItems(ctx context.Context, items []relay.Item) (int, error
 		dead := it.State == relay.StateDead
 		waiting = waiting || !dead
 		b.Queue(`INSERT INTO hookmail_events (id, type, source, data, received, dead, due, attempts, last_error,
-				delivered, refused, owed, history, requeued, dead_reason, died, format, content)
-			VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7, $8, $9, $10::jsonb, $11::jsonb, $12::jsonb, $13::jsonb, $14, $15, $16, $17, $18::jsonb)
+				delivered, refused, owed, history, requeued, dead_reason, died, format, content, priority)
+			VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7, $8, $9, $10::jsonb, $11::jsonb, $12::jsonb, $13::jsonb, $14, $15, $16, $17, $18::jsonb, $19)
 			ON CONFLICT (id) DO NOTHING`,
 			it.Event.ID, it.Event.Type, it.Event.Source, jsonText(it.Event.Data), it.Event.Received, dead,
 			it.NextAttempt.UnixNano(), it.Attempts, it.LastError, jsonText(it.Delivered), jsonText(it.Refused),
 			jsonText(it.Owed), historyJSON(it.History), orNull(it.Requeued), it.DeadReason, orNull(it.Died),
-			it.Event.Format, contentJSON(&it.Event),
+			it.Event.Format, contentJSON(&it.Event), it.Event.Priority,
 		).Exec(count(&n))
 	}
 	if waiting {

@@ -11,7 +11,8 @@ import (
 	"github.com/hookmail/hookmail/relay"
 )
 
-// Lease claims the earliest due item no unexpired lease holds. Idle, it
+// Lease claims the due item of the highest priority no unexpired lease
+// holds, the earliest due first. Idle, it
 // waits until the next item is due, a lease lapses, this instance stores
 // or settles something, a NOTIFY says another instance stored something,
 // or the poll interval passes, whichever comes first; polling alone finds
@@ -53,7 +54,8 @@ func (q *Queue) Lease(ctx context.Context) (*relay.Lease, error) {
 	}
 }
 
-// next leases the earliest due item, or says how long until one is due or
+// next leases the due item of the highest priority, the earliest due
+// first, or says how long until one is due or
 // a lease lapses (0: nothing waits).
 func (q *Queue) next(ctx context.Context) (*relay.Lease, time.Duration, error) {
 	// The claim runs on a context of its own: were the caller's to end
@@ -69,7 +71,7 @@ func (q *Queue) next(ctx context.Context) (*relay.Lease, time.Duration, error) {
 		WITH next AS (
 			SELECT id AS next_id FROM hookmail_events
 			WHERE NOT dead AND due <= `+nowNS+` AND NOT `+leased+`
-			ORDER BY due, id LIMIT 1
+			ORDER BY priority DESC, due, id LIMIT 1
 			FOR UPDATE SKIP LOCKED)
 		UPDATE hookmail_events AS e SET lease_token = $1, lease_expires = now() + `+micros(2)+`
 		FROM next WHERE e.id = next.next_id

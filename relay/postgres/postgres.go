@@ -40,7 +40,8 @@ type Queue struct {
 
 	closing chan struct{}
 	closed  sync.Once
-	bg      sync.WaitGroup // the listener and the dedup sweeper
+	bg      sync.WaitGroup // the listener, the notifier and the dedup sweeper
+	notify  chan struct{}  // a NOTIFY is due; see notifyLoop
 
 	mu   sync.Mutex
 	wake chan struct{} // closed and replaced when something may be due
@@ -159,6 +160,7 @@ func Open(ctx context.Context, connString string, opts ...Option) (*Queue, error
 		version:   version,
 		owner:     rand.Text(),
 		closing:   make(chan struct{}),
+		notify:    make(chan struct{}, 1),
 		wake:      make(chan struct{}),
 	}
 	bg, stop := context.WithCancel(context.Background())
@@ -166,6 +168,7 @@ func Open(ctx context.Context, connString string, opts ...Option) (*Queue, error
 	if o.listen {
 		q.bg.Go(func() { q.listenLoop(bg) })
 	}
+	q.bg.Go(func() { q.notifyLoop(bg) })
 	q.bg.Go(func() { q.sweepLoop(bg) })
 	return q, nil
 }
@@ -234,7 +237,8 @@ func ReadSchemaVersion(ctx context.Context, connString string) (int, string, err
 	return v, where, nil
 }
 
-// Close stops listening and sweeping and closes the connections. Leases
+// Close stops listening, notifying and sweeping and closes the
+// connections. Leases
 // this instance holds expire as any other; later calls get
 // relay.ErrQueueClosed.
 func (q *Queue) Close() error {

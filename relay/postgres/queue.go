@@ -12,13 +12,12 @@ import (
 	"github.com/hookmail/hookmail/relay"
 )
 
-// channel is the NOTIFY channel that says an event is due now.
-const channel = "hookmail_due"
-
-// Enqueue stores ev, due now, and its dedup key, in one transaction that
-// has committed when it returns. The key's row is written with the event,
-// so two instances given the same event at once store it once: the second
-// waits for the first's transaction and gets a *relay.DuplicateError.
+// Enqueue stores ev, due now, and its dedup key, in one statement (so one
+// transaction) that has committed when it returns. The key's row is
+// written with the event, so two instances given the same event at once
+// store it once: the second waits for the first's transaction and gets a
+// *relay.DuplicateError. Idle workers here are woken at once, those of
+// other instances by a NOTIFY that follows the commit (notifyLoop).
 func (q *Queue) Enqueue(ctx context.Context, ev *relay.Event) error {
 	if q.isClosed() {
 		return relay.ErrQueueClosed
@@ -29,24 +28,14 @@ func (q *Queue) Enqueue(ctx context.Context, ev *relay.Event) error {
 		return err
 	}
 	var dupOf string
-	err := pgx.BeginFunc(ctx, q.pool, func(tx pgx.Tx) error {
-		if ev.DedupKey != "" && q.opts.dedupWindow > 0 {
-			first, err := q.remember(ctx, tx, ev.DedupKey, ev.ID)
-			if err != nil || first != "" {
-				dupOf = first
-				return err
-			}
-		}
-		_, err := tx.Exec(ctx, `INSERT INTO hookmail_events (id, type, source, format, data, content, received, due)
-			VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb, $7, `+nowNS+`)`,
-			ev.ID, ev.Type, ev.Source, ev.Format, jsonText(ev.Data), contentJSON(ev), ev.Received)
-		if err != nil {
-			return err
-		}
-		// Delivered at commit, to every instance listening.
-		_, err = tx.Exec(ctx, "SELECT pg_notify($1, '')", channel)
-		return err
-	})
+	var err error
+	if ev.DedupKey != "" && q.opts.dedupWindow > 0 {
+		dupOf, err = q.storeOnce(ctx, ev)
+	} else {
+		_, err = q.pool.Exec(ctx, `INSERT INTO hookmail_events (id, type, source, format, data, content, received, priority, due)
+			VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb, $7, $8, `+nowNS+`)`,
+			ev.ID, ev.Type, ev.Source, ev.Format, jsonText(ev.Data), contentJSON(ev), ev.Received, ev.Priority)
+	}
 	switch {
 	case err != nil:
 		return q.fail(err)
@@ -55,6 +44,7 @@ func (q *Queue) Enqueue(ctx context.Context, ev *relay.Event) error {
 	}
 	q.counted(1)
 	q.signal()
+	q.announce()
 	return nil
 }
 
@@ -65,19 +55,28 @@ const recountEvery = time.Second
 // full reports whether maxEvents events wait. Counting a large backlog at
 // every webhook would be slow, so a count stands for recountEvery, plus
 // what this instance stored since, unless it comes within a tenth of the
-// limit: then every check counts.
+// limit: then every check counts. When a count has stood its time, one
+// check counts again and the others take the standing count meanwhile:
+// under load, every webhook in flight would otherwise count the backlog at
+// once, each second.
 func (q *Queue) full(ctx context.Context) error {
 	limit := q.opts.maxEvents
 	if limit <= 0 {
 		return nil
 	}
 	q.mu.Lock()
-	n, at := q.depth, q.depthAt
+	n := q.depth
+	count := n >= limit-limit/10
+	if !count && time.Since(q.depthAt) > recountEvery {
+		q.depthAt = time.Now() // this check counts, the others need not
+		count = true
+	}
 	q.mu.Unlock()
-	if time.Since(at) > recountEvery || n >= limit-limit/10 {
+	if count {
 		// Counting stops at the limit: what lies beyond it changes nothing.
 		err := q.pool.QueryRow(ctx, `SELECT count(*) FROM (SELECT FROM hookmail_events WHERE NOT dead LIMIT $1) AS w`, limit).Scan(&n)
 		if err != nil {
+			q.recount()
 			return q.fail(err)
 		}
 		q.mu.Lock()

@@ -19,7 +19,7 @@ const (
 	// leased holds while a lease that has not lapsed holds the row.
 	leased = "(lease_expires IS NOT NULL AND lease_expires > now())"
 	// itemColumns are what scanItem reads.
-	itemColumns = "id, type, source, format, data, content, received, dead, due, attempts, last_error, delivered, refused, owed, history, requeued, dead_reason, died, " + leased
+	itemColumns = "id, type, source, format, data, content, received, priority, dead, due, attempts, last_error, delivered, refused, owed, history, requeued, dead_reason, died, " + leased
 )
 
 // micros is a statement's parameter $n, a number of microseconds, as an
@@ -67,13 +67,15 @@ func scanItem(row pgx.Row) (*relay.Item, error) {
 		history                                 []byte
 		dead, leasedNow                         bool
 		due                                     int64
+		priority                                int16
 		requeued, died                          *time.Time
 	)
-	err := row.Scan(&it.Event.ID, &it.Event.Type, &it.Event.Source, &it.Event.Format, &data, &content, &it.Event.Received, &dead, &due,
+	err := row.Scan(&it.Event.ID, &it.Event.Type, &it.Event.Source, &it.Event.Format, &data, &content, &it.Event.Received, &priority, &dead, &due,
 		&it.Attempts, &it.LastError, &delivered, &refused, &owed, &history, &requeued, &it.DeadReason, &died, &leasedNow)
 	if err != nil {
 		return nil, err
 	}
+	it.Event.Priority = int(priority)
 	if err := decodeContent(content, &it.Event); err != nil {
 		return nil, err
 	}

@@ -90,7 +90,9 @@ func testLeaseExpires(t *testing.T, h Harness) {
 }
 
 func testLeaseExtends(t *testing.T, h Harness) {
-	q := open(t, h, Options{LeaseTimeout: 200 * time.Millisecond})
+	// Extended every 100 ms, a 1 s lease leaves a loaded machine room for
+	// several slow extensions before it lapses (200 ms once did not).
+	q := open(t, h, Options{LeaseTimeout: time.Second})
 	enqueue(t, q, event(1, "sms"))
 	l := lease(t, q)
 	done := make(chan struct{})
@@ -100,7 +102,7 @@ func testLeaseExtends(t *testing.T, h Harness) {
 			select {
 			case <-done:
 				return
-			case <-time.After(50 * time.Millisecond):
+			case <-time.After(100 * time.Millisecond):
 				if err := q.Extend(t.Context(), l); err != nil {
 					t.Errorf("extend: %v", err)
 					return
@@ -108,7 +110,7 @@ func testLeaseExtends(t *testing.T, h Harness) {
 			}
 		}
 	})
-	noLease(t, q, 600*time.Millisecond)
+	noLease(t, q, 2500*time.Millisecond) // well past the lease, had it not been extended
 	close(done)
 	wg.Wait()
 	if err := q.Retry(t.Context(), l, time.Now(), relay.Progress{Attempts: 1}); err != nil {

@@ -1,6 +1,6 @@
 // Package queuetest is the conformance suite of hookmail's queue contract
-// (relay.Queue, relay.Inspector and relay.DigestStore). Every backend's own
-// tests call Run, as River's drivers run riverdrivertest: what one backend
+// (relay.Queue, relay.Inspector and relay.DigestStore, storm counts
+// included). Every backend's own tests call Run, as River's drivers run riverdrivertest: what one backend
 // does, the others do too, so the workers and the admin API never need to
 // know which one they run on.
 package queuetest
@@ -54,7 +54,9 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		{"LeaseExpires", testLeaseExpires},
 		{"LeaseExtends", testLeaseExtends},
 		{"DueOrder", testDueOrder},
+		{"PriorityOrder", testPriorityOrder},
 		{"Dedup", testDedup},
+		{"ContentKept", testContentKept},
 		{"ProgressAcrossReopen", testProgressAcrossReopen},
 		{"CloseAndReopen", testCloseAndReopen},
 		{"Limits", testLimits},
@@ -63,6 +65,9 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		{"StatsConsistent", testStatsConsistent},
 		{"Digests", testDigests},
 		{"DigestClaimExclusive", testDigestClaimExclusive},
+		{"StormCounts", testStormCounts},
+		{"StormWindowEnds", testStormWindowEnds},
+		{"StormCountsAtOnce", testStormCountsAtOnce},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -29,31 +29,17 @@ func (e *Error) Unwrap() error                { return e.Err }
 func (e *Error) ErrorClass() relay.ErrorClass { return e.class }
 func (e *Error) Hint() string                 { return e.hint }
 
-// classified wraps err with its class and hint; nil stays nil.
-func classified(err error) error {
-	if err == nil {
-		return nil
-	}
-	var done *Error
-	if errors.As(err, &done) {
-		return err
-	}
-	return &Error{Err: err, class: classify(err), hint: hint(err)}
-}
-
-// classify decides what a failed attempt means, from the server's reply. Anything not known to be permanent is temporary: retrying a
+// classify decides what a failed attempt means, from the server's reply,
+// once the reply tables (replyTable.classify) found no throttling or quota
+// reply in it. Anything not known to be permanent is temporary: retrying a
 // permanent error costs a few attempts, dropping a temporary one loses mail.
 // Failures that hint knows a fix for are config errors. SMTP replies go by
-// their code, with the overrides below first; network and timeout errors
-// carry no code and stay temporary.
+// their code; network and timeout errors carry no code and stay temporary.
 func classify(err error) relay.ErrorClass {
 	if relay.Classify(err) == relay.Permanent {
 		return relay.Permanent
 	}
-	code, enhanced := SMTPReply(err)
-	if class, ok := enhancedOverrides[enhanced]; ok {
-		return class
-	}
+	code, _ := SMTPReply(err)
 	switch {
 	case hint(err) != "":
 		return relay.Config
@@ -112,11 +98,6 @@ var noCommonAuth = []error{
 	mail.ErrNoSupportedAuthDiscovered, mail.ErrPlainAuthNotSupported, mail.ErrLoginAuthNotSupported,
 	mail.ErrCramMD5AuthNotSupported, mail.ErrSCRAMSHA1AuthNotSupported, mail.ErrSCRAMSHA256AuthNotSupported,
 	mail.ErrXOauth2AuthNotSupported,
-}
-
-// enhancedOverrides are the known exceptions to "5xx is permanent".
-var enhancedOverrides = map[string]relay.ErrorClass{
-	"5.4.5": relay.Temporary, // Gmail's daily sending limit: clears within 24 h
 }
 
 // Authentication failures are configuration errors: retried (someone may fix

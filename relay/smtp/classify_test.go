@@ -8,11 +8,13 @@ import (
 	"io"
 	"net"
 	"net/textproto"
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/wneessen/go-mail"
 
+	"github.com/hookmail/hookmail/config"
 	"github.com/hookmail/hookmail/relay"
 )
 
@@ -31,13 +33,17 @@ func TestClassify(t *testing.T) {
 		{"550 no such user", reply(550, "5.1.1 user unknown"), relay.Permanent},
 		{"552 at DATA", reply(552, "5.3.4 message too big"), relay.Permanent},
 		{"554 without enhanced code", reply(554, "rejected"), relay.Permanent},
-		{"Gmail daily limit 5.4.5", reply(550, "5.4.5 Daily user sending quota exceeded."), relay.Temporary},
+		{"Gmail daily limit 5.4.5 holds the queue", reply(550, "5.4.5 Daily user sending quota exceeded."), relay.Quota},
+		{"SES quota, not its throttling", reply(454, "Throttling failure: Daily message quota exceeded"), relay.Quota},
 		{"535 bad credentials", reply(535, "5.7.8 Username and Password not accepted"), relay.Config},
 		{"535 without enhanced code", reply(535, "authentication failed"), relay.Config},
 		{"policy 5.7.1 is permanent", reply(554, "5.7.1 Relay access denied"), relay.Permanent},
 		{"Gmail web login required", reply(534, "5.7.14 Please log in via your web browser"), relay.Config},
 		{"auth required", reply(530, "5.7.0 Authentication required"), relay.Config},
-		{"throttled, not a login problem", reply(421, "4.7.0 Try again later, closing connection."), relay.Temporary},
+		{"throttled, not a login problem", reply(421, "4.7.0 Try again later, closing connection."), relay.Throttled},
+		{"a multi-line throttling reply", reply(450, "4.2.1 The user you are trying to contact is receiving mail too\n4.2.1 quickly. Please resend your message at a later time."), relay.Throttled},
+		{"anvil at the greeting", &connectError{host: "h", port: 25, err: &textproto.Error{Code: 421, Msg: "4.7.0 mx.example.com Error: too many connections from 192.0.2.1"}}, relay.Throttled},
+		{"a 5xx that says rate limit is no throttle", reply(550, "5.7.1 rate limit policy refuses this message"), relay.Permanent},
 		{"policy refusal of one message", reply(550, "5.7.0 Message rejected as spam"), relay.Permanent},
 		{"M365 basic auth disabled", reply(535, "5.7.139 Authentication unsuccessful"), relay.Config},
 		{"connection refused", &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")}, relay.Temporary},
@@ -61,12 +67,66 @@ func TestClassify(t *testing.T) {
 		{"template error", relay.PermanentErr(errors.New("render html: bad")), relay.Permanent},
 		{"outbox disk full", errors.New("outbox: write: no space left on device"), relay.Temporary},
 	}
+	replies, err := newReplyTable(config.SMTP{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := classify(tt.err); got != tt.want {
+			if got := replies.classify(tt.err); got != tt.want {
 				t.Errorf("classify(%v) = %s, want %s", tt.err, got, tt.want)
 			}
 		})
+	}
+}
+
+// TestReplyTables: every built-in pattern's example is a reply of its
+// kind, a server's own pattern in smtp.throttle_replies or
+// smtp.quota_replies adds to them, and the labels of a reply stay bounded.
+func TestReplyTables(t *testing.T) {
+	replies, err := newReplyTable(config.SMTP{
+		ThrottleReplies: []string{`^451 4\.4\.\d+ slow down`},
+		QuotaReplies:    []string{`^550 5\.7\.60 `},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reply := func(line string) error {
+		code, msg, _ := strings.Cut(line, " ")
+		n, _ := strconv.Atoi(code)
+		return fmt.Errorf("smtp MAIL FROM: %w", &textproto.Error{Code: n, Msg: msg})
+	}
+	for _, tc := range []struct {
+		patterns []replyPattern
+		want     relay.ErrorClass
+	}{{builtinThrottle, relay.Throttled}, {builtinQuota, relay.Quota}} {
+		for _, p := range tc.patterns {
+			if got := replies.classify(reply(p.example)); got != tc.want {
+				t.Errorf("%s (%s): %s, want %s", p.example, p.from, got, tc.want)
+			}
+		}
+	}
+	for line, want := range map[string]relay.ErrorClass{
+		"451 4.4.1 Slow down please":             relay.Throttled,
+		"550 5.7.60 Sending limit of the tenant": relay.Quota,
+		"451 4.4.1 try once more":                relay.Temporary,
+	} {
+		if got := replies.classify(reply(line)); got != want {
+			t.Errorf("%s: %s, want %s", line, got, want)
+		}
+	}
+	if _, err := newReplyTable(config.SMTP{QuotaReplies: []string{"ok", "("}}); err == nil || !strings.HasPrefix(err.Error(), "smtp.quota_replies[1]: ") {
+		t.Errorf("a pattern that does not compile: %v, want an error naming smtp.quota_replies[1]", err)
+	}
+	for line, want := range map[string][2]string{
+		"421 4.7.28 rate limited":     {"421", "4.7"},
+		"454 Throttling failure":      {"454", "none"},
+		"999 9.99.1 made up":          {"other", "none"},
+		"450 4.123.4 a large subject": {"450", "none"},
+	} {
+		if code, enhanced := replyLabels(reply(line)); code != want[0] || enhanced != want[1] {
+			t.Errorf("labels of %q: %s %s, want %s %s", line, code, enhanced, want[0], want[1])
+		}
 	}
 }
 

@@ -28,6 +28,7 @@ type Sender struct {
 	log     *slog.Logger
 	idle    chan pooledConn
 	metrics smtpMetrics
+	replies *replyTable
 	// clearLogin, when set, logs in on each new connection in go-mail's
 	// stead (smtp.auth auto without TLS, to loopback).
 	clearLogin *clearLogin
@@ -81,7 +82,11 @@ func newSender(cfg config.SMTP, log *slog.Logger, reg prometheus.Registerer, ext
 		return nil, fmt.Errorf("smtp: %w", err)
 	}
 	c.ErrorHandlerRegistry.RegisterHandler(cfg.Host, "STARTTLS", startTLSReplies{})
-	s := &Sender{client: c, cfg: cfg, log: log, idle: make(chan pooledConn, cfg.Workers), metrics: newSMTPMetrics(reg)}
+	replies, err := newReplyTable(cfg)
+	if err != nil {
+		return nil, err
+	}
+	s := &Sender{client: c, cfg: cfg, log: log, idle: make(chan pooledConn, cfg.Workers), metrics: newSMTPMetrics(reg), replies: replies}
 	if cfg.Username != "" && cfg.TLS == config.TLSNone && cfg.Auth == "auto" {
 		s.clearLogin = &clearLogin{host: cfg.Host, user: cfg.Username, pass: password}
 	}
@@ -89,11 +94,16 @@ func newSender(cfg config.SMTP, log *slog.Logger, reg prometheus.Registerer, ext
 }
 
 // Send delivers m on a pooled connection, dialling one when none is idle.
-// Its errors are *Error: classified, with a hint for a config error.
+// Its errors are *Error: classified, with a hint for a config error;
+// throttling and quota replies are counted by their code.
 func (s *Sender) Send(ctx context.Context, m *relay.Message) error {
 	start := time.Now()
 	defer func() { s.metrics.duration.Observe(time.Since(start).Seconds()) }()
-	return classified(s.send(ctx, m))
+	err := s.replies.classified(s.send(ctx, m))
+	if c := relay.Classify(err); err != nil && (c == relay.Throttled || c == relay.Quota) {
+		s.metrics.throttled(c, err)
+	}
+	return err
 }
 
 func (s *Sender) send(ctx context.Context, m *relay.Message) error {

@@ -33,7 +33,9 @@ func (s *Sender) transact(sc *smtp.Client, m *relay.Message) error {
 	err = sc.Mail("<" + from.Address + ">")
 	s.reply(err)
 	if err != nil {
-		if code, _ := SMTPReply(err); code == 0 || code == 421 {
+		// A 421 also closes a connection that sat idle too long; one
+		// that asks to slow down is no such thing.
+		if code, _ := SMTPReply(err); code == 0 || (code == 421 && !s.replies.paces(err)) {
 			return fmt.Errorf("smtp MAIL FROM: %w: %w", errStale, err)
 		}
 		return fmt.Errorf("smtp MAIL FROM: %w", err)
@@ -52,7 +54,7 @@ func (s *Sender) transact(sc *smtp.Client, m *relay.Message) error {
 		}
 		// The address is in the error, so a dead letter's reason names it.
 		err = fmt.Errorf("smtp RCPT TO <%s>: %w", rcpt, err)
-		if classify(err) == relay.Permanent {
+		if s.replies.classify(err) == relay.Permanent {
 			refused = append(refused, err)
 			refusedTo = append(refusedTo, rcpt)
 		} else {

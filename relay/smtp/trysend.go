@@ -57,7 +57,7 @@ func SendTest(ctx context.Context, cfg config.SMTP, to []string, w io.Writer) er
 	fmt.Fprintf(w, "connect %s:%d (tls: %s, timeout %s)\n", cfg.Host, cfg.Port, cfg.TLS, cfg.Timeout)
 	sc, err := sender.dial(ctx)
 	if err != nil {
-		return stepFailed("connect, TLS or AUTH", err)
+		return sender.stepFailed("connect, TLS or AUTH", err)
 	}
 	if state, err := sc.GetTLSConnectionState(); err == nil && len(state.PeerCertificates) > 0 {
 		cert := state.PeerCertificates[0]
@@ -83,16 +83,17 @@ func SendTest(ctx context.Context, cfg config.SMTP, to []string, w io.Writer) er
 	_ = sc.Quit()
 	_ = sc.Close()
 	if err != nil {
-		return stepFailed("MAIL, RCPT or DATA", err)
+		return sender.stepFailed("MAIL, RCPT or DATA", err)
 	}
 	fmt.Fprintln(w, "the server accepted the test email")
 	return nil
 }
 
-func stepFailed(step string, err error) error {
+func (s *Sender) stepFailed(step string, err error) error {
 	code, enhanced := SMTPReply(err)
+	class := s.replies.classify(err)
 	reply := "no SMTP reply (network, TLS or timeout)"
-	if classify(err) == relay.Config {
+	if class == relay.Config {
 		reply = "no SMTP reply"
 	}
 	if code != 0 {
@@ -102,5 +103,5 @@ func stepFailed(step string, err error) error {
 	if hint != "" {
 		hint = "; " + hint
 	}
-	return fmt.Errorf("%s failed (%s, %s): %w%s", step, reply, classify(err), err, hint)
+	return fmt.Errorf("%s failed (%s, %s): %w%s", step, reply, class, err, hint)
 }

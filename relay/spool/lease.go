@@ -18,7 +18,8 @@ type lease struct {
 	expires time.Time
 }
 
-// Lease returns the earliest due item no lease holds.
+// Lease returns the due item of the highest priority no lease holds, the
+// earliest due first.
 func (s *Spool) Lease(ctx context.Context) (*relay.Lease, error) {
 	for {
 		select {
@@ -58,7 +59,8 @@ func (s *Spool) wait(ctx context.Context, d time.Duration, wake <-chan struct{})
 	return nil
 }
 
-// next leases the earliest due item no lease holds; otherwise it says how
+// next leases the due item of the highest priority no lease holds, the
+// earliest due first; otherwise it says how
 // long until an item is due or a lease expires (0: nothing waits), and the
 // channel that signals new work.
 func (s *Spool) next() (*relay.Lease, time.Duration, <-chan struct{}, error) {
@@ -73,27 +75,52 @@ func (s *Spool) next() (*relay.Lease, time.Duration, <-chan struct{}, error) {
 		}
 	}
 	err := s.view(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketDue).Cursor()
-		for k, _ := c.First(); k != nil; k, _ = c.Next() {
-			id := string(k[8:])
+		events := tx.Bucket(bucketEvents)
+		// take leases id, due at, unless a lease holds it; done says the
+		// walk of its index (or priority) is over.
+		take := func(id string, at time.Time) (done bool, err error) {
 			if l, ok := s.leases[id]; ok && now.Before(l.expires) {
 				sooner(l.expires.Sub(now))
-				continue
+				return false, nil
 			}
-			if at := time.Unix(0, int64(binary.BigEndian.Uint64(k[:8]))); at.After(now) {
+			if at.After(now) {
 				sooner(at.Sub(now))
-				return nil
+				return true, nil // the rest is due later still
 			}
-			raw := tx.Bucket(bucketEvents).Get([]byte(id))
+			raw := events.Get([]byte(id))
 			if raw == nil {
-				continue // an index entry without its event: nothing to send
+				return false, nil // an index entry without its event: nothing to send
 			}
 			it, err := decodeItem(raw, relay.StateDelivering)
 			if err != nil {
-				return recordError(id, err)
+				return true, recordError(id, err)
 			}
 			found = it
-			return nil
+			return true, nil
+		}
+		// The events of a priority above 0 first, highest first; each
+		// priority's in due order.
+		c := tx.Bucket(bucketPriority).Cursor()
+		for k, _ := c.First(); k != nil; {
+			done, err := take(string(k[9:]), time.Unix(0, int64(binary.BigEndian.Uint64(k[1:9]))))
+			switch {
+			case err != nil || found != nil:
+				return err
+			case done && k[0] == 255:
+				k = nil
+			case done:
+				k, _ = c.Seek([]byte{k[0] + 1}) // the next priority's
+			default:
+				k, _ = c.Next()
+			}
+		}
+		// Then every event in due order: those of a priority above 0
+		// left are leased or due later.
+		c = tx.Bucket(bucketDue).Cursor()
+		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			if done, err := take(string(k[8:]), time.Unix(0, int64(binary.BigEndian.Uint64(k[:8])))); done || err != nil {
+				return err
+			}
 		}
 		return nil
 	})

@@ -18,10 +18,22 @@ func dueKey(at time.Time, id string) []byte {
 	return k
 }
 
-// putRaw stores an item already encoded as raw, with its due entry.
-func putRaw(tx *bolt.Tx, id string, due time.Time, raw []byte) error {
+// priorityKey is the priority bucket's key: 255 minus the priority, so
+// that the highest sorts first, then the due key.
+func priorityKey(priority int, at time.Time, id string) []byte {
+	return append([]byte{byte(255 - priority)}, dueKey(at, id)...)
+}
+
+// putRaw stores an item already encoded as raw, with its due entry and,
+// above priority 0, its priority entry.
+func putRaw(tx *bolt.Tx, id string, due time.Time, priority int, raw []byte) error {
 	if err := tx.Bucket(bucketEvents).Put([]byte(id), raw); err != nil {
 		return err
+	}
+	if priority > 0 {
+		if err := tx.Bucket(bucketPriority).Put(priorityKey(priority, due, id), nil); err != nil {
+			return err
+		}
 	}
 	return tx.Bucket(bucketDue).Put(dueKey(due, id), nil)
 }
@@ -32,7 +44,7 @@ func putItem(tx *bolt.Tx, it *relay.Item) error {
 	if err != nil {
 		return err
 	}
-	return putRaw(tx, it.Event.ID, it.NextAttempt, raw)
+	return putRaw(tx, it.Event.ID, it.NextAttempt, it.Event.Priority, raw)
 }
 
 // removeItem deletes the waiting item id and its due entry, found by the
@@ -48,6 +60,11 @@ func removeItem(tx *bolt.Tx, id string) (*relay.Item, error) {
 	}
 	if err := tx.Bucket(bucketDue).Delete(dueKey(it.NextAttempt, id)); err != nil {
 		return nil, err
+	}
+	if it.Event.Priority > 0 {
+		if err := tx.Bucket(bucketPriority).Delete(priorityKey(it.Event.Priority, it.NextAttempt, id)); err != nil {
+			return nil, err
+		}
 	}
 	return it, tx.Bucket(bucketEvents).Delete([]byte(id))
 }
@@ -104,7 +121,7 @@ func (s *Spool) Enqueue(_ context.Context, ev *relay.Event) error {
 			}
 		}
 		t.add(ev.Type, 1, 0)
-		return putRaw(tx, ev.ID, it.NextAttempt, raw)
+		return putRaw(tx, ev.ID, it.NextAttempt, ev.Priority, raw)
 	})
 	switch {
 	case err != nil:
@@ -205,7 +222,7 @@ func (s *Spool) settle(l *relay.Lease, change func(*relay.Item) (dead bool)) err
 			t.add(it.Event.Type, -1, 1)
 			return tx.Bucket(bucketDead).Put([]byte(id), raw)
 		}
-		return putRaw(tx, id, it.NextAttempt, raw)
+		return putRaw(tx, id, it.NextAttempt, it.Event.Priority, raw)
 	})
 	if err != nil {
 		return err

@@ -20,6 +20,7 @@ type eventRecord struct {
 	Data     map[string]string `json:"data"`
 	Content  *relay.Content    `json:"content,omitempty"` // none for zender, whose content is its data
 	Received time.Time         `json:"received"`
+	Priority int               `json:"priority,omitempty"`
 }
 
 type attemptRecord struct {
@@ -51,11 +52,11 @@ type digestRecord struct {
 }
 
 func toEventRecord(ev *relay.Event) eventRecord {
-	return eventRecord{ID: ev.ID, Source: ev.Source, Format: ev.Format, Type: ev.Type, Data: ev.Data, Content: ev.StoredContent(), Received: ev.Received}
+	return eventRecord{ID: ev.ID, Source: ev.Source, Format: ev.Format, Type: ev.Type, Data: ev.Data, Content: ev.StoredContent(), Received: ev.Received, Priority: ev.Priority}
 }
 
 func (r *eventRecord) event() relay.Event {
-	ev := relay.Event{ID: r.ID, Source: r.Source, Format: r.Format, Type: r.Type, Data: r.Data, Received: r.Received}
+	ev := relay.Event{ID: r.ID, Source: r.Source, Format: r.Format, Type: r.Type, Data: r.Data, Received: r.Received, Priority: r.Priority}
 	if r.Content != nil {
 		ev.Content = *r.Content
 	}

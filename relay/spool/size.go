@@ -7,10 +7,11 @@ import (
 // fill sets how full bbolt packs the pages it splits, in each bucket tx
 // writes. The keys of these buckets grow as time does (event ids are
 // UUIDv7, due times and expiries ascend), so new entries go at the end of
-// the last page: packed full, the pages behind it stay full, where bbolt's
-// default of half full left the spool's pages under half used.
+// the last page (of each priority, in priority): packed full, the pages
+// behind it stay full, where bbolt's default of half full left the spool's
+// pages under half used.
 func fill(tx *bolt.Tx) {
-	for _, name := range [][]byte{bucketEvents, bucketDue, bucketDead, bucketDedupExp, bucketDigests} {
+	for _, name := range [][]byte{bucketEvents, bucketDue, bucketPriority, bucketDead, bucketDedupExp, bucketDigests, bucketStormExp} {
 		tx.Bucket(name).FillPercent = 1.0
 	}
 }

@@ -43,6 +43,7 @@ type Spool struct {
 	mu     sync.Mutex
 	leases map[string]lease     // by event id
 	claims map[string]time.Time // digest claims: route → until
+	storms stormWindows         // storm windows as counted, ahead of the file
 	wake   chan struct{}        // closed and replaced when something new is due
 	tokens atomic.Uint64
 
@@ -109,19 +110,27 @@ var (
 
 // Buckets: events holds every waiting item by id; due indexes them by next
 // attempt (8-byte big-endian Unix nanoseconds, then the id) so Lease reads
-// the earliest first; dead holds the dead letters by id; dedup maps a
+// the earliest first; priority indexes again those of a priority above 0,
+// by 255 minus the priority, then as due does, so Lease reads the highest
+// priority first; dead holds the dead letters by id; dedup maps a
 // hashed DedupKey to its expiry and event id, and dedupexp indexes those by
 // expiry; digests holds digest routes' collected events by route, NUL and
-// event id; counts holds the counts by type (see counts.go); meta holds
-// Ready's probe and the stamps keyCounted and keyClean.
+// event id (a storm's digest has a route name of its own, see
+// relay.StormDigest); storms holds storm routes' windows by route, NUL and
+// conversation, and stormexp indexes those by when they may be deleted;
+// counts holds the counts by type (see counts.go); meta holds Ready's probe
+// and the stamps keyCounted and keyClean.
 var (
 	bucketEvents   = []byte("events")
 	bucketDue      = []byte("due")
+	bucketPriority = []byte("priority")
 	bucketDead     = []byte("dead")
 	bucketMeta     = []byte("meta")
 	bucketDedup    = []byte("dedup")
 	bucketDedupExp = []byte("dedupexp")
 	bucketDigests  = []byte("digests")
+	bucketStorms   = []byte("storms")
+	bucketStormExp = []byte("stormexp")
 )
 
 // File is the name of the spool's database file in spool.dir.
@@ -165,7 +174,7 @@ func Open(dir string, opts ...Option) (s *Spool, err error) {
 	}
 	var types map[string]relay.TypeCount
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketEvents, bucketDue, bucketDead, bucketMeta, bucketDedup, bucketDedupExp, bucketDigests, bucketCounts} {
+		for _, b := range [][]byte{bucketEvents, bucketDue, bucketPriority, bucketDead, bucketMeta, bucketDedup, bucketDedupExp, bucketDigests, bucketStorms, bucketStormExp, bucketCounts} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}

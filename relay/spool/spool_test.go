@@ -83,7 +83,7 @@ func TestReadsSpoolsOfEarlierVersions(t *testing.T) {
 	s.Close()
 	// Written as that hookmail wrote: without the counts it did not keep.
 	writeRaw(t, dir, func(tx *bolt.Tx) error {
-		return putRaw(tx, id, time.Date(2026, 3, 1, 12, 5, 0, 0, time.UTC), []byte(old))
+		return putRaw(tx, id, time.Date(2026, 3, 1, 12, 5, 0, 0, time.UTC), 0, []byte(old))
 	})
 	s = openTestSpool(t, dir)
 	it, err := s.Get(t.Context(), id)

@@ -8,8 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hookmail/hookmail/config"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/hookmail/hookmail/config"
 )
 
 func received(t *testing.T, env *testEnv, typ, result string) float64 {

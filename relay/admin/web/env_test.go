@@ -53,6 +53,7 @@ func newTestEnv(t *testing.T) *testEnv {
 		{Name: "android-sms", Match: map[string]string{"source": "android"}, To: []string{"phone@example.com"}},
 		{Name: "otp-digest", Match: map[string]string{"message": "(?i)otp"}, To: []string{"otp@example.com"}, Digest: &config.Digest{Every: time.Hour}},
 	}, cfg.Routes...)
+	cfg.Routes[len(cfg.Routes)-1].Storm = &config.Storm{Threshold: 10, Window: time.Minute}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}

@@ -26,6 +26,10 @@ func TestOverview(t *testing.T) {
 	if err := env.queue.Collect(t.Context(), &env.cfg.Routes[1], &relay.Event{ID: "otp-1", Type: "sms"}); err != nil {
 		t.Fatal(err)
 	}
+	storm := &config.Route{Name: relay.StormDigest("everything-else", "0123456789abcdef01234567", env.now.Add(-30*time.Second)), To: []string{"all@example.com"}}
+	if err := env.queue.Collect(t.Context(), storm, &relay.Event{ID: "storm-1", Type: "sms"}); err != nil {
+		t.Fatal(err)
+	}
 	env.mu.Lock()
 	env.hour = relay.OutcomeSummary{Sent: 90, Temporary: 4, Permanent: 1, Dead: 1,
 		Causes: []relay.Cause{{Class: "permanent", Error: "smtp RCPT TO <sms@example.com>: 550 <b>no such user</b>", Count: 1, Last: env.now.Add(-2 * time.Minute)}}}
@@ -47,6 +51,7 @@ func TestOverview(t *testing.T) {
 		`<dd class="warn">4</dd>`,
 		"smtp RCPT TO &lt;sms@example.com&gt;: 550 &lt;b&gt;no such user&lt;/b&gt;", ">2m ago<",
 		`<td data-label="Route">otp-digest</td><td data-label="Events" class="num">1</td>`, "in 1h00m</time>, 2026-03-01 13:00:03 UTC",
+		`<td data-label="Route">everything-else (a storm)</td><td data-label="Events" class="num">1</td>`, "in 30s</time>, 2026-03-01 12:00:33 UTC",
 		"The last reload (SIGHUP,", "routes[0].to: &lt;x&gt; is not an address",
 		`data-poll="/overview/live"`, `<script src="/static/app.js" defer></script>`)
 	live := env.get("/overview/live")
@@ -280,7 +285,8 @@ func TestRoutesPage(t *testing.T) {
 	env.login(t)
 	body := env.get("/routes").Body.String()
 	mustContain(t, "the routes page", body, `<td data-label="Route">android-sms</td>`, "<code>source: android</code>",
-		"digest every 1h0m0s, or 200 events", "sms@example.com<br>cc: cc@example.com", `<form method="post" action="/routes/try"`)
+		"digest every 1h0m0s, or 200 events", "sms@example.com<br>cc: cc@example.com", `<form method="post" action="/routes/try"`,
+		"emails; past 10 of one conversation in 1m0s, the rest of the window in one digest")
 
 	rec := env.post("/routes/try", url.Values{"type": {"sms"}, "fields": {"phone=+639760713666\r\nmessage=Your <b>OTP</b>\r\nsim=2"}})
 	if rec.Code != http.StatusOK {

@@ -35,7 +35,8 @@ type Sink struct {
 	mu         sync.Mutex
 	srv        *smtp.Server
 	refuse     *smtp.SMTPError
-	greet      *smtp.SMTPError // the reply to EHLO and HELO when set
+	answer     func(n int) *smtp.SMTPError // the reply to the n-th MAIL FROM, when set
+	greet      *smtp.SMTPError             // the reply to EHLO and HELO when set
 	rcptErr    map[string]*smtp.SMTPError
 	dataErr    *smtp.SMTPError
 	dropData   bool
@@ -50,11 +51,13 @@ type Sink struct {
 	tries      int
 }
 
-// Message is a message the sink accepted: the envelope and the data.
+// Message is a message the sink accepted: the envelope, the data, and
+// when its data ended.
 type Message struct {
 	From string
 	To   []string
 	Data []byte
+	At   time.Time
 }
 
 // SinkOption sets up a Sink before it starts.
@@ -135,6 +138,15 @@ func (s *Sink) serve(ln net.Listener) {
 func (s *Sink) Refuse(reply *smtp.SMTPError) {
 	s.mu.Lock()
 	s.refuse = reply
+	s.mu.Unlock()
+}
+
+// AnswerMail makes the n-th MAIL FROM (counting from 1, refused ones
+// included) get answer(n), e.g. a 421 to every third; a nil answer takes
+// the message, and so does a nil answer func.
+func (s *Sink) AnswerMail(answer func(n int) *smtp.SMTPError) {
+	s.mu.Lock()
+	s.answer = answer
 	s.mu.Unlock()
 }
 
@@ -286,6 +298,11 @@ func (ss *sinkSession) Mail(from string, _ *smtp.MailOptions) error {
 	if ss.s.refuse != nil {
 		return ss.s.refuse
 	}
+	if ss.s.answer != nil {
+		if reply := ss.s.answer(ss.s.tries); reply != nil {
+			return reply
+		}
+	}
 	ss.msg = Message{From: from}
 	return nil
 }
@@ -321,7 +338,7 @@ func (ss *sinkSession) Data(r io.Reader) error {
 		return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "not a message: " + err.Error()}
 	}
 	id := msg.Header.Get("Message-ID")
-	ss.msg.Data = b
+	ss.msg.Data, ss.msg.At = b, time.Now()
 	ss.s.mu.Lock()
 	ss.s.counts[id]++
 	ss.s.subjects[id] = msg.Header.Get("Subject")
