@@ -125,8 +125,9 @@ func (p Postgres) ConnString() (string, error) {
 // Spool configures the embedded durable queue.
 type Spool struct {
 	Dir string `mapstructure:"dir" yaml:"dir"`
-	// MaxEvents and MaxBytes cap what the spool holds (0: no cap); past
-	// them the receiver answers 503.
+	// MaxEvents and MaxBytes cap what the spool holds (0: no cap): events
+	// waiting, and the bytes of the spool file's pages in use; past them
+	// the receiver answers 503.
 	MaxEvents int   `mapstructure:"max_events" yaml:"max_events"`
 	MaxBytes  int64 `mapstructure:"max_bytes" yaml:"max_bytes"`
 }

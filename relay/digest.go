@@ -56,58 +56,82 @@ func (w *Workers) fold(ctx context.Context, route *config.Route, ev *Event, log 
 // so a digest in progress survives a restart. Events of a route the config
 // no longer has (renamed or removed by a reload) go out at once, to the
 // recipients stored with them.
+//
+// It looks every digestTick while a route digests or storms, or collected
+// events wait, and a tick after start and after each reload; otherwise (no
+// such route, nothing collected) it sleeps until a reload, so an idle
+// hookmail does no periodic queue work.
 func (w *Workers) runDigests(ctx context.Context) {
-	store := w.digests
-	t := time.NewTicker(digestTick)
-	defer t.Stop()
-	ds := &digestState{retry: map[string]digestRetry{}, forget: map[string][]string{}}
+	// waiting at start: look once, a tick in, for events collected before.
+	ds := &digestState{waiting: true, retry: map[string]digestRetry{}, forget: map[string][]string{}}
 	for {
+		reloaded := w.reloaded()
+		var tick <-chan time.Time
+		if ds.waiting || collectsDigests(w.rules.Load().Config) {
+			tick = time.After(digestTick)
+		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-reloaded:
+			ds.waiting = true // look a tick after a reload: it may have removed a digest route
+			continue
+		case <-tick:
 		}
-		l := w.rules.Load()
-		names, err := store.DigestRoutes(ctx)
-		if err != nil {
-			w.log.Error("cannot read the collected digests", "err", err)
+		w.sendDueDigests(ctx, w.rules.Load(), ds)
+	}
+}
+
+// sendDueDigests sends the digests due by l's routes, and notes in ds
+// whether collected events wait.
+func (w *Workers) sendDueDigests(ctx context.Context, l *Rules, ds *digestState) {
+	store := w.digests
+	names, err := store.DigestRoutes(ctx)
+	ds.waiting = err != nil || len(names) > 0
+	if err != nil {
+		w.log.Error("cannot read the collected digests", "err", err)
+		return
+	}
+	w.metrics.countPending(l.Config, names)
+	for _, name := range names {
+		if w.now().Before(ds.retry[name].next) {
 			continue
 		}
-		w.metrics.countPending(l.Config, names)
-		for _, name := range names {
-			if w.now().Before(ds.retry[name].next) {
-				continue
-			}
-			d := digestOf(l.Config, name)
-			if d.storm && d.route != nil && w.now().Before(d.due(time.Time{}, 0)) {
-				continue // a storm whose window goes on: nothing to read or claim
-			}
-			attemptCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sendTimeout)
-			err := w.flushDigest(attemptCtx, store, l, name, ds)
-			cancel()
-			if err == nil {
-				delete(ds.retry, name)
-				continue
-			}
-			if paced := (*pacedDigest)(nil); errors.As(err, &paced) {
-				ds.retry[name] = digestRetry{attempts: ds.retry[name].attempts, next: paced.until}
-				continue
-			}
-			b := ds.retry[name]
-			b.attempts++
-			b.next = w.now().Add(Backoff(l.Config.Retry.Initial, l.Config.Retry.Max, b.attempts-1))
-			ds.retry[name] = b
-			class := Classify(err)
-			w.metrics.failed.WithLabelValues("other", class.String()).Inc()
-			w.outcomes.failed(w.now(), class, fmt.Sprintf("digest of route %s: %v", d.routeName, err))
-			log := w.log.With("route", d.routeName, "digest", name, "attempt", b.attempts, "next_attempt", b.next.Format(time.RFC3339))
-			if class == Temporary {
-				log.Warn("digest not sent; its events stay collected and it is retried", "err", err)
-			} else {
-				log.Error("digest refused; its events stay collected and it is retried until retry.lifetime, then they go to the dead letters: fix the route's recipients or smtp.*", "err", err)
-			}
+		d := digestOf(l.Config, name)
+		if d.storm && d.route != nil && w.now().Before(d.due(time.Time{}, 0)) {
+			continue // a storm whose window goes on: nothing to read or claim
+		}
+		attemptCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sendTimeout)
+		err := w.flushDigest(attemptCtx, store, l, name, ds)
+		cancel()
+		if err == nil {
+			delete(ds.retry, name)
+			continue
+		}
+		if paced := (*pacedDigest)(nil); errors.As(err, &paced) {
+			ds.retry[name] = digestRetry{attempts: ds.retry[name].attempts, next: paced.until}
+			continue
+		}
+		b := ds.retry[name]
+		b.attempts++
+		b.next = w.now().Add(Backoff(l.Config.Retry.Initial, l.Config.Retry.Max, b.attempts-1))
+		ds.retry[name] = b
+		class := Classify(err)
+		w.metrics.failed.WithLabelValues("other", class.String()).Inc()
+		w.outcomes.failed(w.now(), class, fmt.Sprintf("digest of route %s: %v", d.routeName, err))
+		log := w.log.With("route", d.routeName, "digest", name, "attempt", b.attempts, "next_attempt", b.next.Format(time.RFC3339))
+		if class == Temporary {
+			log.Warn("digest not sent; its events stay collected and it is retried", "err", err)
+		} else {
+			log.Error("digest refused; its events stay collected and it is retried until retry.lifetime, then they go to the dead letters: fix the route's recipients or smtp.*", "err", err)
 		}
 	}
+}
+
+// collectsDigests reports whether a route of cfg collects a digest or
+// folds storms into one.
+func collectsDigests(cfg *config.Config) bool {
+	return slices.ContainsFunc(cfg.Routes, func(rt config.Route) bool { return rt.Digest != nil || rt.Storm != nil })
 }
 
 // pacedDigest is a digest pacing holds back until then.
@@ -119,7 +143,10 @@ func (p *pacedDigest) Error() string {
 
 // digestState is what runDigests keeps between ticks.
 type digestState struct {
-	retry map[string]digestRetry
+	// waiting says the last look found collected events, or could not
+	// look: look again at the next tick.
+	waiting bool
+	retry   map[string]digestRetry
 	// forget holds, by route, events whose digest went out but which the
 	// spool could not yet remove: they are removed before any new digest,
 	// so they are never listed twice.

@@ -60,6 +60,9 @@ type Workers struct {
 
 	failures failureLog // the delivery failure last logged
 	outcomes *Outcomes  // the last hour's, for the admin page
+
+	mu     sync.Mutex
+	reload chan struct{} // closed, and replaced, by each SetRules
 }
 
 // NewWorkers builds smtp.workers workers on queue, which scope says is
@@ -92,6 +95,19 @@ func NewWorkers(rules *Rules, queue Queue, scope QueueScope, digests DigestStore
 func (w *Workers) SetRules(r *Rules) {
 	w.rules.Store(r)
 	w.metrics.initRouteSeries(r.Config)
+	w.mu.Lock()
+	if w.reload != nil {
+		close(w.reload)
+	}
+	w.reload = make(chan struct{})
+	w.mu.Unlock()
+}
+
+// reloaded returns a channel that the next SetRules closes.
+func (w *Workers) reloaded() <-chan struct{} {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.reload
 }
 
 // Rules returns the rules in force.

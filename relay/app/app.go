@@ -90,6 +90,18 @@ func Serve(ctx context.Context, o Options) error {
 	}
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
+	// The webhook port is bound first, before the queue opens: from then on
+	// the kernel holds the gateway's connections until hookmail serves them
+	// (as under socket activation), instead of refusing them while the queue
+	// opens (the gateway never retries). Opening the spool is quick after a
+	// clean stop, but reads the whole file after a crash; connecting to
+	// Postgres may take up to its timeout.
+	ln, from, err := webhookListener(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer ln.Close() // if the start fails; run closes it otherwise
+
 	backend, err := interruptible(ctx, func() (*Backend, error) { return OpenBackend(cfg, log, false) })
 	if errors.Is(err, errInterrupted) {
 		log.Info("stopped during start-up, before taking any webhook")
@@ -126,7 +138,7 @@ func Serve(ctx context.Context, o Options) error {
 	if _, err := sourceKeys(cfg, nil, nil); err != nil {
 		return err
 	}
-	return newServer(o, reg, rules, backend, sender).run(ctx)
+	return newServer(o, reg, rules, backend, sender).run(ctx, ln, from)
 }
 
 // newServer wires the workers and the receiver's secrets on backend.
@@ -140,15 +152,13 @@ func newServer(o Options, reg Registry, rules *relay.Rules, backend *Backend, se
 	return s
 }
 
-// run binds the listeners, serves, and shuts down when ctx ends.
-func (s *server) run(ctx context.Context) error {
+// run binds the admin listener, serves webhooks on ln (which from says
+// how hookmail got) and the admin endpoint, and shuts down when ctx ends.
+func (s *server) run(ctx context.Context, ln net.Listener, from string) error {
 	cfg, log, backend := s.cfg, s.log, s.backend
 	// Both addresses are bound before either serves, so a taken admin port
 	// stops the start before any webhook is taken.
-	ln, from, err := webhookListener(cfg, log)
-	if err != nil {
-		return err
-	}
+	var err error
 	conns := webhook.NewConnLimiter(ln, cfg.Webhook.MaxConnections, cfg.Webhook.MaxConnectionsPerIP, s.reg)
 	var adminLn net.Listener
 	if cfg.Admin.Enabled() {

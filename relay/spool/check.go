@@ -8,12 +8,22 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
+// keyClean, in the meta bucket, holds the id of the commit with which
+// Close closed the file, having written bbolt's list of free pages in it.
+var keyClean = []byte("clean")
+
 // precheck reads every page of an existing spool file before the real
-// open. bbolt verifies the pages it frees in a goroutine of its own when it
-// opens a file written with NoFreelistSync, and panics there on a damaged
-// one, out of reach of recover. Read-only and without loading the freelist,
-// it does not start that goroutine, so a damaged page panics here, in this
-// goroutine, and becomes an error that names the file.
+// open, unless the file was closed cleanly and nothing wrote to it since.
+//
+// Without the list of free pages, which the spool writes only as it
+// closes, bbolt rebuilds the list at open by reading every page, in a
+// goroutine of its own, and panics there on a damaged one, out of reach of
+// recover. Read-only and without loading the freelist, it does not start
+// that goroutine, so a damaged page panics here, in this goroutine, and
+// becomes an error that names the file. A file closed cleanly has the
+// list, so neither reads the file through: opening it costs the same
+// whatever backlog it holds. Damage done to it since is found where it is
+// read, and reported as an error naming the file (see view).
 func precheck(path string) (err error) {
 	if fi, statErr := os.Stat(path); statErr != nil || fi.Size() == 0 {
 		return nil // nothing yet: the real open creates it
@@ -28,7 +38,12 @@ func precheck(path string) (err error) {
 		return openError(path, err)
 	}
 	defer db.Close()
-	if err := db.View(func(tx *bolt.Tx) error { return walk(tx.Cursor()) }); err != nil {
+	if err := db.View(func(tx *bolt.Tx) error {
+		if stamped(tx, keyClean) {
+			return nil
+		}
+		return walk(tx.Cursor())
+	}); err != nil {
 		return damaged(path, err)
 	}
 	return nil
@@ -50,4 +65,16 @@ func walk(c *bolt.Cursor) error {
 		}
 	}
 	return nil
+}
+
+// view runs fn in a read transaction. bbolt panics on a damaged page it
+// reads; that becomes an error naming the file, for the caller to report
+// (a worker logs it and tries again), not a crash.
+func (s *Spool) view(fn func(*bolt.Tx) error) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = damaged(s.path, p)
+		}
+	}()
+	return s.db.View(fn)
 }

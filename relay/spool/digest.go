@@ -33,18 +33,13 @@ func (s *Spool) Collect(_ context.Context, rt *config.Route, ev *relay.Event) er
 	if err != nil {
 		return err
 	}
-	var stored bool
-	err = s.update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx) error {
 		b, k := tx.Bucket(bucketDigests), digestKey(rt.Name, ev.ID)
-		if stored = b.Get(k) == nil; !stored {
+		if b.Get(k) != nil {
 			return nil // collected before a crash; keep the first copy
 		}
 		return b.Put(k, raw)
 	})
-	if err == nil && stored {
-		s.bytes.Add(int64(len(raw))) // collected events count in spool.max_bytes
-	}
-	return err
 }
 
 // ClaimDigest claims route's digest for this process. One process holds
@@ -73,7 +68,7 @@ func (s *Spool) Digest(_ context.Context, route string, limit int) ([]relay.Dige
 	var out []relay.DigestEntry
 	n := 0
 	prefix := digestKey(route, "")
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketDigests).Cursor()
 		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
 			n++
@@ -94,7 +89,7 @@ func (s *Spool) Digest(_ context.Context, route string, limit int) ([]relay.Dige
 // DigestRoutes lists the route names with collected events.
 func (s *Spool) DigestRoutes(context.Context) ([]string, error) {
 	var routes []string
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketDigests).Cursor()
 		for k, _ := c.First(); k != nil; {
 			route, _, _ := bytes.Cut(k, []byte{0})
@@ -109,11 +104,8 @@ func (s *Spool) DigestRoutes(context.Context) ([]string, error) {
 
 // BuryDigest moves the given entries of route's digest to the dead letters.
 func (s *Spool) BuryDigest(_ context.Context, route string, ids []string, reason string) error {
-	var added int64
-	var types []string
 	now := s.now()
-	err := s.update(func(tx *bolt.Tx) error {
-		added, types = 0, types[:0]
+	return s.updateCounted(func(tx *bolt.Tx, t tally) error {
 		b := tx.Bucket(bucketDigests)
 		for _, id := range ids {
 			k := digestKey(route, id)
@@ -137,39 +129,21 @@ func (s *Spool) BuryDigest(_ context.Context, route string, ids []string, reason
 			if err := b.Delete(k); err != nil {
 				return err
 			}
-			added += int64(len(raw)) - int64(len(v))
-			types = append(types, e.Event.Type)
+			t.add(e.Event.Type, 0, 1)
 		}
 		return nil
 	})
-	if err != nil {
-		return err
-	}
-	s.bytes.Add(added)
-	s.dead.Add(int64(len(types)))
-	for _, t := range types {
-		s.counts.add(t, 0, 1)
-	}
-	return nil
 }
 
 // Forget deletes the given entries of route's digest.
 func (s *Spool) Forget(_ context.Context, route string, ids []string) error {
-	var freed int64
-	err := s.update(func(tx *bolt.Tx) error {
-		freed = 0
+	return s.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketDigests)
 		for _, id := range ids {
-			k := digestKey(route, id)
-			freed += int64(len(b.Get(k)))
-			if err := b.Delete(k); err != nil {
+			if err := b.Delete(digestKey(route, id)); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
-	if err == nil {
-		s.bytes.Add(-freed)
-	}
-	return err
 }

@@ -25,7 +25,7 @@ func (s *Spool) List(_ context.Context, f relay.Filter) (relay.Page, error) {
 		relay.Page
 		lastKey []byte
 	}
-	err = s.db.View(func(tx *bolt.Tx) error {
+	err = s.view(func(tx *bolt.Tx) error {
 		bucket, state := bucketDue, relay.StateWaiting
 		if f.State == relay.StateDead {
 			bucket, state = bucketDead, relay.StateDead
@@ -83,7 +83,7 @@ func decodeCursor(c string) ([]byte, error) {
 // Get returns the waiting or dead item id.
 func (s *Spool) Get(_ context.Context, id string) (*relay.Item, error) {
 	var it *relay.Item
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		raw, st := tx.Bucket(bucketEvents).Get([]byte(id)), relay.StateWaiting
 		if raw == nil {
 			raw, st = tx.Bucket(bucketDead).Get([]byte(id)), relay.StateDead
@@ -143,34 +143,29 @@ func (s *Spool) RequeueDead(_ context.Context, f relay.Filter) (int, error) {
 // requeue moves the items ids picks to due-now, in one commit. A waiting
 // item is only rescheduled when waiting is true, and its caller holds it.
 func (s *Spool) requeue(ids func(*bolt.Tx) ([][]byte, error), waiting bool) (int, error) {
-	type change struct {
-		typ       string
-		fromDead  bool
-		sizeDelta int64
-	}
-	var changes []change
+	changes := 0
 	now := s.now()
-	err := s.update(func(tx *bolt.Tx) error {
-		changes = changes[:0]
+	err := s.updateCounted(func(tx *bolt.Tx, t tally) error {
+		changes = 0
 		list, err := ids(tx)
 		if err != nil {
 			return err
 		}
 		for _, id := range list {
-			it, before, err := removeDead(tx, string(id))
-			fromDead := it != nil
+			it, err := removeDead(tx, string(id))
 			switch {
 			case err != nil:
 				return err
-			case fromDead:
+			case it != nil:
 				// A fresh start for the routes that refused it (the operator
 				// fixed them); routes that got it keep it, so are not emailed
 				// again.
 				it.DeadReason, it.Died, it.Refused, it.LastError = "", time.Time{}, nil, ""
+				t.add(it.Event.Type, 1, -1)
 			case !waiting:
 				continue
 			default: // a waiting item, which the caller holds
-				if it, before, err = removeItem(tx, string(id)); errors.Is(err, relay.ErrNotFound) {
+				if it, err = removeItem(tx, string(id)); errors.Is(err, relay.ErrNotFound) {
 					continue
 				} else if err != nil {
 					return err
@@ -178,29 +173,20 @@ func (s *Spool) requeue(ids func(*bolt.Tx) ([][]byte, error), waiting bool) (int
 			}
 			it.NextAttempt, it.Requeued = now, now
 			it.Record(now, "requeued by an operator")
-			n, err := putItem(tx, it)
-			if err != nil {
+			if err := putItem(tx, it); err != nil {
 				return err
 			}
-			changes = append(changes, change{it.Event.Type, fromDead, int64(n - before)})
+			changes++
 		}
 		return nil
 	})
 	if err != nil {
 		return 0, err
 	}
-	for _, c := range changes {
-		s.bytes.Add(c.sizeDelta)
-		if c.fromDead {
-			s.depth.Add(1)
-			s.dead.Add(-1)
-			s.counts.add(c.typ, 1, -1)
-		}
-	}
-	if len(changes) > 0 {
+	if changes > 0 {
 		s.signal()
 	}
-	return len(changes), nil
+	return changes, nil
 }
 
 // Drop deletes a waiting or dead item for good. It holds the item while it
@@ -212,33 +198,21 @@ func (s *Spool) Drop(_ context.Context, id string) error {
 		return fmt.Errorf("%w (%s)", relay.ErrBusy, id)
 	}
 	defer s.release(id, token)
-	var typ string
-	var size int64
-	var dead bool
-	err := s.update(func(tx *bolt.Tx) error {
-		it, n, err := removeDead(tx, id)
-		dead = it != nil
-		if err == nil && !dead {
-			it, n, err = removeItem(tx, id)
+	return s.updateCounted(func(tx *bolt.Tx, t tally) error {
+		it, err := removeDead(tx, id)
+		if it != nil {
+			t.add(it.Event.Type, 0, -1)
+			return err
+		}
+		if err == nil {
+			it, err = removeItem(tx, id)
 		}
 		if errors.Is(err, relay.ErrNotFound) {
 			return failed(fmt.Errorf("%w: %s", relay.ErrNotFound, id))
 		} else if err != nil {
 			return err
 		}
-		typ, size = it.Event.Type, int64(n)
+		t.add(it.Event.Type, -1, 0)
 		return nil
 	})
-	if err != nil {
-		return err
-	}
-	s.bytes.Add(-size)
-	if dead {
-		s.dead.Add(-1)
-		s.counts.add(typ, 0, -1)
-	} else {
-		s.depth.Add(-1)
-		s.counts.add(typ, -1, 0)
-	}
-	return nil
 }

@@ -74,7 +74,7 @@ func (s *Spool) next() (*relay.Lease, time.Duration, <-chan struct{}, error) {
 			wait = max(d, time.Millisecond)
 		}
 	}
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		events := tx.Bucket(bucketEvents)
 		// take leases id, due at, unless a lease holds it; done says the
 		// walk of its index (or priority) is over.

@@ -38,49 +38,49 @@ func putRaw(tx *bolt.Tx, id string, due time.Time, priority int, raw []byte) err
 	return tx.Bucket(bucketDue).Put(dueKey(due, id), nil)
 }
 
-// putItem stores it, waiting, and returns the size of its record.
-func putItem(tx *bolt.Tx, it *relay.Item) (int, error) {
+// putItem stores it, waiting.
+func putItem(tx *bolt.Tx, it *relay.Item) error {
 	raw, err := encodeItem(it)
 	if err != nil {
-		return 0, err
+		return err
 	}
-	return len(raw), putRaw(tx, it.Event.ID, it.NextAttempt, it.Event.Priority, raw)
+	return putRaw(tx, it.Event.ID, it.NextAttempt, it.Event.Priority, raw)
 }
 
 // removeItem deletes the waiting item id and its due entry, found by the
-// record's own next attempt, and returns it with its record's size.
-func removeItem(tx *bolt.Tx, id string) (*relay.Item, int, error) {
+// record's own next attempt, and returns it.
+func removeItem(tx *bolt.Tx, id string) (*relay.Item, error) {
 	raw := tx.Bucket(bucketEvents).Get([]byte(id))
 	if raw == nil {
-		return nil, 0, failed(fmt.Errorf("spool: event %s is not waiting: %w", id, relay.ErrNotFound))
+		return nil, failed(fmt.Errorf("spool: event %s is not waiting: %w", id, relay.ErrNotFound))
 	}
 	it, err := decodeItem(raw, relay.StateWaiting)
 	if err != nil {
-		return nil, 0, recordError(id, err)
+		return nil, recordError(id, err)
 	}
 	if err := tx.Bucket(bucketDue).Delete(dueKey(it.NextAttempt, id)); err != nil {
-		return nil, 0, err
+		return nil, err
 	}
 	if it.Event.Priority > 0 {
 		if err := tx.Bucket(bucketPriority).Delete(priorityKey(it.Event.Priority, it.NextAttempt, id)); err != nil {
-			return nil, 0, err
+			return nil, err
 		}
 	}
-	return it, len(raw), tx.Bucket(bucketEvents).Delete([]byte(id))
+	return it, tx.Bucket(bucketEvents).Delete([]byte(id))
 }
 
-// removeDead deletes the dead letter id and returns it with its record's
-// size, or nil when there is none.
-func removeDead(tx *bolt.Tx, id string) (*relay.Item, int, error) {
+// removeDead deletes the dead letter id and returns it, or nil when there
+// is none.
+func removeDead(tx *bolt.Tx, id string) (*relay.Item, error) {
 	raw := tx.Bucket(bucketDead).Get([]byte(id))
 	if raw == nil {
-		return nil, 0, nil
+		return nil, nil
 	}
 	it, err := decodeItem(raw, relay.StateDead)
 	if err != nil {
-		return nil, 0, recordError(id, err)
+		return nil, recordError(id, err)
 	}
-	return it, len(raw), tx.Bucket(bucketDead).Delete([]byte(id))
+	return it, tx.Bucket(bucketDead).Delete([]byte(id))
 }
 
 func recordError(id string, err error) error {
@@ -111,7 +111,7 @@ func (s *Spool) Enqueue(_ context.Context, ev *relay.Event) error {
 		return err
 	}
 	var dupOf string
-	err = s.update(func(tx *bolt.Tx) error {
+	err = s.updateCounted(func(tx *bolt.Tx, t tally) error {
 		dupOf = ""
 		if ev.DedupKey != "" && s.opts.dedupWindow > 0 {
 			first, err := s.remember(tx, ev.DedupKey, ev.ID)
@@ -120,6 +120,7 @@ func (s *Spool) Enqueue(_ context.Context, ev *relay.Event) error {
 				return err
 			}
 		}
+		t.add(ev.Type, 1, 0)
 		return putRaw(tx, ev.ID, it.NextAttempt, ev.Priority, raw)
 	})
 	switch {
@@ -128,9 +129,6 @@ func (s *Spool) Enqueue(_ context.Context, ev *relay.Event) error {
 	case dupOf != "":
 		return &relay.DuplicateError{ID: dupOf}
 	}
-	s.depth.Add(1)
-	s.bytes.Add(int64(len(raw)))
-	s.counts.add(ev.Type, 1, 0)
 	s.signal()
 	return nil
 }
@@ -141,7 +139,7 @@ func (s *Spool) full() error {
 		return fmt.Errorf("%w: %d events waiting, the spool.max_events limit", relay.ErrQueueFull, m)
 	}
 	if m := s.opts.maxBytes; m > 0 && s.bytes.Load() >= m {
-		return fmt.Errorf("%w: %d bytes stored, the spool.max_bytes limit", relay.ErrQueueFull, m)
+		return fmt.Errorf("%w: the spool file's pages in use hold %d bytes, the spool.max_bytes limit", relay.ErrQueueFull, m)
 	}
 	return nil
 }
@@ -157,15 +155,14 @@ func (s *Spool) Ack(_ context.Context, l *relay.Lease) error {
 		return relay.ErrQueueClosed
 	}
 	id, typ := l.Item.Event.ID, l.Item.Event.Type
-	var freed int
 	op := writeOp{
 		linger: true,
-		fn: func(tx *bolt.Tx) error {
+		fn: func(tx *bolt.Tx, t tally) error {
 			if err := s.own(id, l.Token); err != nil {
 				return failed(err)
 			}
-			_, n, err := removeItem(tx, id)
-			freed = n
+			t.add(typ, -1, 0)
+			_, err := removeItem(tx, id)
 			return err
 		},
 		after: func(err error) {
@@ -175,9 +172,6 @@ func (s *Spool) Ack(_ context.Context, l *relay.Lease) error {
 					"id", id, "err", err)
 				return
 			}
-			s.depth.Add(-1)
-			s.bytes.Add(-int64(freed))
-			s.counts.add(typ, -1, 0)
 			s.release(id, l.Token)
 		},
 	}
@@ -211,23 +205,21 @@ func (s *Spool) Bury(_ context.Context, l *relay.Lease, reason string, p relay.P
 // change says so, in one commit.
 func (s *Spool) settle(l *relay.Lease, change func(*relay.Item) (dead bool)) error {
 	id := l.Item.Event.ID
-	var grew int64
-	var dead bool
-	err := s.update(func(tx *bolt.Tx) error {
+	err := s.updateCounted(func(tx *bolt.Tx, t tally) error {
 		if err := s.own(id, l.Token); err != nil {
 			return failed(err)
 		}
-		it, before, err := removeItem(tx, id)
+		it, err := removeItem(tx, id)
 		if err != nil {
 			return err
 		}
-		dead = change(it)
+		dead := change(it)
 		raw, err := encodeItem(it)
 		if err != nil {
 			return err
 		}
-		grew = int64(len(raw) - before)
 		if dead {
+			t.add(it.Event.Type, -1, 1)
 			return tx.Bucket(bucketDead).Put([]byte(id), raw)
 		}
 		return putRaw(tx, id, it.NextAttempt, it.Event.Priority, raw)
@@ -235,25 +227,19 @@ func (s *Spool) settle(l *relay.Lease, change func(*relay.Item) (dead bool)) err
 	if err != nil {
 		return err
 	}
-	s.bytes.Add(grew)
-	if dead {
-		s.depth.Add(-1)
-		s.dead.Add(1)
-		s.counts.add(l.Item.Event.Type, -1, 1)
-	}
 	s.release(id, l.Token)
 	s.signal()
 	return nil
 }
 
-// Stats reports the kept counts and reads the oldest waiting item: O(1),
-// whatever the backlog.
+// Stats reports the kept counts, and the pages in use as Bytes, and reads
+// the oldest waiting item: O(1), whatever the backlog.
 func (s *Spool) Stats(context.Context) (relay.Stats, error) {
 	st := relay.Stats{
 		Depth: int(s.depth.Load()), Dead: int(s.dead.Load()), Bytes: s.bytes.Load(),
 		Delivering: s.leased(), ByType: s.counts.snapshot(),
 	}
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		// Ids are UUIDv7, so the first key is the earliest received.
 		if k, raw := tx.Bucket(bucketEvents).Cursor().First(); raw != nil {
 			it, err := decodeItem(raw, relay.StateWaiting)

@@ -47,8 +47,9 @@ type Spool struct {
 	wake   chan struct{}        // closed and replaced when something new is due
 	tokens atomic.Uint64
 
-	// depth, dead and bytes are counted once at open, then kept by each
-	// committed write, so a scrape never walks a large backlog.
+	// depth and dead are kept by each commit (and in the file, with the
+	// counts by type); bytes are the file's pages in use after the last
+	// commit. A scrape never walks a large backlog, nor does Open.
 	depth, dead, bytes atomic.Int64
 	counts             typeCounts
 
@@ -83,8 +84,9 @@ func WithLogger(log *slog.Logger) Option { return func(o *options) { o.log = log
 func MustExist() Option { return func(o *options) { o.mustExist = true } }
 
 // WithLimits makes Enqueue refuse events (relay.ErrQueueFull) while the
-// spool holds maxEvents waiting events or maxBytes of events, dead letters
-// and collected digests; 0 is no limit.
+// spool holds maxEvents waiting events, or its file's pages in use hold
+// maxBytes (everything: events, dead letters, collected digests, dedup
+// keys, the indexes and bbolt's own); 0 is no limit.
 func WithLimits(maxEvents int, maxBytes int64) Option {
 	return func(o *options) { o.maxEvents, o.maxBytes = maxEvents, maxBytes }
 }
@@ -115,7 +117,9 @@ var (
 // expiry; digests holds digest routes' collected events by route, NUL and
 // event id (a storm's digest has a route name of its own, see
 // relay.StormDigest); storms holds storm routes' windows by route, NUL and
-// conversation, and stormexp indexes those by when they may be deleted.
+// conversation, and stormexp indexes those by when they may be deleted;
+// counts holds the counts by type (see counts.go); meta holds Ready's probe
+// and the stamps keyCounted and keyClean.
 var (
 	bucketEvents   = []byte("events")
 	bucketDue      = []byte("due")
@@ -162,20 +166,21 @@ func Open(dir string, opts ...Option) (s *Spool, err error) {
 	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{
 		Timeout:        2 * time.Second,
-		NoFreelistSync: true, // rebuilt at open; saves a write per commit
+		NoFreelistSync: true, // saves a write per commit; Close writes it once
 		FreelistType:   bolt.FreelistMapType,
 	})
 	if err != nil {
 		return nil, openError(path, err)
 	}
-	var c openCounts
+	var types map[string]relay.TypeCount
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketEvents, bucketDue, bucketPriority, bucketDead, bucketMeta, bucketDedup, bucketDedupExp, bucketDigests, bucketStorms, bucketStormExp} {
+		for _, b := range [][]byte{bucketEvents, bucketDue, bucketPriority, bucketDead, bucketMeta, bucketDedup, bucketDedupExp, bucketDigests, bucketStorms, bucketStormExp, bucketCounts} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
 		}
-		return c.scan(tx)
+		types, err = loadCounts(tx)
+		return err
 	})
 	if err != nil {
 		db.Close()
@@ -192,11 +197,13 @@ func Open(dir string, opts ...Option) (s *Spool, err error) {
 		leases:   map[string]lease{},
 		claims:   map[string]time.Time{},
 		wake:     make(chan struct{}),
-		counts:   typeCounts{m: c.types.m},
+		counts:   typeCounts{m: types},
 	}
-	s.depth.Store(int64(c.depth))
-	s.dead.Store(int64(c.dead))
-	s.bytes.Store(c.bytes)
+	for _, c := range types {
+		s.depth.Add(int64(c.Waiting))
+		s.dead.Add(int64(c.Dead))
+	}
+	s.measure()
 	go s.writeLoop()
 	if o.dedupWindow > 0 {
 		s.sweeps.Go(s.sweepDedup)
@@ -226,12 +233,26 @@ func (s *Spool) Path() string { return s.path }
 
 // Close stops the writer and closes the file. Writes in flight, acks
 // included, are committed first; later ones get relay.ErrQueueClosed.
+//
+// Its last commit writes bbolt's list of free pages, which the spool does
+// not write at each commit, and marks the file closed cleanly: the next
+// Open then reads that list and trusts the file, instead of reading every
+// page of it (see precheck).
 func (s *Spool) Close() error {
 	var err error
 	s.closed.Do(func() {
 		close(s.closing)
 		s.sweeps.Wait()
 		<-s.loopDone
+		s.db.NoFreelistSync = false
+		if cerr := s.db.Update(func(tx *bolt.Tx) error {
+			if err := stamp(tx, keyCounted); err != nil {
+				return err
+			}
+			return stamp(tx, keyClean)
+		}); cerr != nil {
+			s.opts.log.Warn("spool: cannot mark the file closed cleanly; the next start reads all of it", "path", s.path, "err", cerr)
+		}
 		err = s.db.Close()
 	})
 	return err

@@ -91,10 +91,8 @@ func (s *Spool) Storm(_ context.Context, route *config.Route, conv string, ev *r
 			return relay.StormCount{}, err
 		}
 	}
-	var added int64
 	op := writeOp{
-		fn: func(tx *bolt.Tx) error {
-			added = 0
+		fn: func(tx *bolt.Tx, _ tally) error {
 			sw.mu.Lock()
 			rec := cs.rec
 			sw.mu.Unlock()
@@ -108,15 +106,11 @@ func (s *Spool) Storm(_ context.Context, route *config.Route, conv string, ev *r
 			if b.Get(k) != nil {
 				return nil
 			}
-			added = int64(len(entry))
 			return b.Put(k, entry)
 		},
 		after: func(err error) {
 			cs.pending.Add(-1)
-			switch {
-			case err == nil:
-				s.bytes.Add(added) // folded events count in spool.max_bytes, as collected ones
-			case fold == "":
+			if err != nil && fold == "" {
 				s.opts.log.Warn("the spool could not record a storm's count; after a restart its conversation may get more emails in the window", "route", route.Name, "err", err)
 			}
 		},
@@ -164,7 +158,7 @@ func (s *Spool) stormWindow(key []byte) (*cachedStorm, error) {
 		return cs, nil
 	}
 	cs := &cachedStorm{}
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketStorms).Get(key)
 		if v == nil {
 			return nil
@@ -246,7 +240,7 @@ func (t *spoolStormTx) SetWindow(w relay.StormWindow) error {
 
 func (t *spoolStormTx) Collected(digest string) (bool, error) {
 	var in bool
-	err := t.s.db.View(func(tx *bolt.Tx) error {
+	err := t.s.view(func(tx *bolt.Tx) error {
 		in = tx.Bucket(bucketDigests).Get(digestKey(digest, t.id)) != nil
 		return nil
 	})

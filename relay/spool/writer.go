@@ -23,11 +23,12 @@ const (
 	maxAcksInFlight = 256
 )
 
-// writeOp is one write for the writer: fn runs in the shared transaction,
-// then done (when set) gets the outcome, and after (when set) runs with it
-// in the writer's goroutine.
+// writeOp is one write for the writer: fn runs in the shared transaction
+// and adds what it changes in the counts to the commit's tally, then done
+// (when set) gets the outcome, and after (when set) runs with it in the
+// writer's goroutine.
 type writeOp struct {
-	fn     func(*bolt.Tx) error
+	fn     func(*bolt.Tx, tally) error
 	done   chan error
 	after  func(error)
 	linger bool
@@ -37,6 +38,13 @@ type writeOp struct {
 // committed and fsynced. fn may run more than once, so it must not have
 // side effects outside tx.
 func (s *Spool) update(fn func(*bolt.Tx) error) error {
+	return s.updateCounted(func(tx *bolt.Tx, _ tally) error { return fn(tx) })
+}
+
+// updateCounted is update for a write that changes the counts: fn adds
+// its changes to the tally (and, run again, adds them again to a fresh
+// one).
+func (s *Spool) updateCounted(fn func(*bolt.Tx, tally) error) error {
 	op := writeOp{fn: fn, done: make(chan error, 1)}
 	if err := s.submit(op); err != nil {
 		return err
@@ -105,18 +113,14 @@ func (s *Spool) writeLoop() {
 var errOpFailed = errors.New("an operation in the batch failed")
 
 func (s *Spool) commit(batch []writeOp) {
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		for _, op := range batch {
-			if err := op.fn(tx); err != nil {
-				return errOpFailed
-			}
-		}
-		return nil
-	})
+	err := s.apply(batch)
 	if errors.Is(err, errOpFailed) {
 		// One op failed: run each alone so the others still commit.
 		for _, op := range batch {
-			err := s.db.Update(op.fn)
+			err := s.apply([]writeOp{op})
+			if be, ok := errors.AsType[*batchError](err); ok {
+				err = be.err
+			}
 			var own *opFailure
 			if err != nil && !errors.As(err, &own) && s.writeErr.Load() == nil {
 				// Not the op's own failure: maybe the disk's. Ready's probe
@@ -136,6 +140,45 @@ func (s *Spool) commit(batch []writeOp) {
 		s.finish(op, err)
 	}
 }
+
+// apply runs ops in one transaction with the counts they change, and once
+// it is committed, takes those counts and the pages in use. When an op
+// fails, the transaction is rolled back and the error is a *batchError
+// holding the op's own.
+func (s *Spool) apply(ops []writeOp) (err error) {
+	defer func() {
+		if p := recover(); p != nil { // a damaged page; bbolt rolled back
+			err = damaged(s.path, p)
+		}
+	}()
+	t := tally{}
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		fill(tx)
+		for _, op := range ops {
+			if err := op.fn(tx, t); err != nil {
+				return &batchError{err}
+			}
+		}
+		return s.storeTally(tx, t)
+	})
+	if err != nil {
+		return err
+	}
+	for typ, d := range t {
+		s.counts.add(typ, d)
+		s.depth.Add(int64(d.Waiting))
+		s.dead.Add(int64(d.Dead))
+	}
+	s.measure()
+	return nil
+}
+
+// batchError is an op's own error, which rolled its transaction back.
+type batchError struct{ err error }
+
+func (e *batchError) Error() string        { return e.err.Error() }
+func (e *batchError) Unwrap() error        { return e.err }
+func (e *batchError) Is(target error) bool { return target == errOpFailed }
 
 func (s *Spool) finish(op writeOp, err error) {
 	if op.after != nil {
