@@ -370,14 +370,16 @@ func TestDocsStandAlone(t *testing.T) {
 		if d.IsDir() && (d.Name() == ".git" || d.Name() == "testdata") {
 			return filepath.SkipDir
 		}
-		if d.IsDir() || path == "main_test.go" {
+		if d.IsDir() {
 			return nil
 		}
 		b, err := os.ReadFile(path)
 		if err != nil {
 			return err
 		}
-		for _, outside := range []string{"../shared", "WIRE-FORMATS.md"} {
+		// Spelt in pieces, so this file names no outside path itself and
+		// is checked like every other.
+		for _, outside := range []string{".." + "/" + "shared", "WIRE-" + "FORMATS.md"} {
 			if bytes.Contains(b, []byte(outside)) {
 				t.Errorf("%s points at %s, outside the repository", path, outside)
 			}
