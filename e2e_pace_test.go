@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/hookmail/hookmail/relay/postgres/pgtest"
+	"github.com/hookmail/hookmail/relay/relaytest"
 	"github.com/hookmail/hookmail/relay/smtp/smtptest"
 )
 
@@ -31,7 +32,7 @@ func checkPaced(t *testing.T, mp *mailpit) {
 	if d := mp.deliveries(); len(d) != pacedEvents || len(times) != pacedEvents {
 		t.Fatalf("Mailpit holds %d emails of %d events, want %d, one each", len(times), len(d), pacedEvents)
 	}
-	most, span := mostWithin(times, time.Second), times[len(times)-1].Sub(times[0])
+	most, span := relaytest.MaxInWindow(times, time.Second), times[len(times)-1].Sub(times[0])
 	t.Logf("smtp.rate 10/s: %d emails over %s, at most %d within a second", len(times), span.Round(time.Millisecond), most)
 	if most > 12 {
 		t.Errorf("%d emails within a second at smtp.rate 10/s, want at most 12 (10, one at the edge, one for jitter)", most)
@@ -39,18 +40,6 @@ func checkPaced(t *testing.T, mp *mailpit) {
 	if span < 3500*time.Millisecond {
 		t.Errorf("%d emails within %s at smtp.rate 10/s, want 3.9 s at least, less jitter", len(times), span)
 	}
-}
-
-// mostWithin is the most of times (in order) within any window of d.
-func mostWithin(times []time.Time, d time.Duration) int {
-	most, first := 0, 0
-	for i, at := range times {
-		for at.Sub(times[first]) >= d {
-			first++
-		}
-		most = max(most, i-first+1)
-	}
-	return most
 }
 
 // TestE2EPacedByRate: with smtp.rate 10/s, events queued at once reach a

@@ -11,6 +11,7 @@ import (
 
 	"github.com/hookmail/hookmail/config"
 	"github.com/hookmail/hookmail/config/configtest"
+	"github.com/hookmail/hookmail/relay/relaytest"
 )
 
 // fakeClock is a clock whose sleeps pass at once, moving it on.
@@ -59,18 +60,6 @@ func send(t *testing.T, p *pacer, cfg *config.Config, route *config.Route) time.
 	return p.now()
 }
 
-// maxInWindow is the most of times (in order) within any window of d.
-func maxInWindow(times []time.Time, d time.Duration) int {
-	most, first := 0, 0
-	for i, at := range times {
-		for at.Sub(times[first]) >= d {
-			first++
-		}
-		most = max(most, i-first+1)
-	}
-	return most
-}
-
 // TestPacerKeepsTheRate: with smtp.rate 60/m, 300 emails go out no more
 // than 60 in any minute, and no slower than the rate allows.
 func TestPacerKeepsTheRate(t *testing.T) {
@@ -81,7 +70,7 @@ func TestPacerKeepsTheRate(t *testing.T) {
 	for range 300 {
 		sent = append(sent, send(t, p, cfg, &cfg.Routes[0]))
 	}
-	if most := maxInWindow(sent, time.Minute); most > 60 {
+	if most := relaytest.MaxInWindow(sent, time.Minute); most > 60 {
 		t.Errorf("%d emails within a minute, want at most 60", most)
 	}
 	if took := sent[len(sent)-1].Sub(sent[0]); took != 299*time.Second {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/hookmail/hookmail/config"
 	"github.com/hookmail/hookmail/relay"
+	"github.com/hookmail/hookmail/relay/relaytest"
 	"github.com/hookmail/hookmail/relay/smtp"
 	"github.com/hookmail/hookmail/relay/smtp/smtptest"
 )
@@ -83,7 +84,7 @@ func TestPacedQueueGoesByPriority(t *testing.T) {
 		}
 		t.Errorf("routes in the order sent: %v; want the code second, in the first slot after it came", order)
 	}
-	if most := maxInWindow(rec.at, time.Second); most > 11 {
+	if most := relaytest.MaxInWindow(rec.at, time.Second); most > 11 {
 		t.Errorf("%d emails within a second at smtp.rate 10/s", most)
 	}
 }
@@ -117,7 +118,7 @@ func TestRouteRatePutsEmailsBack(t *testing.T) {
 			lastOther = i
 		}
 	}
-	if most := maxInWindow(chatty, time.Second); most > 11 {
+	if most := relaytest.MaxInWindow(chatty, time.Second); most > 11 {
 		t.Errorf("%d of the route's emails within a second at its rate 10/s", most)
 	}
 	if lastOther > 10 {
@@ -126,18 +127,6 @@ func TestRouteRatePutsEmailsBack(t *testing.T) {
 	if got := env.metric(t, "hookmail_emails_failed_total", "type", "sms", "reason", "temporary"); got != 0 {
 		t.Errorf("%v failed attempts, want none: a put-back is no attempt", got)
 	}
-}
-
-// maxInWindow is the most of times (in order) within any window of d.
-func maxInWindow(times []time.Time, d time.Duration) int {
-	most, first := 0, 0
-	for i, at := range times {
-		for at.Sub(times[first]) >= d {
-			first++
-		}
-		most = max(most, i-first+1)
-	}
-	return most
 }
 
 // sinkSender is the SMTP sender to sink, and its metrics' registry.
