@@ -34,16 +34,7 @@ func startActivated(t *testing.T, sock *os.File, env []string) *hookmailProc {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &hookmailProc{cmd: cmd, logs: logs}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	waitUntil(t, "hookmail to listen", 20*time.Second, func() bool {
-		m := listenRe.FindStringSubmatch(logs.String())
-		if m == nil {
-			return false
-		}
-		p.url = "http://" + m[1]
-		return true
-	})
+	p := waitListening(t, cmd, logs)
 	if !strings.Contains(logs.String(), "socket=systemd") {
 		t.Fatalf("hookmail did not take the socket systemd passed:\n%s", logs)
 	}

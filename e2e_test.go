@@ -244,6 +244,13 @@ func startHookmail(t *testing.T, env []string) *hookmailProc {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	return waitListening(t, cmd, logs)
+}
+
+// waitListening waits until the started hookmail cmd, logging into logs,
+// says where it listens, and kills it when the test ends.
+func waitListening(t *testing.T, cmd *exec.Cmd, logs *relaytest.LogBuffer) *hookmailProc {
+	t.Helper()
 	p := &hookmailProc{cmd: cmd, logs: logs}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	waitUntil(t, "hookmail to listen", 20*time.Second, func() bool {
