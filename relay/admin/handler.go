@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -30,6 +31,7 @@ import (
 //	POST   /admin/v1/events/{id}/retry                  due now
 //	DELETE /admin/v1/events/{id}                        dropped for good
 //	POST   /admin/v1/dead/retry?type=                   every dead letter (of the type) due now
+//	GET    /debug/pprof/...                             Go's profiles (net/http/pprof)
 func NewHandler(insp relay.Inspector, rules func() *relay.Rules, token config.Secret, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /admin/v1/stats", func(w http.ResponseWriter, r *http.Request) {
@@ -86,6 +88,12 @@ func NewHandler(insp relay.Inspector, rules func() *relay.Rules, token config.Se
 		}
 		reply(w, map[string]any{"requeued": n}, err)
 	})
+	// Go's profiler, for finding where hookmail's CPU and memory go
+	// (bench/README.md shows how to take a profile under load). It is
+	// behind the same checks as the queue commands.
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "not found"})
 	})

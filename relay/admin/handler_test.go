@@ -225,3 +225,31 @@ func TestAdminRefusesRebindingHosts(t *testing.T) {
 		}
 	}
 }
+
+// TestAdminServesProfiles: Go's profiler answers on the admin endpoint,
+// behind the same checks as the queue commands.
+func TestAdminServesProfiles(t *testing.T) {
+	h := newTestEnv(t, "").h
+	for _, tc := range []struct {
+		name   string
+		header bool
+		want   int
+	}{
+		{"with the admin header", true, http.StatusOK},
+		{"without it", false, http.StatusForbidden},
+	} {
+		req := httptest.NewRequest(http.MethodGet, "/debug/pprof/heap?debug=1", nil)
+		req.Host = "127.0.0.1:8081"
+		if tc.header {
+			req.Header.Set(AdminHeader, "1")
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != tc.want {
+			t.Errorf("%s: %d, want %d", tc.name, rec.Code, tc.want)
+		}
+		if tc.want == http.StatusOK && !strings.Contains(rec.Body.String(), "heap profile") {
+			t.Errorf("%s: not a heap profile: %.100q", tc.name, rec.Body.String())
+		}
+	}
+}
