@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"fmt"
 	"bytes"
 	htmltemplate "html/template"
 	"net/mail"
@@ -143,5 +144,27 @@ func TestHTMLFuncsReturnNoTrustedTypes(t *testing.T) {
 		for out := range typ.Outs() {
 			check(name, out)
 		}
+	}
+}
+
+// TestPhoneFormatsOnce: a number seen before is not parsed again (the
+// parse allocates dozens of times and ran once per email), a bad number
+// is cached as it is, and the cache stays bounded.
+func TestPhoneFormatsOnce(t *testing.T) {
+	for _, in := range []string{"+639760713666", "+1"} {
+		want := formatPhone(in)
+		if allocs := testing.AllocsPerRun(100, func() {
+			if got := formatPhone(in); got != want {
+				t.Fatalf("phone %q = %q, then %q", in, want, got)
+			}
+		}); allocs > 0 {
+			t.Errorf("phone %q: %.0f allocations a call once seen, want 0", in, allocs)
+		}
+	}
+	for i := range 10000 {
+		formatPhone(fmt.Sprintf("+1415555%04d", i))
+	}
+	if n := phones.Len(); n > 4096 {
+		t.Errorf("the phone cache holds %d numbers, want at most 4096", n)
 	}
 }
