@@ -1,0 +1,137 @@
+package smtp
+
+import (
+	"bufio"
+	"net"
+	"strings"
+	"testing"
+
+	"github.com/hookmail/hookmail/config"
+)
+
+// pipelineServer is a bare SMTP server that offers PIPELINING and records,
+// for each message, whether RCPT and DATA had arrived with MAIL (in the
+// same write) before it answered MAIL. It refuses the recipients named in
+// refuse with 550.
+func pipelineServer(t *testing.T, refuse ...string) (port int, batched chan bool, got chan string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	batched, got = make(chan bool, 10), make(chan string, 10)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		r, w := bufio.NewReader(c), bufio.NewWriter(c)
+		say := func(lines ...string) {
+			for _, l := range lines {
+				w.WriteString(l + "\r\n")
+			}
+			w.Flush()
+		}
+		say("220 test ESMTP")
+		var data strings.Builder
+		inData, rcpts := false, 0
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				return
+			}
+			if inData {
+				if line == ".\r\n" {
+					inData = false
+					got <- data.String()
+					data.Reset()
+					say("250 2.0.0 queued as T1")
+					continue
+				}
+				data.WriteString(line)
+				continue
+			}
+			cmd := strings.ToUpper(strings.TrimSpace(line))
+			switch {
+			case strings.HasPrefix(cmd, "EHLO"):
+				say("250-test", "250-PIPELINING", "250 8BITMIME")
+			case strings.HasPrefix(cmd, "MAIL FROM:"):
+				buffered, _ := r.Peek(r.Buffered())
+				batched <- strings.Contains(string(buffered), "RCPT TO:") && strings.Contains(string(buffered), "DATA\r\n")
+				rcpts = 0
+				say("250 2.1.0 ok")
+			case strings.HasPrefix(cmd, "RCPT TO:"):
+				refused := false
+				for _, a := range refuse {
+					refused = refused || strings.Contains(cmd, strings.ToUpper(a))
+				}
+				if refused {
+					say("550 5.1.1 no such user")
+				} else {
+					rcpts++
+					say("250 2.1.5 ok")
+				}
+			case cmd == "DATA":
+				if rcpts == 0 {
+					say("554 5.5.1 no valid recipients")
+				} else {
+					inData = true
+					say("354 go ahead")
+				}
+			case cmd == "QUIT":
+				say("221 bye")
+				return
+			default:
+				say("250 ok")
+			}
+		}
+	}()
+	return ln.Addr().(*net.TCPAddr).Port, batched, got
+}
+
+// TestSMTPPipelinesTheEnvelope: to a server that offers PIPELINING, MAIL,
+// every RCPT and DATA go out in one write, as Postfix's client sends
+// them; a refused recipient still does not stop the others.
+func TestSMTPPipelinesTheEnvelope(t *testing.T) {
+	port, batched, got := pipelineServer(t, "nobody@example.com")
+	cfg := smtpConfig(t, port, "", config.TLSNone)
+	cfg.Username, cfg.Password = "", ""
+	s, logs := newTestSMTPSender(t, cfg)
+	m := testMessage("ops@example.com", "nobody@example.com")
+	if err := s.Send(t.Context(), m); err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	if !<-batched {
+		t.Error("MAIL was answered before RCPT and DATA arrived: the envelope was not pipelined")
+	}
+	if body := <-got; !strings.Contains(body, "Subject: SMS from +1") {
+		t.Errorf("the server got no message: %q", body)
+	}
+	if m.Receipt != "250 2.0.0 queued as T1" {
+		t.Errorf("receipt %q, want the server's reply to the message", m.Receipt)
+	}
+	if !strings.Contains(logs.String(), "nobody@example.com") {
+		t.Errorf("the refused recipient is not logged: %s", logs)
+	}
+}
+
+// TestSMTPPipelinedAllRefused: when the server refuses every recipient
+// and so the pipelined DATA, the error is the recipients' and no message
+// is sent.
+func TestSMTPPipelinedAllRefused(t *testing.T) {
+	port, _, got := pipelineServer(t, "nobody@example.com", "audit@example.com")
+	cfg := smtpConfig(t, port, "", config.TLSNone)
+	cfg.Username, cfg.Password = "", ""
+	s, _ := newTestSMTPSender(t, cfg)
+	err := s.Send(t.Context(), testMessage("nobody@example.com"))
+	if err == nil || !strings.Contains(err.Error(), "RCPT TO <nobody@example.com>") || !strings.Contains(err.Error(), "550") {
+		t.Fatalf("Send = %v, want the recipient's 550", err)
+	}
+	select {
+	case body := <-got:
+		t.Errorf("a message was sent: %q", body)
+	default:
+	}
+}
