@@ -30,9 +30,6 @@ for t in hey curl ss; do command -v "$t" >/dev/null || die "$t is not installed"
 [[ -x $SMTP_SINK ]] || die "$SMTP_SINK is not installed (Postfix)"
 [[ -x $SMTP_SOURCE ]] || die "$SMTP_SOURCE is not installed (Postfix)"
 [[ $N =~ ^[1-9][0-9]*$ ]] || die "N must be a positive number"
-# smtp-sink must drop privileges when started as root.
-SINK_USER=()
-if [[ $(id -u) == 0 ]]; then SINK_USER=(-u root); fi
 
 say "# hookmail delivery benchmark $STAMP"
 say "# host: $(nproc) CPUs, $(uname -sr); $(go version | cut -d' ' -f3-)"
@@ -50,34 +47,6 @@ SIZE=$(wc -c <"$WORK/one.eml")
 say "# one email: $SIZE bytes (hookmail render); smtp-source -l $SIZE"
 
 # --- helpers -------------------------------------------------------------------
-
-# free_port: prints a TCP port nothing on 127.0.0.1 listens on, below the
-# kernel's ephemeral range (net.ipv4.ip_local_port_range, 32768+ by default):
-# while the sink is down hookmail redials its port thousands of times, and a
-# port inside that range can end up taken by a TCP self-connect.
-free_port() {
-	local p i
-	for i in $(seq 100); do
-		p=$((20000 + RANDOM % 12000))
-		[[ -z $(ss -Hltn "sport = :$p") ]] && { echo "$p"; return 0; }
-	done
-	die "no free port found"
-}
-
-# start_sink PORT LOG: starts smtp-sink in the background, waits until it
-# accepts connections, and sets SINK_PID.
-start_sink() {
-	local port=$1 log=$2 i
-	"$SMTP_SINK" -c "${SINK_USER[@]}" "127.0.0.1:$port" 256 >"$log" 2>&1 &
-	SINK_PID=$!
-	PIDS+=("$SINK_PID")
-	for i in $(seq 100); do
-		kill -0 "$SINK_PID" 2>/dev/null || { cat "$log" >&2; die "smtp-sink exited at start"; }
-		(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
-		sleep 0.05
-	done
-	die "smtp-sink on port $port did not accept connections within 5s"
-}
 
 # start NAME LOG ADDR CMD...: starts hookmail in the background and waits for
 # /healthz; sets ADDR and PID. hookmail logs its "hookmail listening ...

@@ -63,26 +63,7 @@ say "# work dir: $WORK"
 	die "build failed"
 
 printf '%s' "$BODY" >"$WORK/body.txt"
-[[ $BODY != *[\"\\]* ]] || die "the body needs Lua escaping"
-[[ $BODY == *data%5Bid%5D=2\&* ]] || die "the body has no data[id] to vary"
-# Every request gets its own data[id] (thread, start time and a random
-# number, then a counter; warm-up and run never repeat one), so
-# hookmail's deduplication stores each one, as it would real traffic.
-cat >"$WORK/post.lua" <<EOF
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "$CONTENT_TYPE"
-local pre, post = "${BODY%%data%5Bid%5D=2&*}data%5Bid%5D=", "&${BODY#*data%5Bid%5D=2&}"
-local threads = 0
-function setup(thread)
-	threads = threads + 1
-	thread:set("tid", threads .. "-" .. os.time() .. "-" .. math.random(1000000))
-end
-local n = 0
-function request()
-	n = n + 1
-	return wrk.format(nil, nil, nil, pre .. tid .. "-" .. n .. post)
-end
-EOF
+post_lua "$WORK/post.lua"
 
 # --- helpers -------------------------------------------------------------------
 

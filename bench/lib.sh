@@ -1,4 +1,4 @@
-# Shared by bench/intake.sh, delivery.sh and postgres.sh: the gateway's
+# Shared by bench/intake.sh, delivery.sh, postgres.sh and cost.sh: the gateway's
 # sample body, the results and work directories, cleanup of every process in
 # PIDS, and the helpers they use. Source it after setting BENCH_NAME and
 # STOP_TIMEOUT. A script that starts something else to tear down at exit (a
@@ -65,4 +65,89 @@ metric() {
 		awk -v name="$1" -v filter="${2:-}" '
 			index($0, name) == 1 && (filter == "" || index($0, filter)) && substr($0, length(name)+1, 1) ~ /[ {]/ {s += $NF; n++}
 			END {if (n) printf "%d\n", s; else print "?"}'
+}
+
+CLK_TCK=$(getconf CLK_TCK)
+
+# cpu_ticks PID...: the CPU time (user + system, in clock ticks) the
+# processes have used so far.
+cpu_ticks() {
+	local pid f t=0
+	for pid in "$@"; do
+		f=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
+		f=${f##*) } # after "pid (comm) ": state is field 3, utime 14, stime 15
+		read -r -a f <<<"$f"
+		t=$((t + f[11] + f[12]))
+	done
+	echo "$t"
+}
+
+# median: the median of the numbers on stdin (one per word), or n/a.
+median() { tr ' ' '\n' | grep -E '^[0-9.]+$' | sort -g | awk '{a[NR]=$1} END {if (NR == 0) print "n/a"; else if (NR % 2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
+
+# post_lua FILE [PORT...]: writes a wrk script that POSTs the sample body
+# with a data[id] of its own per request (thread, start time and a random
+# number, then a counter; runs never repeat one), so deduplication stores
+# each one as it would real traffic. With ports, wrk's threads take turns
+# over 127.0.0.1 at those ports.
+post_lua() {
+	local file=$1 ports
+	shift
+	[[ $BODY != *[\"\\]* ]] || die "the body needs Lua escaping"
+	[[ $BODY == *data%5Bid%5D=2\&* ]] || die "the body has no data[id] to vary"
+	ports=$(printf '"%s", ' "$@")
+	[[ $# -gt 0 ]] || ports=
+	cat >"$file" <<EOF
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "$CONTENT_TYPE"
+local pre, post = "${BODY%%data%5Bid%5D=2&*}data%5Bid%5D=", "&${BODY#*data%5Bid%5D=2&}"
+local ports = { ${ports%, } }
+local threads = 0
+function setup(thread)
+	threads = threads + 1
+	if #ports > 0 then
+		thread.addr = wrk.lookup("127.0.0.1", ports[(threads - 1) % #ports + 1])[1]
+	end
+	thread:set("tid", threads .. "-" .. os.time() .. "-" .. math.random(1000000))
+end
+local n = 0
+function request()
+	n = n + 1
+	return wrk.format(nil, nil, nil, pre .. tid .. "-" .. n .. post)
+end
+EOF
+}
+
+# free_port: prints a TCP port nothing on 127.0.0.1 listens on, below the
+# kernel's ephemeral range (net.ipv4.ip_local_port_range, 32768+ by default):
+# while the sink is down hookmail redials its port thousands of times, and a
+# port inside that range can end up taken by a TCP self-connect.
+free_port() {
+	local p i
+	for i in $(seq 100); do
+		p=$((20000 + RANDOM % 12000))
+		[[ -z $(ss -Hltn "sport = :$p") ]] && { echo "$p"; return 0; }
+	done
+	die "no free port found"
+}
+
+SMTP_SINK=${SMTP_SINK:-/usr/sbin/smtp-sink}
+SMTP_SOURCE=${SMTP_SOURCE:-/usr/sbin/smtp-source}
+# smtp-sink must drop privileges when started as root.
+SINK_USER=()
+if [[ $(id -u) == 0 ]]; then SINK_USER=(-u root); fi
+
+# start_sink PORT LOG: starts smtp-sink in the background, waits until it
+# accepts connections, and sets SINK_PID.
+start_sink() {
+	local port=$1 log=$2 i
+	"$SMTP_SINK" -c "${SINK_USER[@]}" "127.0.0.1:$port" 256 >"$log" 2>&1 &
+	SINK_PID=$!
+	PIDS+=("$SINK_PID")
+	for i in $(seq 100); do
+		kill -0 "$SINK_PID" 2>/dev/null || { cat "$log" >&2; die "smtp-sink exited at start"; }
+		(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+		sleep 0.05
+	done
+	die "smtp-sink on port $port did not accept connections within 5s"
 }

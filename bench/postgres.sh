@@ -42,8 +42,6 @@ loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 for t in wrk hey curl; do command -v "$t" >/dev/null || die "$t is not installed"; done
 [[ -x $SMTP_SINK ]] || die "$SMTP_SINK is not installed (Postfix)"
 [[ $N =~ ^[1-9][0-9]*$ ]] || die "N must be a positive number"
-SINK_USER=()
-if [[ $(id -u) == 0 ]]; then SINK_USER=(-u root); fi
 
 # --- Postgres ------------------------------------------------------------------
 PG_OPTS=""
@@ -189,19 +187,6 @@ metric_sum() {
 # problems LOG...: the WARN and ERROR lines, but for the sample secret's
 # warning at start and the requests wrk leaves in flight when it stops
 # (their client gone, the Postgres queue's statement is canceled).
-# cpu_ticks PID...: the CPU time (user + system, in clock ticks) the
-# processes have used so far.
-cpu_ticks() {
-	local pid f t=0
-	for pid in "$@"; do
-		f=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
-		f=${f##*) } # after "pid (comm) ": state is field 3, utime 14, stime 15
-		read -r -a f <<<"$f"
-		t=$((t + f[11] + f[12]))
-	done
-	echo "$t"
-}
-
 # pg_ticks: the CPU time the Postgres cluster has used so far: the
 # postmaster's, its live children's (backends, WAL writer, checkpointer,
 # autovacuum), and that of the children it has reaped (cutime and cstime,
@@ -222,13 +207,11 @@ pg_ticks() {
 	done
 	echo "$t"
 }
-CLK_TCK=$(getconf CLK_TCK)
 
 problems() {
 	cat "$@" | grep -E 'level=(WARN|ERROR)' | grep -v 'sample secret' | grep -cv 'err="postgres: context canceled"' || true
 }
 
-median() { tr ' ' '\n' | grep -E '^[0-9.]+$' | sort -g | awk '{a[NR]=$1} END {if (NR == 0) print "n/a"; else if (NR % 2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 
 declare -A INTAKE E2E LOADS MED CPU
 
@@ -246,24 +229,7 @@ intake() {
 	# wrk threads go to the instances in turn, so each gets the same share.
 	threads=$(((THREADS + k - 1) / k * k))
 	conns=$((CONNS / threads * threads))
-	ports=$(printf '"%s", ' "${ADDRS[@]##*:}")
-	cat >"$dir/post.lua" <<EOF
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "$CONTENT_TYPE"
-local pre, post = "${BODY%%data%5Bid%5D=2&*}data%5Bid%5D=", "&${BODY#*data%5Bid%5D=2&}"
-local ports = { ${ports%, } }
-local threads = 0
-function setup(thread)
-	threads = threads + 1
-	thread.addr = wrk.lookup("127.0.0.1", ports[(threads - 1) % #ports + 1])[1]
-	thread:set("tid", threads .. "-" .. os.time() .. "-" .. math.random(1000000))
-end
-local n = 0
-function request()
-	n = n + 1
-	return wrk.format(nil, nil, nil, pre .. tid .. "-" .. n .. post)
-end
-EOF
+	post_lua "$dir/post.lua" "${ADDRS[@]##*:}"
 	out=$RESULTS/postgres-$STAMP-r$run-$backend$k-intake
 	timeout -k 5 120 wrk -t"$threads" -c"$conns" -d"$WARMUP" -s "$dir/post.lua" "http://${ADDRS[0]}/webhook" >"$out-warmup.txt" 2>&1 ||
 		die "wrk failed: $(tail -3 "$out-warmup.txt")"
