@@ -54,7 +54,7 @@ const (
 	sweepBatch = 1000
 )
 
-// sweepLoop sweeps the dedup keys and the storm windows until ctx ends.
+// sweepLoop sweeps every sweepEvery until ctx ends.
 func (q *Queue) sweepLoop(ctx context.Context) {
 	for {
 		select {
@@ -62,15 +62,18 @@ func (q *Queue) sweepLoop(ctx context.Context) {
 			return
 		case <-time.After(sweepEvery):
 		}
-		if err := q.sweepDedup(ctx); err != nil && ctx.Err() == nil {
-			q.opts.log.Warn("postgres: cannot delete expired dedup keys; trying again in a minute", "err", q.red.text(err.Error()))
-		}
-		if err := q.sweepStorms(ctx); err != nil && ctx.Err() == nil {
-			q.opts.log.Warn("postgres: cannot delete ended storm windows; trying again in a minute", "err", q.red.text(err.Error()))
-		}
-		if err := q.sweepStorms(ctx); err != nil && ctx.Err() == nil {
-			q.opts.log.Warn("postgres: cannot delete ended storm windows; trying again in a minute", "err", q.red.text(err.Error()))
-		}
+		q.sweep(ctx)
+	}
+}
+
+// sweep deletes the expired dedup keys and the ended storm windows, and
+// logs what it could not delete.
+func (q *Queue) sweep(ctx context.Context) {
+	if err := q.sweepDedup(ctx); err != nil && ctx.Err() == nil {
+		q.opts.log.Warn("postgres: cannot delete expired dedup keys; trying again in a minute", "err", q.red.text(err.Error()))
+	}
+	if err := q.sweepStorms(ctx); err != nil && ctx.Err() == nil {
+		q.opts.log.Warn("postgres: cannot delete ended storm windows; trying again in a minute", "err", q.red.text(err.Error()))
 	}
 }
 

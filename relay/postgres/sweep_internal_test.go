@@ -1,6 +1,9 @@
 package postgres
 
 import (
+	"bytes"
+	"log/slog"
+	"strings"
 	"testing"
 
 	"github.com/hookmail/hookmail/relay/postgres/pgtest"
@@ -29,5 +32,27 @@ func TestSweepDedup(t *testing.T) {
 	}
 	if old != 0 || fresh != 7 {
 		t.Errorf("after a sweep: %d expired keys left, %d unexpired, want 0 and 7", old, fresh)
+	}
+}
+
+// TestSweepWarnsOncePerTable: a sweep that cannot delete warns once for
+// the dedup keys and once for the storm windows, not once per repeat of
+// the same statement.
+func TestSweepWarnsOncePerTable(t *testing.T) {
+	url := pgtest.Database(t)
+	var logs bytes.Buffer
+	q, err := Open(t.Context(), url, WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	pgtest.Exec(t, url,
+		"ALTER TABLE hookmail_dedup RENAME TO hookmail_dedup_gone",
+		"ALTER TABLE hookmail_storm_windows RENAME TO hookmail_storm_windows_gone")
+	q.sweep(t.Context())
+	for _, msg := range []string{"cannot delete expired dedup keys", "cannot delete ended storm windows"} {
+		if n := strings.Count(logs.String(), msg); n != 1 {
+			t.Errorf("%q logged %d times by one sweep, want once:\n%s", msg, n, logs.String())
+		}
 	}
 }
