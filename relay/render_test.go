@@ -1,8 +1,8 @@
 package relay
 
 import (
-	"fmt"
 	"bytes"
+	"fmt"
 	htmltemplate "html/template"
 	"net/mail"
 	"os"
