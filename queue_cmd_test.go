@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -184,7 +185,15 @@ func TestQueueCommandsRefusedToOtherUsers(t *testing.T) {
 		out, err := cmd.CombinedOutput()
 		return string(out), err
 	}
-	for _, args := range [][]string{{"queue", "list"}, {"queue", "stats"}, {"queue", "retry", "--all-dead"}} {
+	// The event's id, as hookmail's own user sees it, for show and drop.
+	out, err := hookmailCmd(t, env, "queue", "list", "--json")
+	m := regexp.MustCompile(`"id": *"([^"]+)"`).FindStringSubmatch(out)
+	if err != nil || m == nil {
+		t.Fatalf("queue list --json as hookmail's own user: %v\n%s", err, out)
+	}
+	id := m[1]
+	for _, args := range [][]string{{"queue", "list"}, {"queue", "stats"}, {"queue", "retry", "--all-dead"},
+		{"queue", "show", id}, {"queue", "show", id, "--json"}, {"queue", "drop", id, "--yes"}} {
 		out, err := asNobody(args...)
 		t.Logf("%v as nobody: %s", args, strings.TrimSpace(out))
 		if err == nil || !strings.Contains(out, "permission denied") {
@@ -203,5 +212,18 @@ func TestQueueCommandsRefusedToOtherUsers(t *testing.T) {
 	}
 	if out, err := hookmailCmd(t, env, "queue", "list"); err != nil || !strings.Contains(out, "1 event(s)") {
 		t.Errorf("queue list as hookmail's own user: %v\n%s", err, out)
+	}
+	// Stopped, hookmail has no socket; the commands open the spool file,
+	// which nobody may not.
+	stopHookmail(t, hm)
+	for _, args := range [][]string{{"queue", "list"}, {"queue", "show", id}, {"queue", "drop", id, "--yes"}} {
+		out, err := asNobody(args...)
+		t.Logf("%v as nobody, hookmail stopped: %s", args, strings.TrimSpace(out))
+		if err == nil || strings.Contains(out, "123456") {
+			t.Errorf("%v as nobody on the stopped spool: %v\n%s; want refused", args, err, out)
+		}
+	}
+	if out, err := hookmailCmd(t, env, "queue", "list"); err != nil || !strings.Contains(out, "1 event(s)") {
+		t.Errorf("queue list as hookmail's own user on the stopped spool: %v\n%s; want the event still there", err, out)
 	}
 }
