@@ -952,11 +952,6 @@ func TestValidateMore(t *testing.T) {
 			"retry.lifetime: must be a positive duration, got 0s; " + fixDur},
 		// Only "localhost" and loopback IPs count: a name that resolves to
 		// loopback today may not tomorrow, and Validate asks no DNS.
-		// Any user of the machine can reach a TCP port: without a token it
-		// would let them read and drop queued events (issue 10 item 2).
-		{"admin on TCP without a token", func(c *Config) { c.Admin.Listen = "127.0.0.1:8025" },
-			`admin.listen: "127.0.0.1:8025" is a TCP address and admin.token is empty, so any user on this machine (and anyone who reaches it) could read and drop queued events; ` +
-				`set admin.token (HOOKMAIL_ADMIN_TOKEN), a long random value such as the output of openssl rand -hex 32: the queue commands send it, and the admin page's login asks for it; or use admin.listen: unix, a socket only hookmail's own user can open`},
 		{"credentials in clear to a name", func(c *Config) { clearAuth(c, "relay.internal") },
 			`smtp.tls: none would send smtp.username's credentials in clear to "relay.internal", which is not a loopback address; ` + fixClear},
 		{"credentials in clear to a LAN address", func(c *Config) { clearAuth(c, "192.168.1.10") },
