@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -79,6 +82,40 @@ func TestQueueCommandsOnStoppedSpool(t *testing.T) {
 	}
 	if _, err = hm("queue", "show", "nope"); err == nil || !strings.Contains(err.Error(), "no such event") {
 		t.Errorf("show unknown: %v", err)
+	}
+}
+
+// TestQueueShowJSONHidesTheDedupKey: the dedup key hashes the sender's
+// secret with fields an operator sees, so queue show --json, which prints
+// those fields, must show neither the key nor its hash: together they are
+// an offline oracle for a short secret.
+func TestQueueShowJSONHidesTheDedupKey(t *testing.T) {
+	dir := t.TempDir()
+	s, err := spool.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const key = "gateway|sms|sender-id-7|a-short-secret"
+	ev := &relay.Event{ID: "ev-7", Source: "gateway", Type: "sms", DedupKey: key,
+		Data: map[string]string{"id": "sender-id-7", "phone": "+15550001", "message": "hi"}, Received: time.Now()}
+	if err := s.Enqueue(t.Context(), ev); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	env := map[string]string{"HOOKMAIL_SPOOL_DIR": dir, "HOOKMAIL_ADMIN_LISTEN": "off"}
+	var stdout, stderr bytes.Buffer
+	if err := run(t.Context(), []string{"queue", "show", "ev-7", "--json"}, func(k string) string { return env[k] }, nil, &stdout, &stderr); err != nil {
+		t.Fatalf("show --json: %v\n%s", err, stderr.String())
+	}
+	out := stdout.String()
+	if !strings.Contains(out, "ev-7") {
+		t.Fatalf("show --json does not show the event:\n%s", out)
+	}
+	hash := relay.HashDedupKey(key)
+	for _, leak := range []string{"dedup", key, hex.EncodeToString(hash[:]), base64.StdEncoding.EncodeToString(hash[:])} {
+		if strings.Contains(strings.ToLower(out), strings.ToLower(leak)) {
+			t.Errorf("show --json shows %q:\n%s", leak, out)
+		}
 	}
 }
 
@@ -184,7 +221,15 @@ func TestQueueCommandsRefusedToOtherUsers(t *testing.T) {
 		out, err := cmd.CombinedOutput()
 		return string(out), err
 	}
-	for _, args := range [][]string{{"queue", "list"}, {"queue", "stats"}, {"queue", "retry", "--all-dead"}} {
+	// The event's id, as hookmail's own user sees it, for show and drop.
+	out, err := hookmailCmd(t, env, "queue", "list", "--json")
+	m := regexp.MustCompile(`"id": *"([^"]+)"`).FindStringSubmatch(out)
+	if err != nil || m == nil {
+		t.Fatalf("queue list --json as hookmail's own user: %v\n%s", err, out)
+	}
+	id := m[1]
+	for _, args := range [][]string{{"queue", "list"}, {"queue", "stats"}, {"queue", "retry", "--all-dead"},
+		{"queue", "show", id}, {"queue", "show", id, "--json"}, {"queue", "drop", id, "--yes"}} {
 		out, err := asNobody(args...)
 		t.Logf("%v as nobody: %s", args, strings.TrimSpace(out))
 		if err == nil || !strings.Contains(out, "permission denied") {
@@ -203,5 +248,18 @@ func TestQueueCommandsRefusedToOtherUsers(t *testing.T) {
 	}
 	if out, err := hookmailCmd(t, env, "queue", "list"); err != nil || !strings.Contains(out, "1 event(s)") {
 		t.Errorf("queue list as hookmail's own user: %v\n%s", err, out)
+	}
+	// Stopped, hookmail has no socket; the commands open the spool file,
+	// which nobody may not.
+	stopHookmail(t, hm)
+	for _, args := range [][]string{{"queue", "list"}, {"queue", "show", id}, {"queue", "drop", id, "--yes"}} {
+		out, err := asNobody(args...)
+		t.Logf("%v as nobody, hookmail stopped: %s", args, strings.TrimSpace(out))
+		if err == nil || strings.Contains(out, "123456") {
+			t.Errorf("%v as nobody on the stopped spool: %v\n%s; want refused", args, err, out)
+		}
+	}
+	if out, err := hookmailCmd(t, env, "queue", "list"); err != nil || !strings.Contains(out, "1 event(s)") {
+		t.Errorf("queue list as hookmail's own user on the stopped spool: %v\n%s; want the event still there", err, out)
 	}
 }

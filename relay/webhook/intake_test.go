@@ -131,9 +131,10 @@ func TestSlowBodyTimesOut(t *testing.T) {
 	}
 }
 
-// TestRefusedWebhooksLogged: refusals are logged at WARN with the remote
-// address, status, result and type, never the secret; one line per client
-// and result per minute, the next one counting those in between.
+// TestRefusedWebhooksLogged: refusals (a wrong secret, a 400, a 413) are
+// logged at WARN with the remote address, status, result and type, never
+// the secret; one line per client and result per minute, the next one
+// counting those in between.
 func TestRefusedWebhooksLogged(t *testing.T) {
 	env := newTestEnv(t, testConfig(t))
 	now := time.Unix(1_700_000_000, 0)
@@ -155,6 +156,11 @@ func TestRefusedWebhooksLogged(t *testing.T) {
 	}
 	send("192.0.2.7", "secret="+testSecret) // no type: 400, its own line
 	send("192.0.2.8", wrong)                // another client: its own line
+	// A body over webhook.max_body_bytes: 413, its own line.
+	big := "secret=" + testSecret + "&type=sms&data[message]=" + strings.Repeat("x", int(env.cfg.Webhook.MaxBodyBytes))
+	if code := send("192.0.2.9", big); code != http.StatusRequestEntityTooLarge {
+		t.Fatalf("body over max_body_bytes: %d, want 413", code)
+	}
 	logs := env.logs.String()
 	lines := func(substr string) int {
 		n := 0
@@ -170,6 +176,9 @@ func TestRefusedWebhooksLogged(t *testing.T) {
 	}
 	if lines("remote=192.0.2.7 status=400 result=invalid") != 1 || lines("remote=192.0.2.8 status=401") != 1 {
 		t.Errorf("want one line for the 400 and one for the other client:\n%s", logs)
+	}
+	if lines("remote=192.0.2.9 status=413 result=too_large") != 1 {
+		t.Errorf("want one line for the 413:\n%s", logs)
 	}
 	if !strings.Contains(logs, "type=sms") {
 		t.Errorf("the lines do not name the type:\n%s", logs)
