@@ -80,6 +80,9 @@ hookmail() {
 # spool in the background, from its admin endpoint (PROFILE=1 only).
 profile() {
 	[[ $PROFILE == 1 ]] || return 0
+	local i
+	# /healthz answers while the spool still opens; the admin socket comes after.
+	for i in $(seq 50); do [[ -S $1/spool/admin.sock ]] && break; sleep 0.1; done
 	curl -s --max-time $(($3 + 10)) --unix-socket "$1/spool/admin.sock" -H 'X-Hookmail-Admin: 1' \
 		"http://localhost/debug/pprof/profile?seconds=$3" -o "$RESULTS/cost-$STAMP-$2.pprof" &
 }

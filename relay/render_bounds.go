@@ -72,27 +72,41 @@ func (w *limitWriter) Write(p []byte) (int, error) {
 // and reload runs every template once, so a template that loops on any
 // event is refused there before it can pile up goroutines.
 func (r *Renderer) execute(file string, deadline time.Time, limit int, exec func(io.Writer) error) (string, error) {
-	type result struct {
-		out string
-		err error
-	}
-	done := make(chan result, 1) // buffered: an abandoned execution can still end
-	inBackground(func() {
-		w := &limitWriter{limit: limit}
-		err := exec(w)
-		done <- result{w.buf.String(), err}
-	})
+	done := make(chan execution, 1) // buffered: an abandoned execution can still end
+	inBackground(func() { done <- executeInto(limit, exec) })
 	timer := time.NewTimer(time.Until(deadline))
 	defer timer.Stop()
 	select {
 	case res := <-done:
-		if errors.Is(res.err, errTooLarge) {
-			return res.out, &boundError{file, fmt.Sprintf("writes more than %d bytes, more than an email may hold", limit), errTooLarge}
-		}
-		return res.out, res.err
+		return res.outcome(file, limit)
 	case <-timer.C:
-		return "", &boundError{file, fmt.Sprintf("did not finish rendering within %s; does it loop? It runs on in the background until it ends", r.timeout), errTimedOut}
+		return "", r.timedOut(file)
 	}
+}
+
+// execution is what one template execution wrote, and its error.
+type execution struct {
+	out string
+	err error
+}
+
+func executeInto(limit int, exec func(io.Writer) error) execution {
+	w := &limitWriter{limit: limit}
+	err := exec(w)
+	return execution{w.buf.String(), err}
+}
+
+// outcome is the execution's output and error, a limit it hit named as a
+// boundError of file's.
+func (e execution) outcome(file string, limit int) (string, error) {
+	if errors.Is(e.err, errTooLarge) {
+		return e.out, &boundError{file, fmt.Sprintf("writes more than %d bytes, more than an email may hold", limit), errTooLarge}
+	}
+	return e.out, e.err
+}
+
+func (r *Renderer) timedOut(file string) error {
+	return &boundError{file, fmt.Sprintf("did not finish rendering within %s; does it loop? It runs on in the background until it ends", r.timeout), errTimedOut}
 }
 
 // inBackground runs f in a goroutine of its own: an idle one that ran an
@@ -134,28 +148,65 @@ type rendered struct{ subject, text, html string }
 // on data: within r.timeout for the three together, and within
 // MaxEmailBytes for the text and HTML together. On an error it returns the
 // parts that finished before it.
+//
+// The three run one after the other in one goroutine (see execute for why
+// one of their own): a goroutine's hand-off costs a thread's wake-up.
 func (r *Renderer) run(set *templateSet, data any) (rendered, error) {
-	deadline := time.Now().Add(r.timeout)
+	timer := time.NewTimer(r.timeout)
+	defer timer.Stop()
+	parts := [...]struct {
+		file string
+		exec func(io.Writer) error
+	}{
+		{set.subject.Name(), func(w io.Writer) error { return set.subject.Execute(w, data) }},
+		{set.text.Name(), func(w io.Writer) error { return set.text.Execute(w, data) }},
+		{set.html.Name() + " (in " + layoutFile + ")", func(w io.Writer) error { return set.html.ExecuteTemplate(w, layoutFile, data) }},
+	}
+	// limit is part i's: the HTML gets what the text leaves of an email.
+	limit := func(i int, text string) int {
+		return [...]int{maxSubjectOutput, MaxEmailBytes, MaxEmailBytes - len(text)}[i]
+	}
+	done := make(chan execution, len(parts)) // buffered: an abandoned execution can still end
+	inBackground(func() {
+		text := ""
+		for i, p := range parts {
+			res := executeInto(limit(i, text), p.exec)
+			done <- res
+			if res.err != nil && (i > 0 || !errors.Is(res.err, errTooLarge)) {
+				return // a subject over its limit is cut, not refused
+			}
+			if i == 1 {
+				text = res.out
+			}
+		}
+	})
 	var out rendered
-	var err error
-	out.subject, err = r.execute(set.subject.Name(), deadline, maxSubjectOutput, func(w io.Writer) error {
-		return set.subject.Execute(w, data)
-	})
-	if err != nil && !errors.Is(err, errTooLarge) {
-		return out, fmt.Errorf("render subject: %w", err)
-	}
-	out.text, err = r.execute(set.text.Name(), deadline, MaxEmailBytes, func(w io.Writer) error {
-		return set.text.Execute(w, data)
-	})
-	if err != nil {
-		return rendered{subject: out.subject}, fmt.Errorf("render text: %w", err)
-	}
-	out.html, err = r.execute(set.html.Name()+" (in "+layoutFile+")", deadline, MaxEmailBytes-len(out.text), func(w io.Writer) error {
-		return set.html.ExecuteTemplate(w, layoutFile, data)
-	})
-	if err != nil {
-		out.html = "" // only parts that finished are kept
-		return out, fmt.Errorf("render html: %w", err)
+	for i, p := range parts {
+		var s string
+		var err error
+		select {
+		case res := <-done:
+			s, err = res.outcome(p.file, limit(i, out.text))
+		case <-timer.C:
+			err = r.timedOut(p.file)
+		}
+		switch i {
+		case 0:
+			out.subject = s
+			if err != nil && !errors.Is(err, errTooLarge) {
+				return out, fmt.Errorf("render subject: %w", err)
+			}
+		case 1:
+			if err != nil {
+				return out, fmt.Errorf("render text: %w", err)
+			}
+			out.text = s
+		case 2:
+			if err != nil {
+				return out, fmt.Errorf("render html: %w", err) // only parts that finished are kept
+			}
+			out.html = s
+		}
 	}
 	return out, nil
 }
