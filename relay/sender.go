@@ -181,6 +181,14 @@ func (m *Message) Encode() ([]byte, error) {
 		return nil, err
 	}
 	var b bytes.Buffer
+	// Room for the parts as quoted-printable writes them (a little over
+	// their size for most text) and the headers, so the buffer seldom
+	// grows by copying.
+	room := 2048 + len(m.Text)*5/4 + len(m.HTML)*5/4
+	for _, a := range m.Attachments {
+		room += len(a.Data)*4/3 + 256
+	}
+	b.Grow(min(room, MaxEmailBytes))
 	if _, err := msg.WriteTo(&b); err != nil {
 		return nil, PermanentErr(fmt.Errorf("encode: %w", err))
 	}
