@@ -1,6 +1,8 @@
 package smtp
 
 import (
+	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -203,16 +205,67 @@ func (s *Sender) pipeline(sc *smtp.Client, from string, rcpts []string) envelope
 		s.reply(env.data)
 		return env
 	}
-	w := t.DotWriter()
+	w := &dotStuffer{w: t.W}
 	env.body = w
 	env.end = func() (string, error) {
-		if err := w.Close(); err != nil {
+		if err := w.close(); err != nil {
 			return "", err
 		}
 		_, msg, err := t.ReadResponse(250)
 		return msg, err
 	}
 	return env
+}
+
+// dotStuffer writes a message as DATA's content (RFC 5321 4.5.2): every
+// line ends in CRLF (a bare LF gets its CR), a line that begins with "."
+// gets another, and close ends the content with "." on a line of its own.
+// textproto's DotWriter does the same byte by byte, a tenth of a
+// delivery's CPU; this copies whole lines.
+type dotStuffer struct {
+	w       *bufio.Writer
+	midLine bool // what was written so far ends inside a line
+	lastCR  bool // ... and its last byte is a CR
+}
+
+func (d *dotStuffer) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		if !d.midLine && p[0] == '.' {
+			d.w.WriteByte('.')
+		}
+		nl := bytes.IndexByte(p, '\n')
+		if nl < 0 {
+			d.w.Write(p)
+			d.midLine, d.lastCR = true, p[len(p)-1] == '\r'
+			break
+		}
+		d.w.Write(p[:nl])
+		if (nl > 0 && p[nl-1] != '\r') || (nl == 0 && !d.lastCR) {
+			d.w.WriteByte('\r')
+		}
+		d.w.WriteByte('\n')
+		d.midLine, d.lastCR = false, false
+		p = p[nl+1:]
+	}
+	// A bufio.Writer keeps its first error and returns it from then on.
+	if _, err := d.w.Write(nil); err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+func (d *dotStuffer) close() error {
+	switch {
+	case d.midLine && d.lastCR:
+		d.w.WriteString("\n")
+		fallthrough
+	case !d.midLine:
+		d.w.WriteString(".\r\n")
+	default:
+		d.w.WriteString("\r\n.\r\n")
+	}
+	return d.w.Flush()
 }
 
 // validLines refuses an address that would break the command line it is
