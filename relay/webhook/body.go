@@ -31,7 +31,13 @@ func readBody(w http.ResponseWriter, r *http.Request, maxBody int64, timeout tim
 	body := http.MaxBytesReader(w, r.Body, maxBody)
 	var buf []byte
 	for {
-		buf = growTo(buf, readChunk)
+		// Room for what is still to come when the length is known (and a
+		// byte more, for the read that finds the end), else a chunk.
+		want := readChunk
+		if r.ContentLength >= 0 {
+			want = int(max(min(r.ContentLength-int64(len(buf))+1, readChunk), 1))
+		}
+		buf = growTo(buf, want)
 		n, err := body.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
 		// Only a body still arriving is cut short: a whole one is decoded,

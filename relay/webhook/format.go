@@ -85,11 +85,14 @@ func (unknownFormat) reply(w http.ResponseWriter, status, id string) {
 
 // replyJSON is the answer most senders get: {"status": ..., "id": ...}.
 func replyJSON(w http.ResponseWriter, status, id string) {
-	body := map[string]string{"status": status}
-	if id != "" {
-		body["id"] = id
-	}
-	writeJSON(w, http.StatusOK, body)
+	writeJSON(w, http.StatusOK, statusReply{Status: status, ID: id})
+}
+
+// statusReply is the answer to an accepted webhook: a struct, which
+// encoding/json writes without sorting keys as it does a map's.
+type statusReply struct {
+	ID     string `json:"id,omitempty"`
+	Status string `json:"status"`
 }
 
 // sourceDedupKey names a message for deduplication: the source, the
