@@ -167,7 +167,8 @@ func (s *server) run(ctx context.Context, ln net.Listener, from string) error {
 			return err
 		}
 	}
-	srv := NewHTTPServer(s.handler(backend.Queue), log)
+	srv := NewHTTPServer(conns.Handler(s.handler(backend.Queue)), log)
+	srv.ConnContext = conns.ConnContext
 	busy := newBusyConns()
 	srv.ConnState = func(c net.Conn, state http.ConnState) {
 		conns.ConnState(c, state)

@@ -1,9 +1,13 @@
 package webhook
 
 import (
+	"context"
+	"io"
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
@@ -16,27 +20,50 @@ import (
 // connections) cost memory without end and can hold what the gateway
 // needs.
 //
-// A connection past the per-IP cap is closed at once. At the total cap an
-// idle keep-alive connection is closed to make room (clients reconnect for
-// their next request, as after an idle timeout); when none is idle, Accept
-// waits until a connection closes, and new connections wait in the
-// kernel's queue meanwhile rather than being refused. Serve the listener
-// with ConnState set as the http.Server's ConnState, so it knows which
-// connections are idle.
+// At the per-IP cap, a new connection takes the place of that IP's
+// connection that has waited longest on its client, if it has waited at
+// least minStall since the client last sent a byte (or connected): one
+// that drips its request, sends nothing, or sits idle between keep-alive
+// requests. A connection whose request has arrived whole and is being
+// answered is never closed, however long its handler takes. When none
+// qualifies, the new connection is closed at once. So clients sharing an
+// address (one NAT, one host) with a slow or stalled one still get in,
+// and the IP never holds more than its cap.
+//
+// At the total cap an idle keep-alive connection is closed to make room
+// (clients reconnect for their next request, as after an idle timeout);
+// when none is idle, Accept waits until a connection closes, and new
+// connections wait in the kernel's queue meanwhile rather than being
+// refused.
+//
+// Serve the listener with the http.Server's ConnState set to ConnState
+// (so it knows which connections are idle), its ConnContext set to
+// ConnContext and its handler wrapped in Handler (so it knows which
+// requests have arrived whole).
 type ConnLimiter struct {
 	net.Listener
 	perIP  int
 	slots  chan struct{}
 	closed chan struct{}
 	once   sync.Once
+	epoch  time.Time // connections' clocks count from here, monotonic
 
 	mu   sync.Mutex
-	byIP map[string]int
+	byIP map[string]map[*limitedConn]struct{}
 	idle map[net.Conn]struct{}
 
 	open    prometheus.Gauge
 	refused *prometheus.CounterVec
 }
+
+// minStall is how long a connection must have waited on its client before
+// a new connection from its IP may take its place at the per-IP cap. A
+// client that is sending its request does not pause that long between
+// segments short of a lost packet (Linux retransmits after 200 ms at the
+// least), so a request on its way is left alone; a client dripping a byte
+// every 2 s, as in the attack this answers, is stalled for longer than
+// this half the time, and the one stalled longest goes first.
+const minStall = time.Second
 
 // NewConnLimiter wraps ln with the caps (perIP 0: none) and registers its
 // metrics on reg.
@@ -47,7 +74,8 @@ func NewConnLimiter(ln net.Listener, total, perIP int, reg prometheus.Registerer
 		perIP:    perIP,
 		slots:    make(chan struct{}, total),
 		closed:   make(chan struct{}),
-		byIP:     map[string]int{},
+		epoch:    time.Now(),
+		byIP:     map[string]map[*limitedConn]struct{}{},
 		idle:     map[net.Conn]struct{}{},
 		open: f.NewGauge(prometheus.GaugeOpts{
 			Name: "hookmail_webhook_connections",
@@ -55,10 +83,11 @@ func NewConnLimiter(ln net.Listener, total, perIP int, reg prometheus.Registerer
 		}),
 		refused: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "hookmail_webhook_connections_closed_total",
-			Help: "Connections the webhook port closed to keep within its caps: per_ip (a client past webhook.max_connections_per_ip), idle (a keep-alive connection closed to make room under webhook.max_connections).",
+			Help: "Connections the webhook port closed to keep within its caps: per_ip (a new connection past webhook.max_connections_per_ip), stalled (a connection of that IP waiting on its client, closed to make room for a new one), idle (a keep-alive connection closed to make room under webhook.max_connections).",
 		}, []string{"reason"}),
 	}
 	l.refused.WithLabelValues("per_ip")
+	l.refused.WithLabelValues("stalled")
 	l.refused.WithLabelValues("idle")
 	return l
 }
@@ -81,13 +110,13 @@ func (l *ConnLimiter) Accept() (net.Conn, error) {
 			<-l.slots
 			return nil, err
 		}
-		ip := clientIP(c.RemoteAddr().String())
-		l.mu.Lock()
-		over := l.perIP > 0 && l.byIP[ip] >= l.perIP
-		if !over {
-			l.byIP[ip]++
+		lc := &limitedConn{Conn: c, l: l, ip: clientIP(c.RemoteAddr().String())}
+		lc.lastRead.Store(l.now())
+		over, victim := l.admit(lc)
+		if victim != nil {
+			victim.Close()
+			l.refused.WithLabelValues("stalled").Inc()
 		}
-		l.mu.Unlock()
 		if over {
 			c.Close()
 			<-l.slots
@@ -95,9 +124,42 @@ func (l *ConnLimiter) Accept() (net.Conn, error) {
 			continue
 		}
 		l.open.Inc()
-		return &limitedConn{Conn: c, l: l, ip: ip}, nil
+		return lc, nil
 	}
 }
+
+// admit counts c in its IP's connections. At the per-IP cap it takes the
+// place of victim, the IP's connection waiting on its client longest, at
+// least minStall, whose request is not being answered; with no such
+// connection, c is over and not counted.
+func (l *ConnLimiter) admit(c *limitedConn) (over bool, victim *limitedConn) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	conns := l.byIP[c.ip]
+	if conns == nil {
+		conns = map[*limitedConn]struct{}{}
+		l.byIP[c.ip] = conns
+	}
+	if l.perIP > 0 && len(conns) >= l.perIP {
+		oldest := l.now() - int64(minStall)
+		for o := range conns {
+			if t := o.lastRead.Load(); t <= oldest && o.state.Load() == connWaiting {
+				victim, oldest = o, t
+			}
+		}
+		// Its request may have arrived whole since: then it stays.
+		if victim == nil || !victim.state.CompareAndSwap(connWaiting, connEvicted) {
+			return true, nil
+		}
+		delete(conns, victim) // its Close finds it gone
+		delete(l.idle, victim)
+	}
+	conns[c] = struct{}{}
+	return false, victim
+}
+
+// now is the time on the limiter's monotonic clock.
+func (l *ConnLimiter) now() int64 { return int64(time.Since(l.epoch)) }
 
 // Close closes the listener; an Accept waiting for room returns.
 func (l *ConnLimiter) Close() error {
@@ -121,9 +183,12 @@ func (l *ConnLimiter) closeIdle() {
 	}
 }
 
-// ConnState tracks which connections are idle; set it as the
-// http.Server's ConnState.
+// ConnState tracks which connections are idle, and when a request has been
+// answered; set it as the http.Server's ConnState.
 func (l *ConnLimiter) ConnState(c net.Conn, state http.ConnState) {
+	if lc, ok := c.(*limitedConn); ok && state != http.StateActive {
+		lc.state.CompareAndSwap(connAnswering, connWaiting)
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if state == http.StateIdle {
@@ -133,12 +198,78 @@ func (l *ConnLimiter) ConnState(c net.Conn, state http.ConnState) {
 	}
 }
 
-// limitedConn gives its place back when it closes, once.
+type connKey struct{}
+
+// ConnContext remembers a request's connection for Handler; set it as the
+// http.Server's ConnContext.
+func (l *ConnLimiter) ConnContext(ctx context.Context, c net.Conn) context.Context {
+	if lc, ok := c.(*limitedConn); ok {
+		return context.WithValue(ctx, connKey{}, lc)
+	}
+	return ctx
+}
+
+// Handler marks each request's connection as being answered once the
+// request has arrived whole (at once for a request without a body, else
+// when its body has been read to its end), so that no new connection
+// takes its place however long h takes to answer it.
+func (l *ConnLimiter) Handler(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if lc, ok := r.Context().Value(connKey{}).(*limitedConn); ok {
+			if r.Body == nil || r.Body == http.NoBody {
+				lc.state.CompareAndSwap(connWaiting, connAnswering)
+			} else {
+				r.Body = &arrivedBody{ReadCloser: r.Body, c: lc}
+			}
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// arrivedBody marks its connection as being answered when it has been
+// read to its end. If the connection was chosen to make room first, the
+// end is an error instead, so the request is not acted on: its client
+// sees the connection close, never an event taken without an answer.
+type arrivedBody struct {
+	io.ReadCloser
+	c *limitedConn
+}
+
+func (b *arrivedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF && !b.c.state.CompareAndSwap(connWaiting, connAnswering) && b.c.state.Load() == connEvicted {
+		return n, net.ErrClosed
+	}
+	return n, err
+}
+
+// limitedConn gives its place back when it closes, once, and knows when
+// its client last sent something.
 type limitedConn struct {
 	net.Conn
 	l    *ConnLimiter
 	ip   string
 	once sync.Once
+	// lastRead is when a Read last returned bytes (or the connection was
+	// accepted), on l's clock.
+	lastRead atomic.Int64
+	// state: connWaiting, connAnswering (the request has arrived whole and
+	// is being answered) or connEvicted (chosen to make room).
+	state atomic.Int32
+}
+
+const (
+	connWaiting int32 = iota
+	connAnswering
+	connEvicted
+)
+
+func (c *limitedConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.lastRead.Store(c.l.now())
+	}
+	return n, err
 }
 
 func (c *limitedConn) Close() error {
@@ -146,8 +277,10 @@ func (c *limitedConn) Close() error {
 	c.once.Do(func() {
 		l := c.l
 		l.mu.Lock()
-		if l.byIP[c.ip]--; l.byIP[c.ip] <= 0 {
-			delete(l.byIP, c.ip)
+		if conns := l.byIP[c.ip]; conns != nil {
+			if delete(conns, c); len(conns) == 0 {
+				delete(l.byIP, c.ip)
+			}
 		}
 		delete(l.idle, c)
 		l.mu.Unlock()

@@ -2,15 +2,19 @@ package webhook
 
 import (
 	"bufio"
+	"errors"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // serveLimited serves h on 127.0.0.1:0 behind a ConnLimiter, as serve does.
@@ -21,7 +25,7 @@ func serveLimited(t *testing.T, h http.Handler, total, perIP int) (addr string, 
 		t.Fatal(err)
 	}
 	lim = NewConnLimiter(ln, total, perIP, prometheus.NewRegistry())
-	srv := &http.Server{Handler: h, ConnState: lim.ConnState, ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: lim.Handler(h), ConnState: lim.ConnState, ConnContext: lim.ConnContext, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(lim) }()
 	t.Cleanup(func() { _ = srv.Close() })
 	return ln.Addr().String(), lim
@@ -71,6 +75,92 @@ func TestConnLimiterPerIP(t *testing.T) {
 	if !roundTrip(dialFrom(t, "127.0.0.3", addr)) {
 		t.Error("after one closed, a new connection from the IP was not served")
 	}
+}
+
+// TestConnLimiterPerIPClosesStalled: at max_connections_per_ip, a new
+// connection takes the place of the IP's connection that has waited on its
+// client longest (here one that sent half its body more than minStall
+// ago), not of one that is making progress, and the IP still holds no
+// more than its cap. (Before, the new connection was closed, so clients
+// sharing an address with a slow one were shut out.)
+func TestConnLimiterPerIPClosesStalled(t *testing.T) {
+	addr, lim := serveLimited(t, readAllHandler(nil), 100, 2)
+	stalled := dialFrom(t, "127.0.0.3", addr)
+	if _, err := io.WriteString(stalled, "POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nhalf"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(minStall + 200*time.Millisecond)
+	fresh := dialFrom(t, "127.0.0.3", addr)
+	if !roundTrip(fresh) {
+		t.Fatal("a second connection under the cap was not served")
+	}
+	if !roundTrip(dialFrom(t, "127.0.0.3", addr)) {
+		t.Error("a new connection at the per-IP cap was not served while one of the IP's connections had stalled")
+	}
+	_ = stalled.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := stalled.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("the stalled connection was not closed (read: %v)", err)
+	}
+	if !roundTrip(fresh) {
+		t.Error("the connection making progress was closed instead")
+	}
+	if got := testutil.ToFloat64(lim.refused.WithLabelValues("stalled")); got != 1 {
+		t.Errorf("closed_total{reason=stalled} = %v, want 1", got)
+	}
+	lim.mu.Lock()
+	n := len(lim.byIP["127.0.0.3"])
+	lim.mu.Unlock()
+	if n > 2 {
+		t.Errorf("the IP holds %d connections, over its cap of 2", n)
+	}
+}
+
+// TestConnLimiterPerIPKeepsAnswered: a connection whose request has
+// arrived whole is not closed to make room however long its answer takes
+// (a store and fsync under load), with or without a body; the new
+// connection is closed instead.
+func TestConnLimiterPerIPKeepsAnswered(t *testing.T) {
+	for _, req := range []string{
+		"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nbody",
+		"GET /x HTTP/1.1\r\nHost: x\r\n\r\n",
+	} {
+		release := make(chan struct{})
+		addr, _ := serveLimited(t, readAllHandler(release), 100, 1)
+		busy := dialFrom(t, "127.0.0.3", addr)
+		_ = busy.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := io.WriteString(busy, req); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(minStall + 200*time.Millisecond)
+		extra := dialFrom(t, "127.0.0.3", addr)
+		_ = extra.SetReadDeadline(time.Now().Add(2 * time.Second))
+		if _, err := extra.Read(make([]byte, 1)); !errors.Is(err, io.EOF) && !errors.Is(err, syscall.ECONNRESET) {
+			t.Errorf("%q: a new connection past the cap was not closed (read: %v)", req, err)
+		}
+		close(release)
+		resp, err := http.ReadResponse(bufio.NewReader(busy), nil)
+		if err != nil {
+			t.Fatalf("%q: the connection being answered was closed: %v", req, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("%q: answer %d", req, resp.StatusCode)
+		}
+	}
+}
+
+// readAllHandler reads the body to its end, waits for release (if not
+// nil) and answers 200.
+func readAllHandler(release <-chan struct{}) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, err := io.Copy(io.Discard, r.Body); err != nil {
+			return
+		}
+		if release != nil {
+			<-release
+		}
+		w.WriteHeader(http.StatusOK)
+	})
 }
 
 // TestConnLimiterMakesRoomFromIdle: at max_connections, an idle keep-alive
