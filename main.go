@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/hookmail/hookmail/config"
+	"github.com/hookmail/hookmail/relay"
 )
 
 // Set at build time with -ldflags "-X main.version=… -X main.commit=…".
@@ -97,7 +98,7 @@ func newLogger(cfg config.Log, w io.Writer) *slog.Logger {
 	_ = level.UnmarshalText([]byte(cfg.Level)) // Validate checked it
 	opts := &slog.HandlerOptions{Level: level}
 	if cfg.Format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		return slog.New(relay.LazyAttrs(slog.NewJSONHandler(w, opts)))
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return slog.New(relay.LazyAttrs(slog.NewTextHandler(w, opts)))
 }
