@@ -10,6 +10,7 @@ import (
 	"net/mail"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	texttemplate "text/template"
 	"time"
 
@@ -43,6 +44,9 @@ type templateSet struct {
 	subject *texttemplate.Template
 	text    *texttemplate.Template
 	html    *htmltemplate.Template
+	// sizes are what the subject, text and HTML last wrote, for the next
+	// execution's buffer (nil: none kept).
+	sizes *[3]atomic.Int64
 }
 
 // View is what a template sees. Fields are the sender's, by name.

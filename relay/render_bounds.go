@@ -73,7 +73,7 @@ func (w *limitWriter) Write(p []byte) (int, error) {
 // event is refused there before it can pile up goroutines.
 func (r *Renderer) execute(file string, deadline time.Time, limit int, exec func(io.Writer) error) (string, error) {
 	done := make(chan execution, 1) // buffered: an abandoned execution can still end
-	inBackground(func() { done <- executeInto(limit, exec) })
+	inBackground(func() { done <- executeInto(limit, 0, exec) })
 	timer := time.NewTimer(time.Until(deadline))
 	defer timer.Stop()
 	select {
@@ -90,8 +90,14 @@ type execution struct {
 	err error
 }
 
-func executeInto(limit int, exec func(io.Writer) error) execution {
+// executeInto runs exec into a limitWriter of limit bytes, its buffer
+// sized for hint bytes up front (when it is below the limit), so that
+// the usual output takes one allocation rather than a doubling series.
+func executeInto(limit int, hint int64, exec func(io.Writer) error) execution {
 	w := &limitWriter{limit: limit}
+	if hint > 0 && hint < int64(limit) {
+		w.buf.Grow(int(hint))
+	}
 	err := exec(w)
 	return execution{w.buf.String(), err}
 }
@@ -170,7 +176,16 @@ func (r *Renderer) run(set *templateSet, data any) (rendered, error) {
 	inBackground(func() {
 		text := ""
 		for i, p := range parts {
-			res := executeInto(limit(i, text), p.exec)
+			var hint int64
+			if set.sizes != nil {
+				// A little over the last size: most emails of a type
+				// differ in a few fields.
+				hint = set.sizes[i].Load() * 9 / 8
+			}
+			res := executeInto(limit(i, text), hint, p.exec)
+			if set.sizes != nil && res.err == nil {
+				set.sizes[i].Store(int64(len(res.out)))
+			}
 			done <- res
 			if res.err != nil && (i > 0 || !errors.Is(res.err, errTooLarge)) {
 				return // a subject over its limit is cut, not refused

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	texttemplate "text/template"
 	"time"
 	"unicode/utf8"
@@ -98,7 +99,7 @@ func newRenderer(overrideDir string, loc *time.Location, timeout time.Duration, 
 		}
 	}
 	build := func(typ string, read func(string) (string, error)) (*templateSet, error) {
-		set := &templateSet{}
+		set := &templateSet{sizes: new([3]atomic.Int64)}
 		var err error
 		if set.subject, err = parseText(typ+".subject.tmpl", read); err != nil {
 			return nil, err
