@@ -38,8 +38,8 @@ func TestDotStufferMatchesTextproto(t *testing.T) {
 		d := &dotStuffer{w: bw}
 		for rest := []byte(msg); len(rest) > 0; {
 			n := 1 + rng.IntN(len(rest))
-			if _, err := d.Write(rest[:n]); err != nil {
-				t.Fatal(err)
+			if w, err := d.Write(rest[:n]); err != nil || w != n {
+				t.Fatalf("Write of %d bytes = %d, %v", n, w, err)
 			}
 			rest = rest[n:]
 		}
