@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"testing"
@@ -541,4 +542,19 @@ func decodeEML(eml string) (string, error) {
 	}
 	err = walk(textproto.MIMEHeader(msg.Header), msg.Body)
 	return out.String(), err
+}
+
+// TestServeTunesTheGC: serve runs the collector at GOGC=400 unless GOGC
+// is set, which then stands.
+func TestServeTunesTheGC(t *testing.T) {
+	prev := debug.SetGCPercent(100)
+	defer debug.SetGCPercent(prev)
+	tuneGC(func(string) string { return "" })
+	if got := debug.SetGCPercent(100); got != serveGOGC {
+		t.Errorf("GOGC unset: the collector's target is %d, want %d", got, serveGOGC)
+	}
+	tuneGC(func(k string) string { return map[string]string{"GOGC": "50"}[k] })
+	if got := debug.SetGCPercent(100); got != 100 {
+		t.Errorf("GOGC=50: serve changed the target to %d", got)
+	}
 }

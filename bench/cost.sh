@@ -10,7 +10,8 @@
 #               email, next to smtp-source sending N messages of the same
 #               size over W sessions to the same kind of sink
 #   end to end  N webhooks posted (hey -c 16) to a hookmail delivering to
-#               smtp-sink with 4 workers: CPU per email, webhook to SMTP
+#               smtp-sink with 4 workers: CPU per email, webhook to SMTP,
+#               and the peak resident memory (VmHWM)
 #
 # hookmail runs as `serve` does by default but for dedup (off, so the
 # delivery phases' identical bodies are N events) and the log level (info).
@@ -91,6 +92,8 @@ profile() {
 us() { awk -v t="$1" -v n="$2" -v hz="$CLK_TCK" 'BEGIN {if (n > 0) printf "%.0f", t * 1e6 / hz / n; else print "n/a"}'; }
 rate() { awk -v n="$1" -v s="$2" 'BEGIN {if (s > 0) printf "%.0f", n / s; else print "n/a"}'; }
 now() { date +%s.%N; }
+# peak_rss PID: the most memory PID has held resident so far, in MiB.
+peak_rss() { awk '/^VmHWM:/ {printf "%.0f", $2 / 1024}' "/proc/$1/status"; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN {printf "%.2f", b - a}'; }
 
 # wrk_run URL PID OUT: the measured wrk run; sets RPS, TOTAL and TICKS
@@ -201,10 +204,11 @@ for r in $(seq "$ROUNDS"); do
 	wait_sent "$ok" 300
 	secs=$(since "$t0")
 	ticks=$(($(cpu_ticks "$HPID") - c0))
+	F[e2e_rss,$r]=$(peak_rss "$HPID")
 	stop "$HPID"
 	rm -rf "$dir"
 	F[e2e_us,$r]=$(us "$ticks" "$SENT")
-	say "end to end: $ok webhooks answered 200, $SENT emails sent in ${secs}s, ${F[e2e_us,$r]} us CPU per email"
+	say "end to end: $ok webhooks answered 200, $SENT emails sent in ${secs}s, ${F[e2e_us,$r]} us CPU per email, peak RSS ${F[e2e_rss,$r]} MiB"
 done
 
 med() {
@@ -226,6 +230,7 @@ row() { say "$(printf '%-44s %-22s %-30s %s' "$1" "$2" "$3" "$4")"; }
 row "intake req/s, wrk -c64" "$(med intake_rps) ($(rounds intake_rps))" "parse-only $(med base_rps) ($(rounds base_rps))" "$(ratio "$(med intake_rps)" "$(med base_rps)")"
 row "CPU per event, intake only (us)" "$(med intake_us) ($(rounds intake_us))" "parse-only $(med base_us) ($(rounds base_us))" ""
 row "CPU per email, webhook to SMTP, 4 workers (us)" "$(med e2e_us) ($(rounds e2e_us))" "" ""
+row "peak RSS, webhook to SMTP (MiB)" "$(med e2e_rss) ($(rounds e2e_rss))" "" ""
 for w in $DRAIN_WORKERS; do
 	row "CPU per email, delivery only, $w workers (us)" "$(med drain_us_$w) ($(rounds drain_us_$w))" "smtp-source $(med src_us_$w) ($(rounds src_us_$w))" ""
 	row "emails/s draining $N, $w workers" "$(med drain_rps_$w) ($(rounds drain_rps_$w))" "smtp-source $(med src_rps_$w) ($(rounds src_rps_$w))" "$(ratio "$(med drain_rps_$w)" "$(med src_rps_$w)")"
