@@ -1,6 +1,7 @@
 package spool
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"strconv"
@@ -29,9 +30,19 @@ func (s *Spool) Lease(ctx context.Context) (*relay.Lease, error) {
 			return nil, ctx.Err()
 		default:
 		}
-		l, wait, wake, err := s.next()
-		if err != nil || l != nil {
-			return l, err
+		got, wait, wake, err := s.next()
+		if err != nil {
+			return nil, err
+		}
+		if got != nil {
+			// Decoded outside s.mu, which every worker's lease, extension
+			// and settling takes: the lease already holds the item.
+			it, err := decodeItem(got.raw, relay.StateDelivering)
+			if err != nil {
+				s.release(got.id, got.token)
+				return nil, recordError(got.id, err)
+			}
+			return &relay.Lease{Item: *it, Token: got.token, Expires: got.expires}, nil
 		}
 		if err := s.wait(ctx, wait, wake); err != nil {
 			return nil, err
@@ -63,11 +74,11 @@ func (s *Spool) wait(ctx context.Context, d time.Duration, wake <-chan struct{})
 // earliest due first; otherwise it says how
 // long until an item is due or a lease expires (0: nothing waits), and the
 // channel that signals new work.
-func (s *Spool) next() (*relay.Lease, time.Duration, <-chan struct{}, error) {
+func (s *Spool) next() (*leased, time.Duration, <-chan struct{}, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
-	var found *relay.Item
+	var found *leased
 	var wait time.Duration
 	sooner := func(d time.Duration) {
 		if wait == 0 || d < wait {
@@ -91,11 +102,7 @@ func (s *Spool) next() (*relay.Lease, time.Duration, <-chan struct{}, error) {
 			if raw == nil {
 				return false, nil // an index entry without its event: nothing to send
 			}
-			it, err := decodeItem(raw, relay.StateDelivering)
-			if err != nil {
-				return true, recordError(id, err)
-			}
-			found = it
+			found = &leased{id: id, raw: bytes.Clone(raw)}
 			return true, nil
 		}
 		// The events of a priority above 0 first, highest first; each
@@ -127,9 +134,17 @@ func (s *Spool) next() (*relay.Lease, time.Duration, <-chan struct{}, error) {
 	if err != nil || found == nil {
 		return nil, wait, s.wake, err
 	}
-	l := &relay.Lease{Item: *found, Token: s.newToken(), Expires: now.Add(s.opts.leaseTimeout)}
-	s.leases[found.Event.ID] = lease{token: l.Token, expires: l.Expires}
-	return l, 0, nil, nil
+	found.token, found.expires = s.newToken(), now.Add(s.opts.leaseTimeout)
+	s.leases[found.id] = lease{token: found.token, expires: found.expires}
+	return found, 0, nil, nil
+}
+
+// leased is the item next found and leased: its stored record, still to
+// be decoded.
+type leased struct {
+	id, token string
+	expires   time.Time
+	raw       []byte
 }
 
 func (s *Spool) newToken() string { return strconv.FormatUint(s.tokens.Add(1), 10) }
