@@ -124,7 +124,7 @@ fill() {
 	ok=$(awk '/^ *\[200\]/ {n+=$2} END {print n+0}' "$out")
 	((ok > N * 9 / 10)) || die "only $ok of $N webhooks answered 200 while filling"
 	stop "$HPID"
-	DEPTH=$(env -u HOOKMAIL_CONFIG HOOKMAIL_SPOOL_DIR="$dir/spool" "$WORK/hookmail" queue stats --json |
+	DEPTH=$(env -u HOOKMAIL_CONFIG HOOKMAIL_SPOOL_DIR="$dir/spool" "$WORK/hookmail" queue stats --json 2>/dev/null |
 		sed -nE 's/.*"depth": *"?([0-9]+).*/\1/p')
 	[[ $DEPTH =~ ^[0-9]+$ ]] || die "cannot read the filled spool's depth"
 }
