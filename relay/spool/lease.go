@@ -89,8 +89,10 @@ func (s *Spool) next() (*leased, time.Duration, <-chan struct{}, error) {
 		events := tx.Bucket(bucketEvents)
 		// take leases id, due at, unless a lease holds it; done says the
 		// walk of its index (or priority) is over.
-		take := func(id string, at time.Time) (done bool, err error) {
-			if l, ok := s.leases[id]; ok && now.Before(l.expires) {
+		// id is the index key's bytes: looked up without a copy, since
+		// the walk passes every leased item at the head of the index.
+		take := func(id []byte, at time.Time) (done bool, err error) {
+			if l, ok := s.leases[string(id)]; ok && now.Before(l.expires) {
 				sooner(l.expires.Sub(now))
 				return false, nil
 			}
@@ -98,18 +100,18 @@ func (s *Spool) next() (*leased, time.Duration, <-chan struct{}, error) {
 				sooner(at.Sub(now))
 				return true, nil // the rest is due later still
 			}
-			raw := events.Get([]byte(id))
+			raw := events.Get(id)
 			if raw == nil {
 				return false, nil // an index entry without its event: nothing to send
 			}
-			found = &leased{id: id, raw: bytes.Clone(raw)}
+			found = &leased{id: string(id), raw: bytes.Clone(raw)}
 			return true, nil
 		}
 		// The events of a priority above 0 first, highest first; each
 		// priority's in due order.
 		c := tx.Bucket(bucketPriority).Cursor()
 		for k, _ := c.First(); k != nil; {
-			done, err := take(string(k[9:]), time.Unix(0, int64(binary.BigEndian.Uint64(k[1:9]))))
+			done, err := take(k[9:], time.Unix(0, int64(binary.BigEndian.Uint64(k[1:9]))))
 			switch {
 			case err != nil || found != nil:
 				return err
@@ -125,7 +127,7 @@ func (s *Spool) next() (*leased, time.Duration, <-chan struct{}, error) {
 		// left are leased or due later.
 		c = tx.Bucket(bucketDue).Cursor()
 		for k, _ := c.First(); k != nil; k, _ = c.Next() {
-			if done, err := take(string(k[8:]), time.Unix(0, int64(binary.BigEndian.Uint64(k[:8])))); done || err != nil {
+			if done, err := take(k[8:], time.Unix(0, int64(binary.BigEndian.Uint64(k[:8])))); done || err != nil {
 				return err
 			}
 		}
