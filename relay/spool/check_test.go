@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
+
 	"github.com/hookmail/hookmail/relay"
 )
 
@@ -91,5 +93,55 @@ func TestOpenSpoolDamaged(t *testing.T) {
 				t.Logf("opened; stats %v, list %v, lease %v, enqueue %v", statsErr, listErr, leaseErr, enqErr)
 			})
 		}
+	}
+}
+
+// TestWriteOnADamagedPageIsAnError: a write that reads a damaged page
+// fails with an error naming the file. bbolt panics on the page, and its
+// Update rolled back by reading every page again in a goroutine of its own,
+// where the same page panicked out of reach and ended the process.
+func TestWriteOnADamagedPageIsAnError(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 200 {
+		if err := s.Enqueue(t.Context(), testEvent(fmt.Sprintf("ev-%03d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Close()
+	// The events bucket's root page: Open does not read it (a clean file
+	// is not read through), the next Enqueue does.
+	path := filepath.Join(dir, File)
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var root uint64
+	db.View(func(tx *bolt.Tx) error {
+		root = uint64(tx.Bucket(bucketEvents).Root())
+		return nil
+	})
+	pageSize := db.Info().PageSize
+	db.Close()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte(strings.Repeat("\xa5", pageSize)), int64(root)*int64(pageSize)); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+
+	s, err = Open(dir)
+	if err != nil {
+		t.Fatalf("open read the damaged page after all (%v); the test needs one only a write reads", err)
+	}
+	defer s.Close()
+	err = s.Enqueue(t.Context(), testEvent("new"))
+	if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "damaged") {
+		t.Fatalf("Enqueue on a damaged page = %v, want an error saying %s is damaged", err, path)
 	}
 }

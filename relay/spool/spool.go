@@ -173,7 +173,7 @@ func Open(dir string, opts ...Option) (s *Spool, err error) {
 		return nil, openError(path, err)
 	}
 	var types map[string]relay.TypeCount
-	err = db.Update(func(tx *bolt.Tx) error {
+	err = update(db, path, func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketEvents, bucketDue, bucketPriority, bucketDead, bucketMeta, bucketDedup, bucketDedupExp, bucketDigests, bucketStorms, bucketStormExp, bucketCounts} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
@@ -245,7 +245,7 @@ func (s *Spool) Close() error {
 		s.sweeps.Wait()
 		<-s.loopDone
 		s.db.NoFreelistSync = false
-		if cerr := s.db.Update(func(tx *bolt.Tx) error {
+		if cerr := update(s.db, s.path, func(tx *bolt.Tx) error {
 			if err := stamp(tx, keyCounted); err != nil {
 				return err
 			}

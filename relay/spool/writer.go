@@ -146,13 +146,8 @@ func (s *Spool) commit(batch []writeOp) {
 // fails, the transaction is rolled back and the error is a *batchError
 // holding the op's own.
 func (s *Spool) apply(ops []writeOp) (err error) {
-	defer func() {
-		if p := recover(); p != nil { // a damaged page; bbolt rolled back
-			err = damaged(s.path, p)
-		}
-	}()
 	t := tally{}
-	err = s.db.Update(func(tx *bolt.Tx) error {
+	err = update(s.db, s.path, func(tx *bolt.Tx) error {
 		fill(tx)
 		for _, op := range ops {
 			if err := op.fn(tx, t); err != nil {
@@ -171,6 +166,32 @@ func (s *Spool) apply(ops []writeOp) (err error) {
 	}
 	s.measure()
 	return nil
+}
+
+// update is bbolt's DB.Update, but for a damaged page. bbolt panics on a
+// damaged page it reads, and Update's rollback after a panic reads every
+// page of the file to rebuild the list of free pages, which the spool does
+// not keep on disk: in a goroutine of its own, where the damaged page
+// panics again, out of reach of recover, and ends the process. Here the
+// panic becomes an error naming the file, and the transaction is rolled
+// back as after any error, reading nothing.
+func update(db *bolt.DB, path string, fn func(*bolt.Tx) error) (err error) {
+	tx, err := db.Begin(true)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			err = damaged(path, p)
+		}
+		if err != nil {
+			_ = tx.Rollback() // after a failed Commit, already rolled back
+		}
+	}()
+	if err := fn(tx); err != nil {
+		return err
+	}
+	return tx.Commit()
 }
 
 // batchError is an op's own error, which rolled its transaction back.
