@@ -1,6 +1,7 @@
 package spool
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -67,6 +68,31 @@ func removeItem(tx *bolt.Tx, id string) (*relay.Item, error) {
 		}
 	}
 	return it, tx.Bucket(bucketEvents).Delete([]byte(id))
+}
+
+// removeLeased deletes the waiting item it, leased as it is stored: its
+// index entries are found from the lease's copy, without decoding the
+// record again as removeItem does (a JSON decode for every email sent).
+// Nothing else changes a leased record, so they match; should they not
+// (or the record be gone), removeItem goes by the record, and fails as it
+// does.
+func removeLeased(tx *bolt.Tx, it *relay.Item) error {
+	id := it.Event.ID
+	key := dueKey(it.NextAttempt, id)
+	k, _ := tx.Bucket(bucketDue).Cursor().Seek(key)
+	if !bytes.Equal(k, key) || tx.Bucket(bucketEvents).Get([]byte(id)) == nil {
+		_, err := removeItem(tx, id)
+		return err
+	}
+	if err := tx.Bucket(bucketDue).Delete(key); err != nil {
+		return err
+	}
+	if it.Event.Priority > 0 {
+		if err := tx.Bucket(bucketPriority).Delete(priorityKey(it.Event.Priority, it.NextAttempt, id)); err != nil {
+			return err
+		}
+	}
+	return tx.Bucket(bucketEvents).Delete([]byte(id))
 }
 
 // removeDead deletes the dead letter id and returns it, or nil when there
@@ -162,8 +188,7 @@ func (s *Spool) Ack(_ context.Context, l *relay.Lease) error {
 				return failed(err)
 			}
 			t.add(typ, -1, 0)
-			_, err := removeItem(tx, id)
-			return err
+			return removeLeased(tx, &l.Item)
 		},
 		after: func(err error) {
 			<-s.ackSlots
