@@ -197,7 +197,7 @@ func (s *Spool) Ack(_ context.Context, l *relay.Lease) error {
 					"id", id, "err", err)
 				return
 			}
-			s.release(id, l.Token)
+			s.forget(id, l.Token)
 		},
 	}
 	if err := s.submit(op); err != nil {

@@ -46,6 +46,13 @@ type Spool struct {
 	storms stormWindows         // storm windows as counted, ahead of the file
 	wake   chan struct{}        // closed and replaced when something new is due
 	tokens atomic.Uint64
+	// resume is the due-index key the last lease's walk stopped at, when
+	// every entry before it was leased, and resumeAt when: the next walk
+	// starts there (see next). Anything that may put a takeable entry
+	// before it clears it: a new or rescheduled item (signal), a lease
+	// given up with its item still waiting (release).
+	resume   []byte
+	resumeAt time.Time
 
 	// depth and dead are kept by each commit (and in the file, with the
 	// counts by type); bytes are the file's pages in use after the last
@@ -263,6 +270,7 @@ func (s *Spool) now() time.Time { return s.opts.now() }
 // signal wakes the leasers waiting for something due.
 func (s *Spool) signal() {
 	s.mu.Lock()
+	s.resume = nil
 	close(s.wake)
 	s.wake = make(chan struct{})
 	s.mu.Unlock()
