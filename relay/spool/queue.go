@@ -200,9 +200,15 @@ func (s *Spool) Ack(_ context.Context, l *relay.Lease) error {
 			s.forget(id, l.Token)
 		},
 	}
-	if err := s.submit(op); err != nil {
+	// Into the acks' buffer, which has a place for every ack slot: while
+	// the writer commits, the worker goes on to its next email instead of
+	// waiting to hand this over. Close commits what the buffer holds.
+	select {
+	case <-s.closing:
 		<-s.ackSlots
-		return err
+		return relay.ErrQueueClosed
+	default:
+		s.acks <- op
 	}
 	return nil
 }

@@ -34,6 +34,7 @@ type Spool struct {
 	opts options
 
 	writes   chan writeOp
+	acks     chan writeOp // buffered: a worker hands its ack over without waiting for the writer
 	ackSlots chan struct{}
 	closing  chan struct{}
 	loopDone chan struct{}
@@ -198,6 +199,7 @@ func Open(dir string, opts ...Option) (s *Spool, err error) {
 		path:     path,
 		opts:     o,
 		writes:   make(chan writeOp),
+		acks:     make(chan writeOp, maxAcksInFlight),
 		ackSlots: make(chan struct{}, maxAcksInFlight),
 		closing:  make(chan struct{}),
 		loopDone: make(chan struct{}),

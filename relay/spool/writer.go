@@ -71,7 +71,9 @@ func (s *Spool) writeLoop() {
 		var first writeOp
 		select {
 		case first = <-s.writes:
+		case first = <-s.acks:
 		case <-s.closing:
+			s.commitAcksLeft()
 			return
 		}
 		batch := []writeOp{first}
@@ -87,6 +89,8 @@ func (s *Spool) writeLoop() {
 				select {
 				case op := <-s.writes:
 					batch = append(batch, op)
+				case op := <-s.acks:
+					batch = append(batch, op)
 				default:
 					break gather
 				}
@@ -98,6 +102,8 @@ func (s *Spool) writeLoop() {
 				if !op.linger {
 					linger = nil // someone waits: commit what is there now
 				}
+			case op := <-s.acks:
+				batch = append(batch, op)
 			case <-linger:
 				break gather
 			}
@@ -106,6 +112,25 @@ func (s *Spool) writeLoop() {
 			timer.Stop()
 		}
 		s.commit(batch)
+	}
+}
+
+// commitAcksLeft commits the acks handed over before the spool closed.
+func (s *Spool) commitAcksLeft() {
+	var left []writeOp
+	for {
+		select {
+		case op := <-s.acks:
+			left = append(left, op)
+			continue
+		default:
+		}
+		break
+	}
+	for len(left) > 0 {
+		n := min(len(left), maxBatch)
+		s.commit(left[:n])
+		left = left[n:]
 	}
 }
 
