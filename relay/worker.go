@@ -164,26 +164,33 @@ func (w *Workers) work(ctx context.Context) {
 }
 
 // keep extends l every third of its lease while the attempt lasts, so a
-// slow mail server never makes the lease expire under the worker.
+// slow mail server never makes the lease expire under the worker. A timer
+// does it, not a goroutine of its own: most emails go out long before the
+// first extension, and a goroutine per email cost two hand-offs.
 func (w *Workers) keep(ctx context.Context, l *Lease) (stop func()) {
 	every := max(time.Until(l.Expires)/3, 10*time.Millisecond)
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				if err := w.queue.Extend(ctx, l); err != nil {
-					w.log.Warn("cannot extend the lease; the event may be delivered twice", "id", l.Item.Event.ID, "err", err)
-				}
-			}
+	var mu sync.Mutex // held while extending, and to stop
+	stopped := false
+	var t *time.Timer
+	mu.Lock()
+	t = time.AfterFunc(every, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if stopped {
+			return
 		}
+		if err := w.queue.Extend(ctx, l); err != nil {
+			w.log.Warn("cannot extend the lease; the event may be delivered twice", "id", l.Item.Event.ID, "err", err)
+		}
+		t.Reset(every)
 	})
-	return func() { close(done); wg.Wait() }
+	mu.Unlock()
+	return func() {
+		mu.Lock() // an extension under way ends first
+		stopped = true
+		t.Stop()
+		mu.Unlock()
+	}
 }
 
 // turn is what a worker brings to pacing for the email in hand: stop says

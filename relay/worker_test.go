@@ -5,14 +5,18 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/textproto"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/hookmail/hookmail/config"
 	"github.com/hookmail/hookmail/relay"
+	"github.com/hookmail/hookmail/relay/memqueue"
 )
 
 func TestDeliveryOutcomes(t *testing.T) {
@@ -285,5 +289,52 @@ func TestConfigFailureLogsTheHint(t *testing.T) {
 	st, err := env.queue.Stats(t.Context())
 	if err != nil || st.Depth != 1 || st.Dead != 0 {
 		t.Errorf("queue %+v, %v; want the event queued, none dead", st, err)
+	}
+}
+
+// TestSlowSendKeepsItsLease: a send that takes several lease timeouts
+// keeps its lease extended, so no other worker leases the event and sends
+// it again meanwhile.
+func TestSlowSendKeepsItsLease(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.SMTP.Workers = 2
+	q := memqueue.Open(memqueue.NewStore(), memqueue.WithLeaseTimeout(time.Second))
+	t.Cleanup(func() { q.Close() })
+	rules, err := relay.NewRules(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sends atomic.Int32
+	sender := &fakeSender{send: func(ctx context.Context, _ *relay.Message) error {
+		sends.Add(1)
+		select { // three and a half lease timeouts
+		case <-time.After(3500 * time.Millisecond):
+		case <-ctx.Done():
+		}
+		return nil
+	}}
+	w := relay.NewWorkers(rules, q, relay.QueueLocal, q, nil, sender, nil, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	ev := &relay.Event{ID: "slow", Source: "gateway", Type: relay.TypeSMS, Data: map[string]string{"phone": "+1", "message": "hi"}, Received: time.Now()}
+	if err := q.Enqueue(t.Context(), ev); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = w.Run(ctx) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		st, err := q.Stats(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Depth == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	if n := sends.Load(); n != 1 {
+		t.Errorf("the event was sent %d times, want once: its lease lapsed during the send", n)
 	}
 }
