@@ -19,6 +19,7 @@
 #   bash bench/cost.sh                    # 3 rounds, N=20000, about 8 minutes
 #   ROUNDS=1 N=5000 bash bench/cost.sh
 #   PROFILE=1 bash bench/cost.sh          # also a CPU profile of each hookmail phase
+#   REF=959e570 bash bench/cost.sh        # hookmail as of a git ref too, phase by phase
 #
 # Loopback only. Results go to bench/results/ (gitignored). See bench/README.md.
 set -euo pipefail
@@ -30,6 +31,7 @@ WARMUP=${WARMUP:-3s}             # unmeasured intake run before it
 DRAIN_WORKERS=${DRAIN_WORKERS:-"4 16"}
 LOG_LEVEL=${LOG_LEVEL:-info}
 PROFILE=${PROFILE:-0}
+REF=${REF:-}                     # a git ref to measure in the same rounds, before the work tree
 STOP_TIMEOUT=${STOP_TIMEOUT:-30}
 KEEP=${KEEP:-0}
 
@@ -42,11 +44,20 @@ command -v /usr/bin/time >/dev/null || die "/usr/bin/time is needed (Debian's ti
 
 say "# hookmail cost benchmark $STAMP"
 say "# host: $(nproc) CPUs, $(uname -sr); $(go version | cut -d' ' -f3-); load at start $(cut -d' ' -f1-3 /proc/loadavg)"
-say "# git: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" status --porcelain 2>/dev/null | grep -q . && echo ' (dirty)')"
+say "# git: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" status --porcelain 2>/dev/null | grep -q . && echo ' (dirty)')${REF:+; ref $REF = $(git -C "$ROOT" rev-parse --short "$REF")}"
 say "# $ROUNDS rounds; intake wrk -t2 -c64 ${DURATION}; delivery and end to end N=$N; log level $LOG_LEVEL"
 say "# work dir: $WORK"
 
 (cd "$ROOT" && go build -o "$WORK/hookmail" . && go build -o "$WORK/baseline" ./bench/baseline) || die "build failed"
+TARGETS=(now)
+declare -A BIN=([now]=$WORK/hookmail)
+if [[ -n $REF ]]; then
+	mkdir -p "$WORK/ref-src"
+	git -C "$ROOT" archive "$REF" | tar -x -C "$WORK/ref-src" || die "cannot read $REF"
+	(cd "$WORK/ref-src" && go build -o "$WORK/hookmail-ref" .) || die "building $REF failed"
+	TARGETS=(ref now)
+	BIN[ref]=$WORK/hookmail-ref
+fi
 printf '%s' "$BODY" >"$WORK/body.txt"
 post_lua "$WORK/post.lua"
 env -u HOOKMAIL_CONFIG -C "$WORK" HOOKMAIL_SPOOL_DIR="$WORK/render-spool" \
@@ -56,8 +67,9 @@ SINK_PORT=$(free_port)
 start_sink "$SINK_PORT" "$WORK/sink.log"
 say "# one email: $SIZE bytes; smtp-sink on 127.0.0.1:$SINK_PORT"
 
-# hookmail DIR ADDR [VAR=VALUE...]: starts hookmail on the spool in DIR,
-# sending to the sink, and waits for /healthz; sets ADDR and HPID.
+# hookmail DIR ADDR [VAR=VALUE...]: starts hookmail (the build of target
+# $T) on the spool in DIR, sending to the sink, and waits for /healthz;
+# sets ADDR and HPID.
 hookmail() {
 	local dir=$1 i
 	ADDR=$2
@@ -66,7 +78,7 @@ hookmail() {
 	env -u HOOKMAIL_CONFIG -C "$dir" HOOKMAIL_WEBHOOK_SECRETS=$SECRET HOOKMAIL_SPOOL_DIR="$dir/spool" \
 		HOOKMAIL_SMTP_HOST=127.0.0.1 HOOKMAIL_SMTP_PORT="$SINK_PORT" HOOKMAIL_SMTP_TLS=none \
 		HOOKMAIL_DEDUP_WINDOW=0 HOOKMAIL_WEBHOOK_MAX_CONNECTIONS_PER_IP=0 HOOKMAIL_LOG_LEVEL="$LOG_LEVEL" \
-		"$@" "$WORK/hookmail" serve --listen "$ADDR" >>"$dir/hookmail.log" 2>&1 &
+		"$@" "${BIN[$T]}" serve --listen "$ADDR" >>"$dir/hookmail.log" 2>&1 &
 	HPID=$!
 	PIDS+=("$HPID")
 	for i in $(seq 100); do
@@ -124,7 +136,7 @@ fill() {
 	ok=$(awk '/^ *\[200\]/ {n+=$2} END {print n+0}' "$out")
 	((ok > N * 9 / 10)) || die "only $ok of $N webhooks answered 200 while filling"
 	stop "$HPID"
-	DEPTH=$(env -u HOOKMAIL_CONFIG HOOKMAIL_SPOOL_DIR="$dir/spool" "$WORK/hookmail" queue stats --json 2>/dev/null |
+	DEPTH=$(env -u HOOKMAIL_CONFIG HOOKMAIL_SPOOL_DIR="$dir/spool" "${BIN[$T]}" queue stats --json 2>/dev/null |
 		sed -nE 's/.*"depth": *"?([0-9]+).*/\1/p')
 	[[ $DEPTH =~ ^[0-9]+$ ]] || die "cannot read the filled spool's depth"
 }
@@ -150,13 +162,16 @@ for r in $(seq "$ROUNDS"); do
 	say "== round $r (load $(cut -d' ' -f1 /proc/loadavg))"
 
 	# --- intake: hookmail, then the parse-only baseline ------------------------
-	dir=$WORK/r$r-intake
-	hookmail "$dir" "127.0.0.1:$(free_port)" HOOKMAIL_SMTP_RATE=1/d
-	profile "$dir" "r$r-intake" 10
-	wrk_run "http://$ADDR/webhook" "$HPID" "$RESULTS/cost-$STAMP-r$r-intake-hookmail"
-	F[intake_rps,$r]=$RPS F[intake_us,$r]=$(us "$TICKS" "$TOTAL")
-	stop "$HPID"
-	rm -rf "$dir"
+	for T in "${TARGETS[@]}"; do
+		dir=$WORK/r$r-$T-intake
+		hookmail "$dir" "127.0.0.1:$(free_port)" HOOKMAIL_SMTP_RATE=1/d
+		profile "$dir" "r$r-$T-intake" 10
+		wrk_run "http://$ADDR/webhook" "$HPID" "$RESULTS/cost-$STAMP-r$r-intake-$T"
+		F[$T.intake_rps,$r]=$RPS F[$T.intake_us,$r]=$(us "$TICKS" "$TOTAL")
+		stop "$HPID"
+		rm -rf "$dir"
+		say "intake, $T: ${F[$T.intake_rps,$r]} req/s, ${F[$T.intake_us,$r]} us CPU per event"
+	done
 	BADDR=127.0.0.1:$(free_port)
 	"$WORK/baseline" -listen "$BADDR" >"$WORK/baseline.log" 2>&1 &
 	BPID=$!
@@ -165,50 +180,54 @@ for r in $(seq "$ROUNDS"); do
 	wrk_run "http://$BADDR/webhook" "$BPID" "$RESULTS/cost-$STAMP-r$r-intake-baseline"
 	F[base_rps,$r]=$RPS F[base_us,$r]=$(us "$TICKS" "$TOTAL")
 	stop "$BPID"
-	say "intake: hookmail ${F[intake_rps,$r]} req/s, ${F[intake_us,$r]} us CPU per event; parse-only ${F[base_rps,$r]} req/s, ${F[base_us,$r]} us per request"
+	say "intake, parse-only: ${F[base_rps,$r]} req/s, ${F[base_us,$r]} us CPU per request"
 
 	# --- delivery only: drain N queued events, then smtp-source ----------------
 	for w in $DRAIN_WORKERS; do
-		dir=$WORK/r$r-drain$w
-		fill "$dir"
-		t0=$(now)
-		hookmail "$dir" "127.0.0.1:$(free_port)" HOOKMAIL_SMTP_WORKERS="$w"
-		c0=$(cpu_ticks "$HPID")
-		depth=$DEPTH
-		profile "$dir" "r$r-drain$w" 3
-		wait_sent "$depth" 300
-		secs=$(since "$t0")
-		ticks=$(($(cpu_ticks "$HPID") - c0))
-		stop "$HPID"
-		rm -rf "$dir"
-		F[drain_rps_$w,$r]=$(rate "$SENT" "$secs") F[drain_us_$w,$r]=$(us "$ticks" "$SENT")
+		for T in "${TARGETS[@]}"; do
+			dir=$WORK/r$r-$T-drain$w
+			fill "$dir"
+			t0=$(now)
+			hookmail "$dir" "127.0.0.1:$(free_port)" HOOKMAIL_SMTP_WORKERS="$w"
+			c0=$(cpu_ticks "$HPID")
+			depth=$DEPTH
+			profile "$dir" "r$r-$T-drain$w" 3
+			wait_sent "$depth" 300
+			secs=$(since "$t0")
+			ticks=$(($(cpu_ticks "$HPID") - c0))
+			stop "$HPID"
+			rm -rf "$dir"
+			F[$T.drain_rps_$w,$r]=$(rate "$SENT" "$secs") F[$T.drain_us_$w,$r]=$(us "$ticks" "$SENT")
+			say "drain, $w workers, $T: $SENT of $depth in ${secs}s = ${F[$T.drain_rps_$w,$r]} emails/s, ${F[$T.drain_us_$w,$r]} us CPU per email (start-up included)"
+		done
 		/usr/bin/time -f '%e %U %S' -o "$WORK/source-time" \
 			"$SMTP_SOURCE" -d -s "$w" -m "$N" -l "$SIZE" "127.0.0.1:$SINK_PORT" >"$WORK/source.log" 2>&1 ||
 			die "smtp-source failed: $(tail -3 "$WORK/source.log")"
 		read -r e u s <"$WORK/source-time"
 		F[src_rps_$w,$r]=$(rate "$N" "$e")
 		F[src_us_$w,$r]=$(awk -v u="$u" -v s="$s" -v n="$N" 'BEGIN {printf "%.0f", (u + s) * 1e6 / n}')
-		say "drain, $w workers: hookmail $SENT of $depth in ${secs}s = ${F[drain_rps_$w,$r]} emails/s, ${F[drain_us_$w,$r]} us CPU per email (start-up included);" \
-			"smtp-source -s $w: ${F[src_rps_$w,$r]} emails/s, ${F[src_us_$w,$r]} us per email"
+		say "drain, smtp-source -s $w: ${F[src_rps_$w,$r]} emails/s, ${F[src_us_$w,$r]} us per email"
 	done
 
 	# --- end to end: webhook to SMTP -------------------------------------------
-	dir=$WORK/r$r-e2e
-	hookmail "$dir" "127.0.0.1:$(free_port)" HOOKMAIL_SMTP_WORKERS=4
-	c0=$(cpu_ticks "$HPID")
-	t0=$(now)
-	profile "$dir" "r$r-e2e" 5
-	timeout -k 5 300 hey -n "$N" -c 16 -m POST -T "$CONTENT_TYPE" -D "$WORK/body.txt" "http://$ADDR/webhook" >"$dir/hey.txt" 2>&1 ||
-		die "hey failed: $(tail -3 "$dir/hey.txt")"
-	ok=$(awk '/^ *\[200\]/ {n+=$2} END {print n+0}' "$dir/hey.txt")
-	wait_sent "$ok" 300
-	secs=$(since "$t0")
-	ticks=$(($(cpu_ticks "$HPID") - c0))
-	F[e2e_rss,$r]=$(peak_rss "$HPID")
-	stop "$HPID"
-	rm -rf "$dir"
-	F[e2e_us,$r]=$(us "$ticks" "$SENT")
-	say "end to end: $ok webhooks answered 200, $SENT emails sent in ${secs}s, ${F[e2e_us,$r]} us CPU per email, peak RSS ${F[e2e_rss,$r]} MiB"
+	for T in "${TARGETS[@]}"; do
+		dir=$WORK/r$r-$T-e2e
+		hookmail "$dir" "127.0.0.1:$(free_port)" HOOKMAIL_SMTP_WORKERS=4
+		c0=$(cpu_ticks "$HPID")
+		t0=$(now)
+		profile "$dir" "r$r-$T-e2e" 5
+		timeout -k 5 300 hey -n "$N" -c 16 -m POST -T "$CONTENT_TYPE" -D "$WORK/body.txt" "http://$ADDR/webhook" >"$dir/hey.txt" 2>&1 ||
+			die "hey failed: $(tail -3 "$dir/hey.txt")"
+		ok=$(awk '/^ *\[200\]/ {n+=$2} END {print n+0}' "$dir/hey.txt")
+		wait_sent "$ok" 300
+		secs=$(since "$t0")
+		ticks=$(($(cpu_ticks "$HPID") - c0))
+		F[$T.e2e_rss,$r]=$(peak_rss "$HPID")
+		stop "$HPID"
+		rm -rf "$dir"
+		F[$T.e2e_us,$r]=$(us "$ticks" "$SENT")
+		say "end to end, $T: $ok webhooks answered 200, $SENT emails sent in ${secs}s, ${F[$T.e2e_us,$r]} us CPU per email, peak RSS ${F[$T.e2e_rss,$r]} MiB"
+	done
 done
 
 med() {
@@ -225,15 +244,20 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.2f", a / b; else 
 
 say ""
 say "# medians of $ROUNDS rounds (each round's figures after the median)"
-say "$(printf '%-44s %-22s %-30s %s' figure hookmail reference ratio)"
-row() { say "$(printf '%-44s %-22s %-30s %s' "$1" "$2" "$3" "$4")"; }
-row "intake req/s, wrk -c64" "$(med intake_rps) ($(rounds intake_rps))" "parse-only $(med base_rps) ($(rounds base_rps))" "$(ratio "$(med intake_rps)" "$(med base_rps)")"
-row "CPU per event, intake only (us)" "$(med intake_us) ($(rounds intake_us))" "parse-only $(med base_us) ($(rounds base_us))" ""
-row "CPU per email, webhook to SMTP, 4 workers (us)" "$(med e2e_us) ($(rounds e2e_us))" "" ""
-row "peak RSS, webhook to SMTP (MiB)" "$(med e2e_rss) ($(rounds e2e_rss))" "" ""
-for w in $DRAIN_WORKERS; do
-	row "CPU per email, delivery only, $w workers (us)" "$(med drain_us_$w) ($(rounds drain_us_$w))" "smtp-source $(med src_us_$w) ($(rounds src_us_$w))" ""
-	row "emails/s draining $N, $w workers" "$(med drain_rps_$w) ($(rounds drain_rps_$w))" "smtp-source $(med src_rps_$w) ($(rounds src_rps_$w))" "$(ratio "$(med drain_rps_$w)" "$(med src_rps_$w)")"
+row() { say "$(printf '%-46s %-26s %-34s %s' "$@")"; }
+row figure hookmail reference ratio
+for T in "${TARGETS[@]}"; do
+	name=hookmail
+	[[ $T == ref ]] && name="hookmail as of $REF"
+	say "## $name"
+	row "intake req/s, wrk -c64" "$(med $T.intake_rps) ($(rounds $T.intake_rps))" "parse-only $(med base_rps) ($(rounds base_rps))" "$(ratio "$(med $T.intake_rps)" "$(med base_rps)")"
+	row "CPU per event, intake only (us)" "$(med $T.intake_us) ($(rounds $T.intake_us))" "parse-only $(med base_us) ($(rounds base_us))" ""
+	row "CPU per email, webhook to SMTP, 4 workers (us)" "$(med $T.e2e_us) ($(rounds $T.e2e_us))" "" ""
+	row "peak RSS, webhook to SMTP (MiB)" "$(med $T.e2e_rss) ($(rounds $T.e2e_rss))" "" ""
+	for w in $DRAIN_WORKERS; do
+		row "CPU per email, delivery only, $w workers (us)" "$(med $T.drain_us_$w) ($(rounds $T.drain_us_$w))" "smtp-source $(med src_us_$w) ($(rounds src_us_$w))" ""
+		row "emails/s draining $N, $w workers" "$(med $T.drain_rps_$w) ($(rounds $T.drain_rps_$w))" "smtp-source $(med src_rps_$w) ($(rounds src_rps_$w))" "$(ratio "$(med $T.drain_rps_$w)" "$(med src_rps_$w)")"
+	done
 done
 say ""
 say "report: $REPORT"
