@@ -64,7 +64,7 @@ env -u HOOKMAIL_CONFIG -C "$WORK" HOOKMAIL_SPOOL_DIR="$WORK/render-spool" \
 	"$WORK/hookmail" render --body "$WORK/body.txt" >"$WORK/one.eml" || die "hookmail render failed"
 SIZE=$(wc -c <"$WORK/one.eml")
 SINK_PORT=$(free_port)
-start_sink "$SINK_PORT" "$WORK/sink.log"
+start_sink "$SINK_PORT" "$WORK/sink.log" -c
 say "# one email: $SIZE bytes; smtp-sink on 127.0.0.1:$SINK_PORT"
 
 # hookmail DIR ADDR [VAR=VALUE...]: starts hookmail (the build of target

@@ -117,7 +117,7 @@ for W in $WORKERS; do
 
 	SLOG=$WORK/w$W/sink.log
 	t0=$(now)
-	start_sink "$PORT" "$SLOG"
+	start_sink "$PORT" "$SLOG" -c
 	SENT=0 MAXCONN=0 tf=
 	while :; do
 		SENT=$(metric hookmail_emails_sent_total)
@@ -169,7 +169,7 @@ for W in $WORKERS; do
 	say "-- smtp-source -s $W -m $N -l $SIZE"
 	PORT=$(free_port)
 	SLOG=$WORK/w$W/sink-source.log
-	start_sink "$PORT" "$SLOG"
+	start_sink "$PORT" "$SLOG" -c
 	out=$RESULTS/delivery-$STAMP-w$W-smtp-source.txt
 	t0=$(now)
 	timeout -k 5 "$((DRAIN_TIMEOUT + 30))" "$SMTP_SOURCE" -c -d -s "$W" -m "$N" -l "$SIZE" "127.0.0.1:$PORT" \

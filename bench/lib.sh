@@ -137,11 +137,13 @@ SMTP_SOURCE=${SMTP_SOURCE:-/usr/sbin/smtp-source}
 SINK_USER=()
 if [[ $(id -u) == 0 ]]; then SINK_USER=(-u root); fi
 
-# start_sink PORT LOG: starts smtp-sink in the background, waits until it
-# accepts connections, and sets SINK_PID.
+# start_sink PORT LOG [ARGS...]: starts smtp-sink on 127.0.0.1:PORT with
+# ARGS (-c: count the messages), waits until it accepts connections, and
+# sets SINK_PID.
 start_sink() {
 	local port=$1 log=$2 i
-	"$SMTP_SINK" -c "${SINK_USER[@]}" "127.0.0.1:$port" 256 >"$log" 2>&1 &
+	shift 2
+	"$SMTP_SINK" "$@" "${SINK_USER[@]}" "127.0.0.1:$port" 256 >"$log" 2>&1 &
 	SINK_PID=$!
 	PIDS+=("$SINK_PID")
 	for i in $(seq 100); do

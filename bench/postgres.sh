@@ -100,26 +100,8 @@ else
 	(cd "$ROOT" && go build -o "$WORK/hookmail" .) || die "build failed"
 fi
 printf '%s' "$BODY" >"$WORK/body.txt"
-[[ $BODY != *[\"\\]* ]] || die "the body needs Lua escaping"
-[[ $BODY == *data%5Bid%5D=2\&* ]] || die "the body has no data[id] to vary"
 
 # --- helpers -------------------------------------------------------------------
-
-# start_sink PORT LOG [ARGS...]: starts smtp-sink on 127.0.0.1:PORT, waits
-# until it accepts connections, and sets SINK_PID.
-start_sink() {
-	local port=$1 log=$2 i
-	shift 2
-	"$SMTP_SINK" "$@" "${SINK_USER[@]}" "127.0.0.1:$port" 256 >"$log" 2>&1 &
-	SINK_PID=$!
-	PIDS+=("$SINK_PID")
-	for i in $(seq 100); do
-		kill -0 "$SINK_PID" 2>/dev/null || { cat "$log" >&2; die "smtp-sink exited at start"; }
-		(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
-		sleep 0.05
-	done
-	die "smtp-sink on port $port did not accept connections within 5s"
-}
 
 # start_instances BACKEND K DIR SMTP_PORT [VAR=VALUE...]: starts K hookmails
 # on the backend (the database DB_URL for postgres), each with its own
