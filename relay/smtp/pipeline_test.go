@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/hookmail/hookmail/config"
+	"github.com/hookmail/hookmail/relay"
 )
 
 // pipelineServer is a bare SMTP server that offers PIPELINING and records,
@@ -133,5 +134,50 @@ func TestSMTPPipelinedAllRefused(t *testing.T) {
 	case body := <-got:
 		t.Errorf("a message was sent: %q", body)
 	default:
+	}
+}
+
+// TestSMTPPipelinedConnectionLost: a server that closes the connection
+// after answering MAIL leaves the recipients and DATA unanswered: Send
+// fails for now (a retry), never taking an unanswered RCPT as accepted.
+func TestSMTPPipelinedConnectionLost(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		r := bufio.NewReader(c)
+		c.Write([]byte("220 test ESMTP\r\n"))
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				return
+			}
+			switch cmd := strings.ToUpper(line); {
+			case strings.HasPrefix(cmd, "EHLO"):
+				c.Write([]byte("250-test\r\n250 PIPELINING\r\n"))
+			case strings.HasPrefix(cmd, "MAIL"):
+				c.Write([]byte("250 2.1.0 ok\r\n"))
+				return // gone before the RCPTs' replies
+			default:
+				c.Write([]byte("250 ok\r\n"))
+			}
+		}
+	}()
+	cfg := smtpConfig(t, ln.Addr().(*net.TCPAddr).Port, "", config.TLSNone)
+	cfg.Username, cfg.Password = "", ""
+	s, _ := newTestSMTPSender(t, cfg)
+	err = s.Send(t.Context(), testMessage("ops@example.com")) // and the Bcc: two recipients
+	if err == nil {
+		t.Fatal("Send succeeded on a connection closed before any RCPT was answered")
+	}
+	if c := relay.Classify(err); c != relay.Temporary {
+		t.Errorf("Send = %v (%s), want a temporary failure", err, c)
 	}
 }

@@ -190,16 +190,25 @@ func (s *Sender) pipeline(sc *smtp.Client, from string, rcpts []string) envelope
 		env.mail = err
 		return env
 	}
+	// lost ends the exchange when a read fails (the connection, not a
+	// reply): every command not yet answered failed with it.
+	lost := func(from int, err error) envelopeReplies {
+		for i := from; i < len(rcpts); i++ {
+			env.rcpt[i] = err
+		}
+		env.data = err
+		return env
+	}
 	_, _, env.mail = t.ReadResponse(250)
 	s.reply(env.mail)
 	if env.mail != nil && !isReply(env.mail) {
-		return env // the connection failed: no more replies to read
+		return lost(0, env.mail)
 	}
 	for i := range rcpts {
 		_, _, env.rcpt[i] = t.ReadResponse(25)
 		s.reply(env.rcpt[i])
 		if env.rcpt[i] != nil && !isReply(env.rcpt[i]) {
-			return env
+			return lost(i, env.rcpt[i])
 		}
 	}
 	if _, _, env.data = t.ReadResponse(354); env.data != nil {
