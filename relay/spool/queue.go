@@ -200,18 +200,33 @@ func (s *Spool) Ack(_ context.Context, l *relay.Lease) error {
 			s.forget(id, l.Token)
 		},
 	}
+	// The worker stops extending the lease once Ack returns: a full lease
+	// from now covers the wait for the commit, as when the hand-off waited
+	// for the writer.
+	if err := s.own(id, l.Token); err != nil {
+		<-s.ackSlots
+		return err
+	}
 	// Into the acks' buffer, which has a place for every ack slot: while
 	// the writer commits, the worker goes on to its next email instead of
-	// waiting to hand this over. Close commits what the buffer holds.
+	// waiting to hand this over. Close commits every ack whose slot is
+	// taken (see commitAcksLeft).
 	select {
 	case <-s.closing:
 		<-s.ackSlots
 		return relay.ErrQueueClosed
 	default:
+		if testHookAckHandOff != nil {
+			testHookAckHandOff()
+		}
 		s.acks <- op
 	}
 	return nil
 }
+
+// testHookAckHandOff, when a test sets it, runs between Ack's check that
+// the spool is open and its hand-off.
+var testHookAckHandOff func()
 
 // Retry records the attempt's progress and makes the item due again at next.
 func (s *Spool) Retry(_ context.Context, l *relay.Lease, next time.Time, p relay.Progress) error {

@@ -331,3 +331,72 @@ func TestDigestBytesCount(t *testing.T) {
 		t.Errorf("after forget and bury: kept %+v, reopened %+v; want one dead letter", after, again)
 	}
 }
+
+// TestAckRacingCloseIsKept: an Ack that found the spool open and hands
+// its ack over while the spool closes is committed: after a reopen its
+// item is gone. (Close drained the acks' buffer and stopped, and an ack
+// handed over after that was never written: its email went out again
+// after the restart.)
+func TestAckRacingCloseIsKept(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Enqueue(t.Context(), testEvent("a")); err != nil {
+		t.Fatal(err)
+	}
+	l, err := s.Lease(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := make(chan struct{})
+	testHookAckHandOff = func() {
+		go func() { s.Close(); close(closed) }()
+		time.Sleep(200 * time.Millisecond) // Close drains the buffer meanwhile
+	}
+	defer func() { testHookAckHandOff = nil }()
+	if err := s.Ack(t.Context(), l); err != nil {
+		t.Fatalf("Ack = %v", err)
+	}
+	<-closed
+	s, err = Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if st, err := s.Stats(t.Context()); err != nil || st.Depth != 0 {
+		t.Fatalf("after the reopen: depth %d, %v; want the acked item gone", st.Depth, err)
+	}
+}
+
+// TestAckedLeaseHoldsWhileTheCommitWaits: an ack handed over starts a full
+// lease, since the worker stops extending it then. While the writer is
+// held up past the lease it had, the item is not leased again and sent
+// twice.
+func TestAckedLeaseHoldsWhileTheCommitWaits(t *testing.T) {
+	clock := &testClock{now: time.Unix(1_700_000_000, 0)}
+	s := openTestSpool(t, t.TempDir(), WithClock(clock.Now), WithLeaseTimeout(30*time.Second))
+	if err := s.Enqueue(t.Context(), testEvent("a")); err != nil {
+		t.Fatal(err)
+	}
+	l, err := s.Lease(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock.Add(25 * time.Second) // the worker extended it last at the lease
+	// A write that holds the writer, as a slow fsync does.
+	held, release := make(chan struct{}), make(chan struct{})
+	go s.update(func(*bolt.Tx) error { close(held); <-release; return nil })
+	<-held
+	if err := s.Ack(t.Context(), l); err != nil {
+		t.Fatal(err)
+	}
+	clock.Add(10 * time.Second) // past the lease the worker had
+	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
+	if again, err := s.Lease(ctx); err == nil {
+		t.Errorf("the acked item %s was leased again while its ack waited for the writer", again.Item.Event.ID)
+	}
+	close(release)
+}

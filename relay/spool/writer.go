@@ -115,22 +115,31 @@ func (s *Spool) writeLoop() {
 	}
 }
 
-// commitAcksLeft commits the acks handed over before the spool closed.
+// commitAcksLeft commits the acks handed over before the spool closed,
+// and those still on their way: an Ack that found the spool open holds an
+// ack slot until its op is in the buffer, and its op's after gives it
+// back once committed, so no slot taken means no ack left behind.
 func (s *Spool) commitAcksLeft() {
-	var left []writeOp
 	for {
-		select {
-		case op := <-s.acks:
-			left = append(left, op)
-			continue
-		default:
+		var left []writeOp
+	drain:
+		for {
+			select {
+			case op := <-s.acks:
+				left = append(left, op)
+			default:
+				break drain
+			}
 		}
-		break
-	}
-	for len(left) > 0 {
-		n := min(len(left), maxBatch)
-		s.commit(left[:n])
-		left = left[n:]
+		for len(left) > 0 {
+			n := min(len(left), maxBatch)
+			s.commit(left[:n])
+			left = left[n:]
+		}
+		if len(s.ackSlots) == 0 {
+			return
+		}
+		time.Sleep(time.Millisecond) // an Ack between its check and its send
 	}
 }
 
