@@ -54,6 +54,8 @@ type Spool struct {
 	// given up with its item still waiting (release).
 	resume   []byte
 	resumeAt time.Time
+	// sawDamage is set once a write met a damaged page (see writePanic).
+	sawDamage atomic.Bool
 
 	// depth and dead are kept by each commit (and in the file, with the
 	// counts by type); bytes are the file's pages in use after the last
@@ -253,6 +255,14 @@ func (s *Spool) Close() error {
 		close(s.closing)
 		s.sweeps.Wait()
 		<-s.loopDone
+		if s.sawDamage.Load() {
+			// The list of free pages in memory may be wrong: not written,
+			// and the file not marked clean, so the next start reads the
+			// whole file (and reports the damage there).
+			s.opts.log.Error("spool: a write met a damaged page; the file is not marked closed cleanly", "path", s.path)
+			err = s.db.Close()
+			return
+		}
 		s.db.NoFreelistSync = false
 		if cerr := update(s.db, s.path, func(tx *bolt.Tx) error {
 			if err := stamp(tx, keyCounted); err != nil {

@@ -181,6 +181,11 @@ func (s *Spool) commit(batch []writeOp) {
 // holding the op's own.
 func (s *Spool) apply(ops []writeOp) (err error) {
 	t := tally{}
+	defer func() {
+		if _, ok := errors.AsType[*writePanic](err); ok {
+			s.sawDamage.Store(true)
+		}
+	}()
 	err = update(s.db, s.path, func(tx *bolt.Tx) error {
 		fill(tx)
 		for _, op := range ops {
@@ -216,7 +221,7 @@ func update(db *bolt.DB, path string, fn func(*bolt.Tx) error) (err error) {
 	}
 	defer func() {
 		if p := recover(); p != nil {
-			err = damaged(path, p)
+			err = &writePanic{damaged(path, p)}
 		}
 		if err != nil {
 			_ = tx.Rollback() // after a failed Commit, already rolled back
@@ -227,6 +232,15 @@ func update(db *bolt.DB, path string, fn func(*bolt.Tx) error) (err error) {
 	}
 	return tx.Commit()
 }
+
+// writePanic is a write transaction that met a damaged page. If that was
+// in its commit, pages it had taken from the free list are not given back
+// by the rollback, so Close must not write that list into the file (see
+// Spool.Close).
+type writePanic struct{ err error }
+
+func (e *writePanic) Error() string { return e.err.Error() }
+func (e *writePanic) Unwrap() error { return e.err }
 
 // batchError is an op's own error, which rolled its transaction back.
 type batchError struct{ err error }
