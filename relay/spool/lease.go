@@ -39,7 +39,7 @@ func (s *Spool) Lease(ctx context.Context) (*relay.Lease, error) {
 			// and settling takes: the lease already holds the item.
 			it, err := decodeItem(got.raw, relay.StateDelivering)
 			if err != nil {
-				s.release(got.id, got.token)
+				s.endLease(got.id, got.token, true, false) // the others would meet it too
 				return nil, recordError(got.id, err)
 			}
 			return &relay.Lease{Item: *it, Token: got.token, Expires: got.expires}, nil
@@ -209,22 +209,32 @@ func (s *Spool) own(id, token string) error {
 }
 
 // release ends the hold token has on id, if it still has it.
-func (s *Spool) release(id, token string) { s.endLease(id, token, true) }
+// Its item may be waiting still, so leasers are woken: one that looked
+// while the hold was on (an operator's requeue) would otherwise sleep until
+// the hold lapsed.
+func (s *Spool) release(id, token string) { s.endLease(id, token, true, true) }
 
 // forget ends the hold token has on id, whose item has left the waiting
 // index with the commit that acked it: unlike release, the next lease's
-// walk may still start where the last stopped.
-func (s *Spool) forget(id, token string) { s.endLease(id, token, false) }
+// walk may still start where the last stopped, and no leaser is woken.
+func (s *Spool) forget(id, token string) { s.endLease(id, token, false, false) }
 
-func (s *Spool) endLease(id, token string, mayWait bool) {
+// endLease ends token's hold on id. mayWait: the item may be waiting still,
+// so the next walk starts from the index's start; wake: leasers look again.
+func (s *Spool) endLease(id, token string, mayWait, wake bool) {
 	s.mu.Lock()
-	if s.leases[id].token == token {
-		delete(s.leases, id)
-		if mayWait {
-			s.resume = nil // its item may be waiting still, before the walk's start
-		}
+	defer s.mu.Unlock()
+	if s.leases[id].token != token {
+		return
 	}
-	s.mu.Unlock()
+	delete(s.leases, id)
+	if mayWait {
+		s.resume = nil // before the walk's start, perhaps
+	}
+	if wake {
+		close(s.wake)
+		s.wake = make(chan struct{})
+	}
 }
 
 // hold leases id for an operator's change, unless a worker holds it now.

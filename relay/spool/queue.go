@@ -273,8 +273,7 @@ func (s *Spool) settle(l *relay.Lease, change func(*relay.Item) (dead bool)) err
 	if err != nil {
 		return err
 	}
-	s.release(id, l.Token)
-	s.signal()
+	s.release(id, l.Token) // and wakes the leasers
 	return nil
 }
 

@@ -400,3 +400,35 @@ func TestAckedLeaseHoldsWhileTheCommitWaits(t *testing.T) {
 	}
 	close(release)
 }
+
+// TestRequeueWakesAWaitingLeaser: an operator's requeue of an item due
+// later reaches a worker waiting for work at once. The leaser woke while
+// the operator's hold was still on, saw the item held, and slept until
+// that hold would have lapsed (a lease timeout).
+func TestRequeueWakesAWaitingLeaser(t *testing.T) {
+	s := openTestSpool(t, t.TempDir(), WithLeaseTimeout(time.Hour))
+	if err := s.Enqueue(t.Context(), testEvent("a")); err != nil {
+		t.Fatal(err)
+	}
+	l, err := s.Lease(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Retry(t.Context(), l, time.Now().Add(time.Hour), relay.Progress{Attempts: 1}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	got := make(chan error, 1)
+	go func() {
+		_, err := s.Lease(ctx) // waits: a, the only item, is due in an hour
+		got <- err
+	}()
+	time.Sleep(100 * time.Millisecond)
+	if err := s.Requeue(t.Context(), "a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-got; err != nil {
+		t.Errorf("the waiting leaser got %v, not the requeued item", err)
+	}
+}
