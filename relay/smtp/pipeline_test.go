@@ -2,9 +2,13 @@ package smtp
 
 import (
 	"bufio"
+	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/hookmail/hookmail/config"
 	"github.com/hookmail/hookmail/relay"
@@ -13,7 +17,8 @@ import (
 // pipelineServer is a bare SMTP server that offers PIPELINING and records,
 // for each message, whether RCPT and DATA had arrived with MAIL (in the
 // same write) before it answered MAIL. It refuses the recipients named in
-// refuse with 550.
+// refuse with 550, and with "MAIL" there, MAIL itself (and the RCPTs
+// after it with 503).
 func pipelineServer(t *testing.T, refuse ...string) (port int, batched chan bool, got chan string) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -37,7 +42,7 @@ func pipelineServer(t *testing.T, refuse ...string) (port int, batched chan bool
 		}
 		say("220 test ESMTP")
 		var data strings.Builder
-		inData, rcpts := false, 0
+		inData, rcpts, mailRefused := false, 0, false
 		for {
 			line, err := r.ReadString('\n')
 			if err != nil {
@@ -61,8 +66,14 @@ func pipelineServer(t *testing.T, refuse ...string) (port int, batched chan bool
 			case strings.HasPrefix(cmd, "MAIL FROM:"):
 				buffered, _ := r.Peek(r.Buffered())
 				batched <- strings.Contains(string(buffered), "RCPT TO:") && strings.Contains(string(buffered), "DATA\r\n")
-				rcpts = 0
-				say("250 2.1.0 ok")
+				rcpts, mailRefused = 0, slices.Contains(refuse, "MAIL")
+				if mailRefused {
+					say("550 5.7.1 sender refused")
+				} else {
+					say("250 2.1.0 ok")
+				}
+			case strings.HasPrefix(cmd, "RCPT TO:") && mailRefused:
+				say("503 5.5.1 MAIL first")
 			case strings.HasPrefix(cmd, "RCPT TO:"):
 				refused := false
 				for _, a := range refuse {
@@ -180,4 +191,44 @@ func TestSMTPPipelinedConnectionLost(t *testing.T) {
 	if c := relay.Classify(err); c != relay.Temporary {
 		t.Errorf("Send = %v (%s), want a temporary failure", err, c)
 	}
+}
+
+// TestSMTPPipelinedRefusedMailCountsOneReply: after a refused MAIL, the
+// server's 503s to the pipelined RCPTs and DATA are not counted as
+// replies: the step-by-step exchange never draws them.
+func TestSMTPPipelinedRefusedMailCountsOneReply(t *testing.T) {
+	port, _, _ := pipelineServer(t, "MAIL")
+	cfg := smtpConfig(t, port, "", config.TLSNone)
+	cfg.Username, cfg.Password = "", ""
+	s, _ := newTestSMTPSender(t, cfg)
+	err := s.Send(t.Context(), testMessage("ops@example.com"))
+	if err == nil || !strings.Contains(err.Error(), "550") {
+		t.Fatalf("Send = %v, want MAIL's 550", err)
+	}
+	for code, want := range map[string]float64{"550": 1, "503": 0, "554": 0} {
+		if got := testutil.ToFloat64(s.metrics.replies.WithLabelValues(code)); got != want {
+			t.Errorf("replies counted with code %s: %v, want %v", code, got, want)
+		}
+	}
+}
+
+// TestSMTPManyRecipientsGoStepByStep: past maxPipelined recipients the
+// envelope is not pipelined (RFC 2920 3.1: a batch larger than the TCP
+// windows can deadlock), and every recipient still gets the email.
+func TestSMTPManyRecipientsGoStepByStep(t *testing.T) {
+	port, batched, got := pipelineServer(t)
+	cfg := smtpConfig(t, port, "", config.TLSNone)
+	cfg.Username, cfg.Password = "", ""
+	s, _ := newTestSMTPSender(t, cfg)
+	var to []string
+	for i := range maxPipelined + 1 {
+		to = append(to, fmt.Sprintf("r%d@example.com", i))
+	}
+	if err := s.Send(t.Context(), testMessage(to...)); err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	if <-batched {
+		t.Error("an envelope of more than maxPipelined recipients was pipelined")
+	}
+	<-got
 }

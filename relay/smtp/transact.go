@@ -39,7 +39,7 @@ func (s *Sender) transact(sc *smtp.Client, m *relay.Message) error {
 	}
 	rcpts := envelope(m)
 	var env envelopeReplies
-	if ok, _ := sc.Extension("PIPELINING"); ok && s.onReply == nil {
+	if ok, _ := sc.Extension("PIPELINING"); ok && s.onReply == nil && len(rcpts) <= maxPipelined {
 		env = s.pipeline(sc, from.Address, rcpts)
 	} else {
 		env = s.stepwise(sc, from.Address, rcpts)
@@ -112,6 +112,11 @@ func (s *Sender) transact(sc *smtp.Client, m *relay.Message) error {
 	}
 	return nil
 }
+
+// maxPipelined is the most recipients sent in one pipelined write: RFC
+// 2920 3.1 warns that a batch larger than the TCP windows can deadlock
+// client and server; more go step by step.
+const maxPipelined = 100
 
 // envelopeReplies is what the server answered to MAIL, to each RCPT and to
 // DATA; body takes the message once DATA was answered 354, and end sends
@@ -204,15 +209,23 @@ func (s *Sender) pipeline(sc *smtp.Client, from string, rcpts []string) envelope
 	if env.mail != nil && !isReply(env.mail) {
 		return lost(0, env.mail)
 	}
+	// After a refused MAIL the server refuses the rest too (503): those
+	// replies are read but not counted, as the step-by-step exchange
+	// never draws them.
+	count := func(err error) {
+		if env.mail == nil {
+			s.reply(err)
+		}
+	}
 	for i := range rcpts {
 		_, _, env.rcpt[i] = t.ReadResponse(25)
-		s.reply(env.rcpt[i])
+		count(env.rcpt[i])
 		if env.rcpt[i] != nil && !isReply(env.rcpt[i]) {
 			return lost(i, env.rcpt[i])
 		}
 	}
 	if _, _, env.data = t.ReadResponse(354); env.data != nil {
-		s.reply(env.data)
+		count(env.data)
 		return env
 	}
 	w := &dotStuffer{w: t.W}
