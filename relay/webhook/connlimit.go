@@ -23,8 +23,8 @@ import (
 // At the per-IP cap, a new connection takes the place of that IP's
 // connection that has waited longest on its client, if it has waited at
 // least minStall since the client last sent a byte (or connected): one
-// that drips its request, sends nothing, or sits idle between keep-alive
-// requests. A connection whose request has arrived whole and is being
+// that drips its request or sends nothing. Failing that, an idle
+// keep-alive connection takes its turn after minIdle. A connection whose request has arrived whole and is being
 // answered is never closed, however long its handler takes. When none
 // qualifies, the new connection is closed at once. So clients sharing an
 // address (one NAT, one host) with a slow or stalled one still get in,
@@ -64,6 +64,12 @@ type ConnLimiter struct {
 // every 2 s, as in the attack this answers, is stalled for longer than
 // this half the time, and the one stalled longest goes first.
 const minStall = time.Second
+
+// minIdle is how long an idle keep-alive connection must have been idle
+// before a new connection from its IP may take its place: a client
+// reusing one sends at once, but a close that crosses its request on the
+// wire loses that request, and a gateway never sends it again.
+const minIdle = 10 * time.Second
 
 // NewConnLimiter wraps ln with the caps (perIP 0: none) and registers its
 // metrics on reg.
@@ -129,9 +135,9 @@ func (l *ConnLimiter) Accept() (net.Conn, error) {
 }
 
 // admit counts c in its IP's connections. At the per-IP cap it takes the
-// place of victim, the IP's connection waiting on its client longest, at
-// least minStall, whose request is not being answered; with no such
-// connection, c is over and not counted.
+// place of victim, the IP's connection waiting on its client longest (at
+// least minStall in a request, minIdle between requests) whose request is
+// not being answered; with no such connection, c is over and not counted.
 func (l *ConnLimiter) admit(c *limitedConn) (over bool, victim *limitedConn) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -141,11 +147,27 @@ func (l *ConnLimiter) admit(c *limitedConn) (over bool, victim *limitedConn) {
 		l.byIP[c.ip] = conns
 	}
 	if l.perIP > 0 && len(conns) >= l.perIP {
-		oldest := l.now() - int64(minStall)
+		// A connection stalled in a request (or before its first) goes
+		// first; an idle keep-alive one only after minIdle, since its
+		// client may be sending its next request on it as it is closed.
+		now := l.now()
+		var idle *limitedConn
+		stalledSince, idleSince := now-int64(minStall), now-int64(minIdle)
 		for o := range conns {
-			if t := o.lastRead.Load(); t <= oldest && o.state.Load() == connWaiting {
-				victim, oldest = o, t
+			if o.state.Load() != connWaiting {
+				continue
 			}
+			t := o.lastRead.Load()
+			if _, ok := l.idle[o]; ok {
+				if t <= idleSince {
+					idle, idleSince = o, t
+				}
+			} else if t <= stalledSince {
+				victim, stalledSince = o, t
+			}
+		}
+		if victim == nil {
+			victim = idle
 		}
 		// Its request may have arrived whole since: then it stays.
 		if victim == nil || !victim.state.CompareAndSwap(connWaiting, connEvicted) {

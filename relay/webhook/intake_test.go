@@ -285,3 +285,27 @@ func TestRefusedWebhooksLogged(t *testing.T) {
 
 // okHandler answers 200 to everything.
 var okHandler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
+
+// TestConnLimiterPerIPSparesTheRecentlyIdle: at the per-IP cap, an idle
+// keep-alive connection is not closed for a new one until it has been
+// idle minIdle: its client may be sending its next request on it, and a
+// request crossing the close is lost (a gateway never sends it again).
+func TestConnLimiterPerIPSparesTheRecentlyIdle(t *testing.T) {
+	addr, lim := serveLimited(t, readAllHandler(nil), 100, 1)
+	keepAlive := dialFrom(t, "127.0.0.3", addr)
+	if !roundTrip(keepAlive) {
+		t.Fatal("the first connection was not served")
+	}
+	time.Sleep(minStall + 200*time.Millisecond) // idle, but not for minIdle
+	extra := dialFrom(t, "127.0.0.3", addr)
+	_ = extra.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if _, err := extra.Read(make([]byte, 1)); !errors.Is(err, io.EOF) && !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("a new connection past the cap was not closed (read: %v)", err)
+	}
+	if !roundTrip(keepAlive) {
+		t.Error("the idle keep-alive connection was closed to make room after only a second")
+	}
+	if got := testutil.ToFloat64(lim.refused.WithLabelValues("stalled")); got != 0 {
+		t.Errorf("closed_total{reason=stalled} = %v, want 0", got)
+	}
+}
