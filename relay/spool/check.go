@@ -42,8 +42,12 @@ func precheck(path string) (err error) {
 		// A file cut short (a full disk, a bad copy) lacks pages its
 		// meta page counts; bbolt would read zeros there and panic out
 		// of reach, clean stamp or not.
-		if size := fileSize(path); size < tx.Size() {
-			return fmt.Errorf("the file is %d bytes but holds pages up to %d bytes: it was cut short", size, tx.Size())
+		fi, err := os.Stat(path)
+		if err != nil {
+			return err
+		}
+		if fi.Size() < tx.Size() {
+			return fmt.Errorf("the file is %d bytes but holds pages up to %d bytes: it was cut short", fi.Size(), tx.Size())
 		}
 		if stamped(tx, keyClean) {
 			return nil
@@ -53,14 +57,6 @@ func precheck(path string) (err error) {
 		return damaged(path, err)
 	}
 	return nil
-}
-
-func fileSize(path string) int64 {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return 0
-	}
-	return fi.Size()
 }
 
 // walk visits every key of a bucket and its nested buckets, so every
