@@ -184,7 +184,7 @@ func (s *Spool) requeue(ids func(*bolt.Tx) ([][]byte, error), waiting bool) (int
 		return 0, err
 	}
 	if changes > 0 {
-		s.signal()
+		s.signal(true)
 	}
 	return changes, nil
 }

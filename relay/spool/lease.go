@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"slices"
 	"strconv"
 	"time"
 
@@ -51,30 +52,61 @@ func (s *Spool) Lease(ctx context.Context) (*relay.Lease, error) {
 }
 
 // wait sleeps until wake fires, d passes (d == 0: no deadline), or the
-// spool or ctx ends.
-func (s *Spool) wait(ctx context.Context, d time.Duration, wake <-chan struct{}) error {
+// spool or ctx ends. wake is this leaser's place among the waiters (see
+// wakeOne): one that leaves without looking again gives its place up, and
+// a wake-up it got and will not use goes to the next waiter.
+func (s *Spool) wait(ctx context.Context, d time.Duration, wake chan struct{}) error {
 	var timer <-chan time.Time
 	if d > 0 {
 		t := time.NewTimer(d)
 		defer t.Stop()
 		timer = t.C
 	}
+	var err error
 	select {
 	case <-ctx.Done():
-		return ctx.Err()
+		err = ctx.Err()
 	case <-s.closing:
-		return relay.ErrQueueClosed
+		err = relay.ErrQueueClosed
 	case <-wake:
+		return nil
 	case <-timer:
 	}
-	return nil
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if i := slices.Index(s.waiters, wake); i >= 0 {
+		s.waiters = slices.Delete(s.waiters, i, i+1)
+	} else if err != nil {
+		s.wakeOne() // woken as it left: the next waiter looks instead
+	}
+	return err
+}
+
+// wakeOne wakes the leaser that has waited longest, for one item that has
+// become due: waking them all, as a broadcast did, had every idle worker
+// walk the index for each webhook and all but one find nothing. The
+// caller holds s.mu.
+func (s *Spool) wakeOne() {
+	if len(s.waiters) > 0 {
+		close(s.waiters[0])
+		s.waiters = slices.Delete(s.waiters, 0, 1)
+	}
+}
+
+// wakeAll wakes every waiting leaser (many items became due at once). The
+// caller holds s.mu.
+func (s *Spool) wakeAll() {
+	for _, w := range s.waiters {
+		close(w)
+	}
+	s.waiters = s.waiters[:0]
 }
 
 // next leases the due item of the highest priority no lease holds, the
 // earliest due first; otherwise it says how
 // long until an item is due or a lease expires (0: nothing waits), and the
 // channel that signals new work.
-func (s *Spool) next() (*leased, time.Duration, <-chan struct{}, error) {
+func (s *Spool) next() (*leased, time.Duration, chan struct{}, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
@@ -159,7 +191,12 @@ func (s *Spool) next() (*leased, time.Duration, <-chan struct{}, error) {
 		wait = resumeFor // the entries passed over may have leases that lapse
 	}
 	if err != nil || found == nil {
-		return nil, wait, s.wake, err
+		var wake chan struct{}
+		if err == nil {
+			wake = make(chan struct{})
+			s.waiters = append(s.waiters, wake)
+		}
+		return nil, wait, wake, err
 	}
 	found.token, found.expires = s.newToken(), now.Add(s.opts.leaseTimeout)
 	s.leases[found.id] = lease{token: found.token, expires: found.expires}
@@ -232,8 +269,7 @@ func (s *Spool) endLease(id, token string, mayWait, wake bool) {
 		s.resume = nil // before the walk's start, perhaps
 	}
 	if wake {
-		close(s.wake)
-		s.wake = make(chan struct{})
+		s.wakeOne()
 	}
 }
 

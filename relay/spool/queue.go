@@ -155,7 +155,7 @@ func (s *Spool) Enqueue(_ context.Context, ev *relay.Event) error {
 	case dupOf != "":
 		return &relay.DuplicateError{ID: dupOf}
 	}
-	s.signal()
+	s.signal(false)
 	return nil
 }
 

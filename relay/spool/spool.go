@@ -45,8 +45,10 @@ type Spool struct {
 	leases map[string]lease     // by event id
 	claims map[string]time.Time // digest claims: route → until
 	storms stormWindows         // storm windows as counted, ahead of the file
-	wake   chan struct{}        // closed and replaced when something new is due
-	tokens atomic.Uint64
+	// waiters are the leasers waiting for something due, longest first;
+	// each is woken by closing its channel (see wakeOne).
+	waiters []chan struct{}
+	tokens  atomic.Uint64
 	// resume is the due-index key the last lease's walk stopped at, when
 	// every entry before it was leased, and resumeAt when: the next walk
 	// starts there (see next). Anything that may put a takeable entry
@@ -207,7 +209,6 @@ func Open(dir string, opts ...Option) (s *Spool, err error) {
 		loopDone: make(chan struct{}),
 		leases:   map[string]lease{},
 		claims:   map[string]time.Time{},
-		wake:     make(chan struct{}),
 		counts:   typeCounts{m: types},
 	}
 	for _, c := range types {
@@ -279,11 +280,15 @@ func (s *Spool) Close() error {
 
 func (s *Spool) now() time.Time { return s.opts.now() }
 
-// signal wakes the leasers waiting for something due.
-func (s *Spool) signal() {
+// signal wakes a leaser for an item that has become due (all of them
+// with all, for many).
+func (s *Spool) signal(all bool) {
 	s.mu.Lock()
 	s.resume = nil
-	close(s.wake)
-	s.wake = make(chan struct{})
+	if all {
+		s.wakeAll()
+	} else {
+		s.wakeOne()
+	}
 	s.mu.Unlock()
 }

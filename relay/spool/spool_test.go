@@ -432,3 +432,44 @@ func TestRequeueWakesAWaitingLeaser(t *testing.T) {
 		t.Errorf("the waiting leaser got %v, not the requeued item", err)
 	}
 }
+
+// TestOneItemWakesOneLeaser: with four workers waiting, a new item wakes
+// one of them, which walks the index and leases it; the others sleep on.
+// (A broadcast woke all four for every webhook, and three walked the index
+// to find nothing.)
+func TestOneItemWakesOneLeaser(t *testing.T) {
+	s := openTestSpool(t, t.TempDir())
+	// What an enqueue reads by itself (the commit measures the file).
+	before := s.db.Stats()
+	if err := s.Enqueue(t.Context(), testEvent("first")); err != nil {
+		t.Fatal(err)
+	}
+	after := s.db.Stats()
+	own := after.Sub(&before).TxN
+	if _, err := s.Lease(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	leased := make(chan string, 4)
+	for range 4 {
+		go func() {
+			if l, err := s.Lease(ctx); err == nil {
+				leased <- l.Item.Event.ID
+			}
+		}()
+	}
+	time.Sleep(200 * time.Millisecond) // all four waiting
+	before = s.db.Stats()
+	if err := s.Enqueue(t.Context(), testEvent("a")); err != nil {
+		t.Fatal(err)
+	}
+	if id := <-leased; id != "a" {
+		t.Fatalf("leased %s", id)
+	}
+	time.Sleep(200 * time.Millisecond) // any other wake-up walks meanwhile
+	after = s.db.Stats()
+	if walks := after.Sub(&before).TxN - own; walks != 1 {
+		t.Errorf("one new item made %d walks of the index, want 1", walks)
+	}
+}
