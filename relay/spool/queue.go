@@ -59,15 +59,21 @@ func removeItem(tx *bolt.Tx, id string) (*relay.Item, error) {
 	if err != nil {
 		return nil, recordError(id, err)
 	}
-	if err := tx.Bucket(bucketDue).Delete(dueKey(it.NextAttempt, id)); err != nil {
-		return nil, err
+	return it, deleteWaiting(tx, id, it.NextAttempt, it.Event.Priority)
+}
+
+// deleteWaiting deletes the waiting item id, due at due, with its index
+// entries: putRaw's inverse.
+func deleteWaiting(tx *bolt.Tx, id string, due time.Time, priority int) error {
+	if err := tx.Bucket(bucketDue).Delete(dueKey(due, id)); err != nil {
+		return err
 	}
-	if it.Event.Priority > 0 {
-		if err := tx.Bucket(bucketPriority).Delete(priorityKey(it.Event.Priority, it.NextAttempt, id)); err != nil {
-			return nil, err
+	if priority > 0 {
+		if err := tx.Bucket(bucketPriority).Delete(priorityKey(priority, due, id)); err != nil {
+			return err
 		}
 	}
-	return it, tx.Bucket(bucketEvents).Delete([]byte(id))
+	return tx.Bucket(bucketEvents).Delete([]byte(id))
 }
 
 // removeLeased deletes the waiting item it, leased as it is stored: its
@@ -84,15 +90,7 @@ func removeLeased(tx *bolt.Tx, it *relay.Item) error {
 		_, err := removeItem(tx, id)
 		return err
 	}
-	if err := tx.Bucket(bucketDue).Delete(key); err != nil {
-		return err
-	}
-	if it.Event.Priority > 0 {
-		if err := tx.Bucket(bucketPriority).Delete(priorityKey(it.Event.Priority, it.NextAttempt, id)); err != nil {
-			return err
-		}
-	}
-	return tx.Bucket(bucketEvents).Delete([]byte(id))
+	return deleteWaiting(tx, id, it.NextAttempt, it.Event.Priority)
 }
 
 // removeDead deletes the dead letter id and returns it, or nil when there
