@@ -25,7 +25,8 @@ var keyClean = []byte("clean")
 // whatever backlog it holds. Damage done to it since is found where it is
 // read, and reported as an error naming the file (see view).
 func precheck(path string) (err error) {
-	if fi, statErr := os.Stat(path); statErr != nil || fi.Size() == 0 {
+	fi, statErr := os.Stat(path)
+	if statErr != nil || fi.Size() == 0 {
 		return nil // nothing yet: the real open creates it
 	}
 	defer func() {
@@ -41,11 +42,8 @@ func precheck(path string) (err error) {
 	if err := db.View(func(tx *bolt.Tx) error {
 		// A file cut short (a full disk, a bad copy) lacks pages its
 		// meta page counts; bbolt would read zeros there and panic out
-		// of reach, clean stamp or not.
-		fi, err := os.Stat(path)
-		if err != nil {
-			return err
-		}
+		// of reach, clean stamp or not. (The size stat'd above stands:
+		// a hookmail writing the file holds the lock this open waits on.)
 		if fi.Size() < tx.Size() {
 			return fmt.Errorf("the file is %d bytes but holds pages up to %d bytes: it was cut short", fi.Size(), tx.Size())
 		}
