@@ -11,6 +11,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/hookmail/hookmail/relay/ratelimit"
 )
 
 // ConnLimiter bounds the webhook listener's open connections, in all and
@@ -116,7 +118,7 @@ func (l *ConnLimiter) Accept() (net.Conn, error) {
 			<-l.slots
 			return nil, err
 		}
-		lc := &limitedConn{Conn: c, l: l, ip: clientIP(c.RemoteAddr().String())}
+		lc := &limitedConn{Conn: c, l: l, ip: ratelimit.ClientIP(c.RemoteAddr().String())}
 		lc.lastRead.Store(l.now())
 		over, victim := l.admit(lc)
 		if victim != nil {

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/hookmail/hookmail/config"
+	"github.com/hookmail/hookmail/relay/ratelimit"
 )
 
 func received(t *testing.T, env *testEnv, typ, result string) float64 {
@@ -103,13 +104,13 @@ func TestWebhookRateLimitPerClientIP(t *testing.T) {
 
 func TestIPLimiterForgetsQuietClients(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
-	l := newIPLimiter(10, 10, func() time.Time { return now })
+	l := ratelimit.New(10, 10, 0, func() time.Time { return now })
 	for i := range 1000 {
-		l.allow("198.51.100." + string(rune('a'+i%26)) + string(rune('a'+i/26)))
+		l.Take("198.51.100." + string(rune('a'+i%26)) + string(rune('a'+i/26)))
 	}
 	now = now.Add(2 * time.Minute)
-	l.allow("203.0.113.1")
-	if n := len(l.clients); n != 1 {
+	l.Take("203.0.113.1")
+	if n := l.Len(); n != 1 {
 		t.Errorf("%d client buckets kept after they went quiet, want 1", n)
 	}
 }

@@ -9,9 +9,11 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"golang.org/x/time/rate"
 
 	"github.com/hookmail/hookmail/config"
 	"github.com/hookmail/hookmail/relay"
+	"github.com/hookmail/hookmail/relay/ratelimit"
 )
 
 // SourceGateway names events from the platform the README describes under
@@ -36,7 +38,7 @@ type Receiver struct {
 	NewID func() string
 
 	limiter     sync.Once
-	rateLimiter *ipLimiter // one for every source: the rate is a client's, wherever it posts
+	rateLimiter *ratelimit.Limiter // one for every source: the rate is a client's, wherever it posts
 	large       *byteBudget
 }
 
@@ -57,7 +59,9 @@ func (rc *Receiver) Handler(src config.Source) http.Handler {
 	refusals := newRefusalLog(rc.Log, rc.Now)
 	h := rc.handle(&src, refusals)
 	if rc.Config.RateLimit > 0 {
-		rc.limiter.Do(func() { rc.rateLimiter = newIPLimiter(rc.Config.RateLimit, rc.Config.RateBurst, rc.Now) })
+		rc.limiter.Do(func() {
+			rc.rateLimiter = ratelimit.New(rate.Limit(rc.Config.RateLimit), rc.Config.RateBurst, 0, rc.Now)
+		})
 		h = limitRate(rc.rateLimiter, rc.Metrics, src.Name, refusals, h)
 	}
 	return h

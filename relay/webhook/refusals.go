@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/hookmail/hookmail/relay/ratelimit"
 )
 
 // reqError is a failed webhook request: the status, the metrics result,
@@ -65,7 +67,7 @@ func newRefusalLog(log *slog.Logger, now func() time.Time) *refusalLog {
 }
 
 func (l *refusalLog) record(r *http.Request, source, typ string, e *reqError) {
-	key := refusalKey{ip: clientIP(r.RemoteAddr), result: e.result}
+	key := refusalKey{ip: ratelimit.ClientIP(r.RemoteAddr), result: e.result}
 	now := l.now()
 	l.mu.Lock()
 	if now.Sub(l.swept) > refusalLogEvery {

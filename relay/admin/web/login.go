@@ -4,13 +4,13 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"math"
-	"net"
 	"net/http"
 	"strconv"
-	"sync"
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/hookmail/hookmail/relay/ratelimit"
 )
 
 // Failed logins are limited per client address: loginBurst at once, then
@@ -23,52 +23,11 @@ const (
 	maxLoginClients = 10000
 )
 
-// loginLimiter limits failed logins per client address, so a token
-// cannot be guessed at speed, and logs them without flooding the log.
-type loginLimiter struct {
-	mu     sync.Mutex
-	byAddr map[string]*loginClient
-	now    func() time.Time
-}
-
-type loginClient struct {
-	lim *rate.Limiter
-	// warned is when a refusal for the limit was last logged.
-	warned time.Time
-}
-
-func newLoginLimiter(now func() time.Time) *loginLimiter {
-	return &loginLimiter{byAddr: map[string]*loginClient{}, now: now}
-}
-
-// client returns addr's limiter.
-func (l *loginLimiter) client(addr string) *loginClient {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	now := l.now()
-	if len(l.byAddr) >= maxLoginClients {
-		for a, c := range l.byAddr {
-			if c.lim.TokensAt(now) >= loginBurst {
-				delete(l.byAddr, a)
-			}
-		}
-	}
-	c := l.byAddr[addr]
-	if c == nil {
-		c = &loginClient{lim: rate.NewLimiter(rate.Every(loginEvery), loginBurst)}
-		l.byAddr[addr] = c
-	}
-	return c
-}
-
-// clientAddr is the request's client address without its port. Behind a
-// reverse proxy it is the proxy's, so all its clients share one limit.
-func clientAddr(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
+// newLoginLimiter limits failed logins per client address (behind a
+// reverse proxy, the proxy's: all its clients share one limit), so a
+// token cannot be guessed at speed.
+func newLoginLimiter(now func() time.Time) *ratelimit.Limiter {
+	return ratelimit.New(rate.Every(loginEvery), loginBurst, maxLoginClients, now)
 }
 
 func (s *server) loginPage(w http.ResponseWriter, r *http.Request) {
@@ -86,19 +45,10 @@ func (s *server) login(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, smallForm)
 	_ = r.ParseForm()
 	view := loginView{Next: localPath(r.PostForm.Get("next"))}
-	addr := clientAddr(r)
-	c := s.logins.client(addr)
-	now := s.Now()
-	res := c.lim.ReserveN(now, 1)
-	if wait := res.DelayFrom(now); wait > 0 {
-		res.CancelAt(now)
-		s.logins.mu.Lock()
-		warn := now.Sub(c.warned) >= time.Minute
-		if warn {
-			c.warned = now
-		}
-		s.logins.mu.Unlock()
-		if warn {
+	addr := ratelimit.ClientIP(r.RemoteAddr)
+	giveBack, wait := s.logins.Take(addr)
+	if wait > 0 {
+		if s.logins.Warn(addr, time.Minute) {
 			s.Log.Warn("admin page: login refused: too many failed logins from this address", "remote", addr, "retry_after", wait.Round(time.Second).String())
 		}
 		secs := int(math.Ceil(wait.Seconds()))
@@ -115,7 +65,7 @@ func (s *server) login(w http.ResponseWriter, r *http.Request) {
 		s.render(w, r, http.StatusUnauthorized, "login", "Log in", view)
 		return
 	}
-	res.CancelAt(now)
+	giveBack()
 	id, sess := s.sessions.start()
 	http.SetCookie(w, cookie(r, id, sess.expires, s.SessionTTL))
 	s.Log.Info("admin page: logged in", "remote", addr)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/hookmail/hookmail/config"
 	"github.com/hookmail/hookmail/relay"
+	"github.com/hookmail/hookmail/relay/ratelimit"
 )
 
 // Options are what the page shows and works on.
@@ -68,7 +69,7 @@ const requestTimeout = time.Minute
 type server struct {
 	Options
 	sessions *sessions
-	logins   *loginLimiter
+	logins   *ratelimit.Limiter
 	pages    templates
 }
 
