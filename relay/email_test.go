@@ -20,7 +20,7 @@ import (
 // tests (package relay_test) check their emails with the same one.
 
 // Email is a complete rendered email, as the SMTP sender writes it to DATA
-// (Message.Build, then WriteTo), taken apart again.
+// (Message.Encode), taken apart again.
 type Email struct {
 	Raw     []byte
 	Header  mail.Header
@@ -51,15 +51,11 @@ var allowedHeaders = []string{"Content-Type", "Date", "In-Reply-To", "References
 // and checks it header by header, then its text and HTML parts.
 func CheckEmail(t *testing.T, msg *Message, want EmailWant) *Email {
 	t.Helper()
-	built, err := msg.Build()
+	raw, err := msg.Encode()
 	if err != nil {
-		t.Fatalf("Build: %v", err)
+		t.Fatalf("Encode: %v", err)
 	}
-	var raw bytes.Buffer
-	if _, err := built.WriteTo(&raw); err != nil {
-		t.Fatalf("WriteTo: %v", err)
-	}
-	e := &Email{Raw: raw.Bytes()}
+	e := &Email{Raw: raw}
 
 	// The header block, byte by byte: CRLF line ends only, each line a
 	// field or the fold of one, nothing over RFC 5322's 998 bytes.

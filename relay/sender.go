@@ -3,14 +3,9 @@ package relay
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"fmt"
 	"io"
-	"strings"
 	"time"
-	"unicode/utf8"
-
-	"github.com/wneessen/go-mail"
 )
 
 // Message is one rendered email, ready for any Sender.
@@ -82,103 +77,11 @@ func (e *PartialError) Error() string {
 
 func (e *PartialError) Unwrap() error { return e.Err }
 
-// Build turns m into a go-mail message: From, To, Cc, Subject, Date,
-// Message-ID, and a UTF-8 multipart/alternative body, text first and HTML
-// last so clients prefer the HTML (the plain fallback has the text part
-// alone). Attachments make it multipart/mixed: that body, then each file,
-// base64. Bcc goes only to the envelope.
-func (m *Message) Build() (*mail.Msg, error) {
-	msg := mail.NewMsg(mail.WithNoDefaultUserAgent())
-	if err := msg.From(m.From); err != nil {
-		return nil, PermanentErr(fmt.Errorf("from %q: %w", m.From, err))
-	}
-	if len(m.To) > 0 {
-		if err := msg.To(m.To...); err != nil {
-			return nil, PermanentErr(fmt.Errorf("to: %w", err))
-		}
-	}
-	if len(m.Cc) > 0 {
-		if err := msg.Cc(m.Cc...); err != nil {
-			return nil, PermanentErr(fmt.Errorf("cc: %w", err))
-		}
-	}
-	if len(m.Bcc) > 0 {
-		if err := msg.Bcc(m.Bcc...); err != nil {
-			return nil, PermanentErr(fmt.Errorf("bcc: %w", err))
-		}
-	}
-	msg.Subject(subjectHeader(m.Subject))
-	msg.SetDateWithValue(m.Date)
-	msg.SetMessageIDWithValue(m.MessageID)
-	if m.ThreadID != "" {
-		msg.SetGenHeader(mail.HeaderReferences, "<"+m.ThreadID+">")
-		msg.SetGenHeader(mail.HeaderInReplyTo, "<"+m.ThreadID+">")
-	}
-	if m.ReplyTo != "" {
-		if err := msg.ReplyTo(m.ReplyTo); err != nil {
-			return nil, PermanentErr(fmt.Errorf("reply_to: %w", err))
-		}
-	}
-	msg.SetUserAgent("hookmail")
-	msg.SetGenHeader("X-Hookmail-Event", m.EventID)
-	if m.Plain != "" {
-		// base64, whose size is known before encoding (4/3, plus a line
-		// break every 76), where quoted-printable triples non-ASCII text.
-		msg.SetBodyString(mail.TypeTextPlain, m.Text, mail.WithPartEncoding(mail.EncodingB64))
-	} else {
-		msg.SetBodyString(mail.TypeTextPlain, m.Text)
-	}
-	if m.HTML != "" {
-		msg.AddAlternativeString(mail.TypeTextHTML, m.HTML)
-	}
-	for i, a := range m.Attachments {
-		// Made safe again here: go-mail writes the type as it is given.
-		ct := safeMediaType(a.ContentType)
-		msg.AttachReadSeeker(safeFileName(a.Name, i+1, ct), bytes.NewReader(a.Data),
-			mail.WithFileContentType(mail.ContentType(ct)), mail.WithFileEncoding(mail.EncodingB64))
-	}
-	return msg, nil
-}
-
-// subjectHeader is the Subject as go-mail should write it. go-mail
-// RFC 2047-encodes every generic header value through mime.WordEncoder, so
-// a CR, LF or NUL never reaches the wire raw; but the encoder leaves a
-// value of printable ASCII as it is, and a payload's own
-// "=?UTF-8?q?=0D=0ABcc:_x@evil.example?=" would then go out raw and be
-// decoded by every mail client into a line break and a fake header.
-// A subject holding "=?" is therefore encoded here, whole, as base64
-// encoded-words of whole characters (RFC 2047 section 5), which go-mail
-// passes through unchanged and folds between words.
-func subjectHeader(s string) string {
-	if !strings.Contains(s, "=?") {
-		return s
-	}
-	const maxChunk = 45 // bytes: 60 in base64, 72 with "=?UTF-8?b?" and "?=", under the 75 allowed
-	var words []string
-	for s != "" {
-		n := 0
-		for n < len(s) {
-			_, size := utf8.DecodeRuneInString(s[n:])
-			if n > 0 && n+size > maxChunk {
-				break
-			}
-			n += size
-		}
-		words = append(words, "=?UTF-8?b?"+base64.StdEncoding.EncodeToString([]byte(s[:n]))+"?=")
-		s = s[n:]
-	}
-	return strings.Join(words, " ")
-}
-
 // Encode returns m as an RFC 5322 message, building it on the first call
 // only, so writing it to the connection is a single write of ready bytes.
 func (m *Message) Encode() ([]byte, error) {
 	if m.raw != nil {
 		return m.raw, nil
-	}
-	msg, err := m.Build()
-	if err != nil {
-		return nil, err
 	}
 	var b bytes.Buffer
 	// Room for the parts as quoted-printable writes them (a little over
@@ -189,8 +92,8 @@ func (m *Message) Encode() ([]byte, error) {
 		room += len(a.Data)*4/3 + 256
 	}
 	b.Grow(min(room, MaxEmailBytes))
-	if _, err := msg.WriteTo(&b); err != nil {
-		return nil, PermanentErr(fmt.Errorf("encode: %w", err))
+	if err := m.encodeTo(&b); err != nil {
+		return nil, err
 	}
 	m.raw = b.Bytes()
 	return m.raw, nil
