@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"mime"
 	"mime/quotedprintable"
+	"net/mail"
 	"strings"
 	"testing"
 	"time"
@@ -171,5 +172,43 @@ func TestEncodeRefusesABadAddress(t *testing.T) {
 		if err == nil || !strings.HasPrefix(err.Error(), field+" ") || Classify(err) != Permanent {
 			t.Errorf("%s: err = %v, want a permanent error naming %s", field, err, field)
 		}
+	}
+}
+
+func TestParseAddressIsCached(t *testing.T) {
+	const s = `"Ops Team" <ops@example.com>`
+	want, err := mail.ParseAddress(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		got, err := ParseAddress(s)
+		if err != nil || *got != *want {
+			t.Fatalf("ParseAddress = %v, %v; want %v", got, err, want)
+		}
+	}
+	// A cached address costs the copy returned, where net/mail allocates
+	// a dozen times.
+	if n := testing.AllocsPerRun(100, func() { _, _ = ParseAddress(s) }); n > 1 {
+		t.Errorf("ParseAddress of a cached address: %v allocations, want at most 1", n)
+	}
+	for range 2 {
+		if _, err := ParseAddress("not an address"); err == nil {
+			t.Fatal("a bad address parsed")
+		}
+	}
+	if addresses.Contains("not an address") {
+		t.Error("a bad address was cached")
+	}
+}
+
+func TestSafeIDMatchesTheRegexp(t *testing.T) {
+	for _, s := range []string{"", "abc", "01J0-evt_1.2", "a b", "a/b/../c", "é", "<x>", "a\r\nb", "--", "a..b"} {
+		if got, want := SafeID(s), unsafeIDChars.ReplaceAllString(s, "-"); got != want {
+			t.Errorf("SafeID(%q) = %q, want %q", s, got, want)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { _ = SafeID("01J0ABCDEF.route_1-x") }); n != 0 {
+		t.Errorf("SafeID of a safe id: %v allocations, want 0", n)
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	htmltemplate "html/template"
-	"net/mail"
 	"regexp"
 	"strings"
 	"sync/atomic"
@@ -337,10 +336,10 @@ var unsafeIDChars = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
 // mail client or an operator can tell a re-delivery from a new event.
 func MessageID(eventID, route, from string) string {
 	domain := "hookmail.invalid"
-	if addr, err := mail.ParseAddress(from); err == nil {
+	if addr, err := ParseAddress(from); err == nil {
 		if at := strings.LastIndexByte(addr.Address, '@'); at >= 0 {
 			domain = addr.Address[at+1:]
 		}
 	}
-	return fmt.Sprintf("hookmail.%s.%s@%s", unsafeIDChars.ReplaceAllString(eventID, "-"), unsafeIDChars.ReplaceAllString(route, "-"), domain)
+	return "hookmail." + SafeID(eventID) + "." + SafeID(route) + "@" + domain
 }

@@ -111,4 +111,16 @@ func (m *Message) WriteEML(w io.Writer) error {
 
 // SafeID makes s safe in a Message-ID or a file name: each run of other
 // characters than letters, digits, ".", "_" and "-" becomes one "-".
-func SafeID(s string) string { return unsafeIDChars.ReplaceAllString(s, "-") }
+func SafeID(s string) string {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !isIDChar(c) {
+			return unsafeIDChars.ReplaceAllString(s, "-")
+		}
+	}
+	return s // as ids mostly are: without the regexp
+}
+
+// isIDChar says whether c is kept by SafeID.
+func isIDChar(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-'
+}

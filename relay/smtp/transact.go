@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/mail"
 	"net/textproto"
 	"strings"
 	"sync"
@@ -33,7 +32,7 @@ func (s *Sender) transact(sc *smtp.Client, m *relay.Message) error {
 	if err != nil {
 		return err
 	}
-	from, err := mail.ParseAddress(m.From)
+	from, err := relay.ParseAddress(m.From)
 	if err != nil {
 		return relay.PermanentErr(fmt.Errorf("from %q: %w", m.From, err))
 	}
@@ -346,7 +345,7 @@ func envelope(m *relay.Message) []string {
 	var out []string
 	for _, list := range [][]string{m.To, m.Cc, m.Bcc} {
 		for _, a := range list {
-			addr, err := mail.ParseAddress(a)
+			addr, err := relay.ParseAddress(a)
 			if err != nil || seen[strings.ToLower(addr.Address)] {
 				continue
 			}
