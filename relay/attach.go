@@ -164,7 +164,9 @@ func safeFileName(name string, i int, contentType string) string {
 		ext = extensions[safeMediaType(contentType)]
 	}
 	if n := maxFileNameRunes - utf8.RuneCountInString(ext); utf8.RuneCountInString(name) > n {
-		name = string([]rune(name)[:n])
+		// Cut, then trimmed again, so a name made safe is made safe
+		// again unchanged (the MIME writer does it a second time).
+		name = strings.TrimRight(string([]rune(name)[:n]), ". ")
 	}
 	return name + ext
 }

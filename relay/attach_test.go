@@ -11,12 +11,13 @@ import (
 // FuzzAttachmentNames: whatever a sender names a file and its type, the
 // email gets a name that is valid UTF-8, at most maxFileNameRunes, without
 // directories, control, spoofing or quoting characters, and the same when
-// made safe again (Message.Build does); and a media type that parses, with
+// made safe again (the MIME writer does); and a media type that parses, with
 // one "/" and no parameter.
 func FuzzAttachmentNames(f *testing.F) {
 	for _, seed := range [][2]string{
 		{"photo.jpg", "image/jpeg"}, {"../../etc/passwd", "text/plain; charset=x"}, {"a\r\nBcc: x", "multipart/mixed; boundary=x"},
 		{"\u202Egnp.exe", "image"}, {"", ""}, {"..", "message/rfc822"}, {strings.Repeat("é", 200), "IMAGE/PNG"}, {"\xff\xfe", "\x00/\x00"},
+		{strings.Repeat("a", 99) + " bc", ""}, {strings.Repeat("a", 99) + ".bcdefghijklm", ""},
 	} {
 		f.Add(seed[0], seed[1], 3)
 	}
