@@ -86,7 +86,10 @@ func (m *Message) encodeTo(b *bytes.Buffer) error {
 	m.writeBody(b, alt)
 	for i, a := range m.Attachments {
 		ct := safeMediaType(a.ContentType)
-		name := headerText(safeFileName(a.Name, i+1, ct))
+		// A safe name holds no '"', '\\' or "=?"; a name that is not
+		// ASCII is written as encoded words, as go-mail and most mailers
+		// do, which mail clients decode in a parameter too.
+		name := mime.QEncoding.Encode("UTF-8", safeFileName(a.Name, i+1, ct))
 		b.WriteString("\r\n--" + mixed + "\r\n")
 		writeHeader(b, "Content-Disposition", `attachment; filename="`+name+`"`)
 		writeHeader(b, "Content-Transfer-Encoding", "base64")
@@ -188,10 +191,15 @@ func ParseAddress(s string) (*mail.Address, error) {
 var addresses, _ = lru.New[string, mail.Address](1024)
 
 // headerID is an id (a Message-ID or a thread's, without angle brackets)
-// as a header writes it: already safe, as hookmail makes them, or made so.
+// as a header writes it: already safe, as hookmail makes them, or made so
+// on each side of its last "@", which stays (RFC 5322 3.6.4 wants it). A
+// From domain that is not ASCII ("bücher.example") would otherwise lose it.
 func headerID(id string) string {
 	for i := 0; i < len(id); i++ {
 		if c := id[i]; c <= ' ' || c > '~' || c == '<' || c == '>' {
+			if at := strings.LastIndexByte(id, '@'); at >= 0 {
+				return SafeID(id[:at]) + "@" + SafeID(id[at+1:])
+			}
 			return SafeID(id)
 		}
 	}
@@ -199,8 +207,9 @@ func headerID(id string) string {
 }
 
 // headerText is an unstructured header value (a Subject) as the header
-// writes it: printable ASCII as it is, anything else as RFC 2047 encoded
-// words, so a CR, LF or NUL never reaches the wire raw.
+// writes it: printable ASCII (and tabs) as it is, anything else as RFC 2047
+// encoded words (mime.QEncoding's), so a CR, LF or NUL never reaches the
+// wire raw.
 //
 // A value already holding "=?" is encoded whole, as base64 encoded-words of
 // whole characters (RFC 2047 section 5): left as it is, a payload's own
@@ -257,32 +266,25 @@ func bWords(s string) string {
 const maxHeaderLine = 76
 
 // writeHeader writes "name: value" and CRLF, folding the value at spaces
-// so each line stays within maxHeaderLine where it can. The value must hold
-// no CR or LF: every caller's is encoded, an address, or hookmail's own.
+// so each line stays within maxHeaderLine where it can: before any word
+// that would pass it, the first too (go-mail did the same), but never
+// before an empty word, since a line of spaces alone is not a fold. The
+// value must hold no CR or LF: every caller's is encoded, an address, or
+// hookmail's own.
 func writeHeader(b *bytes.Buffer, name, value string) {
 	b.WriteString(name)
-	b.WriteString(": ")
-	col := len(name) + 2
-	for first := true; value != ""; first = false {
-		word, rest, more := strings.Cut(value, " ")
-		switch {
-		case first:
-		case word != "" && col+1+len(word) > maxHeaderLine:
-			// (Never before an empty word: a line of spaces alone is
-			// not a fold.)
+	b.WriteByte(':')
+	col := len(name) + 1
+	for word := range strings.SplitSeq(value, " ") {
+		if word != "" && col+1+len(word) > maxHeaderLine {
 			b.WriteString("\r\n ")
 			col = 1
-		default:
+		} else {
 			b.WriteByte(' ')
 			col++
 		}
 		b.WriteString(word)
 		col += len(word)
-		value = rest
-		if more && rest == "" {
-			// A value ending in a space keeps it.
-			b.WriteByte(' ')
-		}
 	}
 	b.WriteString("\r\n")
 }

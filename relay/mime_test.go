@@ -105,20 +105,60 @@ func TestWriteHeaderFolds(t *testing.T) {
 }
 
 // A subject of one long word (a URL, a token) is encoded into words the
-// header can fold, where go-mail wrote it as one line past RFC 5322's 998.
-func TestLongWordSubjectFolds(t *testing.T) {
-	subject := "Code " + strings.Repeat("0123456789", 14) + " end"
-	m := &Message{EventID: "e", From: "h@example.com", To: []string{"a@example.com"}, Subject: subject,
-		Text: "t", HTML: "<p>t</p>", MessageID: "hookmail.e.r@example.com", Date: time.Unix(1700000000, 0)}
-	e := CheckEmail(t, m, EmailWant{From: "h@example.com", To: []string{"a@example.com"}, EventID: "e",
-		MessageID: "hookmail.e.r@example.com", Date: time.Unix(1700000000, 0)})
-	if e.Subject != subject {
-		t.Errorf("subject decodes to %q", e.Subject)
+// header can fold, where go-mail wrote it on one line of 150 characters;
+// a subject that is not ASCII folds before its first encoded word.
+func TestSubjectsFoldWithin78(t *testing.T) {
+	for _, subject := range []string{
+		"Code " + strings.Repeat("0123456789", 14) + " end",
+		"SMS from +4915112345678: Gr\u00fc\u00dfe aus M\u00fcnchen, bis sp\u00e4ter",
+	} {
+		m := &Message{EventID: "e", From: "h@example.com", To: []string{"a@example.com"}, Subject: subject,
+			Text: "t", HTML: "<p>t</p>", MessageID: "hookmail.e.r@example.com", Date: time.Unix(1700000000, 0),
+			Attachments: []Attachment{{Name: "Gr\u00fc\u00dfe aus M\u00fcnchen, bis sp\u00e4ter.jpg", ContentType: "image/jpeg", Data: []byte("x")}}}
+		e := CheckEmail(t, m, EmailWant{From: "h@example.com", To: []string{"a@example.com"}, EventID: "e",
+			MessageID: "hookmail.e.r@example.com", Date: time.Unix(1700000000, 0)})
+		if e.Subject != subject {
+			t.Errorf("subject decodes to %q, want %q", e.Subject, subject)
+		}
+		for line := range strings.SplitSeq(string(e.Raw), "\r\n") {
+			if len(line) > 78 {
+				t.Errorf("line of %d characters: %q", len(line), line)
+			}
+		}
 	}
-	head, _, _ := bytes.Cut(e.Raw, []byte("\r\n\r\n"))
-	for line := range strings.SplitSeq(string(head), "\r\n") {
-		if len(line) > 78 {
-			t.Errorf("header line of %d characters: %.80q…", len(line), line)
+}
+
+// A file name of plain ASCII stays as it is, however long: an encoded word
+// inside a quoted parameter is shown raw by strict readers (RFC 2047 5).
+func TestASCIIFileNameStaysPlain(t *testing.T) {
+	name := strings.Repeat("a", 80) + ".jpg"
+	m := &Message{EventID: "e", From: "h@example.com", To: []string{"a@example.com"}, Subject: "s",
+		Text: "t", MessageID: "hookmail.e.r@example.com", Date: time.Unix(1700000000, 0),
+		Attachments: []Attachment{{Name: name, ContentType: "image/jpeg", Data: []byte("x")}}}
+	raw, err := m.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	unfolded := strings.ReplaceAll(string(raw), "\r\n ", " ")
+	for _, want := range []string{`filename="` + name + `"`, `name="` + name + `"`} {
+		if !strings.Contains(unfolded, want) {
+			t.Errorf("no %s in\n%s", want, raw)
+		}
+	}
+}
+
+// A From domain that is not ASCII leaves the Message-ID its "@".
+func TestMessageIDKeepsItsAt(t *testing.T) {
+	m := &Message{EventID: "e", From: "alerts@b\u00fccher.example", To: []string{"a@example.com"}, Subject: "s",
+		Text: "t", MessageID: MessageID("e", "r", "alerts@b\u00fccher.example"), ThreadID: "t.x@b\u00fccher.example",
+		Date: time.Unix(1700000000, 0)}
+	raw, err := m.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{"Message-ID": "<hookmail.e.r@b-cher.example>", "References": "<t.x@b-cher.example>"} {
+		if got := headerOf(t, raw, name); got != want {
+			t.Errorf("%s: %q, want %q", name, got, want)
 		}
 	}
 }

@@ -231,7 +231,7 @@ func (r *Renderer) run(set *templateSet, data any) (rendered, error) {
 // so a thread stays one), and a text part that lists every field of ev
 // once, after a note saying why, then its files. It is built without
 // templates, so it cannot loop, and its size is the event's plus a few
-// hundred bytes, which base64 (see Message.Build) makes 4/3 and a little:
+// hundred bytes, which base64 (see writeText) makes 4/3 and a little:
 // for the largest event a webhook can bring (webhook.max_body_bytes of at
 // most config.MaxWebhookBodyBytes, tripled at worst by the repair of
 // invalid UTF-8, and MaxFields names) that is under MaxEmailBytes. It
