@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"slices"
 	"strconv"
 	"time"
 
@@ -52,9 +51,9 @@ func (s *Spool) Lease(ctx context.Context) (*relay.Lease, error) {
 }
 
 // wait sleeps until wake fires, d passes (d == 0: no deadline), or the
-// spool or ctx ends. wake is this leaser's place among the waiters (see
-// wakeOne): one that leaves without looking again gives its place up, and
-// a wake-up it got and will not use goes to the next waiter.
+// spool or ctx ends. wake is this leaser's place among the waiters: one
+// that leaves without looking again gives its place up, and a wake-up it
+// got and will not use goes to the next waiter.
 func (s *Spool) wait(ctx context.Context, d time.Duration, wake chan struct{}) error {
 	var timer <-chan time.Time
 	if d > 0 {
@@ -72,34 +71,8 @@ func (s *Spool) wait(ctx context.Context, d time.Duration, wake chan struct{}) e
 		return nil
 	case <-timer:
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if i := slices.Index(s.waiters, wake); i >= 0 {
-		s.waiters = slices.Delete(s.waiters, i, i+1)
-	} else if err != nil {
-		s.wakeOne() // woken as it left: the next waiter looks instead
-	}
+	s.waiters.Leave(wake, err != nil)
 	return err
-}
-
-// wakeOne wakes the leaser that has waited longest, for one item that has
-// become due: waking them all, as a broadcast did, had every idle worker
-// walk the index for each webhook and all but one find nothing. The
-// caller holds s.mu.
-func (s *Spool) wakeOne() {
-	if len(s.waiters) > 0 {
-		close(s.waiters[0])
-		s.waiters = slices.Delete(s.waiters, 0, 1)
-	}
-}
-
-// wakeAll wakes every waiting leaser (many items became due at once). The
-// caller holds s.mu.
-func (s *Spool) wakeAll() {
-	for _, w := range s.waiters {
-		close(w)
-	}
-	s.waiters = s.waiters[:0]
 }
 
 // next leases the due item of the highest priority no lease holds, the
@@ -193,8 +166,9 @@ func (s *Spool) next() (*leased, time.Duration, chan struct{}, error) {
 	if err != nil || found == nil {
 		var wake chan struct{}
 		if err == nil {
-			wake = make(chan struct{})
-			s.waiters = append(s.waiters, wake)
+			// In line under s.mu, which an enqueue's signal takes: one
+			// that came after this walk wakes it.
+			wake = s.waiters.Join()
 		}
 		return nil, wait, wake, err
 	}
@@ -269,7 +243,7 @@ func (s *Spool) endLease(id, token string, mayWait, wake bool) {
 		s.resume = nil // before the walk's start, perhaps
 	}
 	if wake {
-		s.wakeOne()
+		s.waiters.WakeOne()
 	}
 }
 

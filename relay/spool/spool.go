@@ -45,9 +45,8 @@ type Spool struct {
 	leases map[string]lease     // by event id
 	claims map[string]time.Time // digest claims: route → until
 	storms stormWindows         // storm windows as counted, ahead of the file
-	// waiters are the leasers waiting for something due, longest first;
-	// each is woken by closing its channel (see wakeOne).
-	waiters []chan struct{}
+	// waiters are the leasers waiting for something due, longest first.
+	waiters relay.Waiters
 	tokens  atomic.Uint64
 	// resume is the due-index key the last lease's walk stopped at, when
 	// every entry before it was leased, and resumeAt when: the next walk
@@ -286,9 +285,9 @@ func (s *Spool) signal(all bool) {
 	s.mu.Lock()
 	s.resume = nil
 	if all {
-		s.wakeAll()
+		s.waiters.WakeAll()
 	} else {
-		s.wakeOne()
+		s.waiters.WakeOne()
 	}
 	s.mu.Unlock()
 }
