@@ -34,13 +34,13 @@ func (q *Queue) ImportItems(ctx context.Context, items []relay.Item) (int, error
 		).Exec(count(&n))
 	}
 	if waiting {
-		b.Queue("SELECT pg_notify($1, '')", channel) // delivered at commit
+		b.Queue("SELECT pg_notify($1, $2)", channel, q.owner) // delivered at commit
 	}
 	if err := q.importBatch(ctx, b); err != nil {
 		return 0, err
 	}
 	q.recount()
-	q.signal()
+	q.signalAll()
 	return n, nil
 }
 

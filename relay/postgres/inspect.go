@@ -193,9 +193,9 @@ func (q *Queue) RequeueDead(ctx context.Context, f relay.Filter) (int, error) {
 // maxEvents check count again.
 func (q *Queue) requeued(ctx context.Context) {
 	q.recount()
-	q.signal()
+	q.signalAll()
 	// Only a hint: the others poll too.
-	_, _ = q.pool.Exec(ctx, "SELECT pg_notify($1, '')", channel)
+	_, _ = q.pool.Exec(ctx, "SELECT pg_notify($1, $2)", channel, q.owner)
 }
 
 // Drop deletes a waiting or dead item for good, unless a worker's lease

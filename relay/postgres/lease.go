@@ -26,8 +26,13 @@ func (q *Queue) Lease(ctx context.Context) (*relay.Lease, error) {
 			return nil, ctx.Err()
 		default:
 		}
-		wake := q.wakeChan() // before looking, so a signal in between is not lost
+		wake := q.waiters.Join() // before looking, so a signal in between is not lost
 		l, wait, err := q.next(ctx)
+		if err != nil || l != nil {
+			// Found without the wake-up, or not looking again: one that
+			// came meanwhile goes to the next leaser.
+			q.waiters.Leave(wake, true)
+		}
 		switch {
 		case err != nil && ctx.Err() != nil:
 			return nil, ctx.Err()
@@ -43,12 +48,15 @@ func (q *Queue) Lease(ctx context.Context) (*relay.Lease, error) {
 		select {
 		case <-ctx.Done():
 			t.Stop()
+			q.waiters.Leave(wake, true)
 			return nil, ctx.Err()
 		case <-q.closing:
 			t.Stop()
+			q.waiters.Leave(wake, true)
 			return nil, relay.ErrQueueClosed
 		case <-wake:
 		case <-t.C:
+			q.waiters.Leave(wake, false) // looks again anyway
 		}
 		t.Stop()
 	}
@@ -125,7 +133,8 @@ func (r leaseRow) Scan(dest ...any) error { return r.Row.Scan(append(dest, r.exp
 const listenPing = 30 * time.Second
 
 // listenLoop keeps a connection of its own listening on channel until ctx
-// ends, and wakes this instance's leasers at each notification. A lost
+// ends, and wakes this instance's leasers at each notification from
+// another instance. A lost
 // connection is made again, with backoff; meanwhile polling finds the new
 // events.
 func (q *Queue) listenLoop(ctx context.Context) {
@@ -182,14 +191,19 @@ func (q *Queue) listen(ctx context.Context, up func()) (bool, error) {
 		return false, err
 	}
 	up()
-	q.signal() // events stored while no one listened
+	q.signalAll() // events stored while no one listened
 	for {
 		wctx, cancel := context.WithTimeout(ctx, listenPing)
-		_, err := conn.WaitForNotification(wctx)
+		n, err := conn.WaitForNotification(wctx)
 		cancel()
 		switch {
+		case err == nil && n.Payload == q.owner:
+			// This instance's own, back to it: its leasers were woken
+			// when it stored the event.
 		case err == nil:
-			q.signal()
+			// Another instance stored something: how many, it does not
+			// say.
+			q.signalAll()
 		case ctx.Err() != nil:
 			return true, ctx.Err()
 		case errors.Is(err, context.DeadlineExceeded):

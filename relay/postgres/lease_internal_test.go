@@ -42,3 +42,62 @@ func TestLateClaimHandedBack(t *testing.T) {
 		t.Errorf("leased %s, want %s", l.Item.Event.ID, ev.ID)
 	}
 }
+
+// TestOneEventWakesOneLeaser: an event stored while four leasers wait
+// costs one claim, not a claim and a second query for every idle worker,
+// twice (at the enqueue, and again when the instance's own NOTIFY comes
+// back to its listener). The pool's acquisitions count the queries.
+func TestOneEventWakesOneLeaser(t *testing.T) {
+	q, err := Open(t.Context(), pgtest.Database(t), WithPoll(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	settle := func() { time.Sleep(500 * time.Millisecond) } // the NOTIFY and what it wakes
+	queries := func(f func()) int64 {
+		before := q.pool.Stat().AcquireCount()
+		f()
+		settle()
+		return q.pool.Stat().AcquireCount() - before
+	}
+	enqueue := func(id string) {
+		if err := q.Enqueue(t.Context(), &relay.Event{ID: id, Type: "sms", Received: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	settle() // the listener's first wake-up
+	// What an enqueue costs by itself: the insert, its count, the NOTIFY.
+	own := queries(func() { enqueue("alone") })
+	if _, err := q.Lease(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	leased := make(chan string, 4)
+	for range 4 {
+		go func() {
+			if l, err := q.Lease(ctx); err == nil {
+				leased <- l.Item.Event.ID
+			}
+		}()
+	}
+	for deadline := time.Now().Add(5 * time.Second); q.waiters.Len() < 4; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d leasers waiting, want 4", q.waiters.Len())
+		}
+	}
+	settle()
+	n := queries(func() {
+		enqueue("a")
+		if id := <-leased; id != "a" {
+			t.Errorf("leased %s, want a", id)
+		}
+	})
+	if claims := n - own; claims != 1 {
+		t.Errorf("one event while four leasers waited cost %d queries besides its own %d, want 1 claim", claims, own)
+	}
+	if w := q.waiters.Len(); w != 3 {
+		t.Errorf("%d leasers waiting after, want the other 3", w)
+	}
+}

@@ -4,7 +4,10 @@ import (
 	"context"
 )
 
-// channel is the NOTIFY channel that says an event is due now.
+// channel is the NOTIFY channel that says an event is due now. The payload
+// is the notifying instance's owner token, so its own listener passes over
+// it. An older hookmail sends none, which reads as another instance's,
+// so instances of both kinds wake each other during a rolling upgrade.
 const channel = "hookmail_due"
 
 // announce has notifyLoop send a NOTIFY after the enqueue that calls it
@@ -32,7 +35,7 @@ func (q *Queue) notifyLoop(ctx context.Context) {
 		case <-q.notify:
 		}
 		nctx, cancel := q.bound(ctx)
-		_, _ = q.pool.Exec(nctx, "SELECT pg_notify($1, '')", channel)
+		_, _ = q.pool.Exec(nctx, "SELECT pg_notify($1, $2)", channel, q.owner)
 		cancel()
 	}
 }

@@ -35,7 +35,8 @@ type Queue struct {
 	red       *redactor
 	where     string
 	version   int
-	// owner tells this instance's digest claims from other instances'.
+	// owner tells this instance's digest claims and NOTIFYs from other
+	// instances'.
 	owner string
 
 	closing chan struct{}
@@ -43,8 +44,10 @@ type Queue struct {
 	bg      sync.WaitGroup // the listener, the notifier and the dedup sweeper
 	notify  chan struct{}  // a NOTIFY is due; see notifyLoop
 
-	mu   sync.Mutex
-	wake chan struct{} // closed and replaced when something may be due
+	// waiters are this instance's idle leasers (see signal).
+	waiters relay.Waiters
+
+	mu sync.Mutex
 	// depth and depthAt are the waiting events last counted for
 	// maxEvents, and when; see full.
 	depth   int
@@ -161,7 +164,6 @@ func Open(ctx context.Context, connString string, opts ...Option) (*Queue, error
 		owner:     rand.Text(),
 		closing:   make(chan struct{}),
 		notify:    make(chan struct{}, 1),
-		wake:      make(chan struct{}),
 	}
 	bg, stop := context.WithCancel(context.Background())
 	q.bg.Go(func() { <-q.closing; stop() })
@@ -276,16 +278,11 @@ func (q *Queue) fail(err error) error {
 	return q.red.wrap(err)
 }
 
-// signal wakes this instance's idle leasers.
-func (q *Queue) signal() {
-	q.mu.Lock()
-	close(q.wake)
-	q.wake = make(chan struct{})
-	q.mu.Unlock()
-}
+// signal wakes one of this instance's idle leasers, for one item due now
+// (or sooner than a leaser waits for): each wake-up costs a claim and,
+// when it finds nothing, a second query, so waking every idle worker for
+// each webhook, as a broadcast did, cost up to two queries per worker per
+// event. signalAll wakes them all, for many items or an unknown number.
+func (q *Queue) signal() { q.waiters.WakeOne() }
 
-func (q *Queue) wakeChan() <-chan struct{} {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return q.wake
-}
+func (q *Queue) signalAll() { q.waiters.WakeAll() }
