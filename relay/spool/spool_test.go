@@ -433,6 +433,56 @@ func TestRequeueWakesAWaitingLeaser(t *testing.T) {
 	}
 }
 
+// TestWokenLeaserThatStopsPassesItOn: a leaser woken for a new item whose
+// context ends before it looks hands the wake-up to the next one in line.
+// It returned without looking, so the item waited with another leaser idle
+// until something else woke one; the spool does not poll. The race between
+// the wake-up and the cancel is run 20 times.
+func TestWokenLeaserThatStopsPassesItOn(t *testing.T) {
+	s := openTestSpool(t, t.TempDir())
+	waiting := func(n int) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); s.waiters.Len() < n; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d leasers waiting, want %d", s.waiters.Len(), n)
+			}
+		}
+	}
+	leaser := func(ctx context.Context) chan *relay.Lease {
+		got := make(chan *relay.Lease, 1)
+		go func() {
+			l, _ := s.Lease(ctx)
+			got <- l
+		}()
+		return got
+	}
+	for i := range 20 {
+		first, stop := context.WithCancel(t.Context())
+		got1 := leaser(first)
+		waiting(1)
+		second, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		got2 := leaser(second)
+		waiting(2)
+		if err := s.Enqueue(t.Context(), testEvent(fmt.Sprintf("e%d", i))); err != nil {
+			t.Fatal(err)
+		}
+		stop() // the first leaser, woken for the event, stops
+		l := <-got1
+		if l == nil {
+			if l = <-got2; l == nil {
+				t.Fatalf("round %d: the event waited with a leaser idle", i)
+			}
+		} else {
+			cancel()
+			<-got2
+		}
+		if err := s.Ack(t.Context(), l); err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+	}
+}
+
 // TestOneItemWakesOneLeaser: with four workers waiting, a new item wakes
 // one of them, which walks the index and leases it; the others sleep on.
 // (A broadcast woke all four for every webhook, and three walked the index
