@@ -18,11 +18,20 @@ import (
 // or the poll interval passes, whichever comes first; polling alone finds
 // every event, LISTEN only makes it sooner.
 func (q *Queue) Lease(ctx context.Context) (*relay.Lease, error) {
+	// woken: the last wait ended in a wake-up, for an item this leaser
+	// now looks for, or passes on to the next leaser when it stops.
+	woken := false
 	for {
 		select {
 		case <-q.closing:
+			if woken {
+				q.signal()
+			}
 			return nil, relay.ErrQueueClosed
 		case <-ctx.Done():
+			if woken {
+				q.signal()
+			}
 			return nil, ctx.Err()
 		default:
 		}
@@ -55,8 +64,10 @@ func (q *Queue) Lease(ctx context.Context) (*relay.Lease, error) {
 			q.waiters.Leave(wake, true)
 			return nil, relay.ErrQueueClosed
 		case <-wake:
+			woken = true
 		case <-t.C:
 			q.waiters.Leave(wake, false) // looks again anyway
+			woken = false
 		}
 		t.Stop()
 	}
@@ -118,6 +129,7 @@ func (q *Queue) unclaim(id, token string) {
 	// Should this fail, the lease lapses by itself.
 	_, _ = q.pool.Exec(ctx, "UPDATE hookmail_events SET lease_token = NULL, lease_expires = NULL WHERE id = $1 AND lease_token = $2", id, token)
 	q.signal()
+	q.announce() // the other instances' leasers passed over it, or this one's are stopping
 }
 
 // leaseRow scans a row of itemColumns followed by the lease's expiry.
@@ -192,6 +204,8 @@ func (q *Queue) listen(ctx context.Context, up func()) (bool, error) {
 	}
 	up()
 	q.signalAll() // events stored while no one listened
+	q.listening.Store(true)
+	defer q.listening.Store(false)
 	for {
 		wctx, cancel := context.WithTimeout(ctx, listenPing)
 		n, err := conn.WaitForNotification(wctx)

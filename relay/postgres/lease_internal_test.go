@@ -65,8 +65,12 @@ func TestOneEventWakesOneLeaser(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	settle() // the listener's first wake-up
-	// What an enqueue costs by itself: the insert, its count, the NOTIFY.
+	for deadline := time.Now().Add(5 * time.Second); !q.listening.Load(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the LISTEN connection is not up")
+		}
+	}
+	// What an enqueue costs by itself: the insert and the NOTIFY.
 	own := queries(func() { enqueue("alone") })
 	if _, err := q.Lease(t.Context()); err != nil {
 		t.Fatal(err)

@@ -5,8 +5,9 @@
 // for one process; relay/queuetest checks both the same way.
 //
 // Workers claim the earliest due row with FOR UPDATE SKIP LOCKED, as
-// River's and Oban's job tables do. New events wake idle workers through
-// LISTEN/NOTIFY on a connection of its own, and polling finds them without
+// River's and Oban's job tables do. A new event wakes one idle worker of
+// the instance that stored it, and the other instances' through
+// LISTEN/NOTIFY on a connection of their own; polling finds events without
 // it (behind PgBouncer in transaction mode LISTEN does not work). The
 // schema is created and migrated at open from the SQL files embedded in
 // the binary.
@@ -19,6 +20,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -46,6 +48,8 @@ type Queue struct {
 
 	// waiters are this instance's idle leasers (see signal).
 	waiters relay.Waiters
+	// listening is whether the LISTEN connection is up (for tests).
+	listening atomic.Bool
 
 	mu sync.Mutex
 	// depth and depthAt are the waiting events last counted for
