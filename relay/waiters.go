@@ -48,6 +48,7 @@ func (w *Waiters) WakeAll() {
 	for _, ch := range w.line {
 		close(ch)
 	}
+	clear(w.line)
 	w.line = w.line[:0]
 }
 

@@ -16,8 +16,9 @@ import (
 // transaction) that has committed when it returns. The key's row is
 // written with the event, so two instances given the same event at once
 // store it once: the second waits for the first's transaction and gets a
-// *relay.DuplicateError. Idle workers here are woken at once, those of
-// other instances by a NOTIFY that follows the commit (notifyLoop).
+// *relay.DuplicateError. One idle worker here is woken at once (see
+// signal), those of other instances by a NOTIFY that follows the commit
+// (notifyLoop).
 func (q *Queue) Enqueue(ctx context.Context, ev *relay.Event) error {
 	if q.isClosed() {
 		return relay.ErrQueueClosed
