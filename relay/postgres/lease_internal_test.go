@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -103,5 +104,58 @@ func TestOneEventWakesOneLeaser(t *testing.T) {
 	}
 	if w := q.waiters.Len(); w != 3 {
 		t.Errorf("%d leasers waiting after, want the other 3", w)
+	}
+}
+
+// TestWokenLeaserThatStopsPassesItOn: a leaser woken for a new event whose
+// context ends before it looks hands the wake-up to the next leaser, which
+// finds the event long before the poll (a minute here). The race between
+// the wake-up and the cancel is run 10 times.
+func TestWokenLeaserThatStopsPassesItOn(t *testing.T) {
+	q, err := Open(t.Context(), pgtest.Database(t), WithPoll(time.Minute), WithListen(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	waiting := func(n int) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); q.waiters.Len() < n; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d leasers waiting, want %d", q.waiters.Len(), n)
+			}
+		}
+	}
+	leaser := func(ctx context.Context) chan *relay.Lease {
+		got := make(chan *relay.Lease, 1)
+		go func() {
+			l, _ := q.Lease(ctx)
+			got <- l
+		}()
+		return got
+	}
+	for i := range 10 {
+		first, stop := context.WithCancel(t.Context())
+		got1 := leaser(first)
+		waiting(1)
+		second, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		got2 := leaser(second)
+		waiting(2)
+		if err := q.Enqueue(t.Context(), &relay.Event{ID: fmt.Sprintf("e%d", i), Type: "sms", Received: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+		stop() // the first leaser, woken for the event, stops
+		l := <-got1
+		if l == nil {
+			if l = <-got2; l == nil {
+				t.Fatalf("round %d: the event waited with a leaser idle", i)
+			}
+		} else {
+			cancel()
+			<-got2
+		}
+		if err := q.Ack(t.Context(), l); err != nil {
+			t.Fatal(err)
+		}
+		cancel()
 	}
 }
