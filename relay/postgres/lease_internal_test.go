@@ -2,12 +2,12 @@ package postgres
 
 import (
 	"context"
-	"fmt"
 	"testing"
 	"time"
 
 	"github.com/hookmail/hookmail/relay"
 	"github.com/hookmail/hookmail/relay/postgres/pgtest"
+	"github.com/hookmail/hookmail/relay/queuetest"
 )
 
 // givenUp is a context its caller has given up on by the time anyone
@@ -77,16 +77,7 @@ func TestOneEventWakesOneLeaser(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	leased := make(chan string, 4)
-	for range 4 {
-		go func() {
-			if l, err := q.Lease(ctx); err == nil {
-				leased <- l.Item.Event.ID
-			}
-		}()
-	}
+	leased := queuetest.IdleLeasers(t, q, 4)
 	for deadline := time.Now().Add(5 * time.Second); q.waiters.Len() < 4; time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("%d leasers waiting, want 4", q.waiters.Len())
@@ -107,55 +98,13 @@ func TestOneEventWakesOneLeaser(t *testing.T) {
 	}
 }
 
-// TestWokenLeaserThatStopsPassesItOn: a leaser woken for a new event whose
-// context ends before it looks hands the wake-up to the next leaser, which
-// finds the event long before the poll (a minute here). The race between
-// the wake-up and the cancel is run 10 times.
+// TestWokenLeaserThatStopsPassesItOn: see queuetest.WakeUpPassedOn, with
+// polling at a minute and no LISTEN.
 func TestWokenLeaserThatStopsPassesItOn(t *testing.T) {
 	q, err := Open(t.Context(), pgtest.Database(t), WithPoll(time.Minute), WithListen(false))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer q.Close()
-	waiting := func(n int) {
-		t.Helper()
-		for deadline := time.Now().Add(5 * time.Second); q.waiters.Len() < n; time.Sleep(time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("%d leasers waiting, want %d", q.waiters.Len(), n)
-			}
-		}
-	}
-	leaser := func(ctx context.Context) chan *relay.Lease {
-		got := make(chan *relay.Lease, 1)
-		go func() {
-			l, _ := q.Lease(ctx)
-			got <- l
-		}()
-		return got
-	}
-	for i := range 10 {
-		first, stop := context.WithCancel(t.Context())
-		got1 := leaser(first)
-		waiting(1)
-		second, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-		got2 := leaser(second)
-		waiting(2)
-		if err := q.Enqueue(t.Context(), &relay.Event{ID: fmt.Sprintf("e%d", i), Type: "sms", Received: time.Now()}); err != nil {
-			t.Fatal(err)
-		}
-		stop() // the first leaser, woken for the event, stops
-		l := <-got1
-		if l == nil {
-			if l = <-got2; l == nil {
-				t.Fatalf("round %d: the event waited with a leaser idle", i)
-			}
-		} else {
-			cancel()
-			<-got2
-		}
-		if err := q.Ack(t.Context(), l); err != nil {
-			t.Fatal(err)
-		}
-		cancel()
-	}
+	queuetest.WakeUpPassedOn(t, q, q.waiters.Len, 10)
 }

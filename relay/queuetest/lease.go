@@ -117,3 +117,71 @@ func testLeaseExtends(t *testing.T, h Harness) {
 		t.Fatalf("retry with the extended lease: %v", err)
 	}
 }
+
+// WakeUpPassedOn checks that a leaser woken for a new event, whose context
+// ends before it looks, hands the wake-up to the next leaser in line: with
+// one leaser woken per event, the event would otherwise wait with another
+// leaser idle until something else woke one. waiting says how many
+// leasers of q wait now. q must not find the event by polling within the
+// 10 s a round allows. The race between the wake-up and the cancel is run
+// rounds times. (A backend's own test calls it: how many wait is not part
+// of relay.Queue.)
+func WakeUpPassedOn(t *testing.T, q relay.Queue, waiting func() int, rounds int) {
+	t.Helper()
+	await := func(n int) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); waiting() < n; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d leasers waiting, want %d", waiting(), n)
+			}
+		}
+	}
+	leaser := func(ctx context.Context) chan *relay.Lease {
+		got := make(chan *relay.Lease, 1)
+		go func() {
+			l, _ := q.Lease(ctx)
+			got <- l
+		}()
+		return got
+	}
+	for i := range rounds {
+		first, stop := context.WithCancel(t.Context())
+		got1 := leaser(first)
+		await(1)
+		second, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		got2 := leaser(second)
+		await(2)
+		enqueue(t, q, event(i, "sms"))
+		stop() // the first leaser, woken for the event, stops
+		l := <-got1
+		if l == nil {
+			if l = <-got2; l == nil {
+				cancel()
+				t.Fatalf("round %d: the event waited with a leaser idle", i)
+			}
+		} else {
+			cancel()
+			<-got2
+		}
+		if err := q.Ack(t.Context(), l); err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+	}
+}
+
+// IdleLeasers starts n leasers on q, each leasing once, and returns the
+// channel their leased events' ids come on; they stop with the test.
+func IdleLeasers(t *testing.T, q relay.Queue, n int) <-chan string {
+	ctx, cancel := context.WithCancel(t.Context())
+	t.Cleanup(cancel)
+	leased := make(chan string, n)
+	for range n {
+		go func() {
+			if l, err := q.Lease(ctx); err == nil {
+				leased <- l.Item.Event.ID
+			}
+		}()
+	}
+	return leased
+}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/hookmail/hookmail/config"
 	"github.com/hookmail/hookmail/relay"
+	"github.com/hookmail/hookmail/relay/queuetest"
 )
 
 func openTestSpool(t *testing.T, dir string, opts ...Option) *Spool {
@@ -433,54 +434,12 @@ func TestRequeueWakesAWaitingLeaser(t *testing.T) {
 	}
 }
 
-// TestWokenLeaserThatStopsPassesItOn: a leaser woken for a new item whose
-// context ends before it looks hands the wake-up to the next one in line.
-// It returned without looking, so the item waited with another leaser idle
-// until something else woke one; the spool does not poll. The race between
-// the wake-up and the cancel is run 20 times.
+// TestWokenLeaserThatStopsPassesItOn: see queuetest.WakeUpPassedOn; the
+// spool does not poll, so an event whose wake-up was lost waited until
+// the next one came.
 func TestWokenLeaserThatStopsPassesItOn(t *testing.T) {
 	s := openTestSpool(t, t.TempDir())
-	waiting := func(n int) {
-		t.Helper()
-		for deadline := time.Now().Add(5 * time.Second); s.waiters.Len() < n; time.Sleep(time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("%d leasers waiting, want %d", s.waiters.Len(), n)
-			}
-		}
-	}
-	leaser := func(ctx context.Context) chan *relay.Lease {
-		got := make(chan *relay.Lease, 1)
-		go func() {
-			l, _ := s.Lease(ctx)
-			got <- l
-		}()
-		return got
-	}
-	for i := range 20 {
-		first, stop := context.WithCancel(t.Context())
-		got1 := leaser(first)
-		waiting(1)
-		second, cancel := context.WithTimeout(t.Context(), 5*time.Second)
-		got2 := leaser(second)
-		waiting(2)
-		if err := s.Enqueue(t.Context(), testEvent(fmt.Sprintf("e%d", i))); err != nil {
-			t.Fatal(err)
-		}
-		stop() // the first leaser, woken for the event, stops
-		l := <-got1
-		if l == nil {
-			if l = <-got2; l == nil {
-				t.Fatalf("round %d: the event waited with a leaser idle", i)
-			}
-		} else {
-			cancel()
-			<-got2
-		}
-		if err := s.Ack(t.Context(), l); err != nil {
-			t.Fatal(err)
-		}
-		cancel()
-	}
+	queuetest.WakeUpPassedOn(t, s, s.waiters.Len, 20)
 }
 
 // TestOneItemWakesOneLeaser: with four workers waiting, a new item wakes
@@ -499,16 +458,7 @@ func TestOneItemWakesOneLeaser(t *testing.T) {
 	if _, err := s.Lease(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	leased := make(chan string, 4)
-	for range 4 {
-		go func() {
-			if l, err := s.Lease(ctx); err == nil {
-				leased <- l.Item.Event.ID
-			}
-		}()
-	}
+	leased := queuetest.IdleLeasers(t, s, 4)
 	time.Sleep(200 * time.Millisecond) // all four waiting
 	before = s.db.Stats()
 	if err := s.Enqueue(t.Context(), testEvent("a")); err != nil {
