@@ -1,6 +1,11 @@
 package relay
 
-import "testing"
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+)
 
 func closed(ch chan struct{}) bool {
 	select {
@@ -40,4 +45,55 @@ func TestWaiters(t *testing.T) {
 		t.Fatalf("WakeAll: d=%v e=%v, %d waiting", closed(d), closed(e), w.Len())
 	}
 	w.WakeOne() // an empty line: nothing to do
+}
+
+// A wake-up that comes as the timer fires is still a wake-up: the leaser
+// looks again, or passes it on when it stops, whichever case select
+// picks. Picking the timer, Wait said it was not woken, and a leaser
+// that then stopped dropped the wake-up.
+func TestWaitReportsAWakeUpBesideTheTimer(t *testing.T) {
+	var w Waiters
+	for range 200 {
+		ch := w.Join()
+		w.WakeOne()
+		woken, err := w.Wait(t.Context(), nil, time.Nanosecond, ch)
+		if !woken || err != nil {
+			t.Fatalf("Wait = %v, %v; want woken", woken, err)
+		}
+	}
+}
+
+func TestWaitAndStoppedPassTheWakeUpOn(t *testing.T) {
+	var w Waiters
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	// Woken as its context ends: as a leaser's loop does, Wait, then
+	// Stopped when Wait took the wake-up. Either way it goes to the next.
+	for range 50 {
+		a, b := w.Join(), w.Join()
+		w.WakeOne()
+		woken, err := w.Wait(ctx, nil, 0, a)
+		if err == nil {
+			err = w.Stopped(ctx, nil, woken)
+		}
+		if err == nil || !closed(b) {
+			t.Fatalf("woken as its context ended: err %v, next woken %v; want an error and the next woken", err, closed(b))
+		}
+	}
+	// Woken, then stopping before it looks: Stopped passes it on.
+	c := w.Join()
+	if err := w.Stopped(ctx, nil, true); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Stopped = %v", err)
+	}
+	if !closed(c) {
+		t.Fatal("Stopped kept the wake-up")
+	}
+	closing := make(chan struct{})
+	if err := w.Stopped(t.Context(), closing, true); err != nil {
+		t.Fatalf("Stopped with nothing ended = %v", err)
+	}
+	close(closing)
+	if err := w.Stopped(t.Context(), closing, false); !errors.Is(err, ErrQueueClosed) {
+		t.Fatalf("Stopped after closing = %v", err)
+	}
 }

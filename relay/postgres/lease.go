@@ -18,22 +18,10 @@ import (
 // or the poll interval passes, whichever comes first; polling alone finds
 // every event, LISTEN only makes it sooner.
 func (q *Queue) Lease(ctx context.Context) (*relay.Lease, error) {
-	// woken: the last wait ended in a wake-up, for an item this leaser
-	// now looks for, or passes on to the next leaser when it stops.
-	woken := false
+	woken := false // the last wait ended in a wake-up: look, or pass it on
 	for {
-		select {
-		case <-q.closing:
-			if woken {
-				q.signal()
-			}
-			return nil, relay.ErrQueueClosed
-		case <-ctx.Done():
-			if woken {
-				q.signal()
-			}
-			return nil, ctx.Err()
-		default:
+		if err := q.waiters.Stopped(ctx, q.closing, woken); err != nil {
+			return nil, err
 		}
 		wake := q.waiters.Join() // before looking, so a signal in between is not lost
 		l, wait, err := q.next(ctx)
@@ -53,23 +41,9 @@ func (q *Queue) Lease(ctx context.Context) (*relay.Lease, error) {
 		if wait <= 0 || wait > q.opts.poll {
 			wait = q.opts.poll
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			q.waiters.Leave(wake, true)
-			return nil, ctx.Err()
-		case <-q.closing:
-			t.Stop()
-			q.waiters.Leave(wake, true)
-			return nil, relay.ErrQueueClosed
-		case <-wake:
-			woken = true
-		case <-t.C:
-			q.waiters.Leave(wake, false) // looks again anyway
-			woken = false
+		if woken, err = q.waiters.Wait(ctx, q.closing, wait, wake); err != nil {
+			return nil, err
 		}
-		t.Stop()
 	}
 }
 

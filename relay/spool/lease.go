@@ -22,22 +22,10 @@ type lease struct {
 // Lease returns the due item of the highest priority no lease holds, the
 // earliest due first.
 func (s *Spool) Lease(ctx context.Context) (*relay.Lease, error) {
-	// woken: the last wait ended in a wake-up, for an item this leaser
-	// now looks for, or passes on to the next leaser when it stops.
-	woken := false
+	woken := false // the last wait ended in a wake-up: look, or pass it on
 	for {
-		select {
-		case <-s.closing:
-			if woken {
-				s.signal(false)
-			}
-			return nil, relay.ErrQueueClosed
-		case <-ctx.Done():
-			if woken {
-				s.signal(false)
-			}
-			return nil, ctx.Err()
-		default:
+		if err := s.waiters.Stopped(ctx, s.closing, woken); err != nil {
+			return nil, err
 		}
 		got, wait, wake, err := s.next()
 		if err != nil {
@@ -53,34 +41,10 @@ func (s *Spool) Lease(ctx context.Context) (*relay.Lease, error) {
 			}
 			return &relay.Lease{Item: *it, Token: got.token, Expires: got.expires}, nil
 		}
-		if woken, err = s.wait(ctx, wait, wake); err != nil {
+		if woken, err = s.waiters.Wait(ctx, s.closing, wait, wake); err != nil {
 			return nil, err
 		}
 	}
-}
-
-// wait sleeps until wake fires (woken), d passes (d == 0: no deadline), or
-// the spool or ctx ends. wake is this leaser's place among the waiters: one
-// that leaves without looking again gives its place up, and a wake-up it
-// got and will not use goes to the next waiter.
-func (s *Spool) wait(ctx context.Context, d time.Duration, wake chan struct{}) (woken bool, err error) {
-	var timer <-chan time.Time
-	if d > 0 {
-		t := time.NewTimer(d)
-		defer t.Stop()
-		timer = t.C
-	}
-	select {
-	case <-ctx.Done():
-		err = ctx.Err()
-	case <-s.closing:
-		err = relay.ErrQueueClosed
-	case <-wake:
-		return true, nil
-	case <-timer:
-	}
-	s.waiters.Leave(wake, err != nil)
-	return false, err
 }
 
 // next leases the due item of the highest priority no lease holds, the
