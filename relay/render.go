@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	htmltemplate "html/template"
-	"regexp"
 	"strings"
 	"sync/atomic"
 	texttemplate "text/template"
@@ -329,8 +328,6 @@ func ThreadID(ev *Event, from string) string {
 	sum := sha256.Sum256([]byte("gateway\x00" + conv))
 	return MessageID("thread."+hex.EncodeToString(sum[:12]), "conversation", from)
 }
-
-var unsafeIDChars = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
 
 // MessageID is the same for the same event and route every time, so a
 // mail client or an operator can tell a re-delivery from a new event.

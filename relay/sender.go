@@ -112,12 +112,23 @@ func (m *Message) WriteEML(w io.Writer) error {
 // SafeID makes s safe in a Message-ID or a file name: each run of other
 // characters than letters, digits, ".", "_" and "-" becomes one "-".
 func SafeID(s string) string {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; !isIDChar(c) {
-			return unsafeIDChars.ReplaceAllString(s, "-")
+	i := 0
+	for i < len(s) && isIDChar(s[i]) {
+		i++
+	}
+	if i == len(s) {
+		return s // as ids mostly are
+	}
+	b := []byte(s[:i])
+	for ; i < len(s); i++ {
+		switch {
+		case isIDChar(s[i]):
+			b = append(b, s[i])
+		case i == 0 || isIDChar(s[i-1]):
+			b = append(b, '-') // a run's first byte (every byte of a rune beyond ASCII is outside the set)
 		}
 	}
-	return s // as ids mostly are: without the regexp
+	return string(b)
 }
 
 // isIDChar says whether c is kept by SafeID.
