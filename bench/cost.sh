@@ -31,7 +31,7 @@ WARMUP=${WARMUP:-3s}             # unmeasured intake run before it
 DRAIN_WORKERS=${DRAIN_WORKERS:-"4 16"}
 LOG_LEVEL=${LOG_LEVEL:-info}
 PROFILE=${PROFILE:-0}
-REF=${REF:-}                     # a git ref to measure in the same rounds, before the work tree
+REF=${REF:-}                     # a git ref to measure in the same rounds, beside the work tree
 STOP_TIMEOUT=${STOP_TIMEOUT:-30}
 KEEP=${KEEP:-0}
 
