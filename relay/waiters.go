@@ -16,8 +16,9 @@ import (
 // Leave and Stopped). relay/spool and relay/postgres share it. The zero
 // value is an empty line; its methods are safe for concurrent use.
 type Waiters struct {
-	mu   sync.Mutex
-	line []chan struct{}
+	mu    sync.Mutex
+	line  []chan struct{}
+	wakes int64 // leasers woken so far
 }
 
 // Join puts a leaser at the end of the line; the channel closes when it is
@@ -42,6 +43,7 @@ func (w *Waiters) wakeHead() {
 	if len(w.line) > 0 {
 		close(w.line[0])
 		w.line = slices.Delete(w.line, 0, 1)
+		w.wakes++
 	}
 }
 
@@ -52,6 +54,7 @@ func (w *Waiters) WakeAll() {
 	for _, ch := range w.line {
 		close(ch)
 	}
+	w.wakes += int64(len(w.line))
 	clear(w.line)
 	w.line = w.line[:0]
 }
@@ -116,6 +119,14 @@ func (w *Waiters) Stopped(ctx context.Context, closing <-chan struct{}, woken bo
 		w.WakeOne()
 	}
 	return err
+}
+
+// Wakes is how many leasers have been woken so far: each wake-up costs a
+// look for work (on Postgres, a claim and often a second query).
+func (w *Waiters) Wakes() int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.wakes
 }
 
 // Len is the number of leasers waiting.

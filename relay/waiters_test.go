@@ -45,6 +45,9 @@ func TestWaiters(t *testing.T) {
 		t.Fatalf("WakeAll: d=%v e=%v, %d waiting", closed(d), closed(e), w.Len())
 	}
 	w.WakeOne() // an empty line: nothing to do
+	if n := w.Wakes(); n != 4 {
+		t.Errorf("Wakes = %d, want 4 (a, b, d, e)", n)
+	}
 }
 
 // A wake-up that comes as the timer fires is still a wake-up: the leaser

@@ -2,8 +2,11 @@ package postgres
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/hookmail/hookmail/relay"
 	"github.com/hookmail/hookmail/relay/postgres/pgtest"
@@ -45,53 +48,29 @@ func TestLateClaimHandedBack(t *testing.T) {
 }
 
 // TestOneEventWakesOneLeaser: an event stored while four leasers wait
-// costs one claim, not a claim and a second query for every idle worker,
-// twice (at the enqueue, and again when the instance's own NOTIFY comes
-// back to its listener). The pool's acquisitions count the queries.
+// wakes one of them, not every idle worker twice over (at the enqueue, and
+// again when the instance's own NOTIFY comes back to its listener). Each
+// wake-up is a claim and, when it finds nothing, a second query: with the
+// broadcast, counted by the pool's acquisitions, one event cost 13 queries
+// besides its own 2.
 func TestOneEventWakesOneLeaser(t *testing.T) {
 	q, err := Open(t.Context(), pgtest.Database(t), WithPoll(time.Minute))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer q.Close()
-	settle := func() { time.Sleep(500 * time.Millisecond) } // the NOTIFY and what it wakes
-	queries := func(f func()) int64 {
-		before := q.pool.Stat().AcquireCount()
-		f()
-		settle()
-		return q.pool.Stat().AcquireCount() - before
-	}
-	enqueue := func(id string) {
-		if err := q.Enqueue(t.Context(), &relay.Event{ID: id, Type: "sms", Received: time.Now()}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for deadline := time.Now().Add(5 * time.Second); !q.listening.Load(); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the LISTEN connection is not up")
-		}
-	}
-	// What an enqueue costs by itself: the insert and the NOTIFY.
-	own := queries(func() { enqueue("alone") })
-	if _, err := q.Lease(t.Context()); err != nil {
+	listening(t, q)
+	leased := idle(t, q, 4)
+	before := q.waiters.Wakes()
+	if err := q.Enqueue(t.Context(), &relay.Event{ID: "a", Type: "sms", Received: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
-
-	leased := queuetest.IdleLeasers(t, q, 4)
-	for deadline := time.Now().Add(5 * time.Second); q.waiters.Len() < 4; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d leasers waiting, want 4", q.waiters.Len())
-		}
+	if id := <-leased; id != "a" {
+		t.Errorf("leased %s, want a", id)
 	}
-	settle()
-	n := queries(func() {
-		enqueue("a")
-		if id := <-leased; id != "a" {
-			t.Errorf("leased %s, want a", id)
-		}
-	})
-	if claims := n - own; claims != 1 {
-		t.Errorf("one event while four leasers waited cost %d queries besides its own %d, want 1 claim", claims, own)
+	time.Sleep(500 * time.Millisecond) // the NOTIFY back, and anything it wakes
+	if n := q.waiters.Wakes() - before; n != 1 {
+		t.Errorf("one event woke %d leasers, want 1", n)
 	}
 	if w := q.waiters.Len(); w != 3 {
 		t.Errorf("%d leasers waiting after, want the other 3", w)
@@ -107,4 +86,96 @@ func TestWokenLeaserThatStopsPassesItOn(t *testing.T) {
 	}
 	defer q.Close()
 	queuetest.WakeUpPassedOn(t, q, q.waiters.Len, 10)
+}
+
+// listening waits until q's LISTEN connection is up.
+func listening(t *testing.T, q *Queue) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !q.listening.Load(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the LISTEN connection is not up")
+		}
+	}
+}
+
+// idle starts n leasers on q and waits until all n are in line.
+func idle(t *testing.T, q *Queue, n int) <-chan string {
+	t.Helper()
+	leased := queuetest.IdleLeasers(t, q, n)
+	for deadline := time.Now().Add(5 * time.Second); q.waiters.Len() < n; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d leasers waiting, want %d", q.waiters.Len(), n)
+		}
+	}
+	return leased
+}
+
+// TestNotifyFromElsewhereWakesEveryLeaser: a NOTIFY from another instance,
+// or from an older hookmail whose payload is empty, does not say how many
+// events it stands for, so it wakes every idle leaser; the instance's own
+// comes back to it and wakes none.
+func TestNotifyFromElsewhereWakesEveryLeaser(t *testing.T) {
+	url := pgtest.Database(t)
+	q, err := Open(t.Context(), url, WithPoll(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	listening(t, q)
+	idle(t, q, 3)
+	conn, err := pgx.Connect(t.Context(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	wakes := func(payload string) int64 {
+		before := q.waiters.Wakes()
+		if _, err := conn.Exec(t.Context(), "SELECT pg_notify($1, $2)", channel, payload); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(500 * time.Millisecond) // delivered, and the woken leasers back in line
+		return q.waiters.Wakes() - before
+	}
+	if n := wakes(q.owner); n != 0 {
+		t.Errorf("the instance's own NOTIFY woke %d leasers, want 0", n)
+	}
+	for _, payload := range []string{"", "another-instance"} {
+		if n := wakes(payload); n != 3 {
+			t.Errorf("a NOTIFY with payload %q woke %d leasers, want all 3", payload, n)
+		}
+	}
+}
+
+// TestRequeueWakesEveryLeaser: an operator's requeue of many dead letters
+// wakes every idle leaser, so they are delivered together, not one at a
+// time until the poll.
+func TestRequeueWakesEveryLeaser(t *testing.T) {
+	q, err := Open(t.Context(), pgtest.Database(t), WithPoll(time.Minute), WithListen(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	for i := range 3 {
+		if err := q.Enqueue(t.Context(), &relay.Event{ID: fmt.Sprintf("d%d", i), Type: "sms", Received: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+		l, err := q.Lease(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := q.Bury(t.Context(), l, "test", relay.Progress{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	leased := idle(t, q, 3)
+	if n, err := q.RequeueDead(t.Context(), relay.Filter{}); err != nil || n != 3 {
+		t.Fatalf("RequeueDead = %d, %v", n, err)
+	}
+	for i := range 3 {
+		select {
+		case <-leased:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%d of 3 requeued events leased with 3 leasers idle", i)
+		}
+	}
 }
