@@ -29,7 +29,7 @@ type Store struct {
 	digests map[string]map[string]relay.DigestEntry // route → event id → entry
 	claims  map[string]claim
 	storms  map[string]memStorm // route, NUL, conversation → window
-	wake    chan struct{}
+	waiters relay.Waiters       // idle leasers, all woken by signal
 	tokens  int
 	owners  int
 	pace    *relay.LocalPace
@@ -55,7 +55,7 @@ func NewStore() *Store {
 	return &Store{
 		waiting: map[string]*relay.Item{}, dead: map[string]*relay.Item{}, leases: map[string]lease{},
 		dedup: map[string]dedupEntry{}, digests: map[string]map[string]relay.DigestEntry{},
-		claims: map[string]claim{}, storms: map[string]memStorm{}, wake: make(chan struct{}), pace: relay.NewLocalPace(nil),
+		claims: map[string]claim{}, storms: map[string]memStorm{}, pace: relay.NewLocalPace(nil),
 	}
 }
 
@@ -112,10 +112,10 @@ func Open(s *Store, opts ...Option) *Queue {
 	return q
 }
 
-// signal wakes the leasers; the caller holds s.mu.
+// signal wakes the leasers (all of them: a store for tests keeps to the
+// simplest rule); the caller holds s.mu.
 func (s *Store) signal() {
-	close(s.wake)
-	s.wake = make(chan struct{})
+	s.waiters.WakeAll()
 }
 
 func (q *Queue) check() error {
@@ -155,32 +155,23 @@ func (q *Queue) Enqueue(_ context.Context, ev *relay.Event) error {
 // Lease hands out the due item of the highest priority no lease holds,
 // the earliest due first.
 func (q *Queue) Lease(ctx context.Context) (*relay.Lease, error) {
+	woken := false
 	for {
-		if err := q.check(); err != nil {
+		if err := q.s.waiters.Stopped(ctx, q.closed, woken); err != nil {
 			return nil, err
 		}
 		l, wait, wake := q.next()
 		if l != nil {
 			return l, nil
 		}
-		var timer <-chan time.Time
-		if wait > 0 {
-			t := time.NewTimer(wait)
-			defer t.Stop()
-			timer = t.C
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-q.closed:
-			return nil, relay.ErrQueueClosed
-		case <-wake:
-		case <-timer:
+		var err error
+		if woken, err = q.s.waiters.Wait(ctx, q.closed, wait, wake); err != nil {
+			return nil, err
 		}
 	}
 }
 
-func (q *Queue) next() (*relay.Lease, time.Duration, <-chan struct{}) {
+func (q *Queue) next() (*relay.Lease, time.Duration, chan struct{}) {
 	s := q.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -206,7 +197,7 @@ func (q *Queue) next() (*relay.Lease, time.Duration, <-chan struct{}) {
 		}
 	}
 	if best == nil {
-		return nil, wait, s.wake
+		return nil, wait, s.waiters.Join() // under s.mu, which signal takes
 	}
 	s.tokens++
 	l := &relay.Lease{Item: copyItem(best, relay.StateDelivering), Token: strconv.Itoa(s.tokens), Expires: now.Add(q.timeout)}
