@@ -13,7 +13,8 @@ import (
 // wakes the one leaser at the head, where a broadcast had every idle
 // worker look for each webhook and all but one find nothing. A leaser
 // that was woken either looks again or passes the wake-up on (see Wait,
-// Leave and Stopped). relay/spool and relay/postgres share it. The zero
+// Leave and Stopped). relay/spool, relay/postgres and relay/memqueue use
+// it (memqueue waking every leaser at each signal). The zero
 // value is an empty line; its methods are safe for concurrent use.
 type Waiters struct {
 	mu    sync.Mutex
