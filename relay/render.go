@@ -43,7 +43,8 @@ type templateSet struct {
 	text    *texttemplate.Template
 	html    *htmltemplate.Template
 	// sizes are what the subject, text and HTML last wrote, for the next
-	// execution's buffer (nil: none kept).
+	// execution's buffer: a pointer, shared by the copy a route's own
+	// subject makes of the set (see renderSet).
 	sizes *[3]atomic.Int64
 }
 

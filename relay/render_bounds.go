@@ -176,14 +176,11 @@ func (r *Renderer) run(set *templateSet, data any) (rendered, error) {
 	inBackground(func() {
 		text := ""
 		for i, p := range parts {
-			var hint int64
-			if set.sizes != nil {
-				// A little over the last size: most emails of a type
-				// differ in a few fields.
-				hint = set.sizes[i].Load() * 9 / 8
-			}
+			// A little over the last size: most emails of a type differ
+			// in a few fields.
+			hint := set.sizes[i].Load() * 9 / 8
 			res := executeInto(limit(i, text), hint, p.exec)
-			if set.sizes != nil && res.err == nil {
+			if res.err == nil {
 				set.sizes[i].Store(int64(len(res.out)))
 			}
 			done <- res
