@@ -23,6 +23,10 @@ const (
 	maxAcksInFlight = 256
 )
 
+// commitAcksLeft commits every ack left in one batch: this does not
+// compile should maxAcksInFlight outgrow maxBatch.
+const _ = uint(maxBatch - maxAcksInFlight)
+
 // writeOp is one write for the writer: fn runs in the shared transaction
 // and adds what it changes in the counts to the commit's tally, then done
 // (when set) gets the outcome, and after (when set) runs with it in the
@@ -131,10 +135,8 @@ func (s *Spool) commitAcksLeft() {
 				break drain
 			}
 		}
-		for len(left) > 0 {
-			n := min(len(left), maxBatch)
-			s.commit(left[:n])
-			left = left[n:]
+		if len(left) > 0 {
+			s.commit(left) // at most maxAcksInFlight, within maxBatch
 		}
 		if len(s.ackSlots) == 0 {
 			return
