@@ -159,7 +159,7 @@ func (q *Queue) Requeue(ctx context.Context, id string) error {
 	if tag.RowsAffected() == 0 {
 		return q.missing(ctx, id)
 	}
-	q.requeued(ctx)
+	q.requeued()
 	return nil
 }
 
@@ -184,18 +184,17 @@ func (q *Queue) RequeueDead(ctx context.Context, f relay.Filter) (int, error) {
 		return 0, q.fail(err)
 	}
 	if tag.RowsAffected() > 0 {
-		q.requeued(ctx)
+		q.requeued()
 	}
 	return int(tag.RowsAffected()), nil
 }
 
 // requeued wakes the leasers of every instance, and has the next
 // maxEvents check count again.
-func (q *Queue) requeued(ctx context.Context) {
+func (q *Queue) requeued() {
 	q.recount()
 	q.signalAll()
-	// Only a hint: the others poll too.
-	_, _ = q.pool.Exec(ctx, "SELECT pg_notify($1, $2)", channel, q.owner)
+	q.announce() // only a hint: the others poll too
 }
 
 // Drop deletes a waiting or dead item for good, unless a worker's lease
