@@ -121,17 +121,18 @@ func (m *Message) writeBody(b *bytes.Buffer, alt string) {
 // writeText writes a UTF-8 text part: its two header fields, the blank
 // line and the content, quoted-printable, or base64 when b64 is set.
 func writeText(b *bytes.Buffer, mediaType, s string, b64 bool) {
+	encoding := "quoted-printable"
 	if b64 {
-		writeHeader(b, "Content-Transfer-Encoding", "base64")
-		writeHeader(b, "Content-Type", mediaType+"; charset=UTF-8")
-		b.WriteString("\r\n")
-		appendBase64(b, []byte(s))
-		return
+		encoding = "base64"
 	}
-	writeHeader(b, "Content-Transfer-Encoding", "quoted-printable")
+	writeHeader(b, "Content-Transfer-Encoding", encoding)
 	writeHeader(b, "Content-Type", mediaType+"; charset=UTF-8")
 	b.WriteString("\r\n")
-	b.Write(appendQP(b.AvailableBuffer(), s))
+	if b64 {
+		appendBase64(b, []byte(s))
+	} else {
+		b.Write(appendQP(b.AvailableBuffer(), s))
+	}
 }
 
 // boundaries are the message's two multipart boundaries: "=_" (which

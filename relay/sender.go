@@ -89,7 +89,7 @@ func (m *Message) Encode() ([]byte, error) {
 	// grows by copying.
 	room := 2048 + len(m.Text)*5/4 + len(m.HTML)*5/4
 	for _, a := range m.Attachments {
-		room += len(a.Data)*4/3 + 256
+		room += encodedPartSize(len(a.Data))
 	}
 	b.Grow(min(room, MaxEmailBytes))
 	if err := m.encodeTo(&b); err != nil {

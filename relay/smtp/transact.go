@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/textproto"
+	"slices"
 	"strings"
 	"sync"
 
@@ -173,7 +174,7 @@ func (s *Sender) stepwise(sc *smtp.Client, from string, rcpts []string) envelope
 func (s *Sender) pipeline(sc *smtp.Client, from string, rcpts []string) envelopeReplies {
 	env := envelopeReplies{rcpt: make([]error, len(rcpts))}
 	t := sc.Text
-	if err := validLines(append([]string{from}, rcpts...)); err != nil {
+	if err := validLines(from, rcpts); err != nil {
 		env.mail = err
 		return env
 	}
@@ -310,11 +311,10 @@ func (d *dotStuffer) close() error {
 
 // validLines refuses an address that would break the command line it is
 // sent on, as go-mail's commands do.
-func validLines(lines []string) error {
-	for _, l := range lines {
-		if strings.ContainsAny(l, "\r\n") {
-			return errors.New("smtp: A line must not contain CR or LF")
-		}
+func validLines(from string, rcpts []string) error {
+	breaks := func(l string) bool { return strings.ContainsAny(l, "\r\n") }
+	if breaks(from) || slices.ContainsFunc(rcpts, breaks) {
+		return errors.New("smtp: A line must not contain CR or LF")
 	}
 	return nil
 }
