@@ -102,8 +102,6 @@ profile() {
 
 # us TICKS COUNT: CPU microseconds per item.
 us() { awk -v t="$1" -v n="$2" -v hz="$CLK_TCK" 'BEGIN {if (n > 0) printf "%.0f", t * 1e6 / hz / n; else print "n/a"}'; }
-rate() { awk -v n="$1" -v s="$2" 'BEGIN {if (s > 0) printf "%.0f", n / s; else print "n/a"}'; }
-now() { date +%s.%N; }
 # peak_rss PID: the most memory PID has held resident so far, in MiB.
 peak_rss() { awk '/^VmHWM:/ {printf "%.0f", $2 / 1024}' "/proc/$1/status"; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN {printf "%.2f", b - a}'; }

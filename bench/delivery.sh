@@ -17,13 +17,9 @@ RETRY=${RETRY:-1s}               # HOOKMAIL_RETRY_INITIAL and HOOKMAIL_RETRY_MAX
 DRAIN_TIMEOUT=${DRAIN_TIMEOUT:-120} # seconds to wait for all N to be sent
 STOP_TIMEOUT=${STOP_TIMEOUT:-30} # seconds SIGTERM may take before SIGKILL
 KEEP=${KEEP:-0}                  # 1: keep the temp dir (binary, spools, logs)
-SMTP_SINK=${SMTP_SINK:-/usr/sbin/smtp-sink}
-SMTP_SOURCE=${SMTP_SOURCE:-/usr/sbin/smtp-source}
 
 BENCH_NAME=delivery
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-die() { say "error: $*"; exit 1; }
-now() { date +%s.%N; }
 
 # --- tools and binaries ------------------------------------------------------
 for t in hey curl ss; do command -v "$t" >/dev/null || die "$t is not installed"; done
@@ -67,7 +63,6 @@ start() {
 	die "$name at $ADDR did not answer /healthz within 10s"
 }
 
-rate() { awk -v n="$1" -v s="$2" 'BEGIN {if (s > 0) printf "%.0f", n / s; else print "n/a"}'; }
 
 declare -A R_FIRST R_HM R_SRC R_HM_S R_SRC_S R_CONN
 

@@ -118,18 +118,17 @@ end
 EOF
 }
 
-# free_port: prints a TCP port nothing on 127.0.0.1 listens on, below the
-# kernel's ephemeral range (net.ipv4.ip_local_port_range, 32768+ by default):
-# while the sink is down hookmail redials its port thousands of times, and a
-# port inside that range can end up taken by a TCP self-connect.
-free_port() {
-	local p i
-	for i in $(seq 100); do
-		p=$((20000 + RANDOM % 12000))
-		[[ -z $(ss -Hltn "sport = :$p") ]] && { echo "$p"; return 0; }
-	done
-	die "no free port found"
-}
+# free_port (from .ci/postgres.sh, which defines only functions): prints a
+# TCP port nothing on 127.0.0.1 listens on, below the kernel's ephemeral
+# range: while the sink is down hookmail redials its port thousands of
+# times, and a port inside that range can end up taken by a TCP
+# self-connect.
+# shellcheck source=../.ci/postgres.sh
+source "$ROOT/.ci/postgres.sh"
+
+# now: the time in seconds, for durations. rate N SECONDS: N per second.
+now() { date +%s.%N; }
+rate() { awk -v n="$1" -v s="$2" 'BEGIN {if (s > 0) printf "%.0f", n / s; else print "n/a"}'; }
 
 SMTP_SINK=${SMTP_SINK:-/usr/sbin/smtp-sink}
 SMTP_SOURCE=${SMTP_SOURCE:-/usr/sbin/smtp-source}

@@ -29,14 +29,11 @@ PG_STATS=${PG_STATS:-0}              # 1: load pg_stat_statements and report the
 DRAIN_TIMEOUT=${DRAIN_TIMEOUT:-120}  # seconds to wait for all N to be sent
 STOP_TIMEOUT=${STOP_TIMEOUT:-30}     # seconds SIGTERM may take before SIGKILL
 KEEP=${KEEP:-0}                      # 1: keep the temp dir (binary, spools, logs)
-SMTP_SINK=${SMTP_SINK:-/usr/sbin/smtp-sink}
 
 BENCH_NAME=postgres
+# (lib.sh brings .ci/postgres.sh: free_port, launch_test_postgres,
+# stop_test_postgres.)
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-# free_port (below the ephemeral range), launch_test_postgres,
-# stop_test_postgres.
-source "$ROOT/.ci/postgres.sh"
-now() { date +%s.%N; }
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 
 for t in wrk hey curl; do command -v "$t" >/dev/null || die "$t is not installed"; done
