@@ -53,7 +53,7 @@ type Attachment struct {
 	Name        string `json:"name,omitempty"`
 	ContentType string `json:"content_type,omitempty"`
 	// Size is the size in bytes the sender gave, or len(Data).
-	Size int64  `json:"size,omitempty"`
+	Size int64  `json:"size,omitzero"`
 	Data []byte `json:"data,omitempty"`
 	URL  string `json:"url,omitempty"`
 	// Note says why the file is not attached (too large, a fetch failed);

@@ -2,7 +2,6 @@ package spool
 
 import (
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
 	"maps"
 	"sync"
@@ -171,7 +170,7 @@ func count(tx *bolt.Tx, m map[string]relay.TypeCount) error {
 		}
 		err := tx.Bucket(b).ForEach(func(k, raw []byte) error {
 			head.Event.Type = ""
-			if err := json.Unmarshal(raw, &head); err != nil {
+			if err := unmarshal(raw, &head); err != nil {
 				return fmt.Errorf("record %s in %s does not decode: %w", k, b, err)
 			}
 			c := m[head.Event.Type]

@@ -3,7 +3,6 @@ package spool
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -20,7 +19,7 @@ func digestKey(route, id string) []byte {
 
 func decodeDigest(raw []byte) (relay.DigestEntry, error) {
 	var r digestRecord
-	if err := json.Unmarshal(raw, &r); err != nil {
+	if err := unmarshal(raw, &r); err != nil {
 		return relay.DigestEntry{}, err
 	}
 	return relay.DigestEntry{Event: r.Event.event(), Collected: r.Collected, To: r.To, Cc: r.Cc, Bcc: r.Bcc, ReplyTo: r.ReplyTo}, nil
@@ -29,7 +28,7 @@ func decodeDigest(raw []byte) (relay.DigestEntry, error) {
 // Collect stores ev in route's digest. The key is the event's own id, so
 // collecting it again keeps the first copy.
 func (s *Spool) Collect(_ context.Context, rt *config.Route, ev *relay.Event) error {
-	raw, err := json.Marshal(digestRecord{Event: toEventRecord(ev), Collected: s.now(), To: rt.To, Cc: rt.Cc, Bcc: rt.Bcc, ReplyTo: rt.ReplyTo})
+	raw, err := marshal(digestRecord{Event: toEventRecord(ev), Collected: s.now(), To: rt.To, Cc: rt.Cc, Bcc: rt.Bcc, ReplyTo: rt.ReplyTo})
 	if err != nil {
 		return err
 	}

@@ -3,7 +3,6 @@ package spool
 import (
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -19,7 +18,7 @@ import (
 type stormRecord struct {
 	Start   int64    `json:"start"` // Unix microseconds; 0: no window
 	Emailed []string `json:"emailed,omitempty"`
-	Folded  int      `json:"folded,omitempty"`
+	Folded  int      `json:"folded,omitzero"`
 	// Expires is when the record may be deleted (its key in stormexp).
 	Expires int64 `json:"expires"` // Unix nanoseconds
 }
@@ -85,7 +84,7 @@ func (s *Spool) Storm(_ context.Context, route *config.Route, conv string, ev *r
 	fold := t.fold
 	var entry []byte
 	if fold != "" {
-		entry, err = json.Marshal(digestRecord{Event: toEventRecord(ev), Collected: now, To: route.To, Cc: route.Cc, Bcc: route.Bcc, ReplyTo: route.ReplyTo})
+		entry, err = marshal(digestRecord{Event: toEventRecord(ev), Collected: now, To: route.To, Cc: route.Cc, Bcc: route.Bcc, ReplyTo: route.ReplyTo})
 		if err != nil {
 			cs.pending.Add(-1)
 			return relay.StormCount{}, err
@@ -163,7 +162,7 @@ func (s *Spool) stormWindow(key []byte) (*cachedStorm, error) {
 		if v == nil {
 			return nil
 		}
-		if err := json.Unmarshal(v, &cs.rec); err != nil {
+		if err := unmarshal(v, &cs.rec); err != nil {
 			return recordError(string(key), err)
 		}
 		return nil
@@ -176,12 +175,12 @@ func (s *Spool) stormWindow(key []byte) (*cachedStorm, error) {
 func putStorm(tx *bolt.Tx, key []byte, r stormRecord) error {
 	b, exp := tx.Bucket(bucketStorms), tx.Bucket(bucketStormExp)
 	var old stormRecord
-	if v := b.Get(key); v != nil && json.Unmarshal(v, &old) == nil {
+	if v := b.Get(key); v != nil && unmarshal(v, &old) == nil {
 		if err := exp.Delete(stormExpKey(old.Expires, key)); err != nil {
 			return err
 		}
 	}
-	v, err := json.Marshal(r)
+	v, err := marshal(r)
 	if err != nil {
 		return err
 	}
