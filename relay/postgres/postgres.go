@@ -53,9 +53,14 @@ type Queue struct {
 
 	mu sync.Mutex
 	// depth and depthAt are the waiting events last counted for
-	// maxEvents, and when; see full.
-	depth   int
-	depthAt time.Time
+	// maxEvents, and when, countTook how long that count took, and
+	// counting whether a check counts now; see full.
+	depth     int
+	depthAt   time.Time
+	countTook time.Duration
+	counting  bool
+	// countsMade counts the maxEvents counts (for tests).
+	countsMade atomic.Int64
 }
 
 var (
