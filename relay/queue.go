@@ -104,8 +104,9 @@ type Stats struct {
 	Dead int
 	// Bytes is the size of what the queue stores: events, dead letters and
 	// events collected for digests. The spool counts what its file holds
-	// (the pages in use, indexes and dedup keys included); Postgres counts
-	// the records.
+	// (the pages in use, indexes and dedup keys included); Postgres, its
+	// tables' size on disk without indexes (pg_table_size), which keeps the
+	// space deleted rows left until Postgres reuses it.
 	Bytes int64
 	// ByType counts waiting events and dead letters by event type, as the
 	// events name it (the metrics fold unknown types into "other").

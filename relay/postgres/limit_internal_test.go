@@ -56,3 +56,28 @@ func TestLimitCountsOneAtATimeNearTheLimit(t *testing.T) {
 		t.Errorf("4.1 s after a count that took 200 ms: not counted again (%v)", err)
 	}
 }
+
+// TestStatsBytesAreTheTablesOnDisk: Stats' bytes are the events' and
+// digests' tables as Postgres sizes them, read without a pass over the
+// rows' sizes.
+func TestStatsBytesAreTheTablesOnDisk(t *testing.T) {
+	url := pgtest.Database(t)
+	q, err := Open(t.Context(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	pgtest.Exec(t, url, `INSERT INTO hookmail_events (id, type, source, data, received, due)
+		SELECT 'ev-' || i, 'sms', 'x', '{}', now(), 0 FROM generate_series(1, 500) AS i`)
+	st, err := q.Stats(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want int64
+	if err := q.pool.QueryRow(t.Context(), "SELECT pg_table_size('hookmail_events') + pg_table_size('hookmail_digest_entries')").Scan(&want); err != nil {
+		t.Fatal(err)
+	}
+	if st.Bytes != want || st.Bytes < 500*40 || st.Depth != 500 {
+		t.Errorf("stats %+v, want 500 waiting in %d bytes", st, want)
+	}
+}

@@ -206,8 +206,12 @@ func (q *Queue) settle(ctx context.Context, sql string, args []any) error {
 }
 
 // Stats counts by type and state in one pass over the events. Bytes is
-// the stored size of the events' and collected digests' rows
-// (pg_column_size), without indexes or space not yet vacuumed.
+// the size of the events' and collected digests' tables on disk
+// (pg_table_size), without indexes; it keeps the space of deleted rows
+// until Postgres reuses it, so it does not fall as a backlog drains.
+// Summing each row's size instead nearly doubled the pass (360 ms against
+// 200 for a million events here), and a pass runs at every /metrics
+// scrape.
 func (q *Queue) Stats(ctx context.Context) (relay.Stats, error) {
 	if q.isClosed() {
 		return relay.Stats{}, relay.ErrQueueClosed
@@ -215,10 +219,10 @@ func (q *Queue) Stats(ctx context.Context) (relay.Stats, error) {
 	ctx, cancel := q.bound(ctx)
 	defer cancel()
 	rows, err := q.pool.Query(ctx, `
-		SELECT type, dead, count(*), count(*) FILTER (WHERE `+leased+`), min(received), sum(pg_column_size(e.*))::bigint
-		FROM hookmail_events AS e GROUP BY type, dead
+		SELECT type, dead, count(*), count(*) FILTER (WHERE `+leased+`), min(received), 0::bigint
+		FROM hookmail_events GROUP BY type, dead
 		UNION ALL
-		SELECT NULL, NULL, 0, 0, NULL, coalesce(sum(pg_column_size(d.*)), 0)::bigint FROM hookmail_digest_entries AS d`)
+		SELECT NULL, NULL, 0, 0, NULL, pg_table_size('hookmail_events') + pg_table_size('hookmail_digest_entries')`)
 	if err != nil {
 		return relay.Stats{}, q.fail(err)
 	}
