@@ -226,6 +226,17 @@ func (d digestSpec) due(oldest time.Time, n int) time.Time {
 // digestSpec.due). A digest refused past retry.lifetime sends its events
 // to the dead letters.
 func (w *Workers) flushDigest(ctx context.Context, store DigestStore, l *Rules, name string, ds *digestState) error {
+	d := digestOf(l.Config, name)
+	// Each second, a digest not due yet costs a read of its oldest event
+	// and a count: not the claim (a write on Postgres), nor the decoding
+	// of every event it holds (an MMS's pictures included).
+	head, n, err := store.Digest(ctx, name, 1)
+	if !d.storm {
+		w.metrics.digestPending.WithLabelValues(name).Set(float64(n))
+	}
+	if err != nil || n == 0 || w.now().Before(d.due(head[0].Collected, n)) {
+		return err
+	}
 	// One instance at a time sends a route's digest, so each window gives
 	// one email however many instances share the queue.
 	claimed, err := store.ClaimDigest(ctx, name, sendTimeout+time.Minute)
@@ -243,7 +254,7 @@ func (w *Workers) flushDigest(ctx context.Context, store DigestStore, l *Rules, 
 		}
 		delete(ds.forget, name)
 	}
-	d := digestOf(l.Config, name)
+	// Read again under the claim: another instance may have sent it since.
 	entries, n, err := store.Digest(ctx, name, d.limit())
 	if !d.storm {
 		w.metrics.digestPending.WithLabelValues(name).Set(float64(n))

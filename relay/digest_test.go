@@ -262,3 +262,50 @@ func TestPendingDigests(t *testing.T) {
 		t.Errorf("pending digests:\n%+v\nwant\n%+v", got, want)
 	}
 }
+
+// countingDigests counts the digest reads that decode every event a
+// digest holds, and the claims.
+type countingDigests struct {
+	*memqueue.Queue
+	fullReads, claims atomic.Int32
+}
+
+func (c *countingDigests) Digest(ctx context.Context, route string, limit int) ([]relay.DigestEntry, int, error) {
+	if limit != 1 {
+		c.fullReads.Add(1)
+	}
+	return c.Queue.Digest(ctx, route, limit)
+}
+
+func (c *countingDigests) ClaimDigest(ctx context.Context, route string, ttl time.Duration) (bool, error) {
+	c.claims.Add(1)
+	return c.Queue.ClaimDigest(ctx, route, ttl)
+}
+
+// TestDigestNotDueReadsItsOldestEventOnly: while a digest waits for its
+// window to end, the once-a-second look at it reads its oldest event and
+// a count: it neither claims the digest nor decodes the events it holds
+// (an MMS's pictures among them) until the digest is due.
+func TestDigestNotDueReadsItsOldestEventOnly(t *testing.T) {
+	cfg := digestConfig(t)
+	clock := &testClock{now: time.Now()}
+	var store *countingDigests
+	env := newTestEnv(t, cfg, withClock(clock.Now), withDigests(func(q *memqueue.Queue) relay.DigestStore {
+		store = &countingDigests{Queue: q}
+		return store
+	}))
+	postNotifications(t, env, 0, 3)
+	pending := func() float64 { return env.metric(t, "hookmail_digest_pending_events", "route", "facebook-digest") }
+	stop := env.run(t)
+	waitFor(t, "3 pending", func() bool { return pending() == 3 })
+	time.Sleep(2500 * time.Millisecond) // two more looks at it, a second apart
+	stop()
+	if full, claims := store.fullReads.Load(), store.claims.Load(); full != 0 || claims != 0 {
+		t.Errorf("before the digest was due: %d reads of all its events, %d claims; want none", full, claims)
+	}
+	clock.Add(time.Hour)
+	env.runUntil(t, "the digest after an hour", func() bool { return len(emls(t, cfg.Outbox.Dir)) == 1 })
+	if full, claims := store.fullReads.Load(), store.claims.Load(); full != 1 || claims != 1 {
+		t.Errorf("sending the digest: %d reads of all its events, %d claims; want one each", full, claims)
+	}
+}
