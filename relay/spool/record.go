@@ -22,10 +22,11 @@ import (
 // where encoding/json makes 34 and 21 (BenchmarkRecordCodec). Records
 // encoding/json wrote, in every spool before, read the same.
 
-// codecOptions are what the spool's records are written and read with.
-// Invalid UTF-8 (an SMTP reply kept as LastError may hold it) becomes
-// U+FFFD, as encoding/json wrote it, rather than failing the write.
-var codecOptions = jsontext.AllowInvalidUTF8(true)
+// codecOptions are what the spool's records are written and read with,
+// as encoding/json did: invalid UTF-8 (an SMTP reply kept as LastError may
+// hold it) becomes U+FFFD rather than failing the write, and a name twice
+// in an object is read, the last one winning.
+var codecOptions = json.JoinOptions(jsontext.AllowInvalidUTF8(true), jsontext.AllowDuplicateNames(true))
 
 // marshal encodes a spool record.
 func marshal(v any) ([]byte, error) { return json.Marshal(v, codecOptions) }

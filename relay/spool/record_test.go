@@ -3,6 +3,7 @@ package spool
 import (
 	stdjson "encoding/json"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -128,4 +129,33 @@ func BenchmarkRecordCodec(b *testing.B) {
 			r.item(relay.StateWaiting)
 		}
 	})
+}
+
+// TestRecordsLeaveZeroFieldsOut: a field at its zero value is not written,
+// as encoding/json's omitempty left it out (v2 writes a 0 for omitempty,
+// so these are omitzero), and a duplicated name reads as encoding/json
+// read it: the last one wins.
+func TestRecordsLeaveZeroFieldsOut(t *testing.T) {
+	it := &relay.Item{Event: relay.Event{ID: "a", Source: "textbee", Format: "textbee", Type: "mms", Received: time.Now(),
+		Content: relay.Content{From: "+1", Attachments: []relay.Attachment{{URL: "https://example.com/a.jpg"}}}}, NextAttempt: time.Now()}
+	raw, err := encodeItem(it)
+	if err != nil {
+		t.Fatal(err)
+	}
+	storm, err := marshal(stormRecord{Start: 1, Expires: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{`"priority"`, `"size"`, `"died"`, `"requeued"`, `"last_error"`} {
+		if strings.Contains(string(raw), name) {
+			t.Errorf("an item record with %s at zero: %s", name, raw)
+		}
+	}
+	if strings.Contains(string(storm), `"folded"`) {
+		t.Errorf("a storm record with folded at zero: %s", storm)
+	}
+	got, err := decodeItem([]byte(`{"event":{"id":"a","type":"sms","type":"mms","data":{}},"attempts":1,"attempts":2}`), relay.StateWaiting)
+	if err != nil || got.Event.Type != "mms" || got.Attempts != 2 {
+		t.Errorf("duplicated names read as %+v, %v; want the last of each", got, err)
+	}
 }
