@@ -1,17 +1,22 @@
 package postgres
 
 import (
+	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
+	"github.com/hookmail/hookmail/relay"
 	"github.com/hookmail/hookmail/relay/postgres/pgtest"
 )
 
-// TestLimitCountsOneAtATimeNearTheLimit: within a tenth of max_events,
-// webhooks checking the limit at once count the backlog once between
-// them, not each (a p99 of 2.1 s at 950,000 of 1,000,000 when each did),
-// and a count stands countShare times as long as it took.
+// TestLimitCountsOneAtATimeNearTheLimit: near max_events, webhooks
+// checking the limit at once count the backlog once between them, not
+// each (a p99 of 2.1 s at 950,000 of 1,000,000 when each did), and a count
+// stands countShare times as long as it took.
 func TestLimitCountsOneAtATimeNearTheLimit(t *testing.T) {
 	url := pgtest.Database(t)
 	q, err := Open(t.Context(), url, WithMaxEvents(1000))
@@ -79,5 +84,74 @@ func TestStatsBytesAreTheTablesOnDisk(t *testing.T) {
 	}
 	if st.Bytes != want || st.Bytes < 500*40 || st.Depth != 500 {
 		t.Errorf("stats %+v, want 500 waiting in %d bytes", st, want)
+	}
+}
+
+// TestLimitRecountsAFullFigureSoon: an instance whose own figure says full
+// (it stored while other instances delivered) counts again a second after
+// its last count, not only after countShare times as long as that count
+// took, and takes the webhook when the queue has room.
+func TestLimitRecountsAFullFigureSoon(t *testing.T) {
+	url := pgtest.Database(t)
+	q, err := Open(t.Context(), url, WithMaxEvents(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	pgtest.Exec(t, url, `INSERT INTO hookmail_events (id, type, source, data, received, due)
+		SELECT 'ev-' || i, 'sms', 'x', '{}', now(), 0 FROM generate_series(1, 50) AS i`)
+	q.mu.Lock()
+	// 120 stored here since a count that took 200 ms, 0.9 s ago; the
+	// others delivered all but 50.
+	q.depth, q.countTook, q.depthAt = 120, 200*time.Millisecond, time.Now().Add(-900*time.Millisecond)
+	q.mu.Unlock()
+	if err := q.full(t.Context()); !errors.Is(err, relay.ErrQueueFull) || q.countsMade.Load() != 0 {
+		t.Fatalf("0.9 s after the count: %v after %d counts, want full on the standing figure", err, q.countsMade.Load())
+	}
+	q.mu.Lock()
+	q.depthAt = time.Now().Add(-1100 * time.Millisecond)
+	q.mu.Unlock()
+	if err := q.full(t.Context()); err != nil || q.countsMade.Load() != 1 || q.depth != 50 {
+		t.Errorf("1.1 s after the count: %v after %d counts, figure %d; want a count of 50 and room", err, q.countsMade.Load(), q.depth)
+	}
+}
+
+// TestLimitRecountAskedDuringACount: a recount asked for (after an import
+// or a requeue) while a count runs is not lost when that count, which may
+// have missed the new events, ends: the next check counts again.
+func TestLimitRecountAskedDuringACount(t *testing.T) {
+	url := pgtest.Database(t)
+	q, err := Open(t.Context(), url, WithMaxEvents(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	ctx := t.Context()
+	lock, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Close(context.WithoutCancel(ctx))
+	tx, err := lock.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "LOCK TABLE hookmail_events IN ACCESS EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- q.full(ctx) }()
+	for q.countsMade.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	q.recount() // while the count waits for the lock
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := q.full(ctx); err != nil || q.countsMade.Load() != 2 {
+		t.Errorf("the check after: %v after %d counts, want a second count", err, q.countsMade.Load())
 	}
 }

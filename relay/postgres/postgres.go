@@ -53,12 +53,14 @@ type Queue struct {
 
 	mu sync.Mutex
 	// depth and depthAt are the waiting events last counted for
-	// maxEvents, and when, countTook how long that count took, and
-	// counting whether a check counts now; see full.
+	// maxEvents, and when, countTook how long that count took, counting
+	// whether a check counts now, and recounts how many times recount
+	// asked for a count; see full.
 	depth     int
 	depthAt   time.Time
 	countTook time.Duration
 	counting  bool
+	recounts  int
 	// countsMade counts the maxEvents counts (for tests).
 	countsMade atomic.Int64
 }

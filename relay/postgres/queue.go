@@ -49,24 +49,28 @@ func (q *Queue) Enqueue(ctx context.Context, ev *relay.Event) error {
 	return nil
 }
 
-// recountEvery is how long a count of waiting events stands for the
-// maxEvents check at least; countShare is the most of the time counting
-// may take: a count stands twenty times as long as it took.
+// A count of the waiting events for the maxEvents check stands at least
+// recountEvery, and countShare times as long as it took (counting spends
+// at most a twentieth of the time), but never over maxStanding.
 const (
 	recountEvery = time.Second
 	countShare   = 20
+	maxStanding  = 30 * time.Second
 )
 
 // full reports whether maxEvents events wait: the last count of them,
 // plus what this instance stored and took out since (see counted). A count
 // reads every waiting event, a quarter of a second for a million here, so
-// one check at a time counts, once the last count has stood recountEvery
-// and countShare times as long as it took, however near the limit: the
-// checks of other webhooks meanwhile take the standing count. Counting at
-// every webhook near the limit made each of them wait for a count of the
-// whole backlog, all at once (a p99 of 2.1 s at 950,000 events of a
-// 1,000,000 limit). What other instances store and deliver is seen at the
-// next count, so the limit can be passed by what they store meanwhile.
+// one check at a time counts, once the last count has stood its time (see
+// recountEvery), however near the limit; the checks of other webhooks
+// meanwhile take the standing count. Counting at every webhook near the
+// limit made each wait for a count of the whole backlog, all at once (a
+// p99 of 2.1 s at 950,000 events of a 1,000,000 limit).
+//
+// What other instances store and deliver is seen at the next count: the
+// limit can be passed by what they store meanwhile, and an instance that
+// stores while others deliver would refuse on its own rising figure; so
+// once the standing figure says full, a count stands recountEvery only.
 func (q *Queue) full(ctx context.Context) error {
 	limit := q.opts.maxEvents
 	if limit <= 0 {
@@ -74,9 +78,13 @@ func (q *Queue) full(ctx context.Context) error {
 	}
 	q.mu.Lock()
 	n := q.depth
-	count := !q.counting && time.Since(q.depthAt) > max(recountEvery, countShare*q.countTook)
+	stands := min(max(recountEvery, countShare*q.countTook), maxStanding)
+	if n >= limit {
+		stands = recountEvery
+	}
+	count := !q.counting && time.Since(q.depthAt) > stands
 	q.counting = q.counting || count
-	base := q.depth
+	base, gen := q.depth, q.recounts
 	q.mu.Unlock()
 	if count {
 		start := time.Now()
@@ -87,11 +95,16 @@ func (q *Queue) full(ctx context.Context) error {
 		q.counting = false
 		if err == nil {
 			// What this instance stored and took out while the count ran
-			// is added to it: the count may have seen some of it, and
-			// counting that twice refuses a little early, where leaving
-			// it out let the limit be passed.
+			// is added to it. The count may have seen some of it already:
+			// the figure is off by at most what this instance did during
+			// one count, until the next.
 			n += q.depth - base
 			q.depth, q.depthAt, q.countTook = n, time.Now(), time.Since(start)
+			if q.recounts != gen {
+				// An import or a requeue asked for a count while this one
+				// ran, which may not have seen its events: count again.
+				q.depthAt = time.Time{}
+			}
 		}
 		q.mu.Unlock()
 		if err != nil {
@@ -115,6 +128,7 @@ func (q *Queue) counted(n int) {
 func (q *Queue) recount() {
 	q.mu.Lock()
 	q.depthAt = time.Time{}
+	q.recounts++
 	q.mu.Unlock()
 }
 
