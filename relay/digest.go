@@ -227,14 +227,22 @@ func (d digestSpec) due(oldest time.Time, n int) time.Time {
 // to the dead letters.
 func (w *Workers) flushDigest(ctx context.Context, store DigestStore, l *Rules, name string, ds *digestState) error {
 	d := digestOf(l.Config, name)
+	// look reads up to limit of the digest's events, oldest first, notes
+	// how many wait and says whether the digest is due.
+	look := func(limit int) (entries []DigestEntry, n int, due bool, err error) {
+		entries, n, err = store.Digest(ctx, name, limit)
+		if !d.storm {
+			w.metrics.digestPending.WithLabelValues(name).Set(float64(n))
+		}
+		if err != nil || n == 0 {
+			return nil, n, false, err
+		}
+		return entries, n, !w.now().Before(d.due(entries[0].Collected, n)), nil
+	}
 	// Each second, a digest not due yet costs a read of its oldest event
 	// and a count: not the claim (a write on Postgres), nor the decoding
 	// of every event it holds (an MMS's pictures included).
-	head, n, err := store.Digest(ctx, name, 1)
-	if !d.storm {
-		w.metrics.digestPending.WithLabelValues(name).Set(float64(n))
-	}
-	if err != nil || n == 0 || w.now().Before(d.due(head[0].Collected, n)) {
+	if _, _, due, err := look(1); err != nil || !due {
 		return err
 	}
 	// One instance at a time sends a route's digest, so each window gives
@@ -255,17 +263,11 @@ func (w *Workers) flushDigest(ctx context.Context, store DigestStore, l *Rules, 
 		delete(ds.forget, name)
 	}
 	// Read again under the claim: another instance may have sent it since.
-	entries, n, err := store.Digest(ctx, name, d.limit())
-	if !d.storm {
-		w.metrics.digestPending.WithLabelValues(name).Set(float64(n))
-	}
-	if err != nil || n == 0 {
+	entries, n, due, err := look(d.limit())
+	if err != nil || !due {
 		return err
 	}
 	waited := w.now().Sub(entries[0].Collected)
-	if w.now().Before(d.due(entries[0].Collected, n)) {
-		return nil
-	}
 	ids := make([]string, len(entries))
 	for i, e := range entries {
 		ids[i] = e.Event.ID
