@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -13,19 +14,28 @@ import (
 	"github.com/hookmail/hookmail/relay/postgres/pgtest"
 )
 
+// queueWith opens a queue on a database of its own with maxEvents (0: no
+// limit) and n waiting events stored straight into the table, as other
+// instances would have; it returns the queue and the database's URL.
+func queueWith(t *testing.T, maxEvents, n int) (*Queue, string) {
+	t.Helper()
+	url := pgtest.Database(t)
+	q, err := Open(t.Context(), url, WithMaxEvents(maxEvents))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { q.Close() })
+	pgtest.Exec(t, url, fmt.Sprintf(`INSERT INTO hookmail_events (id, type, source, data, received, due)
+		SELECT 'ev-' || i, 'sms', 'x', '{}', now(), 0 FROM generate_series(1, %d) AS i`, n))
+	return q, url
+}
+
 // TestLimitCountsOneAtATimeNearTheLimit: near max_events, webhooks
 // checking the limit at once count the backlog once between them, not
 // each (a p99 of 2.1 s at 950,000 of 1,000,000 when each did), and a count
 // stands countShare times as long as it took.
 func TestLimitCountsOneAtATimeNearTheLimit(t *testing.T) {
-	url := pgtest.Database(t)
-	q, err := Open(t.Context(), url, WithMaxEvents(1000))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer q.Close()
-	pgtest.Exec(t, url, `INSERT INTO hookmail_events (id, type, source, data, received, due)
-		SELECT 'ev-' || i, 'sms', 'x', '{}', now(), 0 FROM generate_series(1, 960) AS i`)
+	q, _ := queueWith(t, 1000, 960)
 	if err := q.full(t.Context()); err != nil {
 		t.Fatal(err)
 	}
@@ -66,14 +76,7 @@ func TestLimitCountsOneAtATimeNearTheLimit(t *testing.T) {
 // digests' tables as Postgres sizes them, read without a pass over the
 // rows' sizes.
 func TestStatsBytesAreTheTablesOnDisk(t *testing.T) {
-	url := pgtest.Database(t)
-	q, err := Open(t.Context(), url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer q.Close()
-	pgtest.Exec(t, url, `INSERT INTO hookmail_events (id, type, source, data, received, due)
-		SELECT 'ev-' || i, 'sms', 'x', '{}', now(), 0 FROM generate_series(1, 500) AS i`)
+	q, _ := queueWith(t, 0, 500)
 	st, err := q.Stats(t.Context())
 	if err != nil {
 		t.Fatal(err)
@@ -92,14 +95,7 @@ func TestStatsBytesAreTheTablesOnDisk(t *testing.T) {
 // its last count, not only after countShare times as long as that count
 // took, and takes the webhook when the queue has room.
 func TestLimitRecountsAFullFigureSoon(t *testing.T) {
-	url := pgtest.Database(t)
-	q, err := Open(t.Context(), url, WithMaxEvents(100))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer q.Close()
-	pgtest.Exec(t, url, `INSERT INTO hookmail_events (id, type, source, data, received, due)
-		SELECT 'ev-' || i, 'sms', 'x', '{}', now(), 0 FROM generate_series(1, 50) AS i`)
+	q, _ := queueWith(t, 100, 50)
 	q.mu.Lock()
 	// 120 stored here since a count that took 200 ms, 0.9 s ago; the
 	// others delivered all but 50.
@@ -120,12 +116,7 @@ func TestLimitRecountsAFullFigureSoon(t *testing.T) {
 // or a requeue) while a count runs is not lost when that count, which may
 // have missed the new events, ends: the next check counts again.
 func TestLimitRecountAskedDuringACount(t *testing.T) {
-	url := pgtest.Database(t)
-	q, err := Open(t.Context(), url, WithMaxEvents(100))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer q.Close()
+	q, url := queueWith(t, 100, 0)
 	ctx := t.Context()
 	lock, err := pgx.Connect(ctx, url)
 	if err != nil {
