@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"os"
 	"slices"
 	"testing"
 
@@ -56,5 +57,37 @@ func TestRouterRules(t *testing.T) {
 	noDefault := NewRouter(SmallBusiness()[:6])
 	if rts := noDefault.Routes(&Event{Type: "ussd"}); len(rts) != 0 {
 		t.Errorf("without a default: %v, want none", rts)
+	}
+}
+
+// TestRouteMatchesADottedFieldFromTheConfigFile: a match key naming a
+// nested field of a JSON webhook as the formats flatten it
+// (payload.simNumber), written in the config file in either YAML style, is
+// kept whole, not split into nested keys at the dot, and routes the event.
+func TestRouteMatchesADottedFieldFromTheConfigFile(t *testing.T) {
+	for style, yaml := range map[string]string{
+		"flow":  "routes:\n  - name: sim2\n    match: { type: sms, \"payload.simNumber\": \"2\" }\n    to: [a@example.com]\n  - name: other\n    to: [b@example.com]\n",
+		"block": "routes:\n  - name: sim2\n    match:\n      type: sms\n      payload.simNumber: \"2\"\n    to: [a@example.com]\n  - name: other\n    to: [b@example.com]\n",
+	} {
+		t.Run(style, func(t *testing.T) {
+			path := t.TempDir() + "/hookmail.yaml"
+			if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := config.Load(path, func(string) string { return "" })
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := NewRouter(cfg.Routes)
+			sim := func(n string) *Event {
+				return &Event{Type: "sms", Format: config.FormatSMSGate, Data: map[string]string{"payload.simNumber": n, "payload.message": "hi"}}
+			}
+			if got := r.Match(sim("2")); got == nil || got.Name != "sim2" {
+				t.Errorf("an SMS on SIM 2 went to %v, want route sim2", got)
+			}
+			if got := r.Match(sim("1")); got == nil || got.Name != "other" {
+				t.Errorf("an SMS on SIM 1 went to %v, want route other", got)
+			}
+		})
 	}
 }
