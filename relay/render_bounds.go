@@ -78,16 +78,18 @@ func (r *Renderer) execute(file string, deadline time.Time, limit int, exec func
 	defer timer.Stop()
 	select {
 	case res := <-done:
-		return res.outcome(file, limit)
+		return res.outcome(file)
 	case <-timer.C:
 		return "", r.timedOut(file)
 	}
 }
 
-// execution is what one template execution wrote, and its error.
+// execution is what one template execution wrote, its error, and the
+// limit it wrote within.
 type execution struct {
-	out string
-	err error
+	out   string
+	err   error
+	limit int
 }
 
 // executeInto runs exec into a limitWriter of limit bytes, its buffer
@@ -99,14 +101,14 @@ func executeInto(limit int, hint int64, exec func(io.Writer) error) execution {
 		w.buf.Grow(int(hint))
 	}
 	err := exec(w)
-	return execution{w.buf.String(), err}
+	return execution{w.buf.String(), err, limit}
 }
 
 // outcome is the execution's output and error, a limit it hit named as a
 // boundError of file's.
-func (e execution) outcome(file string, limit int) (string, error) {
+func (e execution) outcome(file string) (string, error) {
 	if errors.Is(e.err, errTooLarge) {
-		return e.out, &boundError{file, fmt.Sprintf("writes more than %d bytes, more than an email may hold", limit), errTooLarge}
+		return e.out, &boundError{file, fmt.Sprintf("writes more than %d bytes, more than an email may hold", e.limit), errTooLarge}
 	}
 	return e.out, e.err
 }
@@ -198,7 +200,7 @@ func (r *Renderer) run(set *templateSet, data any) (rendered, error) {
 		var err error
 		select {
 		case res := <-done:
-			s, err = res.outcome(p.file, limit(i, out.text))
+			s, err = res.outcome(p.file)
 		case <-timer.C:
 			err = r.timedOut(p.file)
 		}
