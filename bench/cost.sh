@@ -71,7 +71,7 @@ say "# one email: $SIZE bytes; smtp-sink on 127.0.0.1:$SINK_PORT"
 # $T) on the spool in DIR, sending to the sink, and waits for /healthz;
 # sets ADDR and HPID.
 hookmail() {
-	local dir=$1 i
+	local dir=$1
 	ADDR=$2
 	shift 2
 	mkdir -p "$dir"
@@ -81,12 +81,7 @@ hookmail() {
 		"$@" "${BIN[$T]}" serve --listen "$ADDR" >>"$dir/hookmail.log" 2>&1 &
 	HPID=$!
 	PIDS+=("$HPID")
-	for i in $(seq 100); do
-		kill -0 "$HPID" 2>/dev/null || { tail -5 "$dir/hookmail.log" >&2; die "hookmail exited at start"; }
-		curl -fsS -o /dev/null --max-time 1 "http://$ADDR/healthz" 2>/dev/null && return 0
-		sleep 0.1
-	done
-	die "hookmail at $ADDR did not answer /healthz within 10s"
+	await_healthz hookmail "$HPID" "$ADDR" "$dir/hookmail.log"
 }
 
 # profile DIR NAME SECONDS: takes a CPU profile of the hookmail on DIR's

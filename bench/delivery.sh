@@ -49,18 +49,13 @@ say "# one email: $SIZE bytes (hookmail render); smtp-source -l $SIZE"
 # addr=" line at info, which HOOKMAIL_LOG_LEVEL=warn hides, so it is given
 # a free port (--listen ADDR) instead of 127.0.0.1:0.
 start() {
-	local name=$1 log=$2 i
+	local name=$1 log=$2
 	ADDR=$3
 	shift 3
 	"$@" >"$log" 2>&1 &
 	PID=$!
 	PIDS+=("$PID")
-	for i in $(seq 100); do
-		kill -0 "$PID" 2>/dev/null || { cat "$log" >&2; die "$name exited at start"; }
-		curl -fsS -o /dev/null --max-time 1 "http://$ADDR/healthz" 2>/dev/null && return 0
-		sleep 0.1
-	done
-	die "$name at $ADDR did not answer /healthz within 10s"
+	await_healthz "$name" "$PID" "$ADDR" "$log"
 }
 
 

@@ -83,11 +83,7 @@ start() {
 		sleep 0.1
 	done
 	[[ -n $ADDR ]] || die "$name did not log its listening address within 10s"
-	for i in $(seq 100); do
-		curl -fsS -o /dev/null --max-time 1 "http://$ADDR/healthz" 2>/dev/null && return 0
-		sleep 0.1
-	done
-	die "$name at $ADDR did not answer /healthz within 10s"
+	await_healthz "$name" "$PID" "$ADDR" "$log"
 }
 
 # load URL DURATION OUT: runs the load generator; sets RPS P50 P99 TOTAL NON2XX SOCKERR.

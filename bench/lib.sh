@@ -130,6 +130,19 @@ source "$ROOT/.ci/postgres.sh"
 now() { date +%s.%N; }
 rate() { awk -v n="$1" -v s="$2" 'BEGIN {if (s > 0) printf "%.0f", n / s; else print "n/a"}'; }
 
+# await_healthz NAME PID ADDR LOG: waits up to 10 s for the server PID to
+# answer /healthz at ADDR; dies naming NAME (with the end of LOG when it
+# exited) when it does not.
+await_healthz() {
+	local name=$1 pid=$2 addr=$3 log=$4 i
+	for i in $(seq 100); do
+		kill -0 "$pid" 2>/dev/null || { tail -5 "$log" >&2; die "$name exited at start"; }
+		curl -fsS -o /dev/null --max-time 1 "http://$addr/healthz" 2>/dev/null && return 0
+		sleep 0.1
+	done
+	die "$name at $addr did not answer /healthz within 10s"
+}
+
 SMTP_SINK=${SMTP_SINK:-/usr/sbin/smtp-sink}
 SMTP_SOURCE=${SMTP_SOURCE:-/usr/sbin/smtp-source}
 # smtp-sink must drop privileges when started as root.

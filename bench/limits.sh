@@ -30,9 +30,9 @@ say "# host: $(nproc) CPUs, $(uname -sr); $(go version | cut -d' ' -f3-); git $(
 # start_hookmail NAME ENV...: starts hookmail with the given extra env and
 # sets URL and PID.
 start_hookmail() {
-	local name=$1 log=$WORK/$1.log port i
+	local name=$1 log=$WORK/$1.log port
 	shift
-	port=$((20000 + RANDOM % 10000))
+	port=$(free_port)
 	mkdir -p "$WORK/$name/spool" "$WORK/$name/outbox"
 	env -u HOOKMAIL_CONFIG -C "$WORK/$name" HOOKMAIL_WEBHOOK_SECRETS=$SECRET \
 		HOOKMAIL_SPOOL_DIR="$WORK/$name/spool" HOOKMAIL_OUTBOX_DIR="$WORK/$name/outbox" \
@@ -41,11 +41,7 @@ start_hookmail() {
 	PID=$!
 	PIDS+=("$PID")
 	URL=http://127.0.0.1:$port/webhook
-	for i in $(seq 100); do
-		curl -fsS -o /dev/null --max-time 1 "http://127.0.0.1:$port/healthz" 2>/dev/null && return 0
-		sleep 0.1
-	done
-	die "$name did not start: $(tail -3 "$log")"
+	await_healthz "$name" "$PID" "127.0.0.1:$port" "$log"
 }
 
 # codes FILE: "200:n 429:n ..." from hey's status code distribution.
