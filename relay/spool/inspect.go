@@ -25,11 +25,19 @@ func (s *Spool) List(_ context.Context, f relay.Filter) (relay.Page, error) {
 		relay.Page
 		lastKey []byte
 	}
+	bucket, state := bucketDue, relay.StateWaiting
+	if f.State == relay.StateDead {
+		bucket, state = bucketDead, relay.StateDead
+	}
+	// The leases are read before the walk, not during it: s.mu must not be
+	// taken inside a read transaction. A lease takes s.mu and then opens
+	// one, and a commit that grows the file waits for the open ones while
+	// new ones wait for it, so the two orders would deadlock.
+	var leased map[string]bool
+	if state == relay.StateWaiting {
+		leased = s.deliveringIDs()
+	}
 	err = s.view(func(tx *bolt.Tx) error {
-		bucket, state := bucketDue, relay.StateWaiting
-		if f.State == relay.StateDead {
-			bucket, state = bucketDead, relay.StateDead
-		}
 		c := tx.Bucket(bucket).Cursor()
 		k, v := c.First()
 		if after != nil {
@@ -49,7 +57,10 @@ func (s *Spool) List(_ context.Context, f relay.Filter) (relay.Page, error) {
 			if err != nil {
 				return recordError(id, err)
 			}
-			if state == relay.StateWaiting && s.delivering(id) {
+			if testHookListed != nil {
+				testHookListed()
+			}
+			if leased[id] {
 				it.State = relay.StateDelivering
 			}
 			if !f.Matches(it) {
@@ -66,6 +77,10 @@ func (s *Spool) List(_ context.Context, f relay.Filter) (relay.Page, error) {
 	})
 	return page.Page, err
 }
+
+// testHookListed, when set by a test, runs inside List's read transaction
+// after each item is read.
+var testHookListed func()
 
 func encodeCursor(key []byte) string { return base64.RawURLEncoding.EncodeToString(key) }
 

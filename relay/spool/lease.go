@@ -240,6 +240,19 @@ func (s *Spool) delivering(id string) bool {
 	return ok && s.now().Before(l.expires)
 }
 
+// deliveringIDs returns the ids leases hold now.
+func (s *Spool) deliveringIDs() map[string]bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now, ids := s.now(), make(map[string]bool, len(s.leases))
+	for id, l := range s.leases {
+		if now.Before(l.expires) {
+			ids[id] = true
+		}
+	}
+	return ids
+}
+
 // leased counts the items leases hold now.
 func (s *Spool) leased() int {
 	s.mu.Lock()
