@@ -104,7 +104,9 @@ func (q *Queue) Forget(_ context.Context, route string, ids []string) error {
 	return nil
 }
 
-// BuryDigest moves the given events of route's digest to the dead letters.
+// BuryDigest moves the given events of route's digest to the dead
+// letters: an event buried already is buried again, its history kept; one
+// still waiting keeps its entry collected (as the other backends do).
 func (q *Queue) BuryDigest(_ context.Context, route string, ids []string, reason string) error {
 	s := q.s
 	s.mu.Lock()
@@ -112,10 +114,15 @@ func (q *Queue) BuryDigest(_ context.Context, route string, ids []string, reason
 	now := q.now()
 	for _, id := range ids {
 		e, ok := s.digests[route][id]
-		if !ok {
+		if _, waiting := s.waiting[id]; !ok || waiting {
 			continue
 		}
-		it := &relay.Item{Event: e.Event, Attempts: 1, NextAttempt: now, LastError: reason, DeadReason: reason, Died: now}
+		it, buried := s.dead[id]
+		if buried {
+			it.LastError, it.DeadReason, it.Died = reason, reason, now
+		} else {
+			it = &relay.Item{Event: e.Event, Attempts: 1, NextAttempt: now, LastError: reason, DeadReason: reason, Died: now}
+		}
 		it.Record(now, "moved to the dead letters from route "+route+"'s digest: "+reason)
 		s.dead[id] = it
 		delete(s.digests[route], id)

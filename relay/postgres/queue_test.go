@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hookmail/hookmail/config"
 	"github.com/hookmail/hookmail/relay"
 	"github.com/hookmail/hookmail/relay/postgres"
 	"github.com/hookmail/hookmail/relay/postgres/pgtest"
@@ -83,48 +82,6 @@ func TestOperatorEndsLapsedLease(t *testing.T) {
 	}
 	if err := q.Ack(ctx, l); !errors.Is(err, relay.ErrLeaseLost) {
 		t.Errorf("ack after an operator dropped the item: %v, want ErrLeaseLost", err)
-	}
-}
-
-// TestBuryDigestNeverLoses: a digest's event that is still waiting in the
-// queue stays collected; one buried from two digests is one dead letter
-// with both burials in its history.
-func TestBuryDigestNeverLoses(t *testing.T) {
-	q := open(t, pgtest.Database(t))
-	defer q.Close()
-	ctx := t.Context()
-	waiting, twice := testEvent(1), testEvent(2)
-	if err := q.Enqueue(ctx, waiting); err != nil {
-		t.Fatal(err)
-	}
-	a, b := &config.Route{Name: "a", To: []string{"a@example.com"}}, &config.Route{Name: "b", To: []string{"b@example.com"}}
-	for _, c := range []struct {
-		rt *config.Route
-		ev *relay.Event
-	}{{a, waiting}, {a, twice}, {b, twice}} {
-		if err := q.Collect(ctx, c.rt, c.ev); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := q.BuryDigest(ctx, "a", []string{waiting.ID, twice.ID}, "refused by a"); err != nil {
-		t.Fatal(err)
-	}
-	if err := q.BuryDigest(ctx, "b", []string{twice.ID}, "refused by b"); err != nil {
-		t.Fatal(err)
-	}
-	if entries, n, err := q.Digest(ctx, "a", 0); err != nil || n != 1 || entries[0].Event.ID != waiting.ID {
-		t.Errorf("route a's digest: %d entries %v, want the waiting event still collected", n, err)
-	}
-	if it, err := q.Get(ctx, waiting.ID); err != nil || it.State != relay.StateWaiting {
-		t.Errorf("the waiting event: %+v %v, want it waiting still", it, err)
-	}
-	it, err := q.Get(ctx, twice.ID)
-	if err != nil || it.State != relay.StateDead || it.DeadReason != "refused by b" || len(it.History) != 2 ||
-		it.History[0].What != "moved to the dead letters from route a's digest: refused by a" {
-		t.Errorf("the event buried twice: %+v %v", it, err)
-	}
-	if st, err := q.Stats(ctx); err != nil || st.Dead != 1 || st.Depth != 1 {
-		t.Errorf("stats %+v %v, want 1 waiting and 1 dead", st, err)
 	}
 }
 

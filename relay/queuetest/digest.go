@@ -82,3 +82,52 @@ func testDigestClaimExclusive(t *testing.T, h Harness) {
 		t.Error("a lapsed claim still held")
 	}
 }
+
+// testBuryDigestNeverLoses: an event one route collected for a digest and
+// another still owes (a route with continue) stays collected when the
+// digest is refused, so its waiting item is neither overwritten nor
+// counted twice; the next refused digest buries it once the queue is done
+// with it. An event buried from two digests is one dead letter, counted
+// once, with both burials in its history.
+func testBuryDigestNeverLoses(t *testing.T, h Harness) {
+	q := open(t, h, Options{})
+	ctx := t.Context()
+	waiting, twice := event(1, "sms"), event(2, "sms")
+	enqueue(t, q, waiting)
+	a, b := &config.Route{Name: "a", To: []string{"a@example.com"}}, &config.Route{Name: "b", To: []string{"b@example.com"}}
+	for _, c := range []struct {
+		rt *config.Route
+		ev *relay.Event
+	}{{a, waiting}, {a, twice}, {b, twice}} {
+		if err := q.Collect(ctx, c.rt, c.ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := q.BuryDigest(ctx, "a", []string{waiting.ID, twice.ID}, "refused by a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.BuryDigest(ctx, "b", []string{twice.ID}, "refused by b"); err != nil {
+		t.Fatal(err)
+	}
+	if entries, n, err := q.Digest(ctx, "a", 0); err != nil || n != 1 || entries[0].Event.ID != waiting.ID {
+		t.Errorf("route a's digest: %d entries %v, want the waiting event still collected", n, err)
+	}
+	if it, err := q.Get(ctx, waiting.ID); err != nil || it.State != relay.StateWaiting || it.DeadReason != "" {
+		t.Errorf("the waiting event: %+v %v, want it waiting still", it, err)
+	}
+	it, err := q.Get(ctx, twice.ID)
+	if err != nil || it.State != relay.StateDead || it.DeadReason != "refused by b" || len(it.History) != 2 ||
+		it.History[0].What != "moved to the dead letters from route a's digest: refused by a" {
+		t.Errorf("the event buried twice: %+v %v", it, err)
+	}
+	if st := stats(t, q); st.Dead != 1 || st.Depth != 1 || st.ByType["sms"] != (relay.TypeCount{Waiting: 1, Dead: 1}) {
+		t.Errorf("stats %+v, want 1 waiting and 1 dead", st)
+	}
+	// Dropped, the dead letter leaves no count behind.
+	if err := q.Drop(ctx, twice.ID); err != nil {
+		t.Fatal(err)
+	}
+	if st := stats(t, q); st.Dead != 0 || st.ByType["sms"] != (relay.TypeCount{Waiting: 1}) {
+		t.Errorf("stats after dropping the dead letter %+v, want none dead", st)
+	}
+}

@@ -65,6 +65,7 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		{"StatsConsistent", testStatsConsistent},
 		{"Digests", testDigests},
 		{"DigestClaimExclusive", testDigestClaimExclusive},
+		{"BuryDigestNeverLoses", testBuryDigestNeverLoses},
 		{"StormCounts", testStormCounts},
 		{"StormWindowEnds", testStormWindowEnds},
 		{"StormCountsAtOnce", testStormCountsAtOnce},

@@ -102,33 +102,48 @@ func (s *Spool) DigestRoutes(context.Context) ([]string, error) {
 }
 
 // BuryDigest moves the given entries of route's digest to the dead letters.
+// An event buried from another digest already is buried again, its history
+// kept, and counted once. An event still waiting in the queue (a route of
+// its own still owes it) keeps its entry collected: the next failed digest
+// buries it, once the queue is done with the event. Its dead letter would
+// otherwise share the waiting item's id.
 func (s *Spool) BuryDigest(_ context.Context, route string, ids []string, reason string) error {
 	now := s.now()
+	what := "moved to the dead letters from route " + route + "'s digest: " + reason
 	return s.updateCounted(func(tx *bolt.Tx, t tally) error {
-		b := tx.Bucket(bucketDigests)
+		b, dead := tx.Bucket(bucketDigests), tx.Bucket(bucketDead)
 		for _, id := range ids {
 			k := digestKey(route, id)
 			v := b.Get(k)
-			if v == nil {
+			if v == nil || tx.Bucket(bucketEvents).Get([]byte(id)) != nil {
 				continue
 			}
-			e, err := decodeDigest(v)
-			if err != nil {
-				return recordError(string(k), err)
+			var it *relay.Item
+			if old := dead.Get([]byte(id)); old != nil {
+				var err error
+				if it, err = decodeItem(old, relay.StateDead); err != nil {
+					return recordError(id, err)
+				}
+				it.LastError, it.DeadReason, it.Died = reason, reason, now
+			} else {
+				e, err := decodeDigest(v)
+				if err != nil {
+					return recordError(string(k), err)
+				}
+				it = &relay.Item{Event: e.Event, Attempts: 1, NextAttempt: now, LastError: reason, DeadReason: reason, Died: now}
+				t.add(e.Event.Type, 0, 1)
 			}
-			it := &relay.Item{Event: e.Event, Attempts: 1, NextAttempt: now, LastError: reason, DeadReason: reason, Died: now}
-			it.Record(now, "moved to the dead letters from route "+route+"'s digest: "+reason)
+			it.Record(now, what)
 			raw, err := encodeItem(it)
 			if err != nil {
 				return err
 			}
-			if err := tx.Bucket(bucketDead).Put([]byte(e.Event.ID), raw); err != nil {
+			if err := dead.Put([]byte(id), raw); err != nil {
 				return err
 			}
 			if err := b.Delete(k); err != nil {
 				return err
 			}
-			t.add(e.Event.Type, 0, 1)
 		}
 		return nil
 	})
