@@ -1164,3 +1164,45 @@ func defaults(t testing.TB) *Config {
 	}
 	return cfg
 }
+
+// TestPublicURLPasswordMasked: a user and password in a source's
+// public_url (Twilio signs the URL without them) never show where the
+// config or an error about it is printed; the rest of the URL does.
+func TestPublicURLPasswordMasked(t *testing.T) {
+	const password = "pw-NEVER-printed"
+	cfg := defaults(t)
+	cfg.Webhook.SourceList = []Source{{Name: "tw", Path: "/hooks/tw", Format: FormatTwilio, Secrets: []Secret{"token-0123456789abcdef"},
+		PublicURL: "https://twilio:" + password + "@hooks.example/hooks/tw"}}
+	src := cfg.Webhook.SourceList[0]
+	outputs := map[string]string{
+		"%v": fmt.Sprintf("%v", src), "%+v": fmt.Sprintf("%+v", src), "%#v": fmt.Sprintf("%#v", src),
+		"%q": fmt.Sprintf("%q", src.PublicURL), "%s": fmt.Sprintf("%s", src.PublicURL), "Config.YAML": cfg.YAML(),
+	}
+	var b bytes.Buffer
+	slog.New(slog.NewTextHandler(&b, nil)).Info("source", "url", src.PublicURL, "source", src)
+	outputs["slog"] = b.String()
+	j, err := json.Marshal(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	outputs["json"] = string(j)
+	for name, out := range outputs {
+		if strings.Contains(out, password) {
+			t.Errorf("%s shows the password: %s", name, out)
+		}
+		if !strings.Contains(out, "hooks.example/hooks/tw") {
+			t.Errorf("%s does not show the URL: %s", name, out)
+		}
+	}
+	if got := src.PublicURL.Reveal(); got != "https://twilio:"+password+"@hooks.example/hooks/tw" {
+		t.Errorf("Reveal() = %q", got)
+	}
+	// An error about a public_url quotes it masked, parsed or not.
+	for _, bad := range []MaskedURL{"ftp://u:" + password + "@hooks.example/x", "https://u:" + password + "@hooks example/x"} {
+		cfg.Webhook.SourceList[0].PublicURL = bad
+		err := cfg.Validate()
+		if err == nil || !strings.Contains(err.Error(), "public_url") || strings.Contains(err.Error(), password) {
+			t.Errorf("public_url %s: validation says %v, want its problem without the password", bad, err)
+		}
+	}
+}

@@ -3,6 +3,8 @@ package config
 import (
 	"fmt"
 	"log/slog"
+	"net/url"
+	"strings"
 )
 
 // Secret holds a credential (a webhook secret, an SMTP password). It prints as
@@ -45,3 +47,55 @@ func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 // Reveal returns the secret itself, for the one place that must compare or
 // send it.
 func (s Secret) Reveal() string { return string(s) }
+
+// MaskedURL is a URL that may carry a user and password (a source's
+// public_url, as a sender signs it): it prints with the password masked in
+// every format a log line, an error or `hookmail check` may use, the rest
+// of the URL as written. Reveal gives it whole.
+type MaskedURL string
+
+// String masks the URL's password, if it has one.
+func (u MaskedURL) String() string {
+	s := string(u)
+	at := strings.LastIndexByte(s, '@')
+	if at < 0 {
+		return s
+	}
+	if p, err := url.Parse(s); err == nil {
+		if _, has := p.User.Password(); !has {
+			return s
+		}
+		return p.Redacted()
+	}
+	// Unparsed: everything between the scheme and the last "@" may be a
+	// password.
+	if i := strings.Index(s, "://"); i >= 0 && i+3 <= at {
+		return s[:i+3] + masked + s[at:]
+	}
+	return masked + s[at:]
+}
+
+// GoString masks the password for %#v.
+func (u MaskedURL) GoString() string { return fmt.Sprintf("config.MaskedURL(%q)", u.String()) }
+
+// Format masks the password for every fmt verb, including %s, %v and %q.
+func (u MaskedURL) Format(f fmt.State, verb rune) {
+	switch verb {
+	case 'q':
+		fmt.Fprintf(f, "%q", u.String())
+	default:
+		fmt.Fprint(f, u.String())
+	}
+}
+
+// LogValue masks the password in slog output.
+func (u MaskedURL) LogValue() slog.Value { return slog.StringValue(u.String()) }
+
+// MarshalYAML masks the password when the effective config is printed.
+func (u MaskedURL) MarshalYAML() (any, error) { return u.String(), nil }
+
+// MarshalText masks the password in JSON and other text encodings.
+func (u MaskedURL) MarshalText() ([]byte, error) { return []byte(u.String()), nil }
+
+// Reveal returns the URL as written, password included.
+func (u MaskedURL) Reveal() string { return string(u) }

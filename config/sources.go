@@ -28,7 +28,7 @@ type Source struct {
 	// PublicURL is the URL the sender posts to, as it sees it (behind a
 	// proxy it differs from what hookmail sees): the formats whose
 	// signature covers the URL (twilio, httpsms) need it.
-	PublicURL string `mapstructure:"public_url" yaml:"public_url"`
+	PublicURL MaskedURL `mapstructure:"public_url" yaml:"public_url"`
 	// ReplayWindow is how old a signed timestamp (smsgate's X-Timestamp)
 	// may be, either way; 0 means the default, 5 minutes.
 	ReplayWindow time.Duration `mapstructure:"replay_window" yaml:"replay_window"`
@@ -241,7 +241,7 @@ func (c *Config) validateSources(v *validator, use Use) {
 			}
 		}
 		if s.Format == FormatTwilio || s.Format == FormatHTTPSMS {
-			if u, err := url.Parse(s.PublicURL); s.PublicURL == "" || err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+			if u, err := url.Parse(s.PublicURL.Reveal()); s.PublicURL == "" || err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
 				v.add(at("public_url"), fmt.Sprintf("%s signs the URL it posts to, so hookmail must know it: %q is not an absolute http(s) URL", s.Format, s.PublicURL),
 					"set the URL you entered in the sender's console, e.g. https://hooks.example.com"+s.Path)
 			}

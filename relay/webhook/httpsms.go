@@ -77,7 +77,7 @@ func httpsmsAuthentic(q *request) bool {
 	token := bearerToken(q.r)
 	p := jwt.NewParser(
 		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
-		jwt.WithAudience(q.src.PublicURL),
+		jwt.WithAudience(q.src.PublicURL.Reveal()),
 		jwt.WithExpirationRequired(),
 		jwt.WithTimeFunc(func() time.Time { return q.now }),
 	)

@@ -22,7 +22,7 @@ const (
 
 var (
 	httpsmsNow    = time.Date(2025, 10, 5, 13, 0, 40, 0, time.UTC)
-	httpsmsSource = config.Source{Name: "httpsms", Path: "/webhook/httpsms", Format: config.FormatHTTPSMS, PublicURL: httpsmsURL}
+	httpsmsSource = config.Source{Name: "httpsms", Path: "/webhook/httpsms", Format: config.FormatHTTPSMS, PublicURL: config.MaskedURL(httpsmsURL)}
 )
 
 // httpSMS's bodies, byte for byte: json.Marshal of a cloudevents.Event

@@ -37,7 +37,7 @@ const twilioSignatureHeader = "X-Twilio-Signature"
 // out to be verified, since the signature covers them rather than the
 // bytes; nothing else is decoded before the signature holds.
 func verifyTwilio(q *request) (fields url.Values, rerr *reqError) {
-	urls, query, err := twilioSignedURLs(q.src.PublicURL, q.r.URL.RawQuery)
+	urls, query, err := twilioSignedURLs(q.src.PublicURL.Reveal(), q.r.URL.RawQuery)
 	if err != nil {
 		return nil, &reqError{status: http.StatusInternalServerError, result: ResultUnavailable,
 			reason: "this source's public_url is not an absolute http(s) URL", err: err}

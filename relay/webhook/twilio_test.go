@@ -29,7 +29,7 @@ func twilioEnv(t testing.TB, publicURL string, tokens ...string) (*testEnv, http
 	for _, tok := range tokens {
 		secrets = append(secrets, config.Secret(tok))
 	}
-	cfg.Webhook.SourceList = []config.Source{{Name: "twilio", Path: "/hooks/twilio", Format: config.FormatTwilio, Secrets: secrets, PublicURL: publicURL}}
+	cfg.Webhook.SourceList = []config.Source{{Name: "twilio", Path: "/hooks/twilio", Format: config.FormatTwilio, Secrets: secrets, PublicURL: config.MaskedURL(publicURL)}}
 	env := newTestEnv(t, cfg)
 	keys := NewKeys(secrets)
 	env.rc.Keys = func(string) Keys { return keys }
