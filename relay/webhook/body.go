@@ -19,8 +19,10 @@ const readChunk = 16 << 10
 // of now. A zender form body's secret (secretOK, nil for other formats) is checked as soon as its field has arrived,
 // so a client with a wrong secret is refused without sending the rest. A
 // refused body is not read to its end, so its connection is closed after
-// the answer rather than kept alive.
-func readBody(w http.ResponseWriter, r *http.Request, maxBody int64, timeout time.Duration, secretOK func(string) bool) ([]byte, *reqError) {
+// the answer rather than kept alive. charge, when set, is asked for each
+// size the buffer grows to, before it is filled (see largeCharge); a body
+// it refuses is answered 503.
+func readBody(w http.ResponseWriter, r *http.Request, maxBody int64, timeout time.Duration, secretOK func(string) bool, charge func(held int) bool) ([]byte, *reqError) {
 	// Not every ResponseWriter supports deadlines (httptest's does not);
 	// the server's own ReadTimeout still bounds the read then.
 	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(timeout))
@@ -38,6 +40,10 @@ func readBody(w http.ResponseWriter, r *http.Request, maxBody int64, timeout tim
 			want = int(max(min(r.ContentLength-int64(len(buf))+1, readChunk), 1))
 		}
 		buf = growTo(buf, want)
+		if charge != nil && !charge(cap(buf)) {
+			w.Header().Set("Connection", "close")
+			return nil, errLargeBodies
+		}
 		n, err := body.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
 		// Only a body still arriving is cut short: a whole one is decoded,

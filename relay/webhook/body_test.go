@@ -20,7 +20,7 @@ func TestSmallBodyTakesLittleMemory(t *testing.T) {
 	runtime.ReadMemStats(&before)
 	for range runs {
 		req := httptest.NewRequest(http.MethodPost, "/webhook", strings.NewReader(body))
-		got, rerr := readBody(httptest.NewRecorder(), req, 1<<20, time.Minute, nil)
+		got, rerr := readBody(httptest.NewRecorder(), req, 1<<20, time.Minute, nil, nil)
 		if rerr != nil || len(got) != len(body) {
 			t.Fatalf("readBody = %d bytes, %v", len(got), rerr)
 		}

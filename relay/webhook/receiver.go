@@ -148,21 +148,20 @@ func (rc *Receiver) receive(w http.ResponseWriter, r *http.Request, src *config.
 		w.Header().Set("Connection", "close")
 		return nil, rerr
 	}
-	// Held until the request ends: a large body's decoded files stay
-	// in memory until the event is stored.
-	if large := largePart(r, rc.Config.MaxBodyBytes, src.MaxBodyBytes); rc.large != nil && large > 0 {
-		if !rc.large.take(large) {
-			w.Header().Set("Connection", "close")
-			return nil, errLargeBodies
-		}
-		*release = func() { rc.large.give(large) }
+	// A large body takes from the budget as it arrives, and holds it until
+	// the request ends: its decoded files stay in memory until the event
+	// is stored.
+	var charge func(int) bool
+	if rc.large != nil && src.MaxBodyBytes > rc.Config.MaxBodyBytes {
+		c := &largeCharge{budget: rc.large, small: rc.Config.MaxBodyBytes}
+		charge, *release = c.grow, c.release
 	}
 	keys := rc.Keys(src.Name)
 	var early func(string) bool
 	if src.Format == config.FormatZender {
 		early = func(secret string) bool { return keys.match(secret) >= 0 }
 	}
-	body, rerr := readBody(w, r, src.MaxBodyBytes, rc.Config.BodyTimeout, early)
+	body, rerr := readBody(w, r, src.MaxBodyBytes, rc.Config.BodyTimeout, early, charge)
 	if rerr != nil {
 		return nil, rerr
 	}
