@@ -33,7 +33,7 @@ import (
 const twilioSignatureHeader = "X-Twilio-Signature"
 
 // verifyTwilio authenticates a Twilio webhook and returns its form fields
-// (none for a bodySHA256 body that is not a form). The fields are split
+// (a body signed by its hash, bodySHA256, is refused). The fields are split
 // out to be verified, since the signature covers them rather than the
 // bytes; nothing else is decoded before the signature holds.
 func verifyTwilio(q *request) (fields url.Values, rerr *reqError) {
@@ -63,12 +63,17 @@ func verifyTwilio(q *request) (fields url.Values, rerr *reqError) {
 		return nil, errBadSignature
 	}
 	if bodyHash != "" {
-		// Authentic, but messaging webhooks are forms: a JSON body is
-		// another Twilio product's.
-		return twilioForm(q)
+		// Authentic, but only a JSON body is signed by its hash, and
+		// messaging webhooks are forms: it is another Twilio product's,
+		// whatever its Content-Type (which the signature does not cover)
+		// says.
+		return nil, errTwilioJSON
 	}
 	return fields, nil
 }
+
+var errTwilioJSON = &reqError{status: http.StatusUnsupportedMediaType, result: ResultUnsupported,
+	reason: "unsupported content type: Twilio's messaging webhooks are application/x-www-form-urlencoded, not signed JSON (bodySHA256)"}
 
 // twilioForm splits a form body into its fields; any other content type
 // is refused.

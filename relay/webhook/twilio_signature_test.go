@@ -58,6 +58,7 @@ func TestTwilioPublishedVectors(t *testing.T) {
 		{"python: http signed with :80", "http://mycompany.com/myapp.php?foo=1&bar=2", "foo=1&bar=2", formType, voice, "0ZXoZLH/DfblKGATFgpif+LLRf4=", 200},
 		{"python: repeated keys", uri, "foo=1&bar=2", formType, "Sid=CA123&SidAccount=AC123&Digits=5678&Digits=1234&Digits=1234", "IK+Dwps556ElfBT0I3Rgjkr1wJU=", 200},
 		{"python: bodySHA256, authentic but JSON", uri, "foo=1&bar=2&bodySHA256=" + bodyHash, "application/json", jsonBody, "a9nBmqA0ju/hNViExpshrM61xv4=", 415},
+		{"python: bodySHA256, authentic, its content type taken off", uri, "foo=1&bar=2&bodySHA256=" + bodyHash, "", jsonBody, "a9nBmqA0ju/hNViExpshrM61xv4=", 415},
 		{"python: bodySHA256, body tampered", uri, "foo=1&bar=2&bodySHA256=" + bodyHash, "application/json", strings.Replace(jsonBody, "true", "false", 1), "a9nBmqA0ju/hNViExpshrM61xv4=", 401},
 		{"go: seven parameters", uri, "foo=1&bar=2", formType, goVoice, "vOEb5UThFn24KEfnOFLQY2AE5FY=", 200},
 		{"go: sorted wrongly", uri, "foo=1&bar=2", formType, goVoice, "95+Bu0JVPi0r/SsESZCVf0dWAjw=", 401},
