@@ -1206,3 +1206,32 @@ func TestPublicURLPasswordMasked(t *testing.T) {
 		}
 	}
 }
+
+// TestSourceKeyWarnings: a listed source's key shorter than 16 characters,
+// set inline or in its secrets_file, warns naming the source and which key,
+// never quoting it (SMS Gateway's app suggests 8 characters).
+func TestSourceKeyWarnings(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "bee.keys")
+	if err := os.WriteFile(file, []byte("# rotated\n0123456789abcdef0123\nbee-short\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := defaults(t)
+	cfg.Webhook.Secrets = []Secret{"0123456789abcdef0123456789abcdef01234567"}
+	cfg.Webhook.SourceList = []Source{
+		{Name: "android", Path: "/hooks/sms", Format: FormatSMSGate, Secrets: []Secret{"abcd1234"}},
+		{Name: "bee", Path: "/hooks/bee", Format: FormatTextbee, SecretsFile: file},
+		{Name: "long", Path: "/hooks/long", Format: FormatSMSGate, Secrets: []Secret{"0123456789abcdef"}},
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	got := cfg.Warnings()
+	const tail = " is shorter than 16 characters; anyone who sees one signed webhook can try keys offline until one matches, so set a long random value in the gateway and here"
+	want := []string{"webhook.sources[android].secrets: key 1" + tail, "webhook.sources[bee].secrets: key 2" + tail}
+	if !slices.Equal(got, want) {
+		t.Errorf("Warnings() = %q, want %q", got, want)
+	}
+	if all := strings.Join(got, ""); strings.Contains(all, "abcd1234") || strings.Contains(all, "bee-short") {
+		t.Errorf("a warning quotes a key: %q", got)
+	}
+}

@@ -96,6 +96,20 @@ func (c *Config) Warnings() []string {
 			warns = append(warns, fmt.Sprintf("webhook.secrets[%d]: shorter than 16 characters; use a long random value (the gateway's own are 40 hex characters)", i))
 		}
 	}
+	// A listed source's keys: a short one can be found from one captured
+	// webhook, offline (SMS Gateway's app suggests 8 characters).
+	for _, src := range c.Webhook.SourceList {
+		secrets, err := src.AllSecrets()
+		if err != nil {
+			continue // Validate names the file's problem
+		}
+		for j, s := range secrets {
+			if s != "" && len(s.Reveal()) < 16 {
+				warns = append(warns, fmt.Sprintf("%s: key %d is shorter than 16 characters; anyone who sees one signed webhook can try keys offline until one matches, so set a long random value in the gateway and here",
+					src.key("secrets"), j+1))
+			}
+		}
+	}
 	if tok := c.Admin.Token.Reveal(); tok != "" && len(tok) < 16 {
 		warns = append(warns, "admin.token: shorter than 16 characters; the admin page's login takes it, so use a long random value, e.g. the output of: openssl rand -hex 32")
 	}
