@@ -2,9 +2,12 @@ package spool
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
+	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -36,8 +39,16 @@ func (s *Spool) Lease(ctx context.Context) (*relay.Lease, error) {
 			// and settling takes: the lease already holds the item.
 			it, err := decodeItem(got.raw, relay.StateDelivering)
 			if err != nil {
-				s.endLease(got.id, got.token, true, false) // the others would meet it too
-				return nil, recordError(got.id, err)
+				// Left in place, it would come first at every lease and hold
+				// up everything due after it: it goes to the dead letters.
+				qerr := s.quarantine(got, err)
+				s.endLease(got.id, got.token, true, false)
+				if qerr != nil {
+					return nil, fmt.Errorf("%w; moving it to the dead letters failed too: %w", recordError(got.id, err), qerr)
+				}
+				s.opts.log.Error("spool: a waiting record does not decode; it is moved to the dead letters with its bytes, and the others are delivered",
+					"id", got.id, "err", err)
+				continue
 			}
 			return &relay.Lease{Item: *it, Token: got.token, Expires: got.expires}, nil
 		}
@@ -83,7 +94,7 @@ func (s *Spool) next() (*leased, time.Duration, chan struct{}, error) {
 			if raw == nil {
 				return false, nil // an index entry without its event: nothing to send
 			}
-			found = &leased{id: string(id), raw: bytes.Clone(raw)}
+			found = &leased{id: string(id), raw: bytes.Clone(raw), due: at}
 			return true, nil
 		}
 		// The events of a priority above 0 first, highest first; each
@@ -155,6 +166,7 @@ type leased struct {
 	id, token string
 	expires   time.Time
 	raw       []byte
+	due       time.Time // its entry in the due index
 }
 
 // resumeFor is how long a lease's walk may start where the last stopped
@@ -264,4 +276,85 @@ func (s *Spool) leased() int {
 		}
 	}
 	return n
+}
+
+// damagedField is the data field of a dead letter made from a record that
+// did not decode: the record's bytes, kept for whoever mends it.
+const damagedField = "damaged_record"
+
+// quarantine moves the waiting record l leased, which does not decode
+// (cause), to the dead letters: an item of its id, its type when that much
+// reads, and its bytes in the data field damagedField. The counts follow:
+// by its type, or, when not even that reads, by counting every record
+// again (once, in this commit).
+func (s *Spool) quarantine(l *leased, cause error) error {
+	now := s.now()
+	reason := "the stored record does not decode (" + cause.Error() + "); its bytes are in the field " + damagedField
+	return s.updateCounted(func(tx *bolt.Tx, t tally) error {
+		events := tx.Bucket(bucketEvents)
+		if cur := events.Get([]byte(l.id)); cur == nil || !bytes.Equal(cur, l.raw) {
+			return nil // changed or gone since the lease read it
+		}
+		var head struct {
+			Event struct {
+				Type string `json:"type"`
+			} `json:"event"`
+		}
+		typ := ""
+		if unmarshal(l.raw, &head) == nil {
+			typ = head.Event.Type
+		}
+		if err := tx.Bucket(bucketDue).Delete(dueKey(l.due, l.id)); err != nil {
+			return err
+		}
+		// Its priority entry, if it has one: the priority is in the record.
+		pc := tx.Bucket(bucketPriority).Cursor()
+		for k, _ := pc.First(); k != nil; k, _ = pc.Next() {
+			if string(k[9:]) == l.id {
+				if err := pc.Delete(); err != nil {
+					return err
+				}
+				break
+			}
+		}
+		if err := events.Delete([]byte(l.id)); err != nil {
+			return err
+		}
+		it := &relay.Item{
+			Event: relay.Event{ID: l.id, Source: "spool", Type: cmp.Or(typ, "other"), Received: now,
+				Data: map[string]string{damagedField: strings.ToValidUTF8(string(l.raw), "\uFFFD")}},
+			NextAttempt: now, LastError: reason, DeadReason: reason, Died: now,
+		}
+		it.Record(now, "moved to the dead letters: "+reason)
+		raw, err := encodeItem(it)
+		if err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketDead).Put([]byte(l.id), raw); err != nil {
+			return err
+		}
+		if typ != "" {
+			t.add(typ, -1, 1)
+			return nil
+		}
+		// Which type it was counted as is unknown: count them all again.
+		m := map[string]relay.TypeCount{}
+		if err := count(tx, m); err != nil {
+			return err
+		}
+		// Committed counts, plus this batch's changes so far, plus what this
+		// adds, make what was just counted.
+		have := s.counts.snapshot()
+		types := map[string]bool{}
+		for _, m := range []map[string]relay.TypeCount{m, have, t} {
+			for typ := range m {
+				types[typ] = true
+			}
+		}
+		for typ := range types {
+			want, h, d := m[typ], have[typ], t[typ]
+			t.add(typ, want.Waiting-h.Waiting-d.Waiting, want.Dead-h.Dead-d.Dead)
+		}
+		return nil
+	})
 }

@@ -1,0 +1,71 @@
+package spool
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/hookmail/hookmail/relay"
+)
+
+// TestDamagedRecordGoesToTheDeadLetters: a waiting record that does not
+// decode, due first, is moved to the dead letters with its bytes, and the
+// event due after it is leased; before, every lease met it first and
+// failed, and nothing was delivered again. The counts stay right, by the
+// record's type when that much reads, else by counting again.
+func TestDamagedRecordGoesToTheDeadLetters(t *testing.T) {
+	for name, tc := range map[string]struct {
+		raw    string
+		byType map[string]relay.TypeCount
+	}{
+		"its type reads":      {`{"event":{"id":"bad","type":"sms","data":5}}`, map[string]relay.TypeCount{"sms": {Waiting: 1, Dead: 1}}},
+		"nothing of it reads": {"\xffnot json", map[string]relay.TypeCount{"sms": {Waiting: 1}, "other": {Dead: 1}}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			s := openTestSpool(t, dir)
+			ctx := t.Context()
+			// Stored as an sms, then damaged on disk.
+			if err := s.updateCounted(func(tx *bolt.Tx, tl tally) error {
+				tl.add("sms", 1, 0)
+				return putRaw(tx, "bad", time.Unix(1, 0), 0, []byte(tc.raw))
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Enqueue(ctx, testEvent("good")); err != nil {
+				t.Fatal(err)
+			}
+			l, err := s.Lease(ctx)
+			if err != nil || l.Item.Event.ID != "good" {
+				t.Fatalf("lease: %+v %v, want the good event", l, err)
+			}
+			dead, err := s.Get(ctx, "bad")
+			if err != nil || dead.State != relay.StateDead || dead.Event.Data[damagedField] != strings.ToValidUTF8(tc.raw, "\uFFFD") ||
+				!strings.Contains(dead.DeadReason, "does not decode") {
+				t.Errorf("the damaged record's dead letter: %+v %v", dead, err)
+			}
+			check := func(when string) {
+				st, err := s.Stats(ctx)
+				if err != nil || st.Depth != 1 || st.Dead != 1 || len(st.ByType) != len(tc.byType) {
+					t.Errorf("%s: stats %+v %v", when, st, err)
+				}
+				for typ, want := range tc.byType {
+					if st.ByType[typ] != want {
+						t.Errorf("%s: %s counted %+v, want %+v", when, typ, st.ByType[typ], want)
+					}
+				}
+			}
+			check("after the lease")
+			if err := s.Ack(ctx, l); err != nil {
+				t.Fatal(err)
+			}
+			s.Close()
+			s = openTestSpool(t, dir)
+			if st, _ := s.Stats(ctx); st.Depth != 0 || st.Dead != 1 {
+				t.Errorf("reopened after the ack: %+v, want 0 waiting and the dead letter", st)
+			}
+		})
+	}
+}
