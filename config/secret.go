@@ -26,13 +26,16 @@ func (s Secret) String() string {
 func (s Secret) GoString() string { return fmt.Sprintf("config.Secret(%q)", s.String()) }
 
 // Format masks the secret for every fmt verb, including %s, %v and %q.
-func (s Secret) Format(f fmt.State, verb rune) {
-	switch verb {
-	case 'q':
-		fmt.Fprintf(f, "%q", s.String())
-	default:
-		fmt.Fprint(f, s.String())
+func (s Secret) Format(f fmt.State, verb rune) { formatMasked(f, verb, s.String()) }
+
+// formatMasked writes masked, a value's masked form, for any fmt verb:
+// quoted for %q, as it is for the others.
+func formatMasked(f fmt.State, verb rune, masked string) {
+	if verb == 'q' {
+		fmt.Fprintf(f, "%q", masked)
+		return
 	}
+	fmt.Fprint(f, masked)
 }
 
 // LogValue masks the secret in slog output.
@@ -79,14 +82,7 @@ func (u MaskedURL) String() string {
 func (u MaskedURL) GoString() string { return fmt.Sprintf("config.MaskedURL(%q)", u.String()) }
 
 // Format masks the password for every fmt verb, including %s, %v and %q.
-func (u MaskedURL) Format(f fmt.State, verb rune) {
-	switch verb {
-	case 'q':
-		fmt.Fprintf(f, "%q", u.String())
-	default:
-		fmt.Fprint(f, u.String())
-	}
-}
+func (u MaskedURL) Format(f fmt.State, verb rune) { formatMasked(f, verb, u.String()) }
 
 // LogValue masks the password in slog output.
 func (u MaskedURL) LogValue() slog.Value { return slog.StringValue(u.String()) }
