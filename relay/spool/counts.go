@@ -170,8 +170,11 @@ func count(tx *bolt.Tx, m map[string]relay.TypeCount) error {
 		}
 		err := tx.Bucket(b).ForEach(func(k, raw []byte) error {
 			head.Event.Type = ""
-			if err := unmarshal(raw, &head); err != nil {
-				return fmt.Errorf("record %s in %s does not decode: %w", k, b, err)
+			if unmarshal(raw, &head) != nil {
+				// Damaged: counted as "other", the type a lease moves it to
+				// the dead letters with (see quarantine), rather than
+				// keeping the spool from opening.
+				head.Event.Type = damagedType
 			}
 			c := m[head.Event.Type]
 			c.Waiting += 1 - dead

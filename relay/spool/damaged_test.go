@@ -69,3 +69,45 @@ func TestDamagedRecordGoesToTheDeadLetters(t *testing.T) {
 		})
 	}
 }
+
+// TestTwoDamagedRecordsAndADeadLetterOfTheSameID: two waiting records
+// that do not even name their type (a damaged page) both go to the dead
+// letters and the good event after them is leased: the recount that
+// follows the first counts the second as "other" rather than failing,
+// which made every lease fail again and the writer recount the whole
+// spool each time. A damaged record whose id has a dead letter already
+// joins it, counted once.
+func TestTwoDamagedRecordsAndADeadLetterOfTheSameID(t *testing.T) {
+	s := openTestSpool(t, t.TempDir())
+	ctx := t.Context()
+	if err := s.updateCounted(func(tx *bolt.Tx, tl tally) error {
+		tl.add("sms", 3, 1)
+		for i, id := range []string{"bad1", "bad2", "twin"} {
+			if err := putRaw(tx, id, time.Unix(int64(i+1), 0), 0, []byte("\x00garbled")); err != nil {
+				return err
+			}
+		}
+		old, err := encodeItem(&relay.Item{Event: relay.Event{ID: "twin", Type: "sms", Data: map[string]string{"a": "b"}}, DeadReason: "550 no"})
+		if err != nil {
+			return err
+		}
+		return tx.Bucket(bucketDead).Put([]byte("twin"), old)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Enqueue(ctx, testEvent("good")); err != nil {
+		t.Fatal(err)
+	}
+	l, err := s.Lease(ctx)
+	if err != nil || l.Item.Event.ID != "good" {
+		t.Fatalf("lease: %+v %v, want the good event", l, err)
+	}
+	twin, err := s.Get(ctx, "twin")
+	if err != nil || twin.DeadReason != "550 no" || twin.Event.Data["a"] != "b" || twin.Event.Data[damagedField] != "\x00garbled" {
+		t.Errorf("the dead letter the damaged twin joined: %+v %v", twin, err)
+	}
+	st, err := s.Stats(ctx)
+	if err != nil || st.Depth != 1 || st.Dead != 3 || st.ByType["sms"] != (relay.TypeCount{Waiting: 1, Dead: 1}) || st.ByType["other"] != (relay.TypeCount{Dead: 2}) {
+		t.Errorf("stats %+v %v, want the good one waiting, the twin an sms dead letter, the two others 'other'", st, err)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"maps"
 	"strconv"
 	"strings"
 	"time"
@@ -279,8 +280,12 @@ func (s *Spool) leased() int {
 }
 
 // damagedField is the data field of a dead letter made from a record that
-// did not decode: the record's bytes, kept for whoever mends it.
-const damagedField = "damaged_record"
+// did not decode: the record's bytes, kept for whoever mends it; its type
+// is the record's when that much reads, else damagedType.
+const (
+	damagedField = "damaged_record"
+	damagedType  = "other"
+)
 
 // quarantine moves the waiting record l leased, which does not decode
 // (cause), to the dead letters: an item of its id, its type when that much
@@ -320,21 +325,45 @@ func (s *Spool) quarantine(l *leased, cause error) error {
 		if err := events.Delete([]byte(l.id)); err != nil {
 			return err
 		}
-		it := &relay.Item{
-			Event: relay.Event{ID: l.id, Source: "spool", Type: cmp.Or(typ, "other"), Received: now,
-				Data: map[string]string{damagedField: strings.ToValidUTF8(string(l.raw), "\uFFFD")}},
-			NextAttempt: now, LastError: reason, DeadReason: reason, Died: now,
+		damaged := strings.ToValidUTF8(string(l.raw), "\uFFFD")
+		dead := tx.Bucket(bucketDead)
+		var it *relay.Item
+		joined := false
+		if old := dead.Get([]byte(l.id)); old != nil {
+			joined = true
+			// A dead letter of the same id already (a spool an earlier
+			// hookmail wrote could hold one beside a waiting item): the
+			// damaged bytes join it, and it stays counted once.
+			var err error
+			if it, err = decodeItem(old, relay.StateDead); err != nil {
+				return recordError(l.id, err)
+			}
+			it.Event.Data = maps.Clone(it.Event.Data)
+			if it.Event.Data == nil {
+				it.Event.Data = map[string]string{}
+			}
+			it.Event.Data[damagedField] = damaged
+		} else {
+			it = &relay.Item{
+				Event: relay.Event{ID: l.id, Source: "spool", Type: cmp.Or(typ, damagedType), Received: now,
+					Data: map[string]string{damagedField: damaged}},
+				NextAttempt: now, LastError: reason, DeadReason: reason, Died: now,
+			}
 		}
 		it.Record(now, "moved to the dead letters: "+reason)
 		raw, err := encodeItem(it)
 		if err != nil {
 			return err
 		}
-		if err := tx.Bucket(bucketDead).Put([]byte(l.id), raw); err != nil {
+		if err := dead.Put([]byte(l.id), raw); err != nil {
 			return err
 		}
 		if typ != "" {
-			t.add(typ, -1, 1)
+			if joined {
+				t.add(typ, -1, 0)
+			} else {
+				t.add(typ, -1, 1)
+			}
 			return nil
 		}
 		// Which type it was counted as is unknown: count them all again.
