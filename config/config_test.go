@@ -1197,8 +1197,12 @@ func TestPublicURLPasswordMasked(t *testing.T) {
 	if got := src.PublicURL.Reveal(); got != "https://twilio:"+password+"@hooks.example/hooks/tw" {
 		t.Errorf("Reveal() = %q", got)
 	}
+	if u := MaskedURL("https://hooks.example/a@b"); u.String() != string(u) {
+		t.Errorf("a URL with an @ in its path and no password printed as %s", u)
+	}
 	// An error about a public_url quotes it masked, parsed or not.
-	for _, bad := range []MaskedURL{"ftp://u:" + password + "@hooks.example/x", "https://u:" + password + "@hooks example/x"} {
+	for _, bad := range []MaskedURL{"ftp://u:" + password + "@hooks.example/x", "https://u:" + password + "@hooks example/x",
+		"AC123:" + password + "@hooks.example/x", "https:/u:" + password + "@hooks.example/x"} {
 		cfg.Webhook.SourceList[0].PublicURL = bad
 		err := cfg.Validate()
 		if err == nil || !strings.Contains(err.Error(), "public_url") || strings.Contains(err.Error(), password) {

@@ -64,13 +64,14 @@ func (u MaskedURL) String() string {
 	if at < 0 {
 		return s
 	}
-	if p, err := url.Parse(s); err == nil {
+	if p, err := url.Parse(s); err == nil && p.Host != "" {
 		if _, has := p.User.Password(); !has {
-			return s
+			return s // an "@" in the path, or a user alone
 		}
 		return p.Redacted()
 	}
-	// Unparsed: everything between the scheme and the last "@" may be a
+	// Unparsed, or without "//" (AC123:token@host parses as the scheme
+	// AC123): everything between the scheme and the last "@" may be a
 	// password.
 	if i := strings.Index(s, "://"); i >= 0 && i+3 <= at {
 		return s[:i+3] + masked + s[at:]
