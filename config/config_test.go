@@ -1230,8 +1230,8 @@ func TestSourceKeyWarnings(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := cfg.Warnings()
-	const tail = " is shorter than 16 characters; anyone who sees one signed webhook can try keys offline until one matches, so set a long random value in the gateway and here"
-	want := []string{"webhook.sources[android].secrets: key 1" + tail, "webhook.sources[bee].secrets: key 2" + tail}
+	const tail = ": shorter than 16 characters; anyone who sees one signed webhook can try keys offline until one matches, so set a long random value in the gateway and here"
+	want := []string{"webhook.sources[android].secrets[0]" + tail, "webhook.sources[bee].secrets_file: key 2" + tail}
 	if !slices.Equal(got, want) {
 		t.Errorf("Warnings() = %q, want %q", got, want)
 	}

@@ -104,10 +104,14 @@ func (c *Config) Warnings() []string {
 			continue // Validate names the file's problem
 		}
 		for j, s := range secrets {
-			if s != "" && len(s.Reveal()) < 16 {
-				warns = append(warns, fmt.Sprintf("%s: key %d is shorter than 16 characters; anyone who sees one signed webhook can try keys offline until one matches, so set a long random value in the gateway and here",
-					src.key("secrets"), j+1))
+			if s == "" || len(s.Reveal()) >= 16 {
+				continue
 			}
+			at := fmt.Sprintf("webhook.sources[%s].secrets[%d]", src.Name, j)
+			if j >= len(src.Secrets) {
+				at = fmt.Sprintf("webhook.sources[%s].secrets_file: key %d", src.Name, j-len(src.Secrets)+1)
+			}
+			warns = append(warns, at+": shorter than 16 characters; anyone who sees one signed webhook can try keys offline until one matches, so set a long random value in the gateway and here")
 		}
 	}
 	if tok := c.Admin.Token.Reveal(); tok != "" && len(tok) < 16 {
