@@ -20,8 +20,8 @@ const readChunk = 16 << 10
 // so a client with a wrong secret is refused without sending the rest. A
 // refused body is not read to its end, so its connection is closed after
 // the answer rather than kept alive. charge, when set, is asked for each
-// size the buffer grows to, before it is filled (see largeCharge); a body
-// it refuses is answered 503.
+// size the body grows to, before the buffer grows (see largeCharge); a
+// body it refuses is answered 503.
 func readBody(w http.ResponseWriter, r *http.Request, maxBody int64, timeout time.Duration, secretOK func(string) bool, charge func(held int) bool) ([]byte, *reqError) {
 	// Not every ResponseWriter supports deadlines (httptest's does not);
 	// the server's own ReadTimeout still bounds the read then.
@@ -39,12 +39,16 @@ func readBody(w http.ResponseWriter, r *http.Request, maxBody int64, timeout tim
 		if r.ContentLength >= 0 {
 			want = int(max(min(r.ContentLength-int64(len(buf))+1, readChunk), 1))
 		}
-		buf = growTo(buf, want)
-		if charge != nil && !charge(cap(buf)) {
+		// Asked before the buffer grows: what the body will hold once this
+		// read is in (the buffer's capacity runs up to a quarter ahead of
+		// that while it grows; the announced size, taken up front before,
+		// was the same bound).
+		if charge != nil && !charge(len(buf)+want) {
 			w.Header().Set("Connection", "close")
 			return nil, errLargeBodies
 		}
-		n, err := body.Read(buf[len(buf):cap(buf)])
+		buf = growTo(buf, want)
+		n, err := body.Read(buf[len(buf) : len(buf)+want]) // no more than was charged
 		buf = buf[:len(buf)+n]
 		// Only a body still arriving is cut short: a whole one is decoded,
 		// so its refusal can name its type.
