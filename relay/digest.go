@@ -306,7 +306,18 @@ func (w *Workers) flushDigest(ctx context.Context, store DigestStore, l *Rules, 
 			if berr := store.BuryDigest(ctx, name, ids, reason); berr != nil {
 				return errors.Join(err, berr)
 			}
-			w.log.Error("digest refused for retry.lifetime; its events are in the dead letters (hookmail queue list --dead)", "route", d.routeName, "digest", name, "events", len(ids), "err", err)
+			// An event another route still owes stays collected (see
+			// BuryDigest): the digest is tried again at the retry backoff,
+			// not at the next look a second later.
+			kept, rerr := stillCollected(ctx, store, name, ids)
+			if rerr != nil {
+				return errors.Join(err, rerr)
+			}
+			w.log.Error("digest refused for retry.lifetime; its events are in the dead letters (hookmail queue list --dead)", "route", d.routeName, "digest", name,
+				"events", len(ids)-kept, "kept_for_another_route", kept, "err", err)
+			if kept > 0 {
+				return fmt.Errorf("%w (%d of its events stay collected while another route owes them)", err, kept)
+			}
 			return nil
 		}
 		return err
@@ -329,6 +340,21 @@ func (w *Workers) flushDigest(ctx context.Context, store DigestStore, l *Rules, 
 	w.log.Info("digest sent", "route", name, "events", len(entries), "waiting", n-len(entries),
 		"message_id", msg.MessageID, "reply", msg.Receipt)
 	return nil
+}
+
+// stillCollected counts the events of ids that name's digest still holds.
+func stillCollected(ctx context.Context, store DigestStore, name string, ids []string) (int, error) {
+	entries, _, err := store.Digest(ctx, name, 0)
+	if err != nil {
+		return 0, err
+	}
+	kept := 0
+	for _, e := range entries {
+		if slices.Contains(ids, e.Event.ID) {
+			kept++
+		}
+	}
+	return kept, nil
 }
 
 // PendingDigest is one digest's collected events, waiting to be sent.

@@ -309,3 +309,35 @@ func TestDigestNotDueReadsItsOldestEventOnly(t *testing.T) {
 		t.Errorf("sending the digest: %d reads of all its events, %d claims; want one each", full, claims)
 	}
 }
+
+// keepingDigests buries nothing, as BuryDigest does with events another
+// route still owes.
+type keepingDigests struct{ *memqueue.Queue }
+
+func (keepingDigests) BuryDigest(context.Context, string, []string, string) error { return nil }
+
+// TestRefusedDigestKeptForAnotherRouteWaitsForTheBackoff: a digest refused
+// past retry.lifetime whose events stay collected (another route owes
+// them) is tried again at the retry backoff, not at the next look a second
+// later, which sent the same refused email to the server every second for
+// as long as the other route kept the events.
+func TestRefusedDigestKeptForAnotherRouteWaitsForTheBackoff(t *testing.T) {
+	cfg := digestConfig(t)
+	cfg.Retry.Lifetime, cfg.Retry.Initial, cfg.Retry.Max = time.Millisecond, time.Minute, time.Minute
+	clock := &testClock{now: time.Now()}
+	var sends atomic.Int32
+	env := newTestEnv(t, cfg, withClock(clock.Now), withSender(&fakeSender{send: func(context.Context, *relay.Message) error {
+		sends.Add(1)
+		return reply(550, "5.1.1 no such user")
+	}}), withDigests(func(q *memqueue.Queue) relay.DigestStore { return keepingDigests{q} }))
+	postNotifications(t, env, 0, 1)
+	env.runUntil(t, "1 collected", func() bool { return env.collected(t, "facebook-digest") == 1 })
+	clock.Add(time.Hour)
+	stop := env.run(t)
+	waitFor(t, "the digest's first send", func() bool { return sends.Load() >= 1 })
+	time.Sleep(2500 * time.Millisecond) // two more looks at it, a second apart
+	stop()
+	if n := sends.Load(); n != 1 {
+		t.Errorf("the refused digest was sent %d times in 2.5 s, want once, then again after the backoff", n)
+	}
+}
