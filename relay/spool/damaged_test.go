@@ -28,19 +28,10 @@ func TestDamagedRecordGoesToTheDeadLetters(t *testing.T) {
 			s := openTestSpool(t, dir)
 			ctx := t.Context()
 			// Stored as an sms, then damaged on disk.
-			if err := s.updateCounted(func(tx *bolt.Tx, tl tally) error {
+			l := leaseAfterDamage(t, s, func(tx *bolt.Tx, tl tally) error {
 				tl.add("sms", 1, 0)
 				return putRaw(tx, "bad", time.Unix(1, 0), 0, []byte(tc.raw))
-			}); err != nil {
-				t.Fatal(err)
-			}
-			if err := s.Enqueue(ctx, testEvent("good")); err != nil {
-				t.Fatal(err)
-			}
-			l, err := s.Lease(ctx)
-			if err != nil || l.Item.Event.ID != "good" {
-				t.Fatalf("lease: %+v %v, want the good event", l, err)
-			}
+			})
 			dead, err := s.Get(ctx, "bad")
 			if err != nil || dead.State != relay.StateDead || dead.Event.Data[damagedField] != strings.ToValidUTF8(tc.raw, "\uFFFD") ||
 				!strings.Contains(dead.DeadReason, "does not decode") {
@@ -80,7 +71,7 @@ func TestDamagedRecordGoesToTheDeadLetters(t *testing.T) {
 func TestTwoDamagedRecordsAndADeadLetterOfTheSameID(t *testing.T) {
 	s := openTestSpool(t, t.TempDir())
 	ctx := t.Context()
-	if err := s.updateCounted(func(tx *bolt.Tx, tl tally) error {
+	leaseAfterDamage(t, s, func(tx *bolt.Tx, tl tally) error {
 		tl.add("sms", 3, 1)
 		for i, id := range []string{"bad1", "bad2", "twin"} {
 			if err := putRaw(tx, id, time.Unix(int64(i+1), 0), 0, []byte("\x00garbled")); err != nil {
@@ -92,16 +83,7 @@ func TestTwoDamagedRecordsAndADeadLetterOfTheSameID(t *testing.T) {
 			return err
 		}
 		return tx.Bucket(bucketDead).Put([]byte("twin"), old)
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Enqueue(ctx, testEvent("good")); err != nil {
-		t.Fatal(err)
-	}
-	l, err := s.Lease(ctx)
-	if err != nil || l.Item.Event.ID != "good" {
-		t.Fatalf("lease: %+v %v, want the good event", l, err)
-	}
+	})
 	twin, err := s.Get(ctx, "twin")
 	if err != nil || twin.DeadReason != "550 no" || twin.Event.Data["a"] != "b" || twin.Event.Data[damagedField] != "\x00garbled" {
 		t.Errorf("the dead letter the damaged twin joined: %+v %v", twin, err)
@@ -110,4 +92,22 @@ func TestTwoDamagedRecordsAndADeadLetterOfTheSameID(t *testing.T) {
 	if err != nil || st.Depth != 1 || st.Dead != 3 || st.ByType["sms"] != (relay.TypeCount{Waiting: 1, Dead: 1}) || st.ByType["other"] != (relay.TypeCount{Dead: 2}) {
 		t.Errorf("stats %+v %v, want the good one waiting, the twin an sms dead letter, the two others 'other'", st, err)
 	}
+}
+
+// leaseAfterDamage writes damage into s as another program would have
+// left it (records and their counts), stores a good event due after it,
+// and leases: it must be the good event.
+func leaseAfterDamage(t *testing.T, s *Spool, damage func(*bolt.Tx, tally) error) *relay.Lease {
+	t.Helper()
+	if err := s.updateCounted(damage); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Enqueue(t.Context(), testEvent("good")); err != nil {
+		t.Fatal(err)
+	}
+	l, err := s.Lease(t.Context())
+	if err != nil || l.Item.Event.ID != "good" {
+		t.Fatalf("lease: %+v %v, want the good event", l, err)
+	}
+	return l
 }
