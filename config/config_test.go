@@ -1197,8 +1197,17 @@ func TestPublicURLPasswordMasked(t *testing.T) {
 	if got := src.PublicURL.Reveal(); got != "https://twilio:"+password+"@hooks.example/hooks/tw" {
 		t.Errorf("Reveal() = %q", got)
 	}
-	if u := MaskedURL("https://hooks.example/a@b"); u.String() != string(u) {
-		t.Errorf("a URL with an @ in its path and no password printed as %s", u)
+	for _, u := range []MaskedURL{"https://hooks.example/a@b", "https://user@hooks.example/x", "https://[::1]:8443/x"} {
+		if u.String() != string(u) {
+			t.Errorf("%s, with no password, printed as %s", string(u), u)
+		}
+	}
+	// A password with a "/" ends the authority early: "AC123:" parses as a
+	// host with an empty port, the rest as the path.
+	for _, u := range []MaskedURL{"https://AC123:/" + password + "@hooks.example/x", "https://u:123/" + password + "@hooks.example/x"} {
+		if strings.Contains(u.String(), password) {
+			t.Errorf("%s printed as %s", password, u)
+		}
 	}
 	// An error about a public_url quotes it masked, parsed or not.
 	for _, bad := range []MaskedURL{"ftp://u:" + password + "@hooks.example/x", "https://u:" + password + "@hooks example/x",

@@ -65,10 +65,17 @@ func (u MaskedURL) String() string {
 		return s
 	}
 	if p, err := url.Parse(s); err == nil && p.Host != "" {
-		if _, has := p.User.Password(); !has {
-			return s // an "@" in the path, or a user alone
+		if _, has := p.User.Password(); has {
+			return p.Redacted()
 		}
-		return p.Redacted()
+		// No password found, but a ":" before the last "@" may be one the
+		// parse took for a port (https://AC123:/k3y@host: host "AC123:",
+		// path "/k3y@host"): only a user alone, or an "@" in the path
+		// with no ":" before it, prints as it is.
+		rest := s[strings.Index(s, "//")+2 : at]
+		if !strings.Contains(rest, ":") {
+			return s
+		}
 	}
 	// Unparsed, or without "//" (AC123:token@host parses as the scheme
 	// AC123): everything between the scheme and the last "@" may be a
