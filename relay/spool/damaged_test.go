@@ -72,8 +72,11 @@ func TestTwoDamagedRecordsAndADeadLetterOfTheSameID(t *testing.T) {
 	s := openTestSpool(t, t.TempDir())
 	ctx := t.Context()
 	leaseAfterDamage(t, s, func(tx *bolt.Tx, tl tally) error {
-		tl.add("sms", 3, 1)
-		for i, id := range []string{"bad1", "bad2", "twin"} {
+		tl.add("sms", 4, 2)
+		if err := tx.Bucket(bucketDead).Put([]byte("twin2"), []byte("\x00dead too")); err != nil {
+			return err
+		}
+		for i, id := range []string{"bad1", "bad2", "twin", "twin2"} {
 			if err := putRaw(tx, id, time.Unix(int64(i+1), 0), 0, []byte("\x00garbled")); err != nil {
 				return err
 			}
@@ -88,9 +91,13 @@ func TestTwoDamagedRecordsAndADeadLetterOfTheSameID(t *testing.T) {
 	if err != nil || twin.DeadReason != "550 no" || twin.Event.Data["a"] != "b" || twin.Event.Data[damagedField] != "\x00garbled" {
 		t.Errorf("the dead letter the damaged twin joined: %+v %v", twin, err)
 	}
+	twin2, err := s.Get(ctx, "twin2")
+	if err != nil || twin2.Event.Data[damagedField] != "\x00garbled\n\x00dead too" {
+		t.Errorf("a damaged record whose dead letter is damaged too: %+v %v, want one dead letter with both", twin2, err)
+	}
 	st, err := s.Stats(ctx)
-	if err != nil || st.Depth != 1 || st.Dead != 3 || st.ByType["sms"] != (relay.TypeCount{Waiting: 1, Dead: 1}) || st.ByType["other"] != (relay.TypeCount{Dead: 2}) {
-		t.Errorf("stats %+v %v, want the good one waiting, the twin an sms dead letter, the two others 'other'", st, err)
+	if err != nil || st.Depth != 1 || st.Dead != 4 || st.ByType["sms"] != (relay.TypeCount{Waiting: 1, Dead: 1}) || st.ByType["other"] != (relay.TypeCount{Dead: 3}) {
+		t.Errorf("stats %+v %v, want the good one waiting, the twin an sms dead letter, the three others 'other'", st, err)
 	}
 }
 

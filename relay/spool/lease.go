@@ -329,15 +329,19 @@ func (s *Spool) quarantine(l *leased, cause error) error {
 		dead := tx.Bucket(bucketDead)
 		var it *relay.Item
 		joined := false
-		if old := dead.Get([]byte(l.id)); old != nil {
-			joined = true
+		old := dead.Get([]byte(l.id))
+		if old != nil {
 			// A dead letter of the same id already (a spool an earlier
 			// hookmail wrote could hold one beside a waiting item): the
-			// damaged bytes join it, and it stays counted once.
-			var err error
-			if it, err = decodeItem(old, relay.StateDead); err != nil {
-				return recordError(l.id, err)
+			// damaged bytes join it, and it stays counted once. Damaged
+			// too, it is replaced and the counts are counted again.
+			if it, _ = decodeItem(old, relay.StateDead); it == nil {
+				typ = ""
+				damaged += "\n" + strings.ToValidUTF8(string(old), "\uFFFD")
 			}
+		}
+		if it != nil {
+			joined = true
 			it.Event.Data = maps.Clone(it.Event.Data)
 			if it.Event.Data == nil {
 				it.Event.Data = map[string]string{}
