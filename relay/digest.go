@@ -120,7 +120,9 @@ func (w *Workers) sendDueDigests(ctx context.Context, l *Rules, ds *digestState)
 		w.metrics.failed.WithLabelValues("other", class.String()).Inc()
 		w.outcomes.failed(w.now(), class, fmt.Sprintf("digest of route %s: %v", d.routeName, err))
 		log := w.log.With("route", d.routeName, "digest", name, "attempt", b.attempts, "next_attempt", b.next.Format(time.RFC3339))
-		if class == Temporary {
+		if kept := (*keptDigest)(nil); errors.As(err, &kept) {
+			log.Error("digest refused for retry.lifetime; the events another route still owes stay collected, and it is tried again at the retry backoff", "kept", kept.kept, "err", kept.err)
+		} else if class == Temporary {
 			log.Warn("digest not sent; its events stay collected and it is retried", "err", err)
 		} else {
 			log.Error("digest refused; its events stay collected and it is retried until retry.lifetime, then they go to the dead letters: fix the route's recipients or smtp.*", "err", err)
@@ -133,6 +135,19 @@ func (w *Workers) sendDueDigests(ctx context.Context, l *Rules, ds *digestState)
 func collectsDigests(cfg *config.Config) bool {
 	return slices.ContainsFunc(cfg.Routes, func(rt config.Route) bool { return rt.Digest != nil || rt.Storm != nil })
 }
+
+// keptDigest is a digest refused for retry.lifetime whose events (kept of
+// them) stay collected, since another route still owes them.
+type keptDigest struct {
+	err  error
+	kept int
+}
+
+func (k *keptDigest) Error() string {
+	return fmt.Sprintf("%v (%d of its events stay collected while another route owes them)", k.err, k.kept)
+}
+
+func (k *keptDigest) Unwrap() error { return k.err }
 
 // pacedDigest is a digest pacing holds back until then.
 type pacedDigest struct{ until time.Time }
@@ -313,10 +328,12 @@ func (w *Workers) flushDigest(ctx context.Context, store DigestStore, l *Rules, 
 			if rerr != nil {
 				return errors.Join(err, rerr)
 			}
-			w.log.Error("digest refused for retry.lifetime; its events are in the dead letters (hookmail queue list --dead)", "route", d.routeName, "digest", name,
-				"events", len(ids)-kept, "kept_for_another_route", kept, "err", err)
+			if buried := len(ids) - kept; buried > 0 {
+				w.log.Error("digest refused for retry.lifetime; its events are in the dead letters (hookmail queue list --dead)", "route", d.routeName, "digest", name,
+					"events", buried, "err", err)
+			}
 			if kept > 0 {
-				return fmt.Errorf("%w (%d of its events stay collected while another route owes them)", err, kept)
+				return &keptDigest{err: err, kept: kept}
 			}
 			return nil
 		}

@@ -340,4 +340,8 @@ func TestRefusedDigestKeptForAnotherRouteWaitsForTheBackoff(t *testing.T) {
 	if n := sends.Load(); n != 1 {
 		t.Errorf("the refused digest was sent %d times in 2.5 s, want once, then again after the backoff", n)
 	}
+	logs := env.logs.String()
+	if strings.Count(logs, "the events another route still owes stay collected") != 1 || strings.Contains(logs, "its events are in the dead letters") {
+		t.Errorf("the log should say once that the events stay collected, and not that they are in the dead letters:\n%s", logs)
+	}
 }
