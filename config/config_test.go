@@ -1240,7 +1240,7 @@ func TestSourceKeyWarnings(t *testing.T) {
 	}
 	got := cfg.Warnings()
 	const tail = ": shorter than 16 characters; anyone who sees one signed webhook can try keys offline until one matches, so set a long random value in the gateway and here"
-	want := []string{"webhook.sources[android].secrets[0]" + tail, "webhook.sources[bee].secrets_file: key 2" + tail}
+	want := []string{"webhook.sources[0].secrets[0]" + tail, "webhook.sources[1].secrets[1]" + tail}
 	if !slices.Equal(got, want) {
 		t.Errorf("Warnings() = %q, want %q", got, want)
 	}

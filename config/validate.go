@@ -98,20 +98,15 @@ func (c *Config) Warnings() []string {
 	}
 	// A listed source's keys: a short one can be found from one captured
 	// webhook, offline (SMS Gateway's app suggests 8 characters).
-	for _, src := range c.Webhook.SourceList {
+	for i, src := range c.Webhook.SourceList {
 		secrets, err := src.AllSecrets()
 		if err != nil {
 			continue // Validate names the file's problem
 		}
-		for j, s := range secrets {
-			if s == "" || len(s.Reveal()) >= 16 {
-				continue
+		for j, s := range secrets { // numbered as validation numbers them: set ones, then the file's
+			if s != "" && len(s.Reveal()) < 16 {
+				warns = append(warns, fmt.Sprintf("webhook.sources[%d].secrets[%d]: shorter than 16 characters; anyone who sees one signed webhook can try keys offline until one matches, so set a long random value in the gateway and here", i, j))
 			}
-			at := fmt.Sprintf("webhook.sources[%s].secrets[%d]", src.Name, j)
-			if j >= len(src.Secrets) {
-				at = fmt.Sprintf("webhook.sources[%s].secrets_file: key %d", src.Name, j-len(src.Secrets)+1)
-			}
-			warns = append(warns, at+": shorter than 16 characters; anyone who sees one signed webhook can try keys offline until one matches, so set a long random value in the gateway and here")
 		}
 	}
 	if tok := c.Admin.Token.Reveal(); tok != "" && len(tok) < 16 {
