@@ -9,8 +9,9 @@ import (
 )
 
 // adminHandler serves the admin endpoint: the JSON API of the queue
-// commands under /admin/, and, with admin.token set (a browser logs in with
-// it), the admin page on every other path. Without a token the API answers
+// commands under /admin/ and Go's profiles under /debug/pprof/, and, with
+// admin.token set (a browser logs in with it), the admin page on every
+// other path. Without a token the API answers
 // everything, as before the page.
 func (s *server) adminHandler() (http.Handler, error) {
 	b := s.backend
@@ -26,7 +27,9 @@ func (s *server) adminHandler() (http.Handler, error) {
 		return nil, err
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasPrefix(r.URL.Path, "/admin/") {
+		// The profiles too, behind the API's checks (the README's
+		// Profiles): the page has no route for them.
+		if strings.HasPrefix(r.URL.Path, "/admin/") || strings.HasPrefix(r.URL.Path, "/debug/pprof/") {
 			api.ServeHTTP(w, r)
 			return
 		}

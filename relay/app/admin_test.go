@@ -66,6 +66,16 @@ func testAdminPage(t *testing.T, cfg *config.Config) {
 	if rec := serve(h, api); rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), `"depth":0`) {
 		t.Errorf("the API next to the page: %d %s", rec.Code, rec.Body)
 	}
+	// The profiles, behind the API's checks, as the README's Profiles says.
+	prof := httptest.NewRequest(http.MethodGet, "/debug/pprof/heap?debug=1", nil)
+	prof.Header.Set(admin.AdminHeader, "1")
+	prof.Header.Set("Authorization", "Bearer "+cfg.Admin.Token.Reveal())
+	if rec := serve(h, prof); rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), "heap profile") {
+		t.Errorf("a profile with the token: %d %.200s", rec.Code, rec.Body)
+	}
+	if rec := serve(h, httptest.NewRequest(http.MethodGet, "/debug/pprof/heap?debug=1", nil)); rec.Code == http.StatusOK {
+		t.Errorf("a profile without the token: %d, want it refused", rec.Code)
+	}
 
 	login := httptest.NewRequest(http.MethodPost, "/login", strings.NewReader(url.Values{"token": {cfg.Admin.Token.Reveal()}}.Encode()))
 	login.Header.Set("Content-Type", formType)
