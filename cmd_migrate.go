@@ -25,8 +25,10 @@ their attempts and history, dead letters, dedup keys still in their window,
 and the events digest routes collected. Stop hookmail first: the spool must
 not change while it is read. A record Postgres holds already is not stored
 again, so the command can be run again after a failure or Ctrl-C, and a
-second run moves nothing. The spool file is only read: delete it yourself
-once hookmail runs on Postgres.`,
+second run moves nothing, until hookmail runs on Postgres: what it has
+delivered since is gone from the database, and a run then would store it
+and email it again. The spool file is only read: delete it yourself once
+hookmail runs on Postgres.`,
 		Example: "  systemctl stop hookmail\n  hookmail queue migrate --to postgres --config /etc/hookmail/hookmail.yaml",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
