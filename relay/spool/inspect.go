@@ -16,7 +16,7 @@ import (
 // List returns a page of waiting (and delivering) items in due order, or of
 // dead letters in id order, which is the order they were received. The
 // cursor is the last listed item's key in its bucket (due, or dead).
-func (s *Spool) List(_ context.Context, f relay.Filter) (relay.Page, error) {
+func (s *Spool) List(ctx context.Context, f relay.Filter) (relay.Page, error) {
 	after, err := decodeCursor(f.After)
 	if err != nil {
 		return relay.Page{}, err
@@ -37,50 +37,75 @@ func (s *Spool) List(_ context.Context, f relay.Filter) (relay.Page, error) {
 	if state == relay.StateWaiting {
 		leased = s.deliveringIDs()
 	}
-	err = s.view(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucket).Cursor()
-		k, v := c.First()
-		if after != nil {
-			if k, v = c.Seek(after); k != nil && bytes.Equal(k, after) {
-				k, v = c.Next()
-			}
+	// The walk reads listChunk records per read transaction, and checks
+	// ctx between them: a filter that matches little walks the whole
+	// bucket, and one long read transaction would hold up every commit
+	// that grows the file (webhooks included) until it ended.
+	from, done := after, false
+	for !done {
+		if err := ctx.Err(); err != nil {
+			return relay.Page{}, err
 		}
-		for ; k != nil; k, v = c.Next() {
-			raw, id := v, string(k)
-			if state == relay.StateWaiting {
-				id = string(k[8:])
-				if raw = tx.Bucket(bucketEvents).Get(k[8:]); raw == nil {
-					continue
+		err = s.view(func(tx *bolt.Tx) error {
+			c := tx.Bucket(bucket).Cursor()
+			k, v := c.First()
+			if from != nil {
+				if k, v = c.Seek(from); k != nil && bytes.Equal(k, from) {
+					k, v = c.Next()
 				}
 			}
-			it, err := decodeItem(raw, state)
-			if err != nil {
-				return recordError(id, err)
+			for n := 0; ; k, v = c.Next() {
+				if k == nil {
+					done = true
+					return nil
+				}
+				if n == listChunk {
+					return nil // the next transaction starts after from, the last read
+				}
+				n++
+				from = append(from[:0], k...)
+				raw, id := v, string(k)
+				if state == relay.StateWaiting {
+					id = string(k[8:])
+					if raw = tx.Bucket(bucketEvents).Get(k[8:]); raw == nil {
+						continue
+					}
+				}
+				it, err := decodeItem(raw, state)
+				if err != nil {
+					return recordError(id, err)
+				}
+				if testHookListed != nil {
+					testHookListed()
+				}
+				if leased[id] {
+					it.State = relay.StateDelivering
+				}
+				if !f.Matches(it) {
+					continue
+				}
+				if f.Limit > 0 && len(page.Items) == f.Limit {
+					page.Next = encodeCursor(page.lastKey) // there is more
+					done = true
+					return nil
+				}
+				page.Items = append(page.Items, *it)
+				page.lastKey = append(page.lastKey[:0], k...)
 			}
-			if testHookListed != nil {
-				testHookListed()
-			}
-			if leased[id] {
-				it.State = relay.StateDelivering
-			}
-			if !f.Matches(it) {
-				continue
-			}
-			if f.Limit > 0 && len(page.Items) == f.Limit {
-				page.Next = encodeCursor(page.lastKey) // there is more
-				return nil
-			}
-			page.Items = append(page.Items, *it)
-			page.lastKey = append(page.lastKey[:0], k...)
+		})
+		if err != nil {
+			return relay.Page{}, err
 		}
-		return nil
-	})
+	}
 	return page.Page, err
 }
 
 // testHookListed, when set by a test, runs inside List's read transaction
 // after each item is read.
 var testHookListed func()
+
+// listChunk is how many records List reads in one read transaction.
+var listChunk = 1000
 
 func encodeCursor(key []byte) string { return base64.RawURLEncoding.EncodeToString(key) }
 
