@@ -14,20 +14,27 @@ import (
 	"github.com/hookmail/hookmail/relay"
 )
 
+// enqueueMixed enqueues n events, ev-00 on, every third a whatsapp and
+// the others SMS.
+func enqueueMixed(t *testing.T, s *Spool, n int) {
+	t.Helper()
+	for i := range n {
+		ev := testEvent(fmt.Sprintf("ev-%02d", i))
+		if i%3 == 0 {
+			ev.Type = "whatsapp"
+		}
+		if err := s.Enqueue(t.Context(), ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // busySpool enqueues events of two types and settles some each way, so
 // that its counts have been changed by every kind of write.
 func busySpool(t *testing.T, s *Spool) {
 	t.Helper()
 	ctx := t.Context()
-	for i := range 30 {
-		ev := testEvent(fmt.Sprintf("ev-%02d", i))
-		if i%3 == 0 {
-			ev.Type = "whatsapp"
-		}
-		if err := s.Enqueue(ctx, ev); err != nil {
-			t.Fatal(err)
-		}
-	}
+	enqueueMixed(t, s, 30)
 	for i := range 12 {
 		l, err := s.Lease(ctx)
 		if err != nil {
