@@ -158,28 +158,23 @@ func loadCounts(tx *bolt.Tx) (map[string]relay.TypeCount, error) {
 // count walks every waiting event and dead letter once, decoding only its
 // type: for a spool an earlier hookmail wrote, whose counts are not kept.
 func count(tx *bolt.Tx, m map[string]relay.TypeCount) error {
-	var head struct {
-		Event struct {
-			Type string `json:"type"`
-		} `json:"event"`
-	}
 	for _, b := range [][]byte{bucketEvents, bucketDead} {
 		dead := 0
 		if string(b) == string(bucketDead) {
 			dead = 1
 		}
 		err := tx.Bucket(b).ForEach(func(k, raw []byte) error {
-			head.Event.Type = ""
-			if unmarshal(raw, &head) != nil {
+			typ, ok := recordType(raw)
+			if !ok {
 				// Damaged: counted as "other", the type a lease moves it to
 				// the dead letters with (see quarantine), rather than
 				// keeping the spool from opening.
-				head.Event.Type = damagedType
+				typ = damagedType
 			}
-			c := m[head.Event.Type]
+			c := m[typ]
 			c.Waiting += 1 - dead
 			c.Dead += dead
-			m[head.Event.Type] = c
+			m[typ] = c
 			return nil
 		})
 		if err != nil {
@@ -187,4 +182,18 @@ func count(tx *bolt.Tx, m map[string]relay.TypeCount) error {
 		}
 	}
 	return nil
+}
+
+// recordType reads only the event type of an item record; false when not
+// even that decodes.
+func recordType(raw []byte) (string, bool) {
+	var head struct {
+		Event struct {
+			Type string `json:"type"`
+		} `json:"event"`
+	}
+	if unmarshal(raw, &head) != nil {
+		return "", false
+	}
+	return head.Event.Type, true
 }

@@ -300,15 +300,7 @@ func (s *Spool) quarantine(l *leased, cause error) error {
 		if cur := events.Get([]byte(l.id)); cur == nil || !bytes.Equal(cur, l.raw) {
 			return nil // changed or gone since the lease read it
 		}
-		var head struct {
-			Event struct {
-				Type string `json:"type"`
-			} `json:"event"`
-		}
-		typ := ""
-		if unmarshal(l.raw, &head) == nil {
-			typ = head.Event.Type
-		}
+		typ, _ := recordType(l.raw) // "" when not even the type reads
 		if err := tx.Bucket(bucketDue).Delete(dueKey(l.due, l.id)); err != nil {
 			return err
 		}
