@@ -318,17 +318,15 @@ func (w *Workers) flushDigest(ctx context.Context, store DigestStore, l *Rules, 
 	if err != nil {
 		if lifetime := l.Config.Retry.Lifetime; Classify(err) == Permanent && waited >= lifetime {
 			reason := fmt.Sprintf("digest of route %s refused for retry.lifetime (%s): %v", d.routeName, lifetime, err)
-			if berr := store.BuryDigest(ctx, name, ids, reason); berr != nil {
+			buried, berr := store.BuryDigest(ctx, name, ids, reason)
+			if berr != nil {
 				return errors.Join(err, berr)
 			}
 			// An event another route still owes stays collected (see
 			// BuryDigest): the digest is tried again at the retry backoff,
 			// not at the next look a second later.
-			kept, rerr := stillCollected(ctx, store, name, ids)
-			if rerr != nil {
-				return errors.Join(err, rerr)
-			}
-			if buried := len(ids) - kept; buried > 0 {
+			kept := len(ids) - buried
+			if buried > 0 {
 				w.log.Error("digest refused for retry.lifetime; its events are in the dead letters (hookmail queue list --dead)", "route", d.routeName, "digest", name,
 					"events", buried, "err", err)
 			}
@@ -357,21 +355,6 @@ func (w *Workers) flushDigest(ctx context.Context, store DigestStore, l *Rules, 
 	w.log.Info("digest sent", "route", name, "events", len(entries), "waiting", n-len(entries),
 		"message_id", msg.MessageID, "reply", msg.Receipt)
 	return nil
-}
-
-// stillCollected counts the events of ids that name's digest still holds.
-func stillCollected(ctx context.Context, store DigestStore, name string, ids []string) (int, error) {
-	entries, _, err := store.Digest(ctx, name, 0)
-	if err != nil {
-		return 0, err
-	}
-	kept := 0
-	for _, e := range entries {
-		if slices.Contains(ids, e.Event.ID) {
-			kept++
-		}
-	}
-	return kept, nil
 }
 
 // PendingDigest is one digest's collected events, waiting to be sent.

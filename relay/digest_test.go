@@ -314,7 +314,9 @@ func TestDigestNotDueReadsItsOldestEventOnly(t *testing.T) {
 // route still owes.
 type keepingDigests struct{ *memqueue.Queue }
 
-func (keepingDigests) BuryDigest(context.Context, string, []string, string) error { return nil }
+func (keepingDigests) BuryDigest(context.Context, string, []string, string) (int, error) {
+	return 0, nil
+}
 
 // TestRefusedDigestKeptForAnotherRouteWaitsForTheBackoff: a digest refused
 // past retry.lifetime whose events stay collected (another route owes

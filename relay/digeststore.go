@@ -32,8 +32,10 @@ type DigestStore interface {
 	// has gone out.
 	Forget(ctx context.Context, route string, ids []string) error
 	// BuryDigest moves the given events of route's digest to the dead
-	// letters with reason, when the digest cannot be delivered.
-	BuryDigest(ctx context.Context, route string, ids []string, reason string) error
+	// letters with reason, when the digest cannot be delivered, and says
+	// how many it moved: one still waiting in the queue (another route
+	// owes it) stays collected.
+	BuryDigest(ctx context.Context, route string, ids []string, reason string) (moved int, err error)
 	// Storm counts ev in its window of route's storm for conversation conv
 	// (a StormConversation) by running CountStorm, with the store's clock,
 	// in a transaction that no other count of the same route and

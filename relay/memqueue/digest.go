@@ -107,11 +107,12 @@ func (q *Queue) Forget(_ context.Context, route string, ids []string) error {
 // BuryDigest moves the given events of route's digest to the dead
 // letters: an event buried already is buried again, its history kept; one
 // still waiting keeps its entry collected (as the other backends do).
-func (q *Queue) BuryDigest(_ context.Context, route string, ids []string, reason string) error {
+func (q *Queue) BuryDigest(_ context.Context, route string, ids []string, reason string) (int, error) {
 	s := q.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := q.now()
+	moved := 0
 	for _, id := range ids {
 		e, ok := s.digests[route][id]
 		if _, waiting := s.waiting[id]; !ok || waiting {
@@ -126,6 +127,7 @@ func (q *Queue) BuryDigest(_ context.Context, route string, ids []string, reason
 		it.Record(now, "moved to the dead letters from route "+route+"'s digest: "+reason)
 		s.dead[id] = it
 		delete(s.digests[route], id)
+		moved++
 	}
-	return nil
+	return moved, nil
 }

@@ -117,21 +117,28 @@ func (q *Queue) Forget(ctx context.Context, route string, ids []string) error {
 // is buried again, its history kept. An event still waiting in the queue
 // (a route of its own still owes it) keeps its entry collected: the next
 // failed digest buries it, once the queue is done with the event.
-func (q *Queue) BuryDigest(ctx context.Context, route string, ids []string, reason string) error {
+func (q *Queue) BuryDigest(ctx context.Context, route string, ids []string, reason string) (int, error) {
 	now := time.Now()
 	history := historyJSON([]relay.Attempt{{At: now, What: "moved to the dead letters from route " + route + "'s digest: " + reason}})
-	_, err := q.pool.Exec(ctx, `
+	var moved int
+	// The INSERT runs as a statement of the WITH, counted or not.
+	err := q.pool.QueryRow(ctx, `
 		WITH moved AS (
 			DELETE FROM hookmail_digest_entries AS d
 			WHERE d.route = $1 AND d.event = ANY($2)
 			  AND NOT EXISTS (SELECT FROM hookmail_events AS w WHERE w.id = d.event AND NOT w.dead)
-			RETURNING d.event, d.type, d.source, d.format, d.data, d.content, d.received)
-		INSERT INTO hookmail_events
-			(id, type, source, format, data, content, received, dead, due, attempts, last_error, dead_reason, died, history)
-		SELECT event, type, source, format, data, content, received, true, `+nowNS+`, 1, $3, $3, $4, $5::jsonb FROM moved
-		ON CONFLICT (id) DO UPDATE SET last_error = excluded.last_error, dead_reason = excluded.dead_reason,
-			died = excluded.died, history = `+appendHistory(5)+`
-		WHERE hookmail_events.dead`,
-		route, ids, reason, now, history)
-	return q.fail(err)
+			RETURNING d.event, d.type, d.source, d.format, d.data, d.content, d.received),
+		buried AS (
+			INSERT INTO hookmail_events
+				(id, type, source, format, data, content, received, dead, due, attempts, last_error, dead_reason, died, history)
+			SELECT event, type, source, format, data, content, received, true, `+nowNS+`, 1, $3, $3, $4, $5::jsonb FROM moved
+			ON CONFLICT (id) DO UPDATE SET last_error = excluded.last_error, dead_reason = excluded.dead_reason,
+				died = excluded.died, history = `+appendHistory(5)+`
+			WHERE hookmail_events.dead)
+		SELECT count(*) FROM moved`,
+		route, ids, reason, now, history).Scan(&moved)
+	if err != nil {
+		return 0, q.fail(err)
+	}
+	return moved, nil
 }

@@ -37,8 +37,8 @@ func testDigests(t *testing.T, h Harness) {
 	if err := q.Forget(ctx, "fb", []string{event(0, "").ID, event(1, "").ID}); err != nil {
 		t.Fatal(err)
 	}
-	if err := q.BuryDigest(ctx, "fb", []string{event(2, "").ID}, "digest refused"); err != nil {
-		t.Fatal(err)
+	if moved, err := q.BuryDigest(ctx, "fb", []string{event(2, "").ID}, "digest refused"); err != nil || moved != 1 {
+		t.Fatalf("bury: %d moved, %v; want 1", moved, err)
 	}
 	if _, n, _ := q.Digest(ctx, "fb", 0); n != 0 {
 		t.Errorf("%d left in the digest", n)
@@ -103,11 +103,11 @@ func testBuryDigestNeverLoses(t *testing.T, h Harness) {
 			t.Fatal(err)
 		}
 	}
-	if err := q.BuryDigest(ctx, "a", []string{waiting.ID, twice.ID}, "refused by a"); err != nil {
-		t.Fatal(err)
+	if moved, err := q.BuryDigest(ctx, "a", []string{waiting.ID, twice.ID}, "refused by a"); err != nil || moved != 1 {
+		t.Fatalf("bury a's digest: %d moved, %v; want 1, the waiting event kept", moved, err)
 	}
-	if err := q.BuryDigest(ctx, "b", []string{twice.ID}, "refused by b"); err != nil {
-		t.Fatal(err)
+	if moved, err := q.BuryDigest(ctx, "b", []string{twice.ID}, "refused by b"); err != nil || moved != 1 {
+		t.Fatalf("bury b's digest: %d moved, %v; want 1", moved, err)
 	}
 	if entries, n, err := q.Digest(ctx, "a", 0); err != nil || n != 1 || entries[0].Event.ID != waiting.ID {
 		t.Errorf("route a's digest: %d entries %v, want the waiting event still collected", n, err)

@@ -107,10 +107,12 @@ func (s *Spool) DigestRoutes(context.Context) ([]string, error) {
 // its own still owes it) keeps its entry collected: the next failed digest
 // buries it, once the queue is done with the event. Its dead letter would
 // otherwise share the waiting item's id.
-func (s *Spool) BuryDigest(_ context.Context, route string, ids []string, reason string) error {
+func (s *Spool) BuryDigest(_ context.Context, route string, ids []string, reason string) (int, error) {
 	now := s.now()
 	what := "moved to the dead letters from route " + route + "'s digest: " + reason
-	return s.updateCounted(func(tx *bolt.Tx, t tally) error {
+	moved := 0
+	err := s.updateCounted(func(tx *bolt.Tx, t tally) error {
+		moved = 0 // run again alone after a batch's failure
 		b, dead := tx.Bucket(bucketDigests), tx.Bucket(bucketDead)
 		for _, id := range ids {
 			k := digestKey(route, id)
@@ -144,9 +146,14 @@ func (s *Spool) BuryDigest(_ context.Context, route string, ids []string, reason
 			if err := b.Delete(k); err != nil {
 				return err
 			}
+			moved++
 		}
 		return nil
 	})
+	if err != nil {
+		return 0, err
+	}
+	return moved, nil
 }
 
 // Forget deletes the given entries of route's digest.

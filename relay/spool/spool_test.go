@@ -321,7 +321,7 @@ func TestDigestBytesCount(t *testing.T) {
 	if err := s.Forget(ctx, route.Name, ids[:1]); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.BuryDigest(ctx, route.Name, ids[1:], "test"); err != nil {
+	if _, err := s.BuryDigest(ctx, route.Name, ids[1:], "test"); err != nil {
 		t.Fatal(err)
 	}
 	after, _ := s.Stats(ctx)

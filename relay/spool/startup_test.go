@@ -68,7 +68,7 @@ func busySpool(t *testing.T, s *Spool) {
 			t.Fatal(err)
 		}
 	}
-	if err := s.BuryDigest(ctx, rt.Name, []string{"d1"}, "refused"); err != nil {
+	if _, err := s.BuryDigest(ctx, rt.Name, []string{"d1"}, "refused"); err != nil {
 		t.Fatal(err)
 	}
 	waitAcks(t, s)
