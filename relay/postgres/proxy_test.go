@@ -77,6 +77,7 @@ func (p *proxy) stop() {
 	for c := range p.conns {
 		c.Close()
 	}
+	clear(p.conns)
 }
 
 // hangs makes new connections reach nothing that answers, as a database
@@ -94,6 +95,14 @@ func (p *proxy) accept(ln net.Listener) {
 			return
 		}
 		p.mu.Lock()
+		if p.ln != ln {
+			// stop came between Accept and here: the connection must
+			// not outlive it, or hookmail would reach the database
+			// after all.
+			p.mu.Unlock()
+			c.Close()
+			return
+		}
 		p.conns[c] = struct{}{}
 		hang := p.hang
 		p.mu.Unlock()
@@ -111,6 +120,12 @@ func (p *proxy) forward(c net.Conn) {
 		return
 	}
 	p.mu.Lock()
+	if _, open := p.conns[c]; !open {
+		// stop cut c while this dialled.
+		p.mu.Unlock()
+		up.Close()
+		return
+	}
 	p.conns[up] = struct{}{}
 	p.mu.Unlock()
 	defer p.drop(up)
