@@ -1,11 +1,12 @@
 // Package ratelimit keeps a token bucket per client address, as the
 // webhook's webhook.rate_limit and the admin page's failed logins use
-// one. Buckets of clients gone quiet are forgotten, so a scan from many
+// one; ClientNet says which addresses count as one client. Buckets of clients gone quiet are forgotten, so a scan from many
 // addresses cannot grow it without end.
 package ratelimit
 
 import (
 	"net"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -118,4 +119,27 @@ func ClientIP(addr string) string {
 		return addr
 	}
 	return ip
+}
+
+// ClientNet is what the per-client limits count a client address (a
+// request's RemoteAddr) as: its IPv4 address, or the /64 network its IPv6
+// address is in, such as "2001:db8:0:1::/64". An IPv6 host is given a
+// whole /64 (SLAAC, and every VPS provider), so it can use another
+// address for every connection; counted one by one, it would never reach
+// a per-IP cap. An IPv4-mapped address counts as its IPv4 address.
+func ClientNet(addr string) string {
+	ip := ClientIP(addr)
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return ip
+	}
+	a = a.Unmap()
+	if a.Is4() {
+		return a.String()
+	}
+	p, err := a.WithZone("").Prefix(64)
+	if err != nil {
+		return ip
+	}
+	return p.String()
 }

@@ -70,3 +70,23 @@ func TestBoundForgetsRefilled(t *testing.T) {
 		t.Errorf("%d keys kept at the bound, want the refilled ones forgotten", n)
 	}
 }
+
+// TestClientNet: IPv4 addresses count one by one, IPv6 ones by their /64,
+// so a host rotating through its /64 is one client.
+func TestClientNet(t *testing.T) {
+	for addr, want := range map[string]string{
+		"192.0.2.1:4711":                  "192.0.2.1",
+		"[2001:db8:0:1::1]:4711":          "2001:db8:0:1::/64",
+		"[2001:db8:0:1:dead:beef:1:2]:80": "2001:db8:0:1::/64",
+		"[2001:db8:0:2::1]:4711":          "2001:db8:0:2::/64",
+		"[::ffff:192.0.2.1]:4711":         "192.0.2.1",
+		"[fe80::1%eth0]:4711":             "fe80::/64",
+		"[::1]:4711":                      "::/64",
+		"@":                               "@", // a unix socket's peer
+		"not an address":                  "not an address",
+	} {
+		if got := ClientNet(addr); got != want {
+			t.Errorf("ClientNet(%q) = %q, want %q", addr, got, want)
+		}
+	}
+}

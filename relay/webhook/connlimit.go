@@ -16,7 +16,8 @@ import (
 )
 
 // ConnLimiter bounds the webhook listener's open connections, in all and
-// per client IP (webhook.max_connections, webhook.max_connections_per_ip).
+// per client IP (webhook.max_connections, webhook.max_connections_per_ip);
+// an IPv6 client's IP is its /64 (see ratelimit.ClientNet).
 // Each open connection costs a goroutine and its buffers, idle keep-alive
 // ones too, so without a bound many clients (or one client with many
 // connections) cost memory without end and can hold what the gateway
@@ -118,7 +119,7 @@ func (l *ConnLimiter) Accept() (net.Conn, error) {
 			<-l.slots
 			return nil, err
 		}
-		lc := &limitedConn{Conn: c, l: l, ip: ratelimit.ClientIP(c.RemoteAddr().String())}
+		lc := &limitedConn{Conn: c, l: l, ip: ratelimit.ClientNet(c.RemoteAddr().String())}
 		lc.lastRead.Store(l.now())
 		over, victim := l.admit(lc)
 		if victim != nil {

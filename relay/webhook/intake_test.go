@@ -7,8 +7,10 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -24,6 +26,12 @@ func serveLimited(t *testing.T, h http.Handler, total, perIP int) (addr string, 
 	if err != nil {
 		t.Fatal(err)
 	}
+	return serveLimitedOn(t, ln, h, total, perIP)
+}
+
+// serveLimitedOn serves h on ln behind a ConnLimiter.
+func serveLimitedOn(t *testing.T, ln net.Listener, h http.Handler, total, perIP int) (addr string, lim *ConnLimiter) {
+	t.Helper()
 	lim = NewConnLimiter(ln, total, perIP, prometheus.NewRegistry())
 	srv := &http.Server{Handler: lim.Handler(h), ConnState: lim.ConnState, ConnContext: lim.ConnContext, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(lim) }()
@@ -76,6 +84,69 @@ func TestConnLimiterPerIP(t *testing.T) {
 		t.Error("after one closed, a new connection from the IP was not served")
 	}
 }
+
+// TestConnLimiterPerIPv6Network: the per-IP cap counts an IPv6 client by
+// its /64, so a host cannot pass it by taking another of its addresses
+// for each connection. (Before, each address had a cap of its own.) The
+// loopback has one IPv6 address, so the listener gives each connection
+// the peer address of the test's choosing.
+func TestConnLimiterPerIPv6Network(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	peers := &peerListener{Listener: ln, peers: []string{
+		"[2001:db8:0:1::1]:40001", "[2001:db8:0:1::2]:40002", "[2001:db8:0:1:ffff::3]:40003",
+		"[2001:db8:0:2::1]:40004",
+	}}
+	addr, _ := serveLimitedOn(t, peers, okHandler, 100, 2)
+	// One at a time, so each is accepted in the order of peers.
+	a := dialFrom(t, "127.0.0.1", addr)
+	if !roundTrip(a) {
+		t.Fatal("the /64's first connection was not served")
+	}
+	b := dialFrom(t, "127.0.0.1", addr)
+	if !roundTrip(b) {
+		t.Fatal("the /64's second connection, from another of its addresses, was not served")
+	}
+	if roundTrip(dialFrom(t, "127.0.0.1", addr)) {
+		t.Error("a third connection from a third address of the same /64 was served; want it closed (max_connections_per_ip 2)")
+	}
+	if !roundTrip(dialFrom(t, "127.0.0.1", addr)) {
+		t.Error("a connection from another /64 was not served")
+	}
+}
+
+// peerListener gives the connections it accepts the peer addresses in
+// peers, one each, in turn.
+type peerListener struct {
+	net.Listener
+	mu    sync.Mutex
+	peers []string
+}
+
+func (l *peerListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.peers) == 0 {
+		c.Close()
+		return nil, errors.New("peerListener: more connections than peers")
+	}
+	peer := net.TCPAddrFromAddrPort(netip.MustParseAddrPort(l.peers[0]))
+	l.peers = l.peers[1:]
+	return peerConn{Conn: c, peer: peer}, nil
+}
+
+type peerConn struct {
+	net.Conn
+	peer net.Addr
+}
+
+func (c peerConn) RemoteAddr() net.Addr { return c.peer }
 
 // TestConnLimiterPerIPClosesStalled: at max_connections_per_ip, a new
 // connection takes the place of the IP's connection that has waited on its

@@ -44,11 +44,12 @@ func (s slots) release() { <-s }
 var errBusy = &reqError{status: http.StatusServiceUnavailable, result: ResultBusy, retryAfter: "1",
 	reason: "too many requests at once (webhook.max_concurrent); try again in a second"}
 
-// limitRate answers 429 with Retry-After to a client IP past its rate. The
-// IP is the connection's peer: hookmail trusts no X-Forwarded-For.
+// limitRate answers 429 with Retry-After to a client IP (an IPv6 /64)
+// past its rate. The IP is the connection's peer: hookmail trusts no
+// X-Forwarded-For.
 func limitRate(l *ratelimit.Limiter, m *Metrics, source string, refusals *refusalLog, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if _, wait := l.Take(ratelimit.ClientIP(r.RemoteAddr)); wait > 0 {
+		if _, wait := l.Take(ratelimit.ClientNet(r.RemoteAddr)); wait > 0 {
 			m.received.WithLabelValues(source, "none", ResultRateLimited).Inc()
 			writeError(w, r, refusals, source, "none", &reqError{status: http.StatusTooManyRequests, result: ResultRateLimited,
 				reason: "too many requests from this address (webhook.rate_limit)", retryAfter: strconv.Itoa(int(math.Ceil(wait.Seconds())))})

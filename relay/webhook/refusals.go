@@ -33,7 +33,7 @@ func writeError(w http.ResponseWriter, r *http.Request, refusals *refusalLog, so
 }
 
 // refusalLogEvery spaces out the log lines of refused webhooks: one line
-// per client IP and result per refusalLogEvery, counting the refusals in
+// per client IP (IPv6: /64) and result per refusalLogEvery, counting the refusals in
 // between, so a flood cannot flood the log while every kind of refusal from
 // every client still shows.
 const refusalLogEvery = time.Minute
@@ -67,7 +67,7 @@ func newRefusalLog(log *slog.Logger, now func() time.Time) *refusalLog {
 }
 
 func (l *refusalLog) record(r *http.Request, source, typ string, e *reqError) {
-	key := refusalKey{ip: ratelimit.ClientIP(r.RemoteAddr), result: e.result}
+	key := refusalKey{ip: ratelimit.ClientNet(r.RemoteAddr), result: e.result}
 	now := l.now()
 	l.mu.Lock()
 	if now.Sub(l.swept) > refusalLogEvery {
@@ -94,7 +94,7 @@ func (l *refusalLog) record(r *http.Request, source, typ string, e *reqError) {
 	missed := c.missed
 	c.last, c.missed = now, 0
 	l.mu.Unlock()
-	attrs := []any{"remote", key.ip, "status", e.status, "result", e.result, "reason", e.reason, "type", typ, "source", source, "not_logged_since", missed}
+	attrs := []any{"remote", ratelimit.ClientIP(r.RemoteAddr), "status", e.status, "result", e.result, "reason", e.reason, "type", typ, "source", source, "not_logged_since", missed}
 	if e.status >= 500 {
 		l.log.Error("webhook refused: hookmail could not take it", append(attrs, "err", e.err)...)
 		return

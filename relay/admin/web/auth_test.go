@@ -2,6 +2,7 @@ package web
 
 import (
 	"crypto/tls"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -132,6 +133,19 @@ func TestLoginRateLimited(t *testing.T) {
 	}
 	if code := try("198.51.100.8", testToken); code != http.StatusSeeOther {
 		t.Errorf("another address: %d, want 303", code)
+	}
+	// An IPv6 client is its /64: guessing from another of its addresses
+	// each time does not pass the limit.
+	for i := range loginBurst {
+		if code := try(fmt.Sprintf("[2001:db8:0:7::%x]", i+1), "guess"); code != http.StatusUnauthorized {
+			t.Fatalf("failed IPv6 login %d: %d, want 401", i+1, code)
+		}
+	}
+	if code := try("[2001:db8:0:7:ffff::1]", "guess"); code != http.StatusTooManyRequests {
+		t.Errorf("a guess from yet another address of the /64: %d, want 429", code)
+	}
+	if code := try("[2001:db8:0:8::1]", testToken); code != http.StatusSeeOther {
+		t.Errorf("another /64: %d, want 303", code)
 	}
 	env.advance(loginEvery)
 	if code := try("198.51.100.7", testToken); code != http.StatusSeeOther {

@@ -45,10 +45,10 @@ func (s *server) login(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, smallForm)
 	_ = r.ParseForm()
 	view := loginView{Next: localPath(r.PostForm.Get("next"))}
-	addr := ratelimit.ClientIP(r.RemoteAddr)
-	giveBack, wait := s.logins.Take(addr)
+	addr, client := ratelimit.ClientIP(r.RemoteAddr), ratelimit.ClientNet(r.RemoteAddr)
+	giveBack, wait := s.logins.Take(client)
 	if wait > 0 {
-		if s.logins.Warn(addr, time.Minute) {
+		if s.logins.Warn(client, time.Minute) {
 			s.Log.Warn("admin page: login refused: too many failed logins from this address", "remote", addr, "retry_after", wait.Round(time.Second).String())
 		}
 		secs := int(math.Ceil(wait.Seconds()))
