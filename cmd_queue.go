@@ -16,6 +16,10 @@ import (
 
 // queueCmd inspects and repairs the queue: through the admin endpoint of a
 // running hookmail, or in the spool file of a stopped one.
+// listPage is how many items `hookmail queue list` reads at a time: the
+// most the admin endpoint gives in one page (smaller in tests).
+var listPage = admin.MaxPage
+
 func (c *cli) queueCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "queue",
@@ -58,28 +62,32 @@ hookmail's spool into Postgres, to switch queue.backend.`,
 		Short: "List waiting events (or dead letters with --dead): id, type, age, attempts, next attempt, last error",
 		Args:  cobra.NoArgs,
 		RunE: withQueue(func(cmd *cobra.Command, q admin.Queue, _ []string) error {
-			f := relay.Filter{State: relay.StateWaiting, Type: typ, Limit: limit, After: after}
+			f := relay.Filter{State: relay.StateWaiting, Type: typ, After: after}
 			if dead {
 				f.State = relay.StateDead
 			}
-			page, err := q.List(cmd.Context(), f)
-			if err != nil {
-				return err
-			}
-			if jsonOut {
-				items := []admin.ItemView{}
-				for i := range page.Items {
-					items = append(items, admin.ViewItem(&page.Items[i]))
+			// Page by page, each printed as it comes: a backlog may hold
+			// a million events, too many to hold at once here or in the
+			// hookmail that answers.
+			out := admin.NewItemWriter(c.stdout, jsonOut, time.Now())
+			for left := limit; ; {
+				f.Limit = listPage
+				if limit > 0 {
+					f.Limit = min(left, listPage)
 				}
-				return asJSON(items)
+				page, err := q.List(cmd.Context(), f)
+				if err != nil {
+					return err
+				}
+				if err := out.Write(page.Items); err != nil {
+					return err
+				}
+				left -= len(page.Items)
+				if page.Next == "" || len(page.Items) == 0 || (limit > 0 && left <= 0) {
+					return out.Close(page.Next)
+				}
+				f.After = page.Next
 			}
-			if err := admin.PrintItems(c.stdout, page.Items, time.Now()); err != nil {
-				return err
-			}
-			if page.Next != "" {
-				fmt.Fprintf(c.stdout, "(more after these: --after %s; --limit 0 lists them all)\n", page.Next)
-			}
-			return nil
 		}),
 	}
 	list.Flags().BoolVar(&dead, "dead", false, "list the dead letters instead")

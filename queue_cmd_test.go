@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -261,5 +262,63 @@ func TestQueueCommandsRefusedToOtherUsers(t *testing.T) {
 	}
 	if out, err := hookmailCmd(t, env, "queue", "list"); err != nil || !strings.Contains(out, "1 event(s)") {
 		t.Errorf("queue list as hookmail's own user on the stopped spool: %v\n%s; want the event still there", err, out)
+	}
+}
+
+// TestQueueListPages: queue list reads a page at a time (listPage) and
+// prints each as it comes, so --limit 0 lists any backlog without holding
+// it whole, here or in the hookmail that answers; the table and the JSON
+// come out as one listing whatever the number of pages.
+func TestQueueListPages(t *testing.T) {
+	defer func(n int) { listPage = n }(listPage)
+	listPage = 2
+	dir := t.TempDir()
+	s, err := spool.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		ev := &relay.Event{ID: fmt.Sprintf("ev-%d", i), Source: "gateway", Type: "sms",
+			Data: map[string]string{"id": fmt.Sprint(i), "phone": "+15550001", "message": "hi"}, Received: time.Now()}
+		if err := s.Enqueue(t.Context(), ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Close()
+	env := map[string]string{"HOOKMAIL_SPOOL_DIR": dir, "HOOKMAIL_ADMIN_LISTEN": "off"}
+	hm := func(args ...string) string {
+		t.Helper()
+		var stdout, stderr bytes.Buffer
+		if err := run(t.Context(), args, func(k string) string { return env[k] }, nil, &stdout, &stderr); err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, stderr.String())
+		}
+		return stdout.String()
+	}
+	ids := regexp.MustCompile(`(?m)^ev-\d`)
+	out := hm("queue", "list", "--limit", "0")
+	if got := ids.FindAllString(out, -1); len(got) != 5 || !strings.Contains(out, "5 event(s)") || strings.Contains(out, "more after") ||
+		strings.Count(out, "ATTEMPTS") != 1 {
+		t.Errorf("list --limit 0 over 3 pages: %q\n%s", got, out)
+	}
+	out = hm("queue", "list", "--limit", "3")
+	cursor := regexp.MustCompile(`--after (\S+);`).FindStringSubmatch(out)
+	if got := ids.FindAllString(out, -1); len(got) != 3 || !strings.Contains(out, "3 event(s)") || cursor == nil {
+		t.Fatalf("list --limit 3: %q\n%s", got, out)
+	}
+	out = hm("queue", "list", "--after", cursor[1])
+	if got := ids.FindAllString(out, -1); !slices.Equal(got, []string{"ev-3", "ev-4"}) || strings.Contains(out, "more after") {
+		t.Errorf("list after the cursor: %q, want ev-3 and ev-4\n%s", got, out)
+	}
+	var items []admin.ItemView
+	out = hm("queue", "list", "--limit", "0", "--json")
+	if err := json.Unmarshal([]byte(out), &items); err != nil || len(items) != 5 || items[4].Event.ID != "ev-4" {
+		t.Errorf("list --limit 0 --json: %v, %d items\n%s", err, len(items), out)
+	}
+	out = hm("queue", "list", "--dead", "--json")
+	if err := json.Unmarshal([]byte(out), &items); err != nil || len(items) != 0 || out != "[]\n" {
+		t.Errorf("an empty list --json: %v %q", err, out)
+	}
+	if out = hm("queue", "list", "--dead"); !strings.Contains(out, "ATTEMPTS") || !strings.Contains(out, "0 event(s)") {
+		t.Errorf("an empty list: %q", out)
 	}
 }

@@ -21,12 +21,18 @@ import (
 	"github.com/hookmail/hookmail/relay"
 )
 
+// MaxPage is the most items one listing page holds, whatever its limit
+// asks: a page is built whole in memory, in the serving hookmail, and a
+// backlog can hold a million events. Past it, Next is the cursor of the
+// rest.
+const MaxPage = 1000
+
 // NewHandler serves insp as JSON under /admin/v1/, describing items with
 // the rules rules returns (those in force). With a token set, every request
 // must carry it as "Authorization: Bearer <token>".
 //
 //	GET    /admin/v1/stats                              StatsView
-//	GET    /admin/v1/events?state=&type=&limit=&after=  PageView (state waiting or dead)
+//	GET    /admin/v1/events?state=&type=&limit=&after=  PageView (state waiting or dead; at most MaxPage)
 //	GET    /admin/v1/events/{id}                        Detail
 //	POST   /admin/v1/events/{id}/retry                  due now
 //	DELETE /admin/v1/events/{id}                        dropped for good
@@ -49,7 +55,10 @@ func NewHandler(insp relay.Inspector, rules func() *relay.Rules, token config.Se
 			return
 		}
 		limit, _ := strconv.Atoi(q.Get("limit"))
-		f.Limit = max(limit, 0)
+		f.Limit = MaxPage
+		if limit > 0 && limit < MaxPage {
+			f.Limit = limit
+		}
 		page, err := insp.List(r.Context(), f)
 		view := PageView{Items: []ItemView{}, Next: page.Next}
 		for i := range page.Items {

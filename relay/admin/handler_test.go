@@ -3,6 +3,7 @@ package admin
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -154,7 +155,8 @@ func TestAdminAPIThroughClient(t *testing.T) {
 	}
 	out.Reset()
 	page, _ = c.List(ctx, relay.Filter{State: relay.StateWaiting})
-	if err := PrintItems(&out, page.Items, time.Now()); err != nil || !strings.Contains(out.String(), "delivering") || !strings.Contains(out.String(), "1 event(s)") {
+	w := NewItemWriter(&out, false, time.Now())
+	if err := errors.Join(w.Write(page.Items), w.Close(page.Next)); err != nil || !strings.Contains(out.String(), "delivering") || !strings.Contains(out.String(), "1 event(s)") {
 		t.Errorf("printed list:\n%s", out.String())
 	}
 	if !strings.Contains(env.logs.String(), "dead letters requeued by an operator") {
@@ -251,5 +253,37 @@ func TestAdminServesProfiles(t *testing.T) {
 		if tc.want == http.StatusOK && !strings.Contains(rec.Body.String(), "heap profile") {
 			t.Errorf("%s: not a heap profile: %.100q", tc.name, rec.Body.String())
 		}
+	}
+}
+
+// TestAdminListPagesAtMost: a listing page holds at most MaxPage items,
+// whatever limit it asks (0, the CLI's "all", included), and gives the
+// cursor of the rest: the serving hookmail never builds a page of its
+// whole backlog. (Before, limit 0 or a large limit listed everything in
+// one response.)
+func TestAdminListPagesAtMost(t *testing.T) {
+	env := newTestEnv(t, "admin-token-123")
+	srv := httptest.NewServer(env.h)
+	defer srv.Close()
+	c := tcpAdminClient(strings.TrimPrefix(srv.URL, "http://"), "admin-token-123")
+	for i := range MaxPage + 5 {
+		env.enqueue(t, fmt.Sprintf("01900000-0000-7000-8000-%012d", i), "sms", map[string]string{"phone": "+15550001", "message": "hi"})
+	}
+	for _, limit := range []int{0, MaxPage + 1, 10 * MaxPage} {
+		page, err := c.List(t.Context(), relay.Filter{State: relay.StateWaiting, Limit: limit})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page.Items) != MaxPage || page.Next == "" {
+			t.Errorf("limit %d: %d items, next %q; want %d and a cursor", limit, len(page.Items), page.Next, MaxPage)
+			continue
+		}
+		rest, err := c.List(t.Context(), relay.Filter{State: relay.StateWaiting, Limit: limit, After: page.Next})
+		if err != nil || len(rest.Items) != 5 || rest.Next != "" {
+			t.Errorf("limit %d, after the cursor: %d items, next %q, %v; want the last 5", limit, len(rest.Items), rest.Next, err)
+		}
+	}
+	if page, _ := c.List(t.Context(), relay.Filter{State: relay.StateWaiting, Limit: 7}); len(page.Items) != 7 {
+		t.Errorf("limit 7: %d items", len(page.Items))
 	}
 }

@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"maps"
@@ -11,10 +12,45 @@ import (
 	"github.com/hookmail/hookmail/relay"
 )
 
-// PrintItems writes items as the table `hookmail queue list` shows.
-func PrintItems(w io.Writer, items []relay.Item, now time.Time) error {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tTYPE\tSTATE\tAGE\tATTEMPTS\tNEXT ATTEMPT\tLAST ERROR")
+// ItemWriter writes a listing as `hookmail queue list` prints it, page by
+// page as they are read, so a listing of any length is never held whole:
+// a table (or a JSON array), then how many there were.
+type ItemWriter struct {
+	w    io.Writer
+	json bool
+	now  time.Time
+	n    int
+}
+
+// NewItemWriter writes to w: a table, or a JSON array of ItemView with
+// asJSON.
+func NewItemWriter(w io.Writer, asJSON bool, now time.Time) *ItemWriter {
+	return &ItemWriter{w: w, json: asJSON, now: now}
+}
+
+// Write writes a page of items. A table's columns line up within a page.
+func (p *ItemWriter) Write(items []relay.Item) error {
+	if p.json {
+		for i := range items {
+			b, err := json.MarshalIndent(ViewItem(&items[i]), "  ", "  ")
+			if err != nil {
+				return err
+			}
+			sep := ",\n  "
+			if p.n == 0 {
+				sep = "[\n  "
+			}
+			if _, err := fmt.Fprintf(p.w, "%s%s", sep, b); err != nil {
+				return err
+			}
+			p.n++
+		}
+		return nil
+	}
+	tw := tabwriter.NewWriter(p.w, 0, 0, 2, ' ', 0)
+	if p.n == 0 {
+		fmt.Fprintln(tw, "ID\tTYPE\tSTATE\tAGE\tATTEMPTS\tNEXT ATTEMPT\tLAST ERROR")
+	}
 	for _, it := range items {
 		next := "-"
 		switch {
@@ -22,19 +58,42 @@ func PrintItems(w io.Writer, items []relay.Item, now time.Time) error {
 			next = "dead: " + clip(it.DeadReason, 40)
 		case it.State == relay.StateDelivering:
 			next = "now (delivering)"
-		case !it.NextAttempt.After(now):
+		case !it.NextAttempt.After(p.now):
 			next = "now"
 		default:
-			next = "in " + age(it.NextAttempt.Sub(now))
+			next = "in " + age(it.NextAttempt.Sub(p.now))
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", it.Event.ID, relay.OneLine(it.Event.Type), it.State,
-			age(now.Sub(it.Event.Received)), it.Attempts, next, clip(it.LastError, 60))
+			age(p.now.Sub(it.Event.Received)), it.Attempts, next, clip(it.LastError, 60))
 	}
-	if err := tw.Flush(); err != nil {
+	p.n += len(items)
+	return tw.Flush()
+}
+
+// Close ends the listing: the JSON array, or the table's count and, when
+// the listing stopped at its limit, the cursor of the rest (next).
+func (p *ItemWriter) Close(next string) error {
+	if p.json {
+		end := "\n]\n"
+		if p.n == 0 {
+			end = "[]\n"
+		}
+		_, err := io.WriteString(p.w, end)
 		return err
 	}
-	_, err := fmt.Fprintf(w, "%d event(s)\n", len(items))
-	return err
+	if p.n == 0 {
+		if err := p.Write(nil); err != nil { // the header alone
+			return err
+		}
+	}
+	if _, err := fmt.Fprintf(p.w, "%d event(s)\n", p.n); err != nil {
+		return err
+	}
+	if next != "" {
+		_, err := fmt.Fprintf(p.w, "(more after these: --after %s; --limit 0 lists them all)\n", next)
+		return err
+	}
+	return nil
 }
 
 // PrintDetail writes what `hookmail queue show` shows: the event, its
