@@ -163,23 +163,58 @@ func (q *Queue) Requeue(ctx context.Context, id string) error {
 	return nil
 }
 
+// defaultRequeuePage is how many dead letters a filtered RequeueDead
+// reads and requeues at a time.
+const defaultRequeuePage = 1000
+
 // RequeueDead makes every dead letter f selects due now. A filter beyond
-// the type is applied in Go, to the dead letters List reads.
+// the type is applied in Go, to the dead letters List reads a page at a
+// time, so a million dead letters are never held at once. Dead letters
+// list in id order, so each page starts after the last of the one before
+// and none is read twice; those that died after the call began are left,
+// as one read at its start would have left them.
 func (q *Queue) RequeueDead(ctx context.Context, f relay.Filter) (int, error) {
-	f.State, f.Limit, f.After = relay.StateDead, 0, ""
-	where, arg := `dead AND ($3 = '' OR type = $3)`, any(f.Type)
-	if !f.KeepsAll() {
+	f.State, f.Limit, f.After = relay.StateDead, q.opts.requeuePage, ""
+	if f.KeepsAll() {
+		return q.requeueDead(ctx, "dead", nil)
+	}
+	began := time.Now()
+	n := 0
+	for {
 		page, err := q.List(ctx, f)
 		if err != nil {
-			return 0, err
+			return n, err
 		}
-		ids := make([]string, len(page.Items))
-		for i, it := range page.Items {
-			ids[i] = it.Event.ID
+		if q.opts.onRequeuePage != nil {
+			q.opts.onRequeuePage(len(page.Items))
 		}
-		where, arg = `dead AND id = ANY($3)`, ids
+		var ids []string
+		for _, it := range page.Items {
+			if !it.Died.After(began) {
+				ids = append(ids, it.Event.ID)
+			}
+		}
+		if len(ids) > 0 {
+			m, err := q.requeueDead(ctx, `dead AND id = ANY($3)`, ids)
+			if n += m; err != nil {
+				return n, err
+			}
+		}
+		if page.Next == "" {
+			return n, nil
+		}
+		f.After = page.Next
 	}
-	tag, err := q.pool.Exec(ctx, `UPDATE hookmail_events SET `+requeueSet+` WHERE `+where, append(requeueArgs(), arg)...)
+}
+
+// requeueDead makes the dead letters where selects due now; its $3, if
+// any, is arg.
+func (q *Queue) requeueDead(ctx context.Context, where string, arg any) (int, error) {
+	args := requeueArgs()
+	if arg != nil {
+		args = append(args, arg)
+	}
+	tag, err := q.pool.Exec(ctx, `UPDATE hookmail_events SET `+requeueSet+` WHERE `+where, args...)
 	if err != nil {
 		return 0, q.fail(err)
 	}

@@ -83,6 +83,10 @@ type options struct {
 	poll         time.Duration
 	mustExist    bool
 	listBatch    int
+	// requeuePage is how many dead letters a filtered RequeueDead reads
+	// at a time; onRequeuePage, when set, hears how many each page held.
+	requeuePage   int
+	onRequeuePage func(n int)
 }
 
 // DefaultPoll is how often an idle worker looks for due events by default,
@@ -146,6 +150,7 @@ func Open(ctx context.Context, connString string, opts ...Option) (*Queue, error
 		listen:       true,
 		poll:         DefaultPoll,
 		listBatch:    defaultListBatch,
+		requeuePage:  defaultRequeuePage,
 	}
 	for _, opt := range opts {
 		opt(&o)
