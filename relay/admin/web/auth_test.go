@@ -160,7 +160,8 @@ func TestLoginRateLimited(t *testing.T) {
 	}
 }
 
-// TestSessionEnds: a session ends when it expires, and at logout.
+// TestSessionEnds: a session ends when it expires, at logout, and when
+// its browser logs in again.
 func TestSessionEnds(t *testing.T) {
 	env := newTestEnv(t)
 	env.login(t)
@@ -186,5 +187,16 @@ func TestSessionEnds(t *testing.T) {
 	}
 	if rec := env.get("/queue"); rec.Code != http.StatusSeeOther {
 		t.Errorf("after logout the old cookie still works: %d", rec.Code)
+	}
+
+	env.login(t)
+	old := env.cookie
+	env.login(t) // with the old session's cookie, as a browser sends it
+	if env.cookie == old {
+		t.Fatal("a second login kept the session")
+	}
+	env.cookie = old
+	if rec := env.get("/queue"); rec.Code != http.StatusSeeOther {
+		t.Errorf("the session a new login replaced still works: %d, want 303 to the login", rec.Code)
 	}
 }

@@ -66,6 +66,11 @@ func (s *server) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	giveBack()
+	// The session the browser had, if any, ends: a login never leaves
+	// two sessions of one browser open, one of them forgotten.
+	if c, err := r.Cookie(cookieName); err == nil {
+		s.sessions.end(c.Value)
+	}
 	id, sess := s.sessions.start()
 	http.SetCookie(w, cookie(r, id, sess.expires, s.SessionTTL))
 	s.Log.Info("admin page: logged in", "remote", addr)
