@@ -15,13 +15,14 @@ import (
 // behind HAProxy, which probes /readyz and never sends a webhook again to
 // another hookmail (as a Kubernetes Service does not), while 20 clients
 // post through it without pause. Each hookmail in turn gets SIGTERM, with
-// a drain of three probe intervals, and is started again (on a new port,
+// a drain of six probe intervals (HAProxy needs one failed probe; the rest
+// is room for a busy machine), and is started again (on a new port,
 // which HAProxy is told, as a Service's endpoints follow a new pod) and
 // counted up before the next. No client may see a webhook refused or
 // failed, and every accepted event must arrive once.
 func TestRollingRestartBehindHAProxy(t *testing.T) {
 	const instances, clients = 3, 20
-	drain := 3 * haproxyInter
+	drain := 6 * haproxyInter
 	db := pgtest.Database(t)
 	cert := smtptest.NewCert(t)
 	mp := newMailpit(t, cert)

@@ -87,8 +87,12 @@ func testSlowBodies(t *testing.T, src net.IP) {
 	}
 	t.Logf("slow clients from %s connected %d times; legitimate webhooks: %d of %d answered 200 within 1 s (%d answered 200 at all), slowest %s",
 		src, connects.Load(), fast, total, ok200, slowest)
-	if fast*100 < 99*total {
-		t.Errorf("%d of %d legitimate webhooks answered 200 within 1 s, want at least 99 %%\n%s", fast, total, logs)
+	// What the attack did before is refuse or drop webhooks (65 of 100
+	// got through): every one must get its 200. Most within a second, but
+	// not all: this runs beside every other package's tests, on a race
+	// build, and a spool fsync on a busy disk can take longer.
+	if ok200 != total || fast*100 < 95*total {
+		t.Errorf("%d of %d legitimate webhooks answered 200 (%d within 1 s), want all, and at least 95 %% within 1 s\n%s", ok200, total, fast, logs)
 	}
 	if connects.Load() < 300 {
 		t.Errorf("the slow clients connected only %d times; the attack did not run", connects.Load())

@@ -128,19 +128,29 @@ func TestNotifyFromElsewhereWakesEveryLeaser(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close(context.Background())
-	wakes := func(payload string) int64 {
+	// wakes sends a NOTIFY and counts the wakes it made: until want have
+	// come (at most 10 s: a busy machine delivers late), then 300 ms more,
+	// long enough for a stray one to show, and until the woken leasers
+	// are back in line.
+	wakes := func(payload string, want int64) int64 {
 		before := q.waiters.Wakes()
 		if _, err := conn.Exec(t.Context(), "SELECT pg_notify($1, $2)", channel, payload); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(500 * time.Millisecond) // delivered, and the woken leasers back in line
+		for deadline := time.Now().Add(10 * time.Second); q.waiters.Wakes()-before < want && time.Now().Before(deadline); {
+			time.Sleep(10 * time.Millisecond)
+		}
+		time.Sleep(300 * time.Millisecond)
+		for deadline := time.Now().Add(10 * time.Second); q.waiters.Len() < 3 && time.Now().Before(deadline); {
+			time.Sleep(10 * time.Millisecond)
+		}
 		return q.waiters.Wakes() - before
 	}
-	if n := wakes(q.owner); n != 0 {
+	if n := wakes(q.owner, 0); n != 0 {
 		t.Errorf("the instance's own NOTIFY woke %d leasers, want 0", n)
 	}
 	for _, payload := range []string{"", "another-instance"} {
-		if n := wakes(payload); n != 3 {
+		if n := wakes(payload, 3); n != 3 {
 			t.Errorf("a NOTIFY with payload %q woke %d leasers, want all 3", payload, n)
 		}
 	}

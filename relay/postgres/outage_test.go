@@ -126,21 +126,28 @@ func TestPollingAlone(t *testing.T) {
 			q := open(t, url, postgres.WithListen(false), postgres.WithPoll(tc.poll))
 			defer q.Close()
 			got := make(chan *relay.Lease, 1)
-			ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+			ctx, cancel := context.WithCancel(t.Context())
 			defer cancel()
 			go func() {
 				l, _ := q.Lease(ctx)
 				got <- l
 			}()
-			time.Sleep(100 * time.Millisecond) // the worker is idle
+			waitUntil(t, "the worker to be idle", func() bool { return postgres.Waiting(q) == 1 })
 			ev := testEvent(int(tc.poll.Milliseconds()))
 			if err := other.Enqueue(t.Context(), ev); err != nil {
 				t.Fatal(err)
 			}
+			// A second is ten polls; a busy machine may take longer to
+			// find it, never a poll an hour away.
+			wait := time.Second
+			if tc.find {
+				wait = 10 * time.Second
+			}
+			time.AfterFunc(wait, cancel)
 			l := <-got
 			switch {
 			case tc.find && (l == nil || l.Item.Event.ID != ev.ID):
-				t.Errorf("polling every %s did not find the event within a second: %v", tc.poll, l)
+				t.Errorf("polling every %s did not find the event within %s: %v", tc.poll, wait, l)
 			case !tc.find && l != nil:
 				t.Errorf("leased %s with LISTEN off and no poll due: something else woke the worker", l.Item.Event.ID)
 			}

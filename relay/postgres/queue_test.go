@@ -50,7 +50,9 @@ func TestHistoryCapped(t *testing.T) {
 // TestOperatorEndsLapsedLease: requeueing or dropping an item whose lease
 // lapsed ends that lease: its worker can no longer settle the item.
 func TestOperatorEndsLapsedLease(t *testing.T) {
-	q := open(t, pgtest.Database(t), postgres.WithLeaseTimeout(100*time.Millisecond))
+	// Long enough that the first requeue surely comes under the lease,
+	// on a busy machine too.
+	q := open(t, pgtest.Database(t), postgres.WithLeaseTimeout(2*time.Second))
 	defer q.Close()
 	ctx := t.Context()
 	ev := testEvent(1)
@@ -61,7 +63,7 @@ func TestOperatorEndsLapsedLease(t *testing.T) {
 	if err := q.Requeue(ctx, ev.ID); !errors.Is(err, relay.ErrBusy) {
 		t.Fatalf("requeue under a lease: %v, want ErrBusy", err)
 	}
-	time.Sleep(150 * time.Millisecond)
+	time.Sleep(time.Until(l.Expires) + 100*time.Millisecond)
 	if err := q.Requeue(ctx, ev.ID); err != nil {
 		t.Fatalf("requeue once the lease lapsed: %v", err)
 	}
@@ -76,7 +78,7 @@ func TestOperatorEndsLapsedLease(t *testing.T) {
 		}
 	}
 	l = leaseWithin(t, q, 5*time.Second)
-	time.Sleep(150 * time.Millisecond)
+	time.Sleep(time.Until(l.Expires) + 100*time.Millisecond)
 	if err := q.Drop(ctx, ev.ID); err != nil {
 		t.Fatalf("drop once the lease lapsed: %v", err)
 	}

@@ -27,6 +27,7 @@ func TestIdleSpoolDoesNothing(t *testing.T) {
 	leaseCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() { _, _ = s.Lease(leaseCtx) }()
+	waitLeasers(t, s, 1)
 	time.Sleep(200 * time.Millisecond) // the first sweep, at open, is done
 	before := s.db.Stats()
 	time.Sleep(3 * time.Second)

@@ -459,7 +459,7 @@ func TestOneItemWakesOneLeaser(t *testing.T) {
 		t.Fatal(err)
 	}
 	leased := queuetest.IdleLeasers(t, s, 4)
-	time.Sleep(200 * time.Millisecond) // all four waiting
+	waitLeasers(t, s, 4)
 	before = s.db.Stats()
 	if err := s.Enqueue(t.Context(), testEvent("a")); err != nil {
 		t.Fatal(err)
@@ -471,5 +471,16 @@ func TestOneItemWakesOneLeaser(t *testing.T) {
 	after = s.db.Stats()
 	if walks := after.Sub(&before).TxN - own; walks != 1 {
 		t.Errorf("one new item made %d walks of the index, want 1", walks)
+	}
+}
+
+// waitLeasers waits until n leasers wait for an item on s, each having
+// walked the index once.
+func waitLeasers(t *testing.T, s *Spool, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); s.waiters.Len() < n; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d leasers waiting after 10 s, want %d", s.waiters.Len(), n)
+		}
 	}
 }

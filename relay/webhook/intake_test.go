@@ -67,7 +67,7 @@ func roundTrip(c net.Conn) bool {
 }
 
 func TestConnLimiterPerIP(t *testing.T) {
-	addr, _ := serveLimited(t, okHandler, 100, 2)
+	addr, lim := serveLimited(t, okHandler, 100, 2)
 	a, b := dialFrom(t, "127.0.0.3", addr), dialFrom(t, "127.0.0.3", addr)
 	if !roundTrip(a) || !roundTrip(b) {
 		t.Fatal("the first two connections of one IP were not served")
@@ -79,7 +79,17 @@ func TestConnLimiterPerIP(t *testing.T) {
 		t.Error("another IP's connection was not served")
 	}
 	a.Close()
-	time.Sleep(50 * time.Millisecond) // the server notices the close
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) { // the server notices the close
+		lim.mu.Lock()
+		n := len(lim.byIP["127.0.0.3"])
+		lim.mu.Unlock()
+		if n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the IP holds %d connections 10 s after one of two closed", n)
+		}
+	}
 	if !roundTrip(dialFrom(t, "127.0.0.3", addr)) {
 		t.Error("after one closed, a new connection from the IP was not served")
 	}
