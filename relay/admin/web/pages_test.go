@@ -306,7 +306,8 @@ func TestRoutesPage(t *testing.T) {
 		t.Errorf("the preview's frame: %d %v", frame.Code, frame.Header())
 	}
 	cookie, csrf := env.cookie, env.csrf
-	env.login(t) // another session
+	env.cookie = ""
+	env.login(t) // another session, another browser's: a login ends its browser's own
 	if rec := env.get(m[1]); rec.Code != http.StatusNotFound {
 		t.Errorf("another session's preview: %d, want 404", rec.Code)
 	}
