@@ -14,12 +14,12 @@ import (
 	"github.com/hookmail/hookmail/relay/app"
 )
 
-// queueCmd inspects and repairs the queue: through the admin endpoint of a
-// running hookmail, or in the spool file of a stopped one.
 // listPage is how many items `hookmail queue list` reads at a time: the
 // most the admin endpoint gives in one page (smaller in tests).
 var listPage = admin.MaxPage
 
+// queueCmd inspects and repairs the queue: through the admin endpoint of a
+// running hookmail, or in the spool file of a stopped one.
 func (c *cli) queueCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "queue",

@@ -318,7 +318,7 @@ func TestQueueListPages(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &items); err != nil || len(items) != 0 || out != "[]\n" {
 		t.Errorf("an empty list --json: %v %q", err, out)
 	}
-	if out = hm("queue", "list", "--dead"); !strings.Contains(out, "ATTEMPTS") || !strings.Contains(out, "0 event(s)") {
+	if out = hm("queue", "list", "--dead"); strings.Count(out, "ATTEMPTS") != 1 || !strings.Contains(out, "0 event(s)") {
 		t.Errorf("an empty list: %q", out)
 	}
 }

@@ -16,10 +16,11 @@ import (
 // page as they are read, so a listing of any length is never held whole:
 // a table (or a JSON array), then how many there were.
 type ItemWriter struct {
-	w    io.Writer
-	json bool
-	now  time.Time
-	n    int
+	w      io.Writer
+	json   bool
+	now    time.Time
+	n      int
+	headed bool // the table's header is out
 }
 
 // NewItemWriter writes to w: a table, or a JSON array of ItemView with
@@ -28,7 +29,8 @@ func NewItemWriter(w io.Writer, asJSON bool, now time.Time) *ItemWriter {
 	return &ItemWriter{w: w, json: asJSON, now: now}
 }
 
-// Write writes a page of items. A table's columns line up within a page.
+// Write writes a page of items. A table's columns line up within a page:
+// past 1,000 items, a column's width may change from page to page.
 func (p *ItemWriter) Write(items []relay.Item) error {
 	if p.json {
 		for i := range items {
@@ -48,7 +50,8 @@ func (p *ItemWriter) Write(items []relay.Item) error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(p.w, 0, 0, 2, ' ', 0)
-	if p.n == 0 {
+	if !p.headed {
+		p.headed = true
 		fmt.Fprintln(tw, "ID\tTYPE\tSTATE\tAGE\tATTEMPTS\tNEXT ATTEMPT\tLAST ERROR")
 	}
 	for _, it := range items {
@@ -81,7 +84,7 @@ func (p *ItemWriter) Close(next string) error {
 		_, err := io.WriteString(p.w, end)
 		return err
 	}
-	if p.n == 0 {
+	if !p.headed {
 		if err := p.Write(nil); err != nil { // the header alone
 			return err
 		}
