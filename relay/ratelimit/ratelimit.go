@@ -123,10 +123,12 @@ func ClientIP(addr string) string {
 
 // ClientNet is what the per-client limits count a client address (a
 // request's RemoteAddr) as: its IPv4 address, or the /64 network its IPv6
-// address is in, such as "2001:db8:0:1::/64". An IPv6 host is given a
-// whole /64 (SLAAC, and every VPS provider), so it can use another
-// address for every connection; counted one by one, it would never reach
-// a per-IP cap. An IPv4-mapped address counts as its IPv4 address.
+// address is in, such as "2001:db8:0:1::/64". A VPS is given a whole /64,
+// and a LAN is one /64 whose hosts pick their own addresses (SLAAC), so a
+// client can use another address for every connection; counted one by
+// one, it would never reach a per-IP cap. Hosts of one LAN share its cap,
+// as hosts behind one IPv4 NAT do. An IPv4-mapped address counts as its
+// IPv4 address.
 func ClientNet(addr string) string {
 	ip := ClientIP(addr)
 	a, err := netip.ParseAddr(ip)

@@ -2,8 +2,11 @@ package webhook
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
+	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -388,5 +391,34 @@ func TestConnLimiterPerIPSparesTheRecentlyIdle(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(lim.refused.WithLabelValues("stalled")); got != 0 {
 		t.Errorf("closed_total{reason=stalled} = %v, want 0", got)
+	}
+}
+
+// TestRefusalLogGroupsClients: the refusal log's one line a minute is per
+// IPv4 address or IPv6 /64, naming the address of the request it logs;
+// past maxRefusalKeys clients, the rest share a line that names no
+// address (remote=other), since its count is of many.
+func TestRefusalLogGroupsClients(t *testing.T) {
+	var buf bytes.Buffer
+	now := time.Unix(1_700_000_000, 0)
+	l := newRefusalLog(slog.New(slog.NewTextHandler(&buf, nil)), func() time.Time { return now })
+	e := &reqError{status: http.StatusUnauthorized, result: ResultUnauthorized, reason: "wrong secret"}
+	refuse := func(addr string) {
+		r := httptest.NewRequest(http.MethodPost, "/webhook", nil)
+		r.RemoteAddr = addr
+		l.record(r, SourceGateway, "sms", e)
+	}
+	refuse("[2001:db8:0:1::1]:40000")
+	refuse("[2001:db8:0:1::2]:40000") // the same /64: counted, not logged
+	if n := strings.Count(buf.String(), "webhook refused"); n != 1 || !strings.Contains(buf.String(), "remote=2001:db8:0:1::1 ") {
+		t.Errorf("two refusals from one /64 logged %d lines, want 1 naming the first address:\n%s", n, buf.String())
+	}
+	for i := range maxRefusalKeys - 1 { // with the /64: maxRefusalKeys clients
+		refuse(fmt.Sprintf("10.%d.%d.%d:40000", i>>16&255, i>>8&255, i&255))
+	}
+	buf.Reset()
+	refuse("192.0.2.99:40000") // one client too many: the shared line
+	if !strings.Contains(buf.String(), "remote=other ") || strings.Contains(buf.String(), "192.0.2.99") {
+		t.Errorf("past maxRefusalKeys, the line names an address:\n%s", buf.String())
 	}
 }

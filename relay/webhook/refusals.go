@@ -94,7 +94,11 @@ func (l *refusalLog) record(r *http.Request, source, typ string, e *reqError) {
 	missed := c.missed
 	c.last, c.missed = now, 0
 	l.mu.Unlock()
-	attrs := []any{"remote", ratelimit.ClientIP(r.RemoteAddr), "status", e.status, "result", e.result, "reason", e.reason, "type", typ, "source", source, "not_logged_since", missed}
+	remote := ratelimit.ClientIP(r.RemoteAddr)
+	if key.ip == "other" {
+		remote = "other" // the count is of many clients'
+	}
+	attrs := []any{"remote", remote, "status", e.status, "result", e.result, "reason", e.reason, "type", typ, "source", source, "not_logged_since", missed}
 	if e.status >= 500 {
 		l.log.Error("webhook refused: hookmail could not take it", append(attrs, "err", e.err)...)
 		return
