@@ -92,7 +92,7 @@ func NewHandler(insp relay.Inspector, rules func() *relay.Rules, token config.Se
 	})
 	mux.HandleFunc("POST /admin/v1/dead/retry", func(w http.ResponseWriter, r *http.Request) {
 		n, err := insp.RequeueDead(r.Context(), relay.Filter{Type: r.URL.Query().Get("type")})
-		if err == nil {
+		if n > 0 || err == nil { // some may be requeued before an error
 			log.Info("dead letters requeued by an operator", "count", n, "remote", r.RemoteAddr)
 		}
 		reply(w, map[string]any{"requeued": n}, err)

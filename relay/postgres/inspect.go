@@ -171,14 +171,12 @@ const defaultRequeuePage = 1000
 // the type is applied in Go, to the dead letters List reads a page at a
 // time, so a million dead letters are never held at once. Dead letters
 // list in id order, so each page starts after the last of the one before
-// and none is read twice; those that died after the call began are left,
-// as one read at its start would have left them.
+// and none is read twice.
 func (q *Queue) RequeueDead(ctx context.Context, f relay.Filter) (int, error) {
 	f.State, f.Limit, f.After = relay.StateDead, q.opts.requeuePage, ""
 	if f.KeepsAll() {
 		return q.requeueDead(ctx, "dead", nil)
 	}
-	began := time.Now()
 	n := 0
 	for {
 		page, err := q.List(ctx, f)
@@ -188,11 +186,9 @@ func (q *Queue) RequeueDead(ctx context.Context, f relay.Filter) (int, error) {
 		if q.opts.onRequeuePage != nil {
 			q.opts.onRequeuePage(len(page.Items))
 		}
-		var ids []string
-		for _, it := range page.Items {
-			if !it.Died.After(began) {
-				ids = append(ids, it.Event.ID)
-			}
+		ids := make([]string, len(page.Items))
+		for i, it := range page.Items {
+			ids[i] = it.Event.ID
 		}
 		if len(ids) > 0 {
 			m, err := q.requeueDead(ctx, `dead AND id = ANY($3)`, ids)

@@ -139,12 +139,14 @@ func (s *server) list(dead bool) http.HandlerFunc {
 func (s *server) retryDead(w http.ResponseWriter, r *http.Request) {
 	f, form := readFilter(r.PostForm, true, s.Rules())
 	n, err := s.Inspector.RequeueDead(r.Context(), f)
+	if n > 0 || err == nil { // some may be requeued before an error
+		s.Log.Info("dead letters requeued by an operator on the admin page", "count", n, "remote", r.RemoteAddr,
+			"type", form.Type, "source", form.Source, "route", form.Route, "by_text", form.Text != "")
+	}
 	if err != nil {
 		s.failErr(w, r, err)
 		return
 	}
-	s.Log.Info("dead letters requeued by an operator on the admin page", "count", n, "remote", r.RemoteAddr,
-		"type", form.Type, "source", form.Source, "route", form.Route, "by_text", form.Text != "")
 	q := form.values()
 	q.Set("done", "bulk")
 	q.Set("n", strconv.Itoa(n))
