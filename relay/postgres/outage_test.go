@@ -132,7 +132,9 @@ func TestPollingAlone(t *testing.T) {
 				l, _ := q.Lease(ctx)
 				got <- l
 			}()
+			// In line, then its first look, a single query, done.
 			waitUntil(t, "the worker to be idle", func() bool { return postgres.Waiting(q) == 1 })
+			time.Sleep(500 * time.Millisecond)
 			ev := testEvent(int(tc.poll.Milliseconds()))
 			if err := other.Enqueue(t.Context(), ev); err != nil {
 				t.Fatal(err)
