@@ -90,9 +90,9 @@ func testLeaseExpires(t *testing.T, h Harness) {
 }
 
 func testLeaseExtends(t *testing.T, h Harness) {
-	// Extended every 100 ms, a 1 s lease leaves a loaded machine room for
-	// several slow extensions before it lapses (200 ms once did not).
-	q := open(t, h, Options{LeaseTimeout: time.Second})
+	// Extended every 100 ms, a 3 s lease leaves a loaded machine room for
+	// many slow extensions before it lapses (200 ms once did not).
+	q := open(t, h, Options{LeaseTimeout: 3 * time.Second})
 	enqueue(t, q, event(1, "sms"))
 	l := lease(t, q)
 	done := make(chan struct{})
@@ -110,7 +110,7 @@ func testLeaseExtends(t *testing.T, h Harness) {
 			}
 		}
 	})
-	noLease(t, q, 2500*time.Millisecond) // well past the lease, had it not been extended
+	noLease(t, q, 4500*time.Millisecond) // well past the lease, had it not been extended
 	close(done)
 	wg.Wait()
 	if err := q.Retry(t.Context(), l, time.Now(), relay.Progress{Attempts: 1}); err != nil {

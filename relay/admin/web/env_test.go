@@ -182,7 +182,9 @@ func (env *testEnv) enqueue(t *testing.T, id, typ, source string, data map[strin
 func (env *testEnv) settle(t *testing.T, dead ...string) {
 	t.Helper()
 	for {
-		ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+		// Lease looks at the context before the queue: too short a one
+		// can end before a busy machine gets to look.
+		ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
 		l, err := env.queue.Lease(ctx)
 		cancel()
 		if err != nil {

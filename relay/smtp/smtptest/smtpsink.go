@@ -34,6 +34,7 @@ type Sink struct {
 
 	mu         sync.Mutex
 	srv        *smtp.Server
+	cut        *cutListener // srv's listener, cut at Stop
 	refuse     *smtp.SMTPError
 	answer     func(n int) *smtp.SMTPError // the reply to the n-th MAIL FROM, when set
 	greet      *smtp.SMTPError             // the reply to EHLO and HELO when set
@@ -99,7 +100,9 @@ func NewSink(t testing.TB, opts ...SinkOption) *Sink {
 	return s
 }
 
-func (s *Sink) serve(ln net.Listener) {
+func (s *Sink) serve(tcp net.Listener) {
+	cut := &cutListener{Listener: tcp, conns: map[net.Conn]struct{}{}}
+	var ln net.Listener = cut
 	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
 		s.mu.Lock()
 		defer s.mu.Unlock()
@@ -129,9 +132,46 @@ func (s *Sink) serve(ln net.Listener) {
 		ln = &startTLSListener{Listener: ln, reply: s.startTLS}
 	}
 	s.mu.Lock()
-	s.srv = srv
+	s.srv, s.cut = srv, cut
 	s.mu.Unlock()
 	go func() { _ = srv.Serve(ln) }()
+}
+
+// cutListener closes, when cut, its listener, every connection it gave
+// out and any it accepts afterwards. go-smtp's Close closes only the
+// connections it has registered, so one accepted as it ran would live on
+// and be served, and a Close before Serve began leaves the listener open.
+type cutListener struct {
+	net.Listener
+	mu    sync.Mutex
+	isCut bool
+	conns map[net.Conn]struct{}
+}
+
+func (l *cutListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.isCut {
+		c.Close()
+		return nil, net.ErrClosed
+	}
+	l.conns[c] = struct{}{}
+	return c, nil
+}
+
+func (l *cutListener) cut() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.isCut = true
+	_ = l.Listener.Close()
+	for c := range l.conns {
+		c.Close()
+	}
+	clear(l.conns)
 }
 
 // Refuse makes every MAIL FROM get reply (e.g. 451); nil accepts again.
@@ -196,9 +236,12 @@ func (s *Sink) RequireAuth(user, pass string) {
 // Stop closes the listener and every connection: the server is gone.
 func (s *Sink) Stop() {
 	s.mu.Lock()
-	srv := s.srv
-	s.srv = nil
+	srv, cut := s.srv, s.cut
+	s.srv, s.cut = nil, nil
 	s.mu.Unlock()
+	if cut != nil {
+		cut.cut()
+	}
 	if srv != nil {
 		_ = srv.Close()
 	}
