@@ -318,7 +318,9 @@ func (w *Workers) flushDigest(ctx context.Context, store DigestStore, l *Rules, 
 	if err != nil {
 		if lifetime := l.Config.Retry.Lifetime; Classify(err) == Permanent && waited >= lifetime {
 			reason := fmt.Sprintf("digest of route %s refused for retry.lifetime (%s): %v", d.routeName, lifetime, err)
-			buried, berr := store.BuryDigest(ctx, name, ids, reason)
+			sctx, cancel := settling(ctx)
+			defer cancel()
+			buried, berr := store.BuryDigest(sctx, name, ids, reason)
 			if berr != nil {
 				return errors.Join(err, berr)
 			}
@@ -337,7 +339,9 @@ func (w *Workers) flushDigest(ctx context.Context, store DigestStore, l *Rules, 
 		}
 		return err
 	}
-	if err := store.Forget(ctx, name, ids); err != nil {
+	sctx, cancel := settling(ctx)
+	defer cancel()
+	if err := store.Forget(sctx, name, ids); err != nil {
 		// Sent but still collected: cleared before the next digest.
 		ds.forget[name] = ids
 		w.log.Error("digest sent but its events could not be cleared yet; retrying before the next digest", "route", name, "err", err)

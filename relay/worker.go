@@ -24,6 +24,17 @@ const ReasonNoRoute = "no route"
 // the queue; the SMTP sender's own smtp.timeout is shorter.
 const sendTimeout = 5 * time.Minute
 
+// settleTimeout bounds storing an attempt's result in the queue.
+const settleTimeout = 30 * time.Second
+
+// settling is the context an attempt's result is stored on: not the
+// attempt's own, which ends at sendTimeout. On a queue that honours it
+// (Postgres), a result stored on it after a slow attempt failed, so the
+// routes already emailed were emailed again and the attempt not counted.
+func settling(attempt context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(attempt), settleTimeout)
+}
+
 // Rules is the part of the config a reload swaps at once: routes,
 // templates, smtp.from and retry. Workers read it once per event, so each
 // event sees the old rules or the new ones, never a mix.
@@ -155,7 +166,9 @@ func (w *Workers) work(ctx context.Context) {
 		}
 		w.pacer.leased(l.Item.Event.ID)
 		attemptCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sendTimeout)
-		stop := w.keep(attemptCtx, l)
+		// The lease is kept until the result is stored, past sendTimeout
+		// if need be: the worker holds the event until then.
+		stop := w.keep(context.WithoutCancel(ctx), l)
 		w.deliver(attemptCtx, l, turn{stop: ctx.Done(), release: release})
 		release()
 		stop()
@@ -327,7 +340,9 @@ func (w *Workers) deliver(ctx context.Context, lease *Lease, t turn) {
 		}
 	}
 	if err == nil && len(reasons) == 0 && !held.set {
-		if err := w.queue.Ack(ctx, lease); err != nil {
+		sctx, cancel := settling(ctx)
+		defer cancel()
+		if err := w.queue.Ack(sctx, lease); err != nil {
 			log.Error("email sent but the queue did not record it; the queue offers it again later and it is resent with the same Message-ID", "err", err)
 		}
 		w.metrics.deliveries.WithLabelValues("sent").Observe(w.now().Sub(start).Seconds())
@@ -372,7 +387,9 @@ func (w *Workers) deliver(ctx context.Context, lease *Lease, t turn) {
 		log.Warn("delivery failed; will retry", "err", err, "next_attempt", next.Format(time.RFC3339))
 	}
 	it.History = append(it.History, Attempt{At: w.now(), What: fmt.Sprintf("attempt %d failed: %s", it.Attempts, err)})
-	if err := w.queue.Retry(ctx, lease, next, it); err != nil {
+	sctx, cancel := settling(ctx)
+	defer cancel()
+	if err := w.queue.Retry(sctx, lease, next, it); err != nil {
 		log.Error("cannot reschedule; the queue keeps the event and offers it again later", "err", err)
 	}
 	w.metrics.deliveries.WithLabelValues("retry").Observe(w.now().Sub(start).Seconds())
@@ -380,7 +397,9 @@ func (w *Workers) deliver(ctx context.Context, lease *Lease, t turn) {
 
 func (w *Workers) bury(ctx context.Context, lease *Lease, reason string, p Progress, start time.Time) {
 	ev := &lease.Item.Event
-	if err := w.queue.Bury(ctx, lease, reason, p); err != nil {
+	sctx, cancel := settling(ctx)
+	defer cancel()
+	if err := w.queue.Bury(sctx, lease, reason, p); err != nil {
 		w.log.Error("cannot move the event to the dead letters; the queue keeps it and offers it again later", "id", ev.ID, "err", err)
 		return
 	}

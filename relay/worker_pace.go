@@ -43,7 +43,9 @@ func (w *Workers) putBack(ctx context.Context, lease *Lease, it Progress, h held
 		}
 		it.History = append(it.History, Attempt{At: w.now(), What: fmt.Sprintf("%s (not counted as an attempt): %s", what, h.why)})
 	}
-	if err := w.queue.Retry(ctx, lease, next, it); err != nil {
+	sctx, cancel := settling(ctx)
+	defer cancel()
+	if err := w.queue.Retry(sctx, lease, next, it); err != nil {
 		log.Error("cannot put the email back in the queue for pacing; the queue offers it again later", "err", err)
 		return
 	}

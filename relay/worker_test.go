@@ -338,3 +338,85 @@ func TestSlowSendKeepsItsLease(t *testing.T) {
 		t.Errorf("the event was sent %d times, want once: its lease lapsed during the send", n)
 	}
 }
+
+// ctxQueue honours the context of each settle, as Postgres does, where the
+// in-memory queue ignores it.
+type ctxQueue struct{ relay.Queue }
+
+func (q ctxQueue) Ack(ctx context.Context, l *relay.Lease) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return q.Queue.Ack(ctx, l)
+}
+
+func (q ctxQueue) Retry(ctx context.Context, l *relay.Lease, next time.Time, p relay.Progress) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return q.Queue.Retry(ctx, l, next, p)
+}
+
+func (q ctxQueue) Bury(ctx context.Context, l *relay.Lease, reason string, p relay.Progress) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return q.Queue.Bury(ctx, l, reason, p)
+}
+
+// TestAttemptThatRunsOutStoresItsResult: an attempt whose context ends
+// while it sends (sendTimeout, after a slow server) still stores what it
+// did, on a queue that honours contexts: the email sent is acked, a
+// failure retried with its attempt counted, a refusal buried. (Before, the
+// result was stored on the attempt's context and failed with it, so the
+// event came back and its routes were emailed again.)
+func TestAttemptThatRunsOutStoresItsResult(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		reply error
+		want  func(st relay.Stats, it *relay.Item) bool
+	}{
+		{"sent", nil, func(st relay.Stats, _ *relay.Item) bool { return st.Depth == 0 && st.Dead == 0 }},
+		{"deferred", errors.New("smtp DATA: 451 4.3.0 try again later"), func(st relay.Stats, it *relay.Item) bool {
+			return st.Depth == 1 && it != nil && it.Attempts == 1 && it.State == relay.StateWaiting
+		}},
+		{"refused", relay.PermanentErr(errors.New("smtp RCPT TO <ops@example.com>: 550 5.1.1 no such user")), func(st relay.Stats, _ *relay.Item) bool {
+			return st.Depth == 0 && st.Dead == 1
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testConfig(t)
+			mq := memqueue.Open(memqueue.NewStore())
+			t.Cleanup(func() { mq.Close() })
+			q := ctxQueue{mq}
+			rules, err := relay.NewRules(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			attempt, runOut := context.WithCancel(t.Context())
+			defer runOut()
+			sender := &fakeSender{send: func(context.Context, *relay.Message) error {
+				runOut() // the attempt's time is up as the server answers
+				return tc.reply
+			}}
+			w := relay.NewWorkers(rules, q, relay.QueueLocal, mq, nil, sender, nil, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+			ev := &relay.Event{ID: "slow", Source: "gateway", Type: relay.TypeSMS, Data: map[string]string{"phone": "+1", "message": "hi"}, Received: time.Now()}
+			if err := q.Enqueue(t.Context(), ev); err != nil {
+				t.Fatal(err)
+			}
+			l, err := q.Lease(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			w.Deliver(attempt, l)
+			st, err := mq.Stats(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			it, _ := mq.Get(t.Context(), ev.ID)
+			if st.Delivering != 0 || !tc.want(st, it) {
+				t.Errorf("after the attempt: %+v, item %+v; want its result stored", st, it)
+			}
+		})
+	}
+}
