@@ -65,6 +65,7 @@ func hint(err error) string {
 		verify   *tls.CertificateVerificationError
 		dns      *net.DNSError
 		connect  *connectError
+		sender   *senderError
 	)
 	code, enhanced := SMTPReply(err)
 	switch {
@@ -88,6 +89,10 @@ func hint(err error) string {
 		// A greeting, EHLO or AUTH refused for good is about hookmail's
 		// setup, never the message: 5xx here must not bury events.
 		return "the server refused hookmail's session before any email (its greeting, EHLO or AUTH reply): check smtp.host and smtp.port, and that the server takes mail from this host"
+	case errors.As(err, &sender) && code >= 500:
+		// MAIL FROM is smtp.from for every email: refused for good, it
+		// would bury every event.
+		return "the server refused the sender, smtp.from, for good (MAIL FROM): set smtp.from to an address smtp.username may send as (Microsoft 365: a mailbox it has Send As rights on; Gmail: its own address or a verified alias)"
 	}
 	return ""
 }

@@ -64,6 +64,11 @@ func TestClassify(t *testing.T) {
 		{"5xx before any message", &connectError{host: "h", port: 25, err: &textproto.Error{Code: 554, Msg: "5.7.1 blocked"}}, relay.Config},
 		{"421 before any message", &connectError{host: "h", port: 25, err: &textproto.Error{Code: 421, Msg: "4.3.2 busy"}}, relay.Temporary},
 		{"504 to AUTH", &connectError{host: "h", port: 25, err: fmt.Errorf("SMTP AUTH failed: %w", &textproto.Error{Code: 504, Msg: "5.5.4 unrecognized"})}, relay.Config},
+		// MAIL FROM is smtp.from for every email: refused for good, it is
+		// the setup's fault, and must not bury every event.
+		{"sender refused for good", &senderError{err: reply(550, "5.7.60 SMTP; Client does not have permissions to send as this sender")}, relay.Config},
+		{"sender refused for now", &senderError{err: reply(451, "4.3.0 try again later")}, relay.Temporary},
+		{"quota at MAIL FROM", &senderError{err: reply(550, "5.4.5 Daily user sending quota exceeded.")}, relay.Quota},
 		{"template error", relay.PermanentErr(errors.New("render html: bad")), relay.Permanent},
 		{"outbox disk full", errors.New("outbox: write: no space left on device"), relay.Temporary},
 	}

@@ -176,6 +176,14 @@ func (s *Sender) dial(ctx context.Context) (*smtp.Client, error) {
 	return sc, nil
 }
 
+// senderError is the server's refusal of MAIL FROM. Its address is
+// smtp.from, the same for every email, so a refusal for good is about
+// hookmail's setup, never the message.
+type senderError struct{ err error }
+
+func (e *senderError) Error() string { return "smtp MAIL FROM: " + e.err.Error() }
+func (e *senderError) Unwrap() error { return e.err }
+
 // connectError is a failure to open a session: connect, TLS, EHLO, AUTH.
 // No message was involved yet, so even a 5xx reply gives none up (Hint).
 type connectError struct {

@@ -181,6 +181,9 @@ func TestSMTPReplies(t *testing.T) {
 			s.RefuseData(&smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: "too big"})
 		}, relay.Permanent, 0},
 		{"dropped connection mid-DATA is temporary", func(s *smtptest.Sink) { s.DropData(true) }, relay.Temporary, 0},
+		{"550 to MAIL FROM is the setup's, not the message's", func(s *smtptest.Sink) {
+			s.Refuse(&smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Sender address rejected: not owned by user"})
+		}, relay.Config, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -200,6 +203,7 @@ func TestSMTPReplies(t *testing.T) {
 			}
 			srv.RefuseData(nil)
 			srv.DropData(false)
+			srv.Refuse(nil)
 			if err := s.Send(t.Context(), testMessage("a@example.com")); err != nil {
 				t.Fatalf("send after recovery: %v", err)
 			}

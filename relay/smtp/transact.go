@@ -50,7 +50,7 @@ func (s *Sender) transact(sc *smtp.Client, m *relay.Message) error {
 		if code, _ := SMTPReply(err); code == 0 || (code == 421 && !s.replies.paces(err)) {
 			return fmt.Errorf("smtp MAIL FROM: %w: %w", errStale, err)
 		}
-		return fmt.Errorf("smtp MAIL FROM: %w", err)
+		return &senderError{err: err}
 	}
 	var accepted int
 	var refused []error
