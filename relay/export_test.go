@@ -12,5 +12,10 @@ import (
 // running worker does, for a test that leases the item itself.
 func (w *Workers) Deliver(ctx context.Context, l *Lease) { w.deliver(ctx, l, turn{}) }
 
+// DeliverUntil is Deliver for a worker told to stop when stop closes.
+func (w *Workers) DeliverUntil(ctx context.Context, l *Lease, stop <-chan struct{}) {
+	w.deliver(ctx, l, turn{stop: stop})
+}
+
 // SetClock replaces the workers' clock; call it before Run.
 func (w *Workers) SetClock(now func() time.Time) { w.now, w.pacer.now = now, now }

@@ -128,8 +128,9 @@ func (w *Workers) Rules() *Rules { return w.rules.Load() }
 func (w *Workers) Outcomes() OutcomeSummary { return w.outcomes.Summary(w.now()) }
 
 // Run delivers until ctx ends. Each worker then finishes the email in hand
-// (its attempt runs on a context that the shutdown does not cancel) and
-// settles it before Run returns.
+// (its attempt runs on a context that the shutdown does not cancel), puts
+// the event's routes not begun back in the queue, and settles it before
+// Run returns.
 func (w *Workers) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	for range w.count {
@@ -206,6 +207,16 @@ func (w *Workers) keep(ctx context.Context, l *Lease) (stop func()) {
 	}
 }
 
+// stopping reports whether stop is closed (a nil stop never is).
+func stopping(stop <-chan struct{}) bool {
+	select {
+	case <-stop:
+		return true
+	default:
+		return false
+	}
+}
+
 // turn is what a worker brings to pacing for the email in hand: stop says
 // the worker is to stop, and release ends its turn to lease (nil when it
 // has none).
@@ -245,6 +256,13 @@ func (w *Workers) deliver(ctx context.Context, lease *Lease, t turn) {
 	var mailed *Event // ev with its remote files, fetched for the first email
 	for _, route := range routes {
 		if slices.Contains(it.Delivered, route.Name) || it.Refused[route.Name] != "" {
+			continue
+		}
+		if stopping(t.stop) {
+			// hookmail is stopping: the email in hand went, the routes
+			// not begun wait in the queue, this attempt not counted,
+			// rather than hold the shutdown past its budget.
+			held.add(w.now(), nil)
 			continue
 		}
 		rlog := base.With("route", route.Name)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/textproto"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -418,5 +419,51 @@ func TestAttemptThatRunsOutStoresItsResult(t *testing.T) {
 				t.Errorf("after the attempt: %+v, item %+v; want its result stored", st, it)
 			}
 		})
+	}
+}
+
+// TestStopPutsBackTheRoutesNotBegun: a worker told to stop finishes the
+// email in hand and puts the event's other routes back in the queue, not
+// counted as an attempt, instead of sending them all while the shutdown
+// waits. (Before, it went on through every route.)
+func TestStopPutsBackTheRoutesNotBegun(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Routes = []config.Route{
+		{Name: "first", To: []string{"a@example.com"}, Continue: true},
+		{Name: "second", To: []string{"b@example.com"}, Continue: true},
+		{Name: "third", To: []string{"c@example.com"}},
+	}
+	q := memqueue.Open(memqueue.NewStore())
+	t.Cleanup(func() { q.Close() })
+	rules, err := relay.NewRules(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	var sent []string
+	sender := &fakeSender{send: func(_ context.Context, m *relay.Message) error {
+		if sent = append(sent, m.Route); len(sent) == 1 {
+			close(stop) // SIGTERM while the first email goes out
+		}
+		return nil
+	}}
+	w := relay.NewWorkers(rules, q, relay.QueueLocal, q, nil, sender, nil, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	ev := &relay.Event{ID: "ev", Source: "gateway", Type: relay.TypeSMS, Data: map[string]string{"phone": "+1", "message": "hi"}, Received: time.Now()}
+	if err := q.Enqueue(t.Context(), ev); err != nil {
+		t.Fatal(err)
+	}
+	l, err := q.Lease(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.DeliverUntil(t.Context(), l, stop)
+	it, err := q.Get(t.Context(), ev.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(sent, []string{"first"}) || !slices.Equal(it.Delivered, []string{"first"}) ||
+		it.State != relay.StateWaiting || it.Attempts != 0 || it.NextAttempt.After(time.Now()) {
+		t.Errorf("sent %v; the event: delivered %v, %s, %d attempts, due %s; want the first route sent and the event waiting, due, not counted",
+			sent, it.Delivered, it.State, it.Attempts, it.NextAttempt)
 	}
 }
