@@ -41,7 +41,10 @@ func TestClassify(t *testing.T) {
 		{"Gmail web login required", reply(534, "5.7.14 Please log in via your web browser"), relay.Config},
 		{"auth required", reply(530, "5.7.0 Authentication required"), relay.Config},
 		{"throttled, not a login problem", reply(421, "4.7.0 Try again later, closing connection."), relay.Throttled},
-		{"a multi-line throttling reply", reply(450, "4.2.1 The user you are trying to contact is receiving mail too\n4.2.1 quickly. Please resend your message at a later time."), relay.Throttled},
+		{"a multi-line throttling reply", reply(421, "4.7.0 Try again later,\n4.7.0 closing connection."), relay.Throttled},
+		// One recipient's mailbox, not hookmail's pace: retried for that
+		// recipient at the backoff, counted, never a pace cut.
+		{"Gmail's busy mailbox is temporary", reply(450, "4.2.1 The user you are trying to contact is receiving mail too\n4.2.1 quickly. Please resend your message at a later time."), relay.Temporary},
 		{"anvil at the greeting", &connectError{host: "h", port: 25, err: &textproto.Error{Code: 421, Msg: "4.7.0 mx.example.com Error: too many connections from 192.0.2.1"}}, relay.Throttled},
 		{"a 5xx that says rate limit is no throttle", reply(550, "5.7.1 rate limit policy refuses this message"), relay.Permanent},
 		{"policy refusal of one message", reply(550, "5.7.0 Message rejected as spam"), relay.Permanent},

@@ -22,13 +22,15 @@ type replyPattern struct{ pattern, example, from string }
 // providers document them; smtp.throttle_replies and smtp.quota_replies add
 // to them. Each is matched, case ignored, against the reply's code and
 // text, "421 4.7.0 Try again later"; quota replies are tried first (SES
-// says "Throttling failure" for both). The README lists them.
+// says "Throttling failure" for both). The README lists them. Gmail's
+// "450 4.2.1 ... receiving mail at a rate" is not among them: it is about
+// one recipient's mailbox (x.2.x is mailbox status), and as a throttle it
+// cut the pace of every email and put that one back first, again and again.
 var (
 	builtinThrottle = []replyPattern{
 		{`^4\d\d 4\.7\.0 .*try again later`, "421 4.7.0 Try again later, closing connection.", "Gmail"},
 		{`^4\d\d 4\.7\.0 .*unusual rate`, "421 4.7.0 Our system has detected an unusual rate of unsolicited mail originating from your IP address.", "Gmail"},
 		{`^4\d\d 4\.7\.28 `, "421 4.7.28 Our system has detected an unusual rate of unsolicited mail originating from your IP address.", "Gmail"},
-		{`^4\d\d 4\.2\.1 .*(too quickly|at a rate|limit exceeded)`, "450 4.2.1 The user you are trying to contact is receiving mail at a rate that prevents additional messages from being delivered.", "Gmail"},
 		{`^4\d\d 4\.3\.2 .*(thread limit|concurrent connections? limit)`, "432 4.3.2 STOREDRV.ClientSubmit; sender thread limit exceeded", "Microsoft 365"},
 		{`^4\d\d 4\.7\.5\d\d `, "451 4.7.500 Server busy. Please try again later.", "Microsoft 365"},
 		{`^4\d\d 4\.4\.2 .*submission rate`, "421 4.4.2 Message submission rate for this client has exceeded the configured limit", "Exchange"},
