@@ -12,9 +12,10 @@ import (
 // running worker does, for a test that leases the item itself.
 func (w *Workers) Deliver(ctx context.Context, l *Lease) { w.deliver(ctx, l, turn{}) }
 
-// DeliverUntil is Deliver for a worker told to stop when stop closes.
-func (w *Workers) DeliverUntil(ctx context.Context, l *Lease, stop <-chan struct{}) {
-	w.deliver(ctx, l, turn{stop: stop})
+// DeliverUntil is Deliver for a worker told to stop when stop closes, and
+// that loses its lease when lost closes.
+func (w *Workers) DeliverUntil(ctx context.Context, l *Lease, stop, lost <-chan struct{}) {
+	w.deliver(ctx, l, turn{stop: stop, lost: lost})
 }
 
 // SetClock replaces the workers' clock; call it before Run.

@@ -169,8 +169,8 @@ func (w *Workers) work(ctx context.Context) {
 		attemptCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sendTimeout)
 		// The lease is kept until the result is stored, past sendTimeout
 		// if need be: the worker holds the event until then.
-		stop := w.keep(context.WithoutCancel(ctx), l)
-		w.deliver(attemptCtx, l, turn{stop: ctx.Done(), release: release})
+		stop, lost := w.keep(context.WithoutCancel(ctx), l)
+		w.deliver(attemptCtx, l, turn{stop: ctx.Done(), lost: lost, release: release})
 		release()
 		stop()
 		cancel()
@@ -181,10 +181,14 @@ func (w *Workers) work(ctx context.Context) {
 // slow mail server never makes the lease expire under the worker. A timer
 // does it, not a goroutine of its own: most emails go out long before the
 // first extension, and a goroutine per email cost two hand-offs.
-func (w *Workers) keep(ctx context.Context, l *Lease) (stop func()) {
+//
+// lost closes when the queue says the lease is gone: it lapsed, or an
+// operator requeued or dropped the event.
+func (w *Workers) keep(ctx context.Context, l *Lease) (stop func(), lost <-chan struct{}) {
 	every := max(time.Until(l.Expires)/3, 10*time.Millisecond)
 	var mu sync.Mutex // held while extending, and to stop
 	stopped := false
+	gone := make(chan struct{})
 	var t *time.Timer
 	mu.Lock()
 	t = time.AfterFunc(every, func() {
@@ -193,7 +197,13 @@ func (w *Workers) keep(ctx context.Context, l *Lease) (stop func()) {
 		if stopped {
 			return
 		}
-		if err := w.queue.Extend(ctx, l); err != nil {
+		err := w.queue.Extend(ctx, l)
+		if errors.Is(err, ErrLeaseLost) {
+			close(gone)
+			stopped = true
+			return
+		}
+		if err != nil {
 			w.log.Warn("cannot extend the lease; the event may be delivered twice", "id", l.Item.Event.ID, "err", err)
 		}
 		t.Reset(every)
@@ -204,7 +214,7 @@ func (w *Workers) keep(ctx context.Context, l *Lease) (stop func()) {
 		stopped = true
 		t.Stop()
 		mu.Unlock()
-	}
+	}, gone
 }
 
 // stopping reports whether stop is closed (a nil stop never is).
@@ -222,6 +232,7 @@ func stopping(stop <-chan struct{}) bool {
 // has none).
 type turn struct {
 	stop    <-chan struct{}
+	lost    <-chan struct{} // closes when the lease is gone
 	release func()
 }
 
@@ -257,6 +268,13 @@ func (w *Workers) deliver(ctx context.Context, lease *Lease, t turn) {
 	for _, route := range routes {
 		if slices.Contains(it.Delivered, route.Name) || it.Refused[route.Name] != "" {
 			continue
+		}
+		if stopping(t.lost) {
+			// Whoever holds the event now sends it; this worker's
+			// progress cannot be stored any more.
+			log.Warn("the lease on this event was lost during the attempt (it lapsed, or an operator requeued or dropped the event); its routes not begun are left to the queue",
+				"delivered", it.Delivered)
+			return
 		}
 		if stopping(t.stop) {
 			// hookmail is stopping: the email in hand went, the routes

@@ -18,6 +18,7 @@ import (
 	"github.com/hookmail/hookmail/config"
 	"github.com/hookmail/hookmail/relay"
 	"github.com/hookmail/hookmail/relay/memqueue"
+	"github.com/hookmail/hookmail/relay/relaytest"
 )
 
 func TestDeliveryOutcomes(t *testing.T) {
@@ -456,7 +457,7 @@ func TestStopPutsBackTheRoutesNotBegun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.DeliverUntil(t.Context(), l, stop)
+	w.DeliverUntil(t.Context(), l, stop, nil)
 	it, err := q.Get(t.Context(), ev.ID)
 	if err != nil {
 		t.Fatal(err)
@@ -465,5 +466,45 @@ func TestStopPutsBackTheRoutesNotBegun(t *testing.T) {
 		it.State != relay.StateWaiting || it.Attempts != 0 || it.NextAttempt.After(time.Now()) {
 		t.Errorf("sent %v; the event: delivered %v, %s, %d attempts, due %s; want the first route sent and the event waiting, due, not counted",
 			sent, it.Delivered, it.State, it.Attempts, it.NextAttempt)
+	}
+}
+
+// TestLostLeaseSendsNoMore: once the queue says a worker's lease is gone
+// (it lapsed, or an operator requeued or dropped the event), the worker
+// sends none of the event's routes not begun: whoever holds it now does.
+// (Before, it went on through every route.)
+func TestLostLeaseSendsNoMore(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Routes = []config.Route{
+		{Name: "first", To: []string{"a@example.com"}, Continue: true},
+		{Name: "second", To: []string{"b@example.com"}},
+	}
+	q := memqueue.Open(memqueue.NewStore())
+	t.Cleanup(func() { q.Close() })
+	rules, err := relay.NewRules(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lost := make(chan struct{})
+	var sent []string
+	sender := &fakeSender{send: func(_ context.Context, m *relay.Message) error {
+		if sent = append(sent, m.Route); len(sent) == 1 {
+			close(lost) // the lease lapses while the first email goes out
+		}
+		return nil
+	}}
+	logs := &relaytest.LogBuffer{}
+	w := relay.NewWorkers(rules, q, relay.QueueLocal, q, nil, sender, nil, slog.New(slog.NewTextHandler(logs, nil)), prometheus.NewRegistry())
+	ev := &relay.Event{ID: "ev", Source: "gateway", Type: relay.TypeSMS, Data: map[string]string{"phone": "+1", "message": "hi"}, Received: time.Now()}
+	if err := q.Enqueue(t.Context(), ev); err != nil {
+		t.Fatal(err)
+	}
+	l, err := q.Lease(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.DeliverUntil(t.Context(), l, nil, lost)
+	if !slices.Equal(sent, []string{"first"}) || !strings.Contains(logs.String(), "the lease on this event was lost") {
+		t.Errorf("sent %v, want the first route's email only, and the loss logged:\n%s", sent, logs)
 	}
 }
