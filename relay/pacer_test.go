@@ -178,6 +178,12 @@ func TestPacerThrottledUnderARate(t *testing.T) {
 	if got := p.paceNow(); got != paceFloor {
 		t.Errorf("pace %v after throttling on every email, want the floor, one a minute", got)
 	}
+	// From the floor, back at the rate within 200 s of the last cut.
+	// (Before, the rise was a tenth of the floor's pace: 17 hours.)
+	clock.advance(200 * time.Second)
+	if got := p.paceNow(); got != 2 {
+		t.Errorf("pace %v 200 s after the last of the cuts, want smtp.rate's 2", got)
+	}
 }
 
 // TestPacerQuotaHold: a quota reply holds every email until the hold ends:

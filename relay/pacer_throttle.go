@@ -10,9 +10,10 @@ import (
 )
 
 // How the pace follows the server's throttling replies: cut by half (never
-// below one email a minute), then raised by a tenth of the cut pace every
-// paceRiseEvery, so that it is back where it was cut about 100 s later,
-// and uncapped there (smtp.rate, if set, still applies).
+// below one email a minute), then raised every paceRiseEvery by a tenth of
+// the first cut's pace (half the ceiling, where the server complained), so
+// that it is back there about 100 s after a first cut, 200 s at most after
+// cuts in a row, and uncapped there (smtp.rate, if set, still applies).
 const (
 	paceCut       = 0.5
 	paceRise      = 0.1
@@ -63,7 +64,11 @@ func (p *pacer) throttled(sentAt time.Time, cfg *config.Config) {
 			p.ceiling = rate.PerSecond()
 		}
 	}
-	p.step = p.pace * paceRise
+	// The rise is a share of the ceiling, not of the pace cut to: from
+	// the first cut it is back in 10 steps, and after cuts in a row in 20
+	// at most, where a share of a pace halved again and again took hours
+	// from the floor.
+	p.step = p.ceiling * paceCut * paceRise
 	p.cut, p.rose = now, now
 	p.next = now.Add(time.Duration(float64(time.Second) / p.pace))
 	level := slog.LevelDebug
