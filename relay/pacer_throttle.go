@@ -121,7 +121,7 @@ func (p *pacer) quota(until time.Time) {
 		return
 	}
 	if !p.heldUntil.After(p.now()) {
-		p.log.Warn("the mail server's sending quota is used up; every email waits in the queue until the hold ends (smtp.quota_reset), then one is tried",
+		p.log.Warn("the mail server's sending quota is used up; every email waits in the queue until the hold ends (smtp.quota_reset), then sending starts again",
 			"until", until.Format(time.RFC3339))
 	}
 	p.heldUntil = until
