@@ -44,6 +44,7 @@ func TestClassify(t *testing.T) {
 		{"a multi-line throttling reply", reply(421, "4.7.0 Try again later,\n4.7.0 closing connection."), relay.Throttled},
 		// One recipient's mailbox, not hookmail's pace: retried for that
 		// recipient at the backoff, counted, never a pace cut.
+		{"Workspace relay's limit is a throttle", reply(450, "4.2.1 Peak SMTP relay limit exceeded for customer. This is a temporary error."), relay.Throttled},
 		{"Gmail's busy mailbox is temporary", reply(450, "4.2.1 The user you are trying to contact is receiving mail too\n4.2.1 quickly. Please resend your message at a later time."), relay.Temporary},
 		{"anvil at the greeting", &connectError{host: "h", port: 25, err: &textproto.Error{Code: 421, Msg: "4.7.0 mx.example.com Error: too many connections from 192.0.2.1"}}, relay.Throttled},
 		{"a 5xx that says rate limit is no throttle", reply(550, "5.7.1 rate limit policy refuses this message"), relay.Permanent},
@@ -188,5 +189,23 @@ func TestSMTPReply(t *testing.T) {
 	}
 	if code, enhanced := SMTPReply(errors.New("dial tcp: refused")); code != 0 || enhanced != "" {
 		t.Errorf("SMTPReply of a network error = %d %q, want 0 \"\"", code, enhanced)
+	}
+}
+
+// TestQuotaAtMailFromHasNoSenderHint: a quota reply to MAIL FROM is quota,
+// and says nothing of smtp.from, which is not what needs fixing; a refusal
+// for good there is config, and names it.
+func TestQuotaAtMailFromHasNoSenderHint(t *testing.T) {
+	replies, err := newReplyTable(config.SMTP{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	quota := replies.classified(&senderError{err: &textproto.Error{Code: 550, Msg: "5.4.5 Daily user sending quota exceeded."}})
+	if relay.Classify(quota) != relay.Quota || relay.Hint(quota) != "" {
+		t.Errorf("quota at MAIL FROM: %s, hint %q; want quota and no hint", relay.Classify(quota), relay.Hint(quota))
+	}
+	refused := replies.classified(&senderError{err: &textproto.Error{Code: 550, Msg: "5.7.60 not allowed to send as this sender"}})
+	if relay.Classify(refused) != relay.Config || !strings.Contains(relay.Hint(refused), "smtp.from") {
+		t.Errorf("sender refused at MAIL FROM: %s, hint %q; want config naming smtp.from", relay.Classify(refused), relay.Hint(refused))
 	}
 }

@@ -26,11 +26,14 @@ type replyPattern struct{ pattern, example, from string }
 // "450 4.2.1 ... receiving mail at a rate" is not among them: it is about
 // one recipient's mailbox (x.2.x is mailbox status), and as a throttle it
 // cut the pace of every email and put that one back first, again and again.
+// Workspace relay's "450 4.2.1 Peak SMTP relay limit exceeded" is: it is
+// about the sending account.
 var (
 	builtinThrottle = []replyPattern{
 		{`^4\d\d 4\.7\.0 .*try again later`, "421 4.7.0 Try again later, closing connection.", "Gmail"},
 		{`^4\d\d 4\.7\.0 .*unusual rate`, "421 4.7.0 Our system has detected an unusual rate of unsolicited mail originating from your IP address.", "Gmail"},
 		{`^4\d\d 4\.7\.28 `, "421 4.7.28 Our system has detected an unusual rate of unsolicited mail originating from your IP address.", "Gmail"},
+		{`^4\d\d 4\.2\.1 .*limit exceeded`, "450 4.2.1 Peak SMTP relay limit exceeded for customer. This is a temporary error.", "Google Workspace SMTP relay"},
 		{`^4\d\d 4\.3\.2 .*(thread limit|concurrent connections? limit)`, "432 4.3.2 STOREDRV.ClientSubmit; sender thread limit exceeded", "Microsoft 365"},
 		{`^4\d\d 4\.7\.5\d\d `, "451 4.7.500 Server busy. Please try again later.", "Microsoft 365"},
 		{`^4\d\d 4\.4\.2 .*submission rate`, "421 4.4.2 Message submission rate for this client has exceeded the configured limit", "Exchange"},
@@ -127,7 +130,11 @@ func (t *replyTable) classified(err error) error {
 	if errors.As(err, &done) {
 		return err
 	}
-	return &Error{Err: err, class: t.classify(err), hint: hint(err)}
+	e := &Error{Err: err, class: t.classify(err)}
+	if e.class == relay.Config { // a quota reply to MAIL FROM is no smtp.from problem
+		e.hint = hint(err)
+	}
+	return e
 }
 
 // replyLine is the server's reply in err as "code text" on one line, ""

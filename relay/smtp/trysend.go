@@ -99,9 +99,9 @@ func (s *Sender) stepFailed(step string, err error) error {
 	if code != 0 {
 		reply = fmt.Sprintf("server replied %d %s", code, enhanced)
 	}
-	hint := hint(err)
-	if hint != "" {
-		hint = "; " + hint
+	fix := ""
+	if h := hint(err); h != "" && class == relay.Config {
+		fix = "; " + h
 	}
-	return fmt.Errorf("%s failed (%s, %s): %w%s", step, reply, class, err, hint)
+	return fmt.Errorf("%s failed (%s, %s): %w%s", step, reply, class, err, fix)
 }
