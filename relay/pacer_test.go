@@ -179,10 +179,33 @@ func TestPacerThrottledUnderARate(t *testing.T) {
 		t.Errorf("pace %v after throttling on every email, want the floor, one a minute", got)
 	}
 	// From the floor, back at the rate within 200 s of the last cut.
-	// (Before, the rise was a tenth of the floor's pace: 17 hours.)
+	// (Before, the rise was a tenth of the floor's pace: over 3 hours.)
 	clock.advance(200 * time.Second)
 	if got := p.paceNow(); got != 2 {
 		t.Errorf("pace %v 200 s after the last of the cuts, want smtp.rate's 2", got)
+	}
+}
+
+// TestPacerThrottledBelowItsRate: under an smtp.rate far above what was
+// sent, the pace climbs back to the rate the server complained at, by a
+// twentieth of it every 10 s, not by a share of smtp.rate: that put it
+// above the complaint within 10 s.
+func TestPacerThrottledBelowItsRate(t *testing.T) {
+	cfg := configtest.Default(t)
+	cfg.SMTP.Rate = "100/s"
+	p, clock := newTestPacer(t, cfg)
+	var last time.Time
+	for range 40 { // 4 a second for 10 s
+		last = send(t, p, cfg, &cfg.Routes[0])
+		clock.advance(250 * time.Millisecond)
+	}
+	p.throttled(last, cfg)
+	if got := p.paceNow(); math.Abs(got-2) > 0.1 {
+		t.Fatalf("pace %v after a throttling reply at 4 a second, want 2", got)
+	}
+	clock.advance(10 * time.Second)
+	if got := p.paceNow(); got > 2.5 {
+		t.Errorf("pace %v 10 s after the cut, want about 2.2: still below the 4 a second the server complained at", got)
 	}
 }
 

@@ -59,10 +59,9 @@ func (p *pacer) throttled(sentAt time.Time, cfg *config.Config) {
 	}
 	p.pace = max(base*paceCut, paceFloor)
 	if wasUncapped {
+		// Where the server complained: under smtp.rate, the rate sent at,
+		// which may be far below it.
 		p.ceiling = base
-		if limited {
-			p.ceiling = rate.PerSecond()
-		}
 	}
 	// The rise is a share of the ceiling, not of the pace cut to: from
 	// the first cut it is back in 10 steps, and after cuts in a row in 20
