@@ -186,6 +186,9 @@ func (w *Workers) work(ctx context.Context) {
 // operator requeued or dropped the event.
 func (w *Workers) keep(ctx context.Context, l *Lease) (stop func(), lost <-chan struct{}) {
 	every := max(time.Until(l.Expires)/3, 10*time.Millisecond)
+	// Past the attempt's time and its result's store, the worker hangs:
+	// the lease is left to lapse, so the event is offered again.
+	until := time.Now().Add(sendTimeout + settleTimeout)
 	var mu sync.Mutex // held while extending, and to stop
 	stopped := false
 	gone := make(chan struct{})
@@ -195,6 +198,11 @@ func (w *Workers) keep(ctx context.Context, l *Lease) (stop func(), lost <-chan 
 		mu.Lock()
 		defer mu.Unlock()
 		if stopped {
+			return
+		}
+		if time.Now().After(until) {
+			w.log.Error("a delivery attempt hangs past its time; its lease is left to lapse, and the event is offered again", "id", l.Item.Event.ID)
+			stopped = true
 			return
 		}
 		err := w.queue.Extend(ctx, l)
