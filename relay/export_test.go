@@ -18,5 +18,9 @@ func (w *Workers) DeliverUntil(ctx context.Context, l *Lease, stop, lost <-chan 
 	w.deliver(ctx, l, turn{stop: stop, lost: lost})
 }
 
+// SetHangAfter shortens how long a worker extends the lease of an attempt
+// that does not end; call it before Run.
+func (w *Workers) SetHangAfter(d time.Duration) { w.hangAfter = d }
+
 // SetClock replaces the workers' clock; call it before Run.
 func (w *Workers) SetClock(now func() time.Time) { w.now, w.pacer.now = now, now }

@@ -68,6 +68,9 @@ type Workers struct {
 	count   int
 	now     func() time.Time
 	pacer   *pacer
+	// hangAfter is how long keep extends a lease: an attempt's time and
+	// its result's store (shorter in tests).
+	hangAfter time.Duration
 
 	failures failureLog // the delivery failure last logged
 	outcomes *Outcomes  // the last hour's, for the admin page
@@ -93,6 +96,8 @@ func NewWorkers(rules *Rules, queue Queue, scope QueueScope, digests DigestStore
 		count:    rules.Config.SMTP.Workers,
 		now:      time.Now,
 		outcomes: newOutcomes(),
+
+		hangAfter: sendTimeout + settleTimeout,
 	}
 	if pace == nil {
 		pace = NewLocalPace(nil)
@@ -188,7 +193,7 @@ func (w *Workers) keep(ctx context.Context, l *Lease) (stop func(), lost <-chan 
 	every := max(time.Until(l.Expires)/3, 10*time.Millisecond)
 	// Past the attempt's time and its result's store, the worker hangs:
 	// the lease is left to lapse, so the event is offered again.
-	until := time.Now().Add(sendTimeout + settleTimeout)
+	until := time.Now().Add(w.hangAfter)
 	var mu sync.Mutex // held while extending, and to stop
 	stopped := false
 	gone := make(chan struct{})

@@ -508,3 +508,46 @@ func TestLostLeaseSendsNoMore(t *testing.T) {
 		t.Errorf("sent %v, want the first route's email only, and the loss logged:\n%s", sent, logs)
 	}
 }
+
+// TestHungAttemptLetsItsLeaseLapse: a worker whose attempt never ends
+// extends its lease for the attempt's time and its result's store, then
+// lets it lapse, so the event is offered again. (Before, a lease extended
+// on a context the attempt's timeout did not end was kept for ever.)
+func TestHungAttemptLetsItsLeaseLapse(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.SMTP.Workers = 1
+	q := memqueue.Open(memqueue.NewStore(), memqueue.WithLeaseTimeout(300*time.Millisecond))
+	t.Cleanup(func() { q.Close() })
+	rules, err := relay.NewRules(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hung, sending := make(chan struct{}), make(chan struct{})
+	sender := &fakeSender{send: func(context.Context, *relay.Message) error {
+		close(sending) // once: the worker hangs here
+		<-hung
+		return nil
+	}}
+	w := relay.NewWorkers(rules, q, relay.QueueLocal, q, nil, sender, nil, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	w.SetHangAfter(time.Second)
+	ev := &relay.Event{ID: "hung", Source: "gateway", Type: relay.TypeSMS, Data: map[string]string{"phone": "+1", "message": "hi"}, Received: time.Now()}
+	if err := q.Enqueue(t.Context(), ev); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = w.Run(ctx) }()
+	defer func() { cancel(); close(hung); <-done }()
+	<-sending
+	// Extended while the attempt may still end (TestSlowSendKeepsItsLease),
+	// then let go: another worker can take it.
+	lctx, lcancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer lcancel()
+	l, err := q.Lease(lctx)
+	if err != nil {
+		t.Fatalf("the hung attempt's event was not offered again: %v", err)
+	}
+	if l.Item.Event.ID != ev.ID {
+		t.Errorf("leased %s", l.Item.Event.ID)
+	}
+}
