@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/textproto"
 	"slices"
@@ -366,6 +367,37 @@ func (q ctxQueue) Bury(ctx context.Context, l *relay.Lease, reason string, p rel
 	return q.Queue.Bury(ctx, l, reason, p)
 }
 
+// oneLeased stores the sample SMS "ev" in a fresh in-memory queue (seen
+// through wrap, if not nil) and leases it, for workers on cfg sending with
+// sender and logging to logs (nil: discarded).
+func oneLeased(t *testing.T, cfg *config.Config, wrap func(relay.Queue) relay.Queue, sender relay.Sender, logs io.Writer) (*relay.Workers, *memqueue.Queue, *relay.Lease) {
+	t.Helper()
+	mq := memqueue.Open(memqueue.NewStore())
+	t.Cleanup(func() { mq.Close() })
+	var q relay.Queue = mq
+	if wrap != nil {
+		q = wrap(mq)
+	}
+	rules, err := relay.NewRules(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.DiscardHandler)
+	if logs != nil {
+		log = slog.New(slog.NewTextHandler(logs, nil))
+	}
+	w := relay.NewWorkers(rules, q, relay.QueueLocal, mq, nil, sender, nil, log, prometheus.NewRegistry())
+	ev := &relay.Event{ID: "ev", Source: "gateway", Type: relay.TypeSMS, Data: map[string]string{"phone": "+1", "message": "hi"}, Received: time.Now()}
+	if err := q.Enqueue(t.Context(), ev); err != nil {
+		t.Fatal(err)
+	}
+	l, err := q.Lease(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w, mq, l
+}
+
 // TestAttemptThatRunsOutStoresItsResult: an attempt whose context ends
 // while it sends (sendTimeout, after a slow server) still stores what it
 // did, on a queue that honours contexts: the email sent is acked, a
@@ -387,35 +419,19 @@ func TestAttemptThatRunsOutStoresItsResult(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := testConfig(t)
-			mq := memqueue.Open(memqueue.NewStore())
-			t.Cleanup(func() { mq.Close() })
-			q := ctxQueue{mq}
-			rules, err := relay.NewRules(cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
 			attempt, runOut := context.WithCancel(t.Context())
 			defer runOut()
 			sender := &fakeSender{send: func(context.Context, *relay.Message) error {
 				runOut() // the attempt's time is up as the server answers
 				return tc.reply
 			}}
-			w := relay.NewWorkers(rules, q, relay.QueueLocal, mq, nil, sender, nil, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
-			ev := &relay.Event{ID: "slow", Source: "gateway", Type: relay.TypeSMS, Data: map[string]string{"phone": "+1", "message": "hi"}, Received: time.Now()}
-			if err := q.Enqueue(t.Context(), ev); err != nil {
-				t.Fatal(err)
-			}
-			l, err := q.Lease(t.Context())
-			if err != nil {
-				t.Fatal(err)
-			}
+			w, mq, l := oneLeased(t, testConfig(t), func(q relay.Queue) relay.Queue { return ctxQueue{q} }, sender, nil)
 			w.Deliver(attempt, l)
 			st, err := mq.Stats(t.Context())
 			if err != nil {
 				t.Fatal(err)
 			}
-			it, _ := mq.Get(t.Context(), ev.ID)
+			it, _ := mq.Get(t.Context(), "ev")
 			if st.Delivering != 0 || !tc.want(st, it) {
 				t.Errorf("after the attempt: %+v, item %+v; want its result stored", st, it)
 			}
@@ -434,12 +450,6 @@ func TestStopPutsBackTheRoutesNotBegun(t *testing.T) {
 		{Name: "second", To: []string{"b@example.com"}, Continue: true},
 		{Name: "third", To: []string{"c@example.com"}},
 	}
-	q := memqueue.Open(memqueue.NewStore())
-	t.Cleanup(func() { q.Close() })
-	rules, err := relay.NewRules(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
 	stop := make(chan struct{})
 	var sent []string
 	sender := &fakeSender{send: func(_ context.Context, m *relay.Message) error {
@@ -448,17 +458,9 @@ func TestStopPutsBackTheRoutesNotBegun(t *testing.T) {
 		}
 		return nil
 	}}
-	w := relay.NewWorkers(rules, q, relay.QueueLocal, q, nil, sender, nil, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
-	ev := &relay.Event{ID: "ev", Source: "gateway", Type: relay.TypeSMS, Data: map[string]string{"phone": "+1", "message": "hi"}, Received: time.Now()}
-	if err := q.Enqueue(t.Context(), ev); err != nil {
-		t.Fatal(err)
-	}
-	l, err := q.Lease(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
+	w, q, l := oneLeased(t, cfg, nil, sender, nil)
 	w.DeliverUntil(t.Context(), l, stop, nil)
-	it, err := q.Get(t.Context(), ev.ID)
+	it, err := q.Get(t.Context(), "ev")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -479,12 +481,6 @@ func TestLostLeaseSendsNoMore(t *testing.T) {
 		{Name: "first", To: []string{"a@example.com"}, Continue: true},
 		{Name: "second", To: []string{"b@example.com"}},
 	}
-	q := memqueue.Open(memqueue.NewStore())
-	t.Cleanup(func() { q.Close() })
-	rules, err := relay.NewRules(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
 	lost := make(chan struct{})
 	var sent []string
 	sender := &fakeSender{send: func(_ context.Context, m *relay.Message) error {
@@ -494,15 +490,7 @@ func TestLostLeaseSendsNoMore(t *testing.T) {
 		return nil
 	}}
 	logs := &relaytest.LogBuffer{}
-	w := relay.NewWorkers(rules, q, relay.QueueLocal, q, nil, sender, nil, slog.New(slog.NewTextHandler(logs, nil)), prometheus.NewRegistry())
-	ev := &relay.Event{ID: "ev", Source: "gateway", Type: relay.TypeSMS, Data: map[string]string{"phone": "+1", "message": "hi"}, Received: time.Now()}
-	if err := q.Enqueue(t.Context(), ev); err != nil {
-		t.Fatal(err)
-	}
-	l, err := q.Lease(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
+	w, _, l := oneLeased(t, cfg, nil, sender, logs)
 	w.DeliverUntil(t.Context(), l, nil, lost)
 	if !slices.Equal(sent, []string{"first"}) || !strings.Contains(logs.String(), "the lease on this event was lost") {
 		t.Errorf("sent %v, want the first route's email only, and the loss logged:\n%s", sent, logs)
